@@ -1,0 +1,2 @@
+#include <iostream>
+int main() { std::cout << "qins: under construction\n"; return 0; }

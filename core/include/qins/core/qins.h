@@ -1,0 +1,46 @@
+// The QINS number system: 8-bit codes (sign bit + 7-bit magnitude index j, j = 0 is exactly 0),
+// value = sign * scale[row] * lut[j]. The codebook decides what lut holds and how scales are fitted.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <string>
+
+namespace qins::core {
+
+enum class Codebook : uint8_t { Inverse = 0, Projective = 1, Uniform = 2 };
+
+const char* codebook_name(Codebook cb);
+Codebook codebook_from_name(const std::string& name);  // throws std::invalid_argument
+
+struct QuantizeOptions {
+  Codebook codebook = Codebook::Projective;
+  double pole = 300.0;   // projective: the pole C of s*j/(C-j); <= 0 means fit per tensor by MSE
+  int threads = 0;       // 0 = at::get_num_threads()
+};
+
+// One quantized matrix. Code byte: bit 7 = sign (1 = negative), bits 0..6 = magnitude index j.
+struct QuantizedTensor {
+  torch::Tensor codes;   // [out, in] uint8, contiguous
+  torch::Tensor scales;  // [out] float32, per row
+  torch::Tensor lut;     // [128] float32, per tensor; lut[0] == 0
+  Codebook codebook = Codebook::Projective;
+  double pole = 0.0;     // projective only (informative)
+};
+
+// Deterministic (same input, same bytes), multi-threaded over rows. `w`: [out, in], any float dtype.
+QuantizedTensor quantize(const torch::Tensor& w, const QuantizeOptions& opts = {});
+// Full fp32 matrix [out, in] (reference / tests / accuracy report only).
+torch::Tensor dequantize(const QuantizedTensor& q);
+// Only the requested rows, fp32 [ids.size(), in] (embedding lookup).
+torch::Tensor dequantize_rows(const QuantizedTensor& q, const torch::Tensor& row_ids);
+
+// Weight error statistics.
+struct ErrorStats {
+  double sqnr_db = 0.0;       // 10 log10(|W|^2 / |W-Q|^2)
+  double rel_error = 0.0;     // |W-Q| / |W|
+};
+ErrorStats measure_error(const torch::Tensor& w, const QuantizedTensor& q);
+
+}  // namespace qins::core
