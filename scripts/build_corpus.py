@@ -67,6 +67,7 @@ class Synset:
 
 def split_gloss(gloss):
     """Split '| def; def; "example"; "example"' on ';' outside double quotes."""
+    gloss = gloss.replace("`", "'")  # WordNet quotes words as `word'
     if '"' not in gloss:  # most glosses (nouns especially) have no examples: fast path
         parts = [p.strip() for p in gloss.split(";")]
     else:
@@ -291,6 +292,8 @@ def article(word):
 
 def clean_def(d):
     d = d.strip().rstrip(".")
+    if len(d) > MAX_DEF_CHARS and ";" in d:  # keep answers to one or two sentences
+        d = d[:d.index(";")].rstrip(".")
     return d
 
 
@@ -313,7 +316,7 @@ def q_define(f, rng, follow_up=False):
     a = a.format(X=x[:1].upper() + x[1:], x=x, p=pname, art=article(pname), d=d)
     if len(f.senses) > 1 and rng.random() < 0.35:
         p2, d2 = f.senses[1]
-        if len(d2) < MAX_DEF_CHARS:
+        if len(d) + len(d2) < 200:  # the tiny model gets short answers
             if p2 == pname:
                 a += " It can also mean {}.".format(clean_def(d2))
             else:
@@ -384,10 +387,10 @@ def q_pos(f, rng, follow_up=False):
     if follow_up:
         q = "What part of speech is it?"
     else:
-        q = rng.choice(("Is {x} a {a} or a {b}?", "What part of speech is {x}?",
-                        "Is {x} a {a} or a {b}?")).format(x=x, a=names[0], b=rng.choice(other))
-        if rng.random() < 0.5 and q.startswith("Is "):
-            q = "Is {x} a {b} or a {a}?".format(x=x, a=names[0], b=rng.choice(other))
+        b = rng.choice(other)
+        pair = (names[0], b) if rng.random() < 0.5 else (b, names[0])
+        q = rng.choice(("Is {x} {p} or {q}?", "What part of speech is {x}?", "Is {x} {p} or {q}?"))
+        q = q.format(x=x, p=article(pair[0]) + " " + pair[0], q=article(pair[1]) + " " + pair[1])
     X = x[:1].upper() + x[1:]
     if len(names) == 1:
         a = "{X} is {art} {p}.".format(X=X, art=article(names[0]), p=names[0])
@@ -405,8 +408,7 @@ def q_hypernym(f, rng, follow_up=False):
     X = x[:1].upper() + x[1:]
     if kind == "way":
         q = "What kind of action is {x}?" if not follow_up else "What kind of action is it?"
-        a = rng.choice(("To {x} is a way to {y}.", "{X} is a kind of {y}ing.")
-                       if " " not in y and not y.endswith("e") else ("To {x} is a way to {y}.",))
+        a = rng.choice(("To {x} is a way to {y}.", "To {x} is one way to {y}."))
     elif kind == "instance":
         q = rng.choice(("What is {x}?", "What kind of thing is {x}?")) if not follow_up \
             else "What kind of thing is it?"
