@@ -39,6 +39,8 @@ json parse_strict(const std::string& text, const std::string& origin) {
     }
     return true;
   };
+  // nlohmann's lexer takes a NUL byte for the end of input and would ignore what follows.
+  if (text.find('\0') != std::string::npos) fail(origin, "invalid JSON: contains a NUL byte");
   json j;
   try {
     j = json::parse(text, on_event, /*allow_exceptions=*/true, /*ignore_comments=*/false);

@@ -77,6 +77,9 @@ json parse_json_strict(const char* first, const char* last, const std::string& p
     }
     return true;
   };
+  // nlohmann's lexer takes a NUL byte for the end of input and would ignore what follows.
+  if (std::memchr(first, 0, static_cast<std::size_t>(last - first)))
+    fail(path, std::string("invalid ") + what + " JSON: contains a NUL byte");
   try {
     return json::parse(first, last, on_event, /*allow_exceptions=*/true, /*ignore_comments=*/false);
   } catch (const json::exception& e) {
