@@ -294,6 +294,22 @@ TEST(Phi3Config, LongropeWithoutExtensionHasUnitAttentionFactor) {
   expect_round_trip(c);
 }
 
+// Found by the fuzzer: original_max 1 < max with an explicit factor of 1.0 must still round-trip
+// (the reader cannot derive a factor from ln(1) = 0, so the writer must spell it out).
+TEST(Phi3Config, ExplicitAttentionFactorWhereNoneCanBeDerived) {
+  std::string t = small_with_rope(R"({"type": "longrope", "attention_factor": 1.0, "short_factor": )" +
+                                  factors8(1.0) + R"(, "long_factor": )" + factors8(2.0) + "}");
+  t.replace(t.find("\"original_max_position_embeddings\": 64"), 38, "\"original_max_position_embeddings\": 1");
+  const Phi3Config c = qins::parse_phi3_config(t, "config.json");
+  EXPECT_EQ(c.original_max_position_embeddings, 1);
+  EXPECT_EQ(c.attention_factor, 1.0);
+  expect_round_trip(c);
+  std::string no_factor = t;
+  no_factor.replace(no_factor.find("\"attention_factor\": 1.0, "), 25, "");
+  EXPECT_ERROR_NAMES(config_error(no_factor), "bad/config.json",
+                     "'original_max_position_embeddings' must be at least 2 for longrope");
+}
+
 TEST(Phi3Config, PartialRotaryFactor) {
   // head_dim 16 * 0.5 = 8 rotated dims: factors hold 4 values.
   const std::string t = R"({"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,

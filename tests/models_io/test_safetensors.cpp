@@ -285,6 +285,35 @@ TEST(Conversions, F16AllValuesRoundTrip) {
   }
 }
 
+// The fast to_float32 paths (memcpy loop, lookup table) against the scalar reference, over every
+// 16-bit pattern, from an unaligned address.
+TEST(Conversions, ToFloat32MatchesScalarReferenceForAllPatterns) {
+  std::vector<uint8_t> buf(2 * 65536 + 1);
+  for (uint32_t h = 0; h < 65536; ++h) {
+    buf[1 + 2 * h] = static_cast<uint8_t>(h & 0xff);
+    buf[2 + 2 * h] = static_cast<uint8_t>(h >> 8);
+  }
+  st::TensorView v;
+  v.shape = {256, 256};
+  v.data = buf.data() + 1;
+  v.nbytes = 2 * 65536;
+  std::vector<float> out(65536);
+  v.dtype = st::DType::F16;
+  st::to_float32(v, out.data());
+  for (uint32_t h = 0; h < 65536; ++h)
+    ASSERT_EQ(bits(out[h]), bits(st::f16_to_float(static_cast<uint16_t>(h)))) << std::hex << h;
+  v.dtype = st::DType::BF16;
+  st::to_float32(v, out.data());
+  for (uint32_t h = 0; h < 65536; ++h) ASSERT_EQ(bits(out[h]), h << 16) << std::hex << h;
+  v.dtype = st::DType::F32;
+  v.shape = {32768};
+  st::to_float32(v, out.data());
+  for (uint32_t i = 0; i < 32768; ++i) {
+    const uint32_t lo = 2 * i, hi = 2 * i + 1;
+    ASSERT_EQ(bits(out[i]), lo | (hi << 16)) << i;
+  }
+}
+
 // Against a slow twin: the result is the nearest half (ties to an even mantissa).
 TEST(Conversions, F16IsNearestAgainstBruteForce) {
   std::mt19937 rng(7);
