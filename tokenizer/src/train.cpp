@@ -90,6 +90,7 @@ void write_atomic(const fs::path& path, const std::string& bytes) {
 // `character_coverage` of the text) plus 259 meta/byte pieces exceed the vocabulary. A small
 // vocabulary over a many-script corpus hits that, so pick the coverage that keeps at most half of
 // the free pieces as characters (the rest become merges); rarer characters use byte fallback.
+// Lower bound: SentencePiece's own minimum coverage, 0.98.
 double character_coverage_for(const std::string& corpus, int vocab_size) {
   std::unordered_map<std::uint32_t, std::uint64_t> counts;
   std::uint64_t total = 0;
@@ -112,7 +113,8 @@ double character_coverage_for(const std::string& corpus, int vocab_size) {
   std::uint64_t kept = 0;
   for (std::size_t k = 0; k < keep; ++k) kept += freq[k];
   // SentencePiece adds characters while the covered fraction is below the coverage: stop at `keep`.
-  return std::min(0.9995, (static_cast<double>(kept) - 0.5) / static_cast<double>(total));
+  // It accepts only coverages in [0.98, 1]; if 0.98 needs more characters than fit, it says so.
+  return std::clamp((static_cast<double>(kept) - 0.5) / static_cast<double>(total), 0.98, 0.9995);
 }
 
 }  // namespace
