@@ -1,6 +1,5 @@
 // train_phi3_style_tokenizer: a small Llama/Phi-3-shaped SentencePiece model for tests and tools.
 #include <fcntl.h>
-#include <sentencepiece_trainer.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +16,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "spm_backend.h"
 #include "qins/tokenizer/tokenizer.h"
 
 namespace qins::tok {
@@ -162,7 +162,7 @@ void train_phi3_style_tokenizer(const std::string& corpus_path, int base_vocab_s
       {"minloglevel", "2"},  // quiet: errors only (process-wide SentencePiece setting)
   };
   std::string model;
-  const auto status = sentencepiece::SentencePieceTrainer::Train(args, nullptr, &model);
+  const auto status = detail::spm_train(args, &model);
   if (!status.ok()) throw TokenizerError(corpus_path + ": SentencePiece training failed: " + status.ToString());
 
   // Read the piece count back from the model itself (the trainer's limit is exact, but trust the file).
