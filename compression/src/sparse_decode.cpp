@@ -1,5 +1,5 @@
-// Sparsity decoder: non-zero bytes are decoded into the tail of dst, then expanded forward in
-// place (the write position never passes the read position), so no full-size scratch buffer.
+// Sparsity decoder: non-zero bytes and the run stream are decoded into per-thread scratch
+// (chunk-sized), then expanded into dst run by run.
 #include <cstring>
 #include <string>
 
@@ -52,34 +52,51 @@ void sparse_decode(const uint8_t* src, std::size_t src_size, uint8_t* dst, std::
   const uint8_t* values_src = runs_src + runs_stored + 1;
   const std::size_t values_stored = src_size - 13 - runs_stored - 1;
 
-  uint8_t* values = dst + (dst_size - nnz);
-  decode_block(values_kind, values_src, values_stored, values, nnz, "values");
-  std::vector<uint8_t> runs(runs_raw);
+  // Per-thread scratch (reused across chunks) so short runs can be copied with fixed 16-byte
+  // moves; each is <= the chunk size, never the whole model.
+  thread_local std::vector<uint8_t> values_buf, runs;
+  values_buf.resize(nnz + 16);
+  runs.resize(runs_raw);
+  decode_block(values_kind, values_src, values_stored, values_buf.data(), nnz, "values");
   decode_block(runs_kind, runs_src, runs_stored, runs.data(), runs_raw, "runs");
 
+  // Where time goes: one varint + one short copy per run; runs are short when zeros are
+  // frequent but scattered, so the common case avoids memset/memcpy calls.
   std::size_t pos = 0, r = 0;
-  const uint8_t* rd = values;
-  const uint8_t* vend = dst + dst_size;
+  const uint8_t* rd = values_buf.data();
+  const uint8_t* vend = rd + nnz;
+  const uint8_t* rp = runs.data();
+  const std::size_t rn = runs.size();
+  static const uint8_t kZeros[16] = {};
   bool zero_run = true;
-  while (r < runs.size()) {
-    uint64_t v = 0;
-    unsigned shift = 0;
-    for (;;) {
-      if (r >= runs.size()) throw CodecError("sparse payload: run stream ends inside a varint");
-      if (shift > 28) throw CodecError("sparse payload: run length varint too long");
-      const uint8_t b = runs[r++];
-      v |= uint64_t(b & 0x7F) << shift;
-      shift += 7;
-      if (!(b & 0x80)) break;
+  while (r < rn) {
+    uint64_t v = rp[r++];
+    if (v & 0x80) {
+      v &= 0x7F;
+      unsigned shift = 7;
+      for (;;) {
+        if (r >= rn) throw CodecError("sparse payload: run stream ends inside a varint");
+        if (shift > 28) throw CodecError("sparse payload: run length varint too long");
+        const uint8_t b = rp[r++];
+        v |= uint64_t(b & 0x7F) << shift;
+        shift += 7;
+        if (!(b & 0x80)) break;
+      }
     }
-    if (v > dst_size - pos)
-      throw CodecError("sparse payload: runs exceed the chunk size");
+    const std::size_t room = dst_size - pos;
+    if (v > room) throw CodecError("sparse payload: runs exceed the chunk size");
     if (zero_run) {
-      std::memset(dst + pos, 0, v);
+      if (v <= 16 && room >= 16)
+        std::memcpy(dst + pos, kZeros, 16);
+      else
+        std::memset(dst + pos, 0, v);
     } else {
       if (v > std::size_t(vend - rd))
         throw CodecError("sparse payload: runs use more non-zero bytes than stored");
-      std::memmove(dst + pos, rd, v);
+      if (v <= 16 && room >= 16)
+        std::memcpy(dst + pos, rd, 16);  // values_buf has 16 bytes of slack
+      else
+        std::memcpy(dst + pos, rd, v);
       rd += v;
     }
     pos += v;
