@@ -18,6 +18,21 @@ struct DCtxDeleter {
   void operator()(ZSTD_DCtx* c) const { ZSTD_freeDCtx(c); }
 };
 
+struct CCtxDeleter {
+  void operator()(ZSTD_CCtx* c) const { ZSTD_freeCCtx(c); }
+};
+
+// One compression context per thread, reused across chunks (creating one costs more than
+// compressing a small chunk).
+ZSTD_CCtx* thread_cctx() {
+  thread_local std::unique_ptr<ZSTD_CCtx, CCtxDeleter> ctx;
+  if (!ctx) {
+    ctx.reset(ZSTD_createCCtx());
+    if (!ctx) throw std::bad_alloc();
+  }
+  return ctx.get();
+}
+
 ZSTD_DCtx* thread_dctx() {
   thread_local std::unique_ptr<ZSTD_DCtx, DCtxDeleter> ctx;
   if (!ctx) {
@@ -33,7 +48,8 @@ void zstd_encode(const uint8_t* src, std::size_t n, std::vector<uint8_t>& out, i
   if (n == 0) return;
   const std::size_t base = out.size();
   out.resize(base + ZSTD_compressBound(n));
-  const std::size_t r = ZSTD_compress(out.data() + base, out.size() - base, src, n, level);
+  const std::size_t r =
+      ZSTD_compressCCtx(thread_cctx(), out.data() + base, out.size() - base, src, n, level);
   if (ZSTD_isError(r)) throw std::runtime_error(std::string("zstd: ") + ZSTD_getErrorName(r));
   out.resize(base + r);
 }
