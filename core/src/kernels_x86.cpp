@@ -64,59 +64,34 @@ QINS_AVX512 inline void decode64(const uint8_t* c, const Planes512& p, __m512 f[
   f[3] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(h01, h23));
 }
 
+// Software prefetch distance along a thread's block of rows (contiguous memory). Measured on
+// this Zen 4 with codes in DRAM: none 26 GB/s per core, 2 KB 27, 8-12 KB 28-32; L2-resident 35.
+constexpr int64_t kPrefetchBytes = 8192;
+
 QINS_AVX512 void gemv_avx512(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1,
                              const float* scales, const LutTables& t, const float* xp, float* y) {
   Planes512 p;
   load_planes(t, &p);
   const int64_t in64 = in & ~int64_t{63};
-  int64_t r = r0;
-  // Two rows at a time: each x vector loaded once feeds two rows' FMAs, and two independent
-  // decode chains keep the shuffle units busy.
-  for (; r + 2 <= r1; r += 2) {
-    const uint8_t* c0 = codes + r * in;
-    const uint8_t* c1 = c0 + in;
+  // One row at a time: the thread's rows are one contiguous stream, which the hardware
+  // prefetcher and the software prefetch below follow (two rows interleaved measured 2x slower
+  // from DRAM). Four accumulators so FMA latency never limits the decode.
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* c = codes + r * in;
     __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-    __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+    __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
     for (int64_t i = 0; i < in64; i += 64) {
-      _mm_prefetch(reinterpret_cast<const char*>(c0 + i + 1024), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(c1 + i + 1024), _MM_HINT_T0);
-      __m512 f[4], g[4];
-      decode64(c0 + i, p, f);
-      decode64(c1 + i, p, g);
-      const __m512 x0 = _mm512_loadu_ps(xp + i), x1 = _mm512_loadu_ps(xp + i + 16);
-      const __m512 x2 = _mm512_loadu_ps(xp + i + 32), x3 = _mm512_loadu_ps(xp + i + 48);
-      a0 = _mm512_fmadd_ps(f[0], x0, a0);
-      a1 = _mm512_fmadd_ps(f[1], x1, a1);
-      a0 = _mm512_fmadd_ps(f[2], x2, a0);
-      a1 = _mm512_fmadd_ps(f[3], x3, a1);
-      b0 = _mm512_fmadd_ps(g[0], x0, b0);
-      b1 = _mm512_fmadd_ps(g[1], x1, b1);
-      b0 = _mm512_fmadd_ps(g[2], x2, b0);
-      b1 = _mm512_fmadd_ps(g[3], x3, b1);
-    }
-    float s0 = hsum512(_mm512_add_ps(a0, a1));
-    float s1 = hsum512(_mm512_add_ps(b0, b1));
-    for (int64_t i = in64; i < in; ++i) {
-      s0 += code_value(c0[i], t.lut) * xp[i];
-      s1 += code_value(c1[i], t.lut) * xp[i];
-    }
-    y[r - r0] = s0 * scales[r];
-    y[r + 1 - r0] = s1 * scales[r + 1];
-  }
-  for (; r < r1; ++r) {
-    const uint8_t* c0 = codes + r * in;
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-    for (int64_t i = 0; i < in64; i += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(c + i + kPrefetchBytes), _MM_HINT_T0);
       __m512 f[4];
-      decode64(c0 + i, p, f);
+      decode64(c + i, p, f);
       a0 = _mm512_fmadd_ps(f[0], _mm512_loadu_ps(xp + i), a0);
       a1 = _mm512_fmadd_ps(f[1], _mm512_loadu_ps(xp + i + 16), a1);
-      a0 = _mm512_fmadd_ps(f[2], _mm512_loadu_ps(xp + i + 32), a0);
-      a1 = _mm512_fmadd_ps(f[3], _mm512_loadu_ps(xp + i + 48), a1);
+      a2 = _mm512_fmadd_ps(f[2], _mm512_loadu_ps(xp + i + 32), a2);
+      a3 = _mm512_fmadd_ps(f[3], _mm512_loadu_ps(xp + i + 48), a3);
     }
-    float s0 = hsum512(_mm512_add_ps(a0, a1));
-    for (int64_t i = in64; i < in; ++i) s0 += code_value(c0[i], t.lut) * xp[i];
-    y[r - r0] = s0 * scales[r];
+    float s = hsum512(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    for (int64_t i = in64; i < in; ++i) s += code_value(c[i], t.lut) * xp[i];
+    y[r - r0] = s * scales[r];
   }
 }
 
