@@ -244,7 +244,7 @@ TEST(Kernels, ScalarIsAlwaysAvailable) {
 TEST(Kernels, EveryPathMatchesReference) {
   KernelGuard kg;
   struct Shape { int64_t out, in; };
-  const Shape shapes[] = {{1, 1}, {7, 7}, {1, 172}, {172, 1}, {172, 7}, {7, 172}, {33, 64}, {65, 200}, {256, 1000}};
+  const Shape shapes[] = {{1, 1}, {7, 7}, {1, 172}, {172, 1}, {172, 7}, {7, 172}, {33, 64}, {65, 200}, {256, 1000}, {5, 5000}};
   uint64_t seed = 10;
   for (const std::string& isa : qc::available_kernel_isas()) {
     qc::set_kernel_isa(isa);
