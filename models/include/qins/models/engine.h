@@ -52,6 +52,10 @@ struct LoadOptions {
   int context_length = 4096;     // KV cache is preallocated for this many positions
   KvDtype kv_dtype = KvDtype::BF16;
   bool verify_checksums = true;  // .qins: verify every chunk's checksum while decoding
+  // Hugging Face folders only: "f32" (default, the unquantized reference), "bf16", or a QINS
+  // codebook ("inverse" | "projective" | "uniform") to quantize every projection at load.
+  std::string weight_format = "f32";
+  bool bf16_activations = false;  // compute activations in bf16 instead of f32
 };
 
 // What a caller may show about a loaded model.
@@ -104,7 +108,8 @@ class Session {
   // cached prefix, prefills the rest and streams the reply. `stop` (may be null) is checked
   // between tokens and inside long prefills.
   GenerationStats generate(const std::vector<ChatMessage>& messages, const SamplingParams& params,
-                           const TokenFn& on_piece, const std::atomic<bool>* stop = nullptr);
+                           const TokenFn& on_piece, const std::atomic<bool>* stop = nullptr,
+                           std::vector<int>* out_ids = nullptr);
 
   // Raw completion: no chat template. Added-token strings in `prompt` are plain text unless
   // `allow_special`. BOS is prepended only when the tokenizer config says add_bos_token.
@@ -142,9 +147,9 @@ class Engine {
 
   struct Impl;  // defined in engine_impl.h (torch side)
   Impl& impl() { return *impl_; }
+  explicit Engine(std::unique_ptr<Impl> impl);
 
  private:
-  explicit Engine(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

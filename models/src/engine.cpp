@@ -1,0 +1,358 @@
+// Engine (a loaded model) and Session (one conversation with its KV cache): the generate loop.
+#include "qins/models/engine.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "qins/models/engine_impl.h"
+#include "qins/models/hf_loader.h"
+#include "qins/models/safetensors.h"
+#include "qins/models/sampler.h"
+
+namespace fs = std::filesystem;
+
+namespace qins {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(path + ": cannot open for reading");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+tok::ChatRole to_tok_role(Role r) {
+  switch (r) {
+    case Role::System: return tok::ChatRole::System;
+    case Role::User: return tok::ChatRole::User;
+    case Role::Assistant: return tok::ChatRole::Assistant;
+  }
+  return tok::ChatRole::User;
+}
+
+std::vector<tok::ChatTurn> to_turns(const std::vector<ChatMessage>& messages) {
+  std::vector<tok::ChatTurn> turns;
+  turns.reserve(messages.size());
+  for (const auto& m : messages) turns.push_back({to_tok_role(m.role), m.content});
+  return turns;
+}
+
+constexpr int64_t kPrefillChunk = 256;  // prompt tokens per forward call; the stop flag is checked between chunks
+
+}  // namespace
+
+torch::ScalarType kv_scalar_type(KvDtype d) {
+  switch (d) {
+    case KvDtype::F32: return torch::kFloat32;
+    case KvDtype::BF16: return torch::kBFloat16;
+    case KvDtype::F16: return torch::kFloat16;
+  }
+  return torch::kBFloat16;
+}
+
+void configure_threads(int threads) {
+  const int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (at::get_num_threads() != n) at::set_num_threads(n);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session
+
+struct Session::Impl {
+  Engine::Impl* e = nullptr;
+  KvCache cache;
+  std::vector<int> cached;  // tokens whose K/V sit in the cache, in order
+
+  GenerationStats run(std::vector<int> prompt, const SamplingParams& params, const TokenFn& on_piece,
+                      const std::atomic<bool>* stop, std::vector<int>* out_ids);
+  // Runs `ids[from:]` through the model over the cache; returns logits of the last position [vocab] f32.
+  torch::Tensor prefill(const std::vector<int>& ids, size_t from, const std::atomic<bool>* stop, bool* cancelled);
+};
+
+Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Session::~Session() = default;
+
+void Session::reset() {
+  impl_->cache.n_past = 0;
+  impl_->cached.clear();
+}
+int64_t Session::kv_cache_bytes() const { return impl_->cache.bytes(); }
+int Session::cached_tokens() const { return static_cast<int>(impl_->cached.size()); }
+
+torch::Tensor Session::Impl::prefill(const std::vector<int>& ids, size_t from, const std::atomic<bool>* stop,
+                                     bool* cancelled) {
+  torch::Tensor logits;
+  ForwardOptions fo{e->act_dtype, /*last_only=*/true};
+  for (size_t pos = from; pos < ids.size(); pos += kPrefillChunk) {
+    if (stop && stop->load(std::memory_order_relaxed)) {
+      *cancelled = true;
+      return {};
+    }
+    const size_t n = std::min<size_t>(kPrefillChunk, ids.size() - pos);
+    auto chunk = torch::from_blob(const_cast<int*>(ids.data() + pos), {1, static_cast<int64_t>(n)}, torch::kInt32)
+                     .to(torch::kInt64);
+    logits = forward(e->weights, chunk, &cache, fo);
+    cached.insert(cached.end(), ids.begin() + static_cast<long>(pos), ids.begin() + static_cast<long>(pos + n));
+  }
+  return logits.reshape({-1});
+}
+
+GenerationStats Session::Impl::run(std::vector<int> prompt, const SamplingParams& params, const TokenFn& on_piece,
+                                   const std::atomic<bool>* stop, std::vector<int>* out_ids) {
+  torch::NoGradGuard no_grad;
+  const Phi3Config& c = e->weights.config;
+  GenerationStats stats;
+  const auto t0 = Clock::now();
+  stats.prompt_tokens = static_cast<int>(prompt.size());
+  const int64_t capacity = cache.capacity();
+  if (static_cast<int64_t>(prompt.size()) >= capacity) {
+    // Keep the most recent tokens; the caller has already dropped whole turns where it could.
+    prompt.erase(prompt.begin(), prompt.end() - (capacity - 1));
+  }
+
+  // LongRoPE: a sequence past original_max_position_embeddings is rotated with the long factors;
+  // when a conversation first crosses it, the cache is dropped and the whole sequence re-run.
+  const bool need_long = rope_needs_long(c, static_cast<int64_t>(prompt.size()) - 1);
+  if (need_long != cache.long_rope) {
+    cache.long_rope = need_long;
+    cache.n_past = 0;
+    cached.clear();
+  }
+  size_t common = 0;
+  while (common < cached.size() && common < prompt.size() && cached[common] == prompt[common]) ++common;
+  if (common == prompt.size()) --common;  // the last prompt token must run to give logits
+  cached.resize(common);
+  cache.n_past = static_cast<int64_t>(common);
+  stats.prefilled_tokens = static_cast<int>(prompt.size() - common);
+
+  bool cancelled = false;
+  torch::Tensor logits = prefill(prompt, common, stop, &cancelled);
+  const double prefill_s = seconds_since(t0);
+  stats.prefill_tokens_per_s = prefill_s > 0 ? stats.prefilled_tokens / prefill_s : 0.0;
+  if (cancelled) {
+    stats.stop_reason = "cancelled";
+    stats.total_s = seconds_since(t0);
+    return stats;
+  }
+
+  Sampler sampler(params);
+  tok::StreamDecoder decoder(*e->tokenizer);
+  std::vector<float> row(static_cast<size_t>(logits.numel()));
+  Clock::time_point t_first{};
+  stats.stop_reason = "max_tokens";
+  ForwardOptions fo{e->act_dtype, /*last_only=*/true};
+  for (int n = 0; n < params.max_new_tokens; ++n) {
+    std::copy_n(logits.data_ptr<float>(), row.size(), row.begin());
+    const int id = sampler.sample(row.data(), static_cast<int>(row.size()), cached);
+    if (n == 0) {
+      t_first = Clock::now();
+      stats.time_to_first_token_s = seconds_since(t0);
+    }
+    if (std::find(e->stop_ids.begin(), e->stop_ids.end(), id) != e->stop_ids.end()) {
+      stats.stop_reason = "stop_token";
+      break;
+    }
+    ++stats.generated_tokens;
+    if (out_ids) out_ids->push_back(id);
+    const std::string piece = decoder.push(id);
+    if (!piece.empty() && on_piece && !on_piece(piece)) {
+      stats.stop_reason = "cancelled";
+      break;
+    }
+    if (stop && stop->load(std::memory_order_relaxed)) {
+      stats.stop_reason = "cancelled";
+      break;
+    }
+    if (n + 1 == params.max_new_tokens) break;
+    if (cache.n_past + 1 > capacity) {
+      stats.stop_reason = "context_full";
+      break;
+    }
+    if (!cache.long_rope && rope_needs_long(c, cache.n_past)) {
+      // Crossing original_max_position_embeddings: re-run everything with the long factors.
+      std::vector<int> all = cached;
+      all.push_back(id);
+      cache.long_rope = true;
+      cache.n_past = 0;
+      cached.clear();
+      logits = prefill(all, 0, stop, &cancelled);
+      if (cancelled) {
+        stats.stop_reason = "cancelled";
+        break;
+      }
+      continue;
+    }
+    const int64_t one = id;
+    auto input = torch::from_blob(const_cast<int64_t*>(&one), {1, 1}, torch::kInt64);
+    logits = forward(e->weights, input, &cache, fo).reshape({-1});
+    cached.push_back(id);
+  }
+  const std::string rest = decoder.flush();
+  if (!rest.empty() && on_piece) on_piece(rest);
+  stats.total_s = seconds_since(t0);
+  if (stats.generated_tokens > 1) {
+    const double decode_s = std::chrono::duration<double>(Clock::now() - t_first).count();
+    stats.tokens_per_s = decode_s > 0 ? (stats.generated_tokens - 1) / decode_s : 0.0;
+  }
+  return stats;
+}
+
+GenerationStats Session::generate(const std::vector<ChatMessage>& messages, const SamplingParams& params,
+                                  const TokenFn& on_piece, const std::atomic<bool>* stop,
+                                  std::vector<int>* out_ids) {
+  const auto& tok = *impl_->e->tokenizer;
+  std::vector<ChatMessage> kept = messages;
+  std::vector<int> ids = tok.encode_chat(to_turns(kept), /*add_generation_prompt=*/true);
+  // Context overflow policy: drop the oldest turns (never the system prompt, never the last
+  // message) until the prompt plus room for the reply fits.
+  const int64_t capacity = impl_->cache.capacity();
+  const int64_t reserve = std::min<int64_t>(std::max(1, params.max_new_tokens), capacity / 2);
+  int dropped = 0;
+  while (static_cast<int64_t>(ids.size()) + reserve > capacity) {
+    auto first = std::find_if(kept.begin(), kept.end(), [](const ChatMessage& m) { return m.role != Role::System; });
+    if (first == kept.end() || first + 1 >= kept.end()) break;
+    first = kept.erase(first);
+    ++dropped;
+    // Keep the history starting with a user turn.
+    while (first != kept.end() && first + 1 != kept.end() && first->role == Role::Assistant) {
+      first = kept.erase(first);
+      ++dropped;
+    }
+    ids = tok.encode_chat(to_turns(kept), true);
+  }
+  auto stats = impl_->run(std::move(ids), params, on_piece, stop, out_ids);
+  stats.dropped_messages = dropped;
+  return stats;
+}
+
+GenerationStats Session::complete(const std::string& prompt, const SamplingParams& params, const TokenFn& on_piece,
+                                  const std::atomic<bool>* stop, bool allow_special, std::vector<int>* out_ids) {
+  const auto& tok = *impl_->e->tokenizer;
+  std::vector<int> ids;
+  const bool bos = tok.add_bos() || prompt.empty();  // an empty prompt generates from BOS alone
+  if (bos) ids.push_back(impl_->e->weights.config.bos_token_id);
+  const auto body = tok.encode(prompt, allow_special);
+  ids.insert(ids.end(), body.begin(), body.end());
+  return impl_->run(std::move(ids), params, on_piece, stop, out_ids);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Engine::~Engine() = default;
+
+const ModelInfo& Engine::info() const { return impl_->info; }
+
+std::unique_ptr<Session> Engine::new_session() {
+  auto s = std::make_unique<Session::Impl>();
+  s->e = impl_.get();
+  s->cache = make_kv_cache(impl_->weights.config, impl_->info.context_length, impl_->kv_dtype);
+  return std::unique_ptr<Session>(new Session(std::move(s)));
+}
+
+std::vector<int> Engine::tokenize(const std::string& text, bool allow_special) const {
+  return impl_->tokenizer->encode(text, allow_special);
+}
+std::vector<int> Engine::tokenize_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
+  return impl_->tokenizer->encode_chat(to_turns(messages), add_generation_prompt);
+}
+std::string Engine::token_piece(int id) const { return impl_->tokenizer->piece(id); }
+
+std::unique_ptr<Engine> make_engine(std::unique_ptr<Engine::Impl> impl) {
+  Engine::Impl& e = *impl;
+  const Phi3Config& c = e.weights.config;
+  // Stop ids: generation_config.json's list, else config.json's eos plus <|end|> (PHI3.md §5).
+  e.stop_ids = e.generation.eos_token_ids;
+  if (e.stop_ids.empty()) {
+    e.stop_ids = c.eos_token_ids;
+    for (const char* t : {"<|end|>", "<|endoftext|>"}) {
+      const int id = e.tokenizer->token_id(t);
+      if (id >= 0 && std::find(e.stop_ids.begin(), e.stop_ids.end(), id) == e.stop_ids.end()) e.stop_ids.push_back(id);
+    }
+  }
+  e.act_dtype = e.options.bf16_activations ? torch::kBFloat16 : torch::kFloat32;
+  e.kv_dtype = kv_scalar_type(e.options.kv_dtype);
+  const int max_ctx = c.max_position_embeddings;
+  e.info.context_length = std::max(16, std::min(e.options.context_length, max_ctx));
+  e.info.n_params = e.weights.n_params();
+  e.info.weight_bytes = e.weights.weight_bytes();
+  e.info.vocab_size = c.vocab_size;
+  e.info.n_layers = c.num_hidden_layers;
+  e.info.hidden_size = c.hidden_size;
+  e.info.chat_template_note = e.tokenizer->chat_template_note();
+  const int64_t kv_elem = e.kv_dtype == torch::kFloat32 ? 4 : 2;
+  e.info.kv_cache_bytes = 2LL * c.num_hidden_layers * c.num_key_value_heads * e.info.context_length * c.head_dim * kv_elem;
+  // Device: the optimised path is the CPU one; GPU execution is not wired into the graph yet.
+  e.info.device = "cpu";
+  const std::string want = e.options.device;
+  if (want != "cpu") {
+    std::string gpu;
+    if (torch::cuda::is_available()) gpu = "cuda";
+    else if (at::hasMPS()) gpu = "mps";
+    if (want != "auto" || !gpu.empty())
+      e.info.device_note = (gpu.empty() ? "no GPU backend in this libtorch build" : gpu + " is available but the engine runs on the CPU in this version") +
+                           std::string("; running on the CPU");
+  }
+  return std::make_unique<Engine>(std::move(impl));
+}
+
+std::unique_ptr<Engine> load_hf_engine(const std::string& dir, const LoadOptions& options, const ProgressFn& progress) {
+  const auto t0 = Clock::now();
+  configure_threads(options.threads);
+  auto impl = std::make_unique<Engine::Impl>();
+  impl->options = options;
+  const HfPaths paths = find_hf_files(dir);
+  const Phi3Config config = read_phi3_config(paths.config);
+  if (!paths.generation_config.empty())
+    impl->generation = parse_generation_config(read_text_file(paths.generation_config), paths.generation_config);
+  impl->tokenizer = std::make_unique<tok::Tokenizer>(tok::Tokenizer::from_files(paths.tokenizer_model, paths.tokenizer_config));
+  if (impl->tokenizer->vocab_size() > config.vocab_size)
+    throw Error(paths.tokenizer_config + ": the tokenizer has " + std::to_string(impl->tokenizer->vocab_size()) +
+                " tokens but config.json says vocab_size " + std::to_string(config.vocab_size));
+  auto ckpt = st::Checkpoint::open_dir(dir);
+  WeightLoadOptions wo;
+  const std::string& fmt = options.weight_format;
+  if (fmt == "f32" || fmt.empty() || fmt == "auto") wo.mode = WeightMode::F32;
+  else if (fmt == "bf16") wo.mode = WeightMode::BF16;
+  else {
+    wo.mode = WeightMode::Qins;
+    try {
+      wo.quant.codebook = core::codebook_from_name(fmt);
+    } catch (const std::invalid_argument& ex) {
+      throw Error(std::string("weight format: ") + ex.what());
+    }
+  }
+  impl->weights = load_hf_weights(*ckpt, config, wo, [&](double f) { return !progress || progress(f, "loading weights"); });
+  impl->info.name = fs::path(dir).filename().string();
+  if (impl->info.name.empty()) impl->info.name = fs::path(dir).parent_path().filename().string();
+  impl->info.path = dir;
+  impl->info.format = "hf";
+  impl->info.codebook = wo.mode == WeightMode::Qins ? fmt : "none";
+  impl->info.file_bytes = ckpt->total_bytes();
+  auto engine = make_engine(std::move(impl));
+  engine->impl().info.load_seconds = seconds_since(t0);
+  if (progress) progress(1.0, "ready");
+  return engine;
+}
+
+std::unique_ptr<Engine> Engine::load(const std::string& path, const LoadOptions& options, const ProgressFn& progress) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) return load_hf_engine(path, options, progress);
+  if (!fs::exists(path, ec)) throw Error(path + ": no such file or directory");
+  if (is_qins_file(path)) return load_qins_engine(path, options, progress);
+  throw Error(path + ": not a .qins model file nor a Hugging Face model folder");
+}
+
+}  // namespace qins
