@@ -13,6 +13,9 @@ ApplicationWindow {
 
     // Which side panel shows: "" (none), "sampling" or "stats".
     property string sidePanel: ""
+    // The window's C++ objects, for tests and tools that drive the window from outside.
+    readonly property ModelManager modelManager: models
+    readonly property ChatController chatController: controller
 
     function togglePanel(name: string) {
         window.sidePanel = window.sidePanel === name ? "" : name

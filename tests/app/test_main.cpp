@@ -1,0 +1,21 @@
+// GoogleTest main for test_app: one QGuiApplication on the offscreen platform, settings and data
+// in Qt's test locations (never the user's), the QinsChat QML module linked in statically.
+#include <gtest/gtest.h>
+
+#include <QGuiApplication>
+#include <QSettings>
+#include <QStandardPaths>
+#include <QtQml/QQmlExtensionPlugin>
+
+Q_IMPORT_QML_PLUGIN(QinsChatPlugin)
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  if (qEnvironmentVariableIsEmpty("QT_QPA_PLATFORM")) qputenv("QT_QPA_PLATFORM", "offscreen");
+  QStandardPaths::setTestModeEnabled(true);
+  QGuiApplication app(argc, argv);
+  QGuiApplication::setOrganizationName(QStringLiteral("QINS-test"));
+  QGuiApplication::setApplicationName(QStringLiteral("test_app"));
+  QSettings().clear();
+  return RUN_ALL_TESTS();
+}
