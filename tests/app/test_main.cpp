@@ -2,10 +2,13 @@
 // in Qt's test locations (never the user's), the QinsChat QML module linked in statically.
 #include <gtest/gtest.h>
 
+#include <QFile>
 #include <QGuiApplication>
 #include <QSettings>
 #include <QStandardPaths>
 #include <QtQml/QQmlExtensionPlugin>
+
+#include "chat_list_model.h"
 
 Q_IMPORT_QML_PLUGIN(QinsChatPlugin)
 
@@ -17,5 +20,8 @@ int main(int argc, char** argv) {
   QGuiApplication::setOrganizationName(QStringLiteral("QINS-test"));
   QGuiApplication::setApplicationName(QStringLiteral("test_app"));
   QSettings().clear();
+  // The window test opens the default chat database: start each run from an empty one.
+  for (const char* suffix : {"", "-wal", "-shm"})
+    QFile::remove(ChatListModel::defaultDatabasePath() + QLatin1String(suffix));
   return RUN_ALL_TESTS();
 }

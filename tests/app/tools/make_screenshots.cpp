@@ -1,0 +1,93 @@
+// Takes the screenshots in docs/screenshots/: runs the real window (Main.qml, real types, the
+// model QINS_MODEL names or the default one), drives it through its typed root properties (as a
+// user would: send a prompt, open the panels, switch the theme) and grabs the window after each
+// step. Run under Xvfb: scripts in docs/app.md.
+//   qins_app_screenshots OUT_DIR [PROMPT]
+#include <QDir>
+#include <QGuiApplication>
+#include <QImage>
+#include <QQmlApplicationEngine>
+#include <QQuickStyle>
+#include <QQuickWindow>
+#include <QTest>
+#include <QtQml/QQmlExtensionPlugin>
+
+#include <cstdio>
+
+#include "chat_controller.h"
+#include "theme.h"
+
+Q_IMPORT_QML_PLUGIN(QinsChatPlugin)
+
+namespace {
+
+bool save(QQuickWindow* window, const QString& dir, const QString& name) {
+  QTest::qWait(300);  // let bindings, layout and the scene graph settle
+  const QImage image = window->grabWindow();
+  const QString path = QDir(dir).filePath(name + QStringLiteral(".png"));
+  const bool ok = !image.isNull() && image.save(path);
+  std::printf("%s %s\n", ok ? "wrote" : "FAILED", qPrintable(path));
+  return ok;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  QGuiApplication app(argc, argv);
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s OUT_DIR [PROMPT]\n", argv[0]);
+    return 2;
+  }
+  const QString out = QString::fromLocal8Bit(argv[1]);
+  const QString prompt = argc > 2 ? QString::fromLocal8Bit(argv[2])
+                                  : QStringLiteral("Write a C++ function that reverses the words in a string.");
+  QDir().mkpath(out);
+  // Keep the user's chats and settings out of it.
+  QGuiApplication::setOrganizationName(QStringLiteral("QINS-screenshots"));
+  QGuiApplication::setApplicationName(QStringLiteral("QINS Chat"));
+  QQuickStyle::setStyle(QStringLiteral("Fusion"));
+
+  QQmlApplicationEngine engine;
+  engine.addImportPath(QStringLiteral("qrc:/qt/qml"));
+  engine.load(QUrl(QStringLiteral("qrc:/qt/qml/QinsChat/Main.qml")));
+  if (engine.rootObjects().isEmpty()) return 1;
+  auto* window = qobject_cast<QQuickWindow*>(engine.rootObjects().first());
+  auto* models = qvariant_cast<ModelManager*>(window->property("modelManager"));
+  auto* controller = qvariant_cast<ChatController*>(window->property("chatController"));
+  auto* theme = engine.singletonInstance<Theme*>(qmlTypeId("QinsChat", 1, 0, "Theme"));
+  if (!models || !controller || !theme) return 1;
+  window->resize(1180, 760);
+  theme->setMode(QStringLiteral("light"));
+
+  save(window, out, QStringLiteral("loading-light"));
+  if (!QTest::qWaitFor([&] { return !models->loading(); }, 600000) || !models->ready()) {
+    std::fprintf(stderr, "model did not load: %s\n", qPrintable(models->message()));
+    return 1;
+  }
+  controller->newChat();
+  save(window, out, QStringLiteral("empty-light"));
+
+  controller->send(prompt);
+  // One frame while the reply streams, then the finished reply.
+  QTest::qWaitFor([&] { return controller->messages()->count() > 1 &&
+                               controller->messages()->at(1).text.size() > 80; }, 600000);
+  save(window, out, QStringLiteral("streaming-light"));
+  QTest::qWaitFor([&] { return !controller->generating(); }, 600000);
+  save(window, out, QStringLiteral("reply-light"));
+
+  window->setProperty("sidePanel", QStringLiteral("sampling"));
+  save(window, out, QStringLiteral("sampling-light"));
+  window->setProperty("sidePanel", QStringLiteral("stats"));
+  save(window, out, QStringLiteral("stats-light"));
+
+  theme->setMode(QStringLiteral("dark"));
+  save(window, out, QStringLiteral("stats-dark"));
+  window->setProperty("sidePanel", QStringLiteral("sampling"));
+  save(window, out, QStringLiteral("sampling-dark"));
+  window->setProperty("sidePanel", QString());
+  save(window, out, QStringLiteral("reply-dark"));
+  controller->newChat();
+  save(window, out, QStringLiteral("empty-dark"));
+  theme->setMode(QStringLiteral("system"));
+  return 0;
+}
