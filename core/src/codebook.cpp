@@ -1,6 +1,15 @@
+// Codebooks (the per-tensor tables), the per-row scale fit, quantize / dequantize.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <limits>
 #include <stdexcept>
+#include <vector>
 
 #include "qins/core/qins.h"
+#include "qins_kernels.h"
 
 namespace qins::core {
 
@@ -18,6 +27,264 @@ Codebook codebook_from_name(const std::string& name) {
   if (name == "projective") return Codebook::Projective;
   if (name == "uniform") return Codebook::Uniform;
   throw std::invalid_argument("unknown codebook '" + name + "' (expected inverse, projective or uniform)");
+}
+
+std::array<float, 128> codebook_lut(Codebook cb, double pole) {
+  std::array<float, 128> lut{};
+  switch (cb) {
+    case Codebook::Inverse:
+      // |w| = scale / k, k = 128 - j in 1..127: j = 127 is k = 1 (the row max).
+      for (int j = 1; j < 128; ++j) lut[j] = static_cast<float>(1.0 / (128 - j));
+      break;
+    case Codebook::Projective: {
+      if (!(pole > 127.0) || !std::isfinite(pole))
+        throw std::invalid_argument("projective codebook: pole C must be > 127, got " + std::to_string(pole));
+      // s * j / (C - j), divided by its value at j = 127 so lut[127] == 1 and the row scale is
+      // the largest representable magnitude (s = scale * (C - 127) / 127).
+      const double top = 127.0 / (pole - 127.0);
+      for (int j = 1; j < 128; ++j) lut[j] = static_cast<float>((j / (pole - j)) / top);
+      break;
+    }
+    case Codebook::Uniform:
+      for (int j = 1; j < 128; ++j) lut[j] = static_cast<float>(j / 127.0);
+      break;
+  }
+  lut[0] = 0.f;
+  return lut;
+}
+
+torch::Tensor make_lut(Codebook cb, double pole) {
+  const std::array<float, 128> lut = codebook_lut(cb, pole);
+  return torch::from_blob(const_cast<float*>(lut.data()), {128}, torch::kFloat32).clone();
+}
+
+namespace {
+
+// Nearest-code search for a monotone table: the decision boundaries between neighbouring codes
+// plus a bucket index over [0, 1] so each lookup starts next to its answer (O(1) on average,
+// whatever the table's shape).
+class NearestCode {
+ public:
+  explicit NearestCode(const std::array<float, 128>& lut) : lut_(lut) {
+    for (int j = 0; j < 127; ++j) bound_[j] = 0.5f * (lut[j] + lut[j + 1]);
+    int j = 0;
+    for (int b = 0; b <= kBuckets; ++b) {
+      const float edge = static_cast<float>(b) / kBuckets;
+      while (j < 127 && bound_[j] < edge) ++j;
+      first_[b] = static_cast<uint8_t>(j);
+    }
+  }
+  // a = |w| / scale >= 0 -> index j in 0..127 with |a - lut[j]| minimal (ties to the smaller).
+  int index(float a) const {
+    if (!(a < 1.f)) a = 1.f;  // beyond the top code (or NaN-free clip): the largest magnitude
+    int j = first_[static_cast<int>(a * kBuckets)];
+    while (j < 127 && bound_[j] < a) ++j;
+    return j;
+  }
+  float value(int j) const { return lut_[j]; }
+
+ private:
+  static constexpr int kBuckets = 8192;
+  std::array<float, 128> lut_;
+  std::array<float, 127> bound_{};
+  std::array<uint8_t, kBuckets + 1> first_{};
+};
+
+// Squared error of one row at scale s (double accumulation: it decides the fit).
+double row_error(const float* w, int64_t n, float s, const NearestCode& nc) {
+  const float inv = 1.f / s;
+  double err = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float a = std::fabs(w[i]);
+    const float d = a - nc.value(nc.index(a * inv)) * s;
+    err += static_cast<double>(d) * d;
+  }
+  return err;
+}
+
+void encode_row(const float* w, int64_t n, float s, const NearestCode& nc, uint8_t* codes) {
+  if (s <= 0.f) {
+    std::fill(codes, codes + n, uint8_t{0});
+    return;
+  }
+  const float inv = 1.f / s;
+  for (int64_t i = 0; i < n; ++i) {
+    const int j = nc.index(std::fabs(w[i]) * inv);
+    codes[i] = static_cast<uint8_t>(j | ((std::signbit(w[i]) && j != 0) ? 0x80 : 0));
+  }
+}
+
+float row_absmax(const float* w, int64_t n) {
+  float m = 0.f;
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, std::fabs(w[i]));
+  return m;
+}
+
+// Scale minimising the row's squared error: a coarse grid of f * max, then a golden-section
+// refinement around the best grid point. Deterministic (no data-dependent randomness).
+float fit_scale(const float* w, int64_t n, const NearestCode& nc, double* err_out) {
+  const float m = row_absmax(w, n);
+  if (m <= 0.f) {
+    if (err_out) *err_out = 0.0;
+    return 0.f;
+  }
+  constexpr int kGrid = 17;
+  constexpr float kLo = 0.5f, kStep = 0.05f;  // f in [0.5, 1.3]
+  float best_f = 1.f;
+  double best = std::numeric_limits<double>::infinity();
+  for (int g = 0; g < kGrid; ++g) {
+    const float f = kLo + kStep * g;
+    const double e = row_error(w, n, f * m, nc);
+    if (e < best) best = e, best_f = f;
+  }
+  const double phi = 0.6180339887498949;
+  double a = best_f - kStep, b = best_f + kStep;
+  double c = b - phi * (b - a), d = a + phi * (b - a);
+  double ec = row_error(w, n, static_cast<float>(c * m), nc);
+  double ed = row_error(w, n, static_cast<float>(d * m), nc);
+  for (int it = 0; it < 10; ++it) {
+    if (ec < ed) {
+      b = d, d = c, ed = ec;
+      c = b - phi * (b - a);
+      ec = row_error(w, n, static_cast<float>(c * m), nc);
+    } else {
+      a = c, c = d, ec = ed;
+      d = a + phi * (b - a);
+      ed = row_error(w, n, static_cast<float>(d * m), nc);
+    }
+  }
+  float s = best_f * m;
+  if (ec < best) best = ec, s = static_cast<float>(c * m);
+  if (ed < best) best = ed, s = static_cast<float>(d * m);
+  if (err_out) *err_out = best;
+  return s;
+}
+
+float row_scale(Codebook cb, const float* w, int64_t n, const NearestCode& nc) {
+  if (cb == Codebook::Inverse) return row_absmax(w, n);  // the original rule: k = 1 is the max
+  return fit_scale(w, n, nc, nullptr);
+}
+
+int64_t grain_for(int64_t rows, int threads) {
+  if (threads <= 0) return 1;
+  return std::max<int64_t>(1, (rows + threads - 1) / threads);
+}
+
+// Pole of the projective codebook fitted by weight MSE over a fixed grid, on up to 128 evenly
+// spaced rows (the fit is per tensor; the rows are a deterministic sample).
+double fit_pole(const float* w, int64_t rows, int64_t cols, int threads) {
+  static const double kPoles[] = {128.0, 130.0, 135.0, 145.0, 160.0, 180.0, 200.0, 250.0,
+                                  300.0, 400.0, 600.0, 1000.0, 2000.0};
+  const int64_t n_sample = std::min<int64_t>(rows, 128);
+  double best_pole = 300.0, best = std::numeric_limits<double>::infinity();
+  for (double pole : kPoles) {
+    const NearestCode nc(codebook_lut(Codebook::Projective, pole));
+    std::vector<double> errs(static_cast<size_t>(n_sample), 0.0);
+    at::parallel_for(0, n_sample, grain_for(n_sample, threads), [&](int64_t b, int64_t e) {
+      for (int64_t k = b; k < e; ++k) {
+        const int64_t r = k * rows / n_sample;
+        fit_scale(w + r * cols, cols, nc, &errs[static_cast<size_t>(k)]);
+      }
+    });
+    double total = 0.0;
+    for (double e : errs) total += e;  // fixed order: deterministic whatever the threads
+    if (total < best) best = total, best_pole = pole;
+  }
+  return best_pole;
+}
+
+torch::Tensor as_cpu_f32(const torch::Tensor& t) {
+  return t.to(torch::kCPU, torch::kFloat32).contiguous();
+}
+
+}  // namespace
+
+QuantizedTensor quantize(const torch::Tensor& w, const QuantizeOptions& opts) {
+  if (!w.defined() || w.dim() != 2)
+    throw std::invalid_argument("quantize: weight must be a 2-D tensor [out, in]");
+  if (!w.is_floating_point()) throw std::invalid_argument("quantize: weight must be floating point");
+  torch::Tensor wf = as_cpu_f32(w);  // [out, in] fp32
+  if (wf.numel() > 0 && !torch::isfinite(wf).all().item<bool>())
+    throw std::invalid_argument("quantize: weight contains NaN or Inf");
+  const int64_t rows = wf.size(0), cols = wf.size(1);
+  const float* wp = wf.data_ptr<float>();
+
+  QuantizedTensor q;
+  q.codebook = opts.codebook;
+  if (opts.codebook == Codebook::Projective)
+    q.pole = opts.pole > 0.0 ? opts.pole : fit_pole(wp, rows, cols, opts.threads);
+  const std::array<float, 128> lut = codebook_lut(opts.codebook, q.pole);
+  const NearestCode nc(lut);
+
+  q.codes = torch::empty({rows, cols}, torch::kUInt8);  // [out, in] uint8
+  q.scales = torch::empty({rows}, torch::kFloat32);     // [out] fp32
+  q.lut = torch::from_blob(const_cast<float*>(lut.data()), {128}, torch::kFloat32).clone();
+  uint8_t* cp = q.codes.data_ptr<uint8_t>();
+  float* sp = q.scales.data_ptr<float>();
+  at::parallel_for(0, rows, grain_for(rows, opts.threads), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const float* row = wp + r * cols;
+      const float s = row_scale(opts.codebook, row, cols, nc);
+      sp[r] = s;
+      encode_row(row, cols, s, nc, cp + r * cols);
+    }
+  });
+  return q;
+}
+
+namespace {
+
+void check_quantized(const QuantizedTensor& q) {
+  if (!q.codes.defined() || q.codes.dim() != 2 || q.codes.scalar_type() != torch::kUInt8)
+    throw std::invalid_argument("QuantizedTensor: codes must be [out, in] uint8");
+  if (!q.scales.defined() || q.scales.dim() != 1 || q.scales.size(0) != q.codes.size(0) ||
+      q.scales.scalar_type() != torch::kFloat32)
+    throw std::invalid_argument("QuantizedTensor: scales must be [out] float32");
+  if (!q.lut.defined() || q.lut.numel() != 128 || q.lut.scalar_type() != torch::kFloat32)
+    throw std::invalid_argument("QuantizedTensor: lut must be [128] float32");
+}
+
+}  // namespace
+
+torch::Tensor dequantize_rows(const QuantizedTensor& q, const torch::Tensor& row_ids) {
+  check_quantized(q);
+  const torch::Tensor codes = q.codes.to(torch::kCPU).contiguous();  // [out, in] uint8
+  const torch::Tensor scales = q.scales.to(torch::kCPU).contiguous();
+  const torch::Tensor ids = row_ids.to(torch::kCPU, torch::kInt64).contiguous().view({-1});
+  const int64_t rows = codes.size(0), cols = codes.size(1), n = ids.numel();
+  const int64_t* idp = ids.data_ptr<int64_t>();
+  for (int64_t k = 0; k < n; ++k)
+    if (idp[k] < 0 || idp[k] >= rows)
+      throw std::out_of_range("dequantize_rows: row id " + std::to_string(idp[k]) + " outside [0, " +
+                              std::to_string(rows) + ")");
+  kernels::LutTables t;
+  kernels::build_tables(q.lut.to(torch::kCPU).contiguous().data_ptr<float>(), &t);
+  torch::Tensor out = torch::empty({n, cols}, torch::kFloat32);  // [n, in] fp32
+  const auto& k = kernels::scalar_kernel();
+  const uint8_t* cp = codes.data_ptr<uint8_t>();
+  const float* sp = scales.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  at::parallel_for(0, n, std::max<int64_t>(1, 65536 / std::max<int64_t>(cols, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) k.expand(cp, cols, idp[i], idp[i] + 1, sp, t, op + i * cols);
+  });
+  return out;
+}
+
+torch::Tensor dequantize(const QuantizedTensor& q) {
+  check_quantized(q);
+  return dequantize_rows(q, torch::arange(q.codes.size(0), torch::kInt64));
+}
+
+ErrorStats measure_error(const torch::Tensor& w, const QuantizedTensor& q) {
+  const torch::Tensor wf = as_cpu_f32(w).to(torch::kFloat64);
+  const torch::Tensor d = dequantize(q).to(torch::kFloat64);
+  if (wf.sizes() != d.sizes()) throw std::invalid_argument("measure_error: shape mismatch");
+  const double sig = wf.pow(2).sum().item<double>();
+  const double noise = (wf - d).pow(2).sum().item<double>();
+  ErrorStats st;
+  st.rel_error = sig > 0 ? std::sqrt(noise / sig) : 0.0;
+  st.sqnr_db = noise > 0 ? 10.0 * std::log10(sig / noise) : std::numeric_limits<double>::infinity();
+  return st;
 }
 
 }  // namespace qins::core

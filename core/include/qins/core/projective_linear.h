@@ -3,6 +3,9 @@
 
 #include <torch/torch.h>
 
+#include <string>
+#include <vector>
+
 #include "qins/core/qins.h"
 
 namespace qins::core {
@@ -23,6 +26,7 @@ class ProjectiveLinearImpl : public torch::nn::Module {
   // dequantize() then torch::linear: the slow twin the fast path is tested against.
   torch::Tensor forward_reference(const torch::Tensor& x);
   torch::Tensor dequantize() const;
+  const torch::Tensor& bias() const { return bias_; }
 
   const QuantizedTensor& quantized() const { return q_; }
   QuantizedTensor& quantized() { return q_; }
@@ -31,8 +35,12 @@ class ProjectiveLinearImpl : public torch::nn::Module {
   int64_t weight_bytes() const;  // codes + scales + lut (+ bias)
 
  private:
+  torch::Tensor forward_on_device(const torch::Tensor& x);
+
   QuantizedTensor q_;
-  torch::Tensor bias_;
+  torch::Tensor bias_;  // [out] fp32 or undefined
+  // Copies of codes / scales / lut on the device of the last non-CPU input (made once).
+  torch::Tensor dev_codes_, dev_scales_, dev_lut_, dev_bias_;
 };
 TORCH_MODULE(ProjectiveLinear);
 
@@ -41,5 +49,11 @@ TORCH_MODULE(ProjectiveLinear);
 void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float* y);
 // Name of the kernel path chosen at run time: "avx512", "avx2", "neon" or "scalar".
 const char* kernel_isa();
+// Force a path ("scalar", "avx2", "avx512", "neon") or go back to the best one ("auto" or "").
+// Throws std::invalid_argument if this CPU / build cannot run it. The environment variable
+// QINS_KERNEL=<name> sets the initial choice. Not meant to be changed while kernels run.
+void set_kernel_isa(const std::string& isa);
+// The paths this CPU and build can run, best last.
+std::vector<std::string> available_kernel_isas();
 
 }  // namespace qins::core

@@ -29,6 +29,11 @@ struct QuantizedTensor {
   double pole = 0.0;     // projective only (informative)
 };
 
+// The per-tensor table of a codebook: [128] fp32, lut[0] == 0, monotone, lut[127] == 1 (so the
+// row scale is the largest representable magnitude). Inverse: 1/(128-j). Uniform: j/127.
+// Projective: (j/(C-j)) / (127/(C-127)), i.e. s*j/(C-j) with s = scale*(C-127)/127. Needs C > 127.
+torch::Tensor make_lut(Codebook cb, double pole = 300.0);
+
 // Deterministic (same input, same bytes), multi-threaded over rows. `w`: [out, in], any float dtype.
 QuantizedTensor quantize(const torch::Tensor& w, const QuantizeOptions& opts = {});
 // Full fp32 matrix [out, in] (reference / tests / accuracy report only).

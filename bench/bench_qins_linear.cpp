@@ -1,0 +1,177 @@
+// QINS linear kernels vs libtorch at the Phi-3.5-mini projection shapes.
+//
+// Batch 1 (decoding): fused QINS GEMV, fp32 torch::linear, bf16 torch::linear, dequantize-then-
+// linear (naive) and a plain sum over as many bytes as the codes (the memory roofline), one shape
+// after another so each ratio comes from the same run. bytes_per_second = weight bytes each
+// variant streams per call (codes: 1 B/weight, fp32: 4, bf16: 2, naive: the codes it expands).
+// Prefill: 64 rows, QINS tile-expand + GEMM vs fp32 torch::linear.
+//
+//   ./build/bench/bench_qins_linear --benchmark_min_time=0.2
+#include <ATen/Parallel.h>
+#include <benchmark/benchmark.h>
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "qins/core/projective_linear.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace qc = qins::core;
+
+namespace {
+
+struct Shape {
+  int64_t out, in;
+  const char* name;
+};
+const Shape kShapes[] = {{9216, 3072, "qkv_proj"},
+                         {3072, 3072, "o_proj"},
+                         {16384, 3072, "gate_up_proj"},
+                         {3072, 8192, "down_proj"},
+                         {32064, 3072, "lm_head"}};
+
+// Only one shape's tensors live at a time (lm_head in fp32 alone is 394 MB; the machine is shared).
+struct Weights {
+  int64_t out = 0, in = 0;
+  std::unique_ptr<qc::ProjectiveLinear> layer;
+  torch::Tensor w32;   // [out, in] fp32
+  torch::Tensor w16;   // [out, in] bf16
+};
+Weights& weights_for(const Shape& s, bool need_float) {
+  static Weights w;
+  if (w.out != s.out || w.in != s.in) {
+    w = Weights{};
+    torch::manual_seed(1);
+    qc::QuantizedTensor q;
+    q.codebook = qc::Codebook::Projective;
+    q.pole = 300.0;
+    q.codes = torch::randint(0, 256, {s.out, s.in}, torch::kUInt8);  // [out, in] uint8
+    q.scales = torch::rand({s.out}) * 0.02 + 0.01;                     // [out] fp32
+    q.lut = qc::make_lut(q.codebook, q.pole);
+    w.layer = std::make_unique<qc::ProjectiveLinear>(q);
+    w.out = s.out;
+    w.in = s.in;
+  }
+  if (need_float && !w.w32.defined()) {
+    w.w32 = (*w.layer)->dequantize();
+    w.w16 = w.w32.to(torch::kBFloat16);
+  }
+  return w;
+}
+
+void bm_qins(benchmark::State& st, Shape s) {
+  Weights& w = weights_for(s, false);
+  const torch::Tensor x = torch::randn({1, s.in});
+  for (auto _ : st) benchmark::DoNotOptimize((*w.layer)->forward(x));
+  st.SetBytesProcessed(st.iterations() * s.out * s.in);
+  st.SetLabel(qc::kernel_isa());
+}
+
+void bm_fp32(benchmark::State& st, Shape s) {
+  Weights& w = weights_for(s, true);
+  const torch::Tensor x = torch::randn({1, s.in});
+  for (auto _ : st) benchmark::DoNotOptimize(torch::linear(x, w.w32));
+  st.SetBytesProcessed(st.iterations() * s.out * s.in * 4);
+}
+
+void bm_bf16(benchmark::State& st, Shape s) {
+  Weights& w = weights_for(s, true);
+  const torch::Tensor x = torch::randn({1, s.in}).to(torch::kBFloat16);
+  for (auto _ : st) benchmark::DoNotOptimize(torch::linear(x, w.w16));
+  st.SetBytesProcessed(st.iterations() * s.out * s.in * 2);
+}
+
+void bm_naive(benchmark::State& st, Shape s) {
+  Weights& w = weights_for(s, false);
+  const torch::Tensor x = torch::randn({1, s.in});
+  for (auto _ : st) benchmark::DoNotOptimize((*w.layer)->forward_reference(x));
+  st.SetBytesProcessed(st.iterations() * s.out * s.in);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2"))) uint64_t sum_bytes(const uint8_t* p, int64_t n) {
+  __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 128 <= n; i += 128) {
+    a0 = _mm256_add_epi64(a0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i)));
+    a1 = _mm256_add_epi64(a1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 32)));
+    a2 = _mm256_add_epi64(a2, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 64)));
+    a3 = _mm256_add_epi64(a3, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i + 96)));
+  }
+  alignas(32) uint64_t lanes[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes),
+                     _mm256_add_epi64(_mm256_add_epi64(a0, a1), _mm256_add_epi64(a2, a3)));
+  uint64_t s = lanes[0] + lanes[1] + lanes[2] + lanes[3];
+  for (; i < n; ++i) s += p[i];
+  return s;
+}
+#else
+uint64_t sum_bytes(const uint8_t* p, int64_t n) {
+  uint64_t s = 0;
+  for (int64_t i = 0; i < n; ++i) s += p[i];
+  return s;
+}
+#endif
+
+// The roofline: read the code bytes once, split over the same threads as the GEMV.
+void bm_plain_sum(benchmark::State& st, Shape s) {
+  Weights& w = weights_for(s, false);
+  const torch::Tensor& codes = (*w.layer)->quantized().codes;
+  const uint8_t* p = codes.data_ptr<uint8_t>();
+  const int64_t rows = s.out, in = s.in;
+  for (auto _ : st) {
+    std::vector<uint64_t> part(static_cast<size_t>(at::get_num_threads()) + 1, 0);
+    at::parallel_for(0, rows, 64, [&](int64_t b, int64_t e) {
+      part[static_cast<size_t>(at::get_thread_num())] += sum_bytes(p + b * in, (e - b) * in);
+    });
+    uint64_t total = 0;
+    for (uint64_t v : part) total += v;
+    benchmark::DoNotOptimize(total);
+  }
+  st.SetBytesProcessed(st.iterations() * s.out * s.in);
+}
+
+void bm_prefill_qins(benchmark::State& st, Shape s) {
+  Weights& w = weights_for(s, false);
+  const torch::Tensor x = torch::randn({64, s.in});
+  for (auto _ : st) benchmark::DoNotOptimize((*w.layer)->forward(x));
+  st.SetBytesProcessed(st.iterations() * s.out * s.in);
+  st.counters["GFLOPS"] = benchmark::Counter(2.0 * 64 * s.out * s.in * 1e-9 * static_cast<double>(st.iterations()),
+                                             benchmark::Counter::kIsRate);
+}
+
+void bm_prefill_fp32(benchmark::State& st, Shape s) {
+  Weights& w = weights_for(s, true);
+  const torch::Tensor x = torch::randn({64, s.in});
+  for (auto _ : st) benchmark::DoNotOptimize(torch::linear(x, w.w32));
+  st.SetBytesProcessed(st.iterations() * s.out * s.in * 4);
+  st.counters["GFLOPS"] = benchmark::Counter(2.0 * 64 * s.out * s.in * 1e-9 * static_cast<double>(st.iterations()),
+                                             benchmark::Counter::kIsRate);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  at::set_num_threads(2);
+  for (const Shape& s : kShapes) {
+    const std::string tag = std::string(s.name) + "/" + std::to_string(s.out) + "x" + std::to_string(s.in);
+    benchmark::RegisterBenchmark(("gemv/qins/" + tag).c_str(), bm_qins, s)->UseRealTime();
+    benchmark::RegisterBenchmark(("gemv/plain_sum/" + tag).c_str(), bm_plain_sum, s)->UseRealTime();
+    benchmark::RegisterBenchmark(("gemv/fp32_linear/" + tag).c_str(), bm_fp32, s)->UseRealTime();
+    benchmark::RegisterBenchmark(("gemv/bf16_linear/" + tag).c_str(), bm_bf16, s)->UseRealTime();
+    benchmark::RegisterBenchmark(("gemv/naive_dequant_linear/" + tag).c_str(), bm_naive, s)->UseRealTime();
+    benchmark::RegisterBenchmark(("prefill64/qins/" + tag).c_str(), bm_prefill_qins, s)->UseRealTime();
+    benchmark::RegisterBenchmark(("prefill64/fp32_linear/" + tag).c_str(), bm_prefill_fp32, s)->UseRealTime();
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,218 @@
+// x86 kernels: AVX-512 (VBMI byte shuffles) and AVX2 (gathers). Compiled with per-function target
+// attributes so the library builds without -march=native; dispatch checks the CPU at run time.
+//
+// Where the time goes (batch-1 GEMV): the work is memory-bound, one code byte per weight. The
+// AVX-512 path turns 64 code bytes into 64 fp32 weights with 4 vpermi2b lookups (one per byte of
+// the fp32 table entry; the 7-bit index selects among 128 bytes, the sign bit is ignored by the
+// instruction), ORs the code's sign bit into the top byte, and interleaves the four byte planes
+// with 8 unpacks. The unpacks work inside 128-bit lanes, so the floats come out in "Block64"
+// order; x is put into the same order once per call, and the dot product does not care.
+#include "qins_kernels.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+namespace qins::core::kernels {
+
+namespace {
+
+inline float code_value(uint8_t c, const float* lut) {
+  const float m = lut[c & 0x7f];
+  return (c & 0x80) ? -m : m;
+}
+
+#define QINS_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,fma")))
+#define QINS_AVX2 __attribute__((target("avx2,fma")))
+
+// Horizontal sum (once per row; a store + scalar adds avoids a GCC 12 header warning).
+QINS_AVX512 inline float hsum512(__m512 v) {
+  alignas(64) float b[16];
+  _mm512_store_ps(b, v);
+  float s = 0.f;
+  for (float e : b) s += e;
+  return s;
+}
+
+struct Planes512 {
+  __m512i lo[4];  // bytes k of lut[0..63]
+  __m512i hi[4];  // bytes k of lut[64..127]
+};
+
+QINS_AVX512 inline void load_planes(const LutTables& t, Planes512* p) {
+  for (int k = 0; k < 4; ++k) {
+    p->lo[k] = _mm512_load_si512(reinterpret_cast<const void*>(t.planes[k]));
+    p->hi[k] = _mm512_load_si512(reinterpret_cast<const void*>(t.planes[k] + 64));
+  }
+}
+
+// 64 code bytes -> 64 signed fp32 magnitudes (before the row scale), Block64 order in f[0..3].
+QINS_AVX512 inline void decode64(const uint8_t* c, const Planes512& p, __m512 f[4]) {
+  const __m512i v = _mm512_loadu_si512(reinterpret_cast<const void*>(c));
+  const __m512i b0 = _mm512_permutex2var_epi8(p.lo[0], v, p.hi[0]);
+  const __m512i b1 = _mm512_permutex2var_epi8(p.lo[1], v, p.hi[1]);
+  const __m512i b2 = _mm512_permutex2var_epi8(p.lo[2], v, p.hi[2]);
+  __m512i b3 = _mm512_permutex2var_epi8(p.lo[3], v, p.hi[3]);
+  // b3 | (v & 0x80): table magnitudes are >= 0, so OR puts the code's sign into the float sign.
+  b3 = _mm512_ternarylogic_epi32(b3, v, _mm512_set1_epi8(static_cast<char>(0x80)), 0xF8);
+  const __m512i l01 = _mm512_unpacklo_epi8(b0, b1);
+  const __m512i h01 = _mm512_unpackhi_epi8(b0, b1);
+  const __m512i l23 = _mm512_unpacklo_epi8(b2, b3);
+  const __m512i h23 = _mm512_unpackhi_epi8(b2, b3);
+  f[0] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(l01, l23));
+  f[1] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(l01, l23));
+  f[2] = _mm512_castsi512_ps(_mm512_unpacklo_epi16(h01, h23));
+  f[3] = _mm512_castsi512_ps(_mm512_unpackhi_epi16(h01, h23));
+}
+
+QINS_AVX512 void gemv_avx512(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1,
+                             const float* scales, const LutTables& t, const float* xp, float* y) {
+  Planes512 p;
+  load_planes(t, &p);
+  const int64_t in64 = in & ~int64_t{63};
+  int64_t r = r0;
+  // Two rows at a time: each x vector loaded once feeds two rows' FMAs, and two independent
+  // decode chains keep the shuffle units busy.
+  for (; r + 2 <= r1; r += 2) {
+    const uint8_t* c0 = codes + r * in;
+    const uint8_t* c1 = c0 + in;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+    for (int64_t i = 0; i < in64; i += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(c0 + i + 1024), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(c1 + i + 1024), _MM_HINT_T0);
+      __m512 f[4], g[4];
+      decode64(c0 + i, p, f);
+      decode64(c1 + i, p, g);
+      const __m512 x0 = _mm512_loadu_ps(xp + i), x1 = _mm512_loadu_ps(xp + i + 16);
+      const __m512 x2 = _mm512_loadu_ps(xp + i + 32), x3 = _mm512_loadu_ps(xp + i + 48);
+      a0 = _mm512_fmadd_ps(f[0], x0, a0);
+      a1 = _mm512_fmadd_ps(f[1], x1, a1);
+      a0 = _mm512_fmadd_ps(f[2], x2, a0);
+      a1 = _mm512_fmadd_ps(f[3], x3, a1);
+      b0 = _mm512_fmadd_ps(g[0], x0, b0);
+      b1 = _mm512_fmadd_ps(g[1], x1, b1);
+      b0 = _mm512_fmadd_ps(g[2], x2, b0);
+      b1 = _mm512_fmadd_ps(g[3], x3, b1);
+    }
+    float s0 = hsum512(_mm512_add_ps(a0, a1));
+    float s1 = hsum512(_mm512_add_ps(b0, b1));
+    for (int64_t i = in64; i < in; ++i) {
+      s0 += code_value(c0[i], t.lut) * xp[i];
+      s1 += code_value(c1[i], t.lut) * xp[i];
+    }
+    y[r - r0] = s0 * scales[r];
+    y[r + 1 - r0] = s1 * scales[r + 1];
+  }
+  for (; r < r1; ++r) {
+    const uint8_t* c0 = codes + r * in;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    for (int64_t i = 0; i < in64; i += 64) {
+      __m512 f[4];
+      decode64(c0 + i, p, f);
+      a0 = _mm512_fmadd_ps(f[0], _mm512_loadu_ps(xp + i), a0);
+      a1 = _mm512_fmadd_ps(f[1], _mm512_loadu_ps(xp + i + 16), a1);
+      a0 = _mm512_fmadd_ps(f[2], _mm512_loadu_ps(xp + i + 32), a0);
+      a1 = _mm512_fmadd_ps(f[3], _mm512_loadu_ps(xp + i + 48), a1);
+    }
+    float s0 = hsum512(_mm512_add_ps(a0, a1));
+    for (int64_t i = in64; i < in; ++i) s0 += code_value(c0[i], t.lut) * xp[i];
+    y[r - r0] = s0 * scales[r];
+  }
+}
+
+QINS_AVX512 void expand_avx512(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1,
+                               const float* scales, const LutTables& t, float* out) {
+  Planes512 p;
+  load_planes(t, &p);
+  const int64_t in64 = in & ~int64_t{63};
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* c = codes + r * in;
+    float* o = out + (r - r0) * in;
+    const float s = scales[r];
+    const __m512 vs = _mm512_set1_ps(s);
+    for (int64_t i = 0; i < in64; i += 64) {
+      __m512 f[4];
+      decode64(c + i, p, f);
+      _mm512_storeu_ps(o + i, _mm512_mul_ps(f[0], vs));
+      _mm512_storeu_ps(o + i + 16, _mm512_mul_ps(f[1], vs));
+      _mm512_storeu_ps(o + i + 32, _mm512_mul_ps(f[2], vs));
+      _mm512_storeu_ps(o + i + 48, _mm512_mul_ps(f[3], vs));
+    }
+    for (int64_t i = in64; i < in; ++i) o[i] = code_value(c[i], t.lut) * s;
+  }
+}
+
+// AVX2: 8 codes -> 8 floats with one gather from the 128-entry table; sign by XOR.
+QINS_AVX2 inline __m256 decode8(const uint8_t* c, const float* lut) {
+  const __m128i raw = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(c));
+  const __m256i v = _mm256_cvtepu8_epi32(raw);
+  const __m256i idx = _mm256_and_si256(v, _mm256_set1_epi32(0x7f));
+  const __m256 m = _mm256_i32gather_ps(lut, idx, 4);
+  const __m256i sign = _mm256_and_si256(_mm256_slli_epi32(v, 24), _mm256_set1_epi32(INT32_MIN));
+  return _mm256_xor_ps(m, _mm256_castsi256_ps(sign));
+}
+
+QINS_AVX2 inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+QINS_AVX2 void gemv_avx2(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1,
+                         const float* scales, const LutTables& t, const float* xp, float* y) {
+  const int64_t in16 = in & ~int64_t{15};
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* c = codes + r * in;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    for (int64_t i = 0; i < in16; i += 16) {
+      a0 = _mm256_fmadd_ps(decode8(c + i, t.lut), _mm256_loadu_ps(xp + i), a0);
+      a1 = _mm256_fmadd_ps(decode8(c + i + 8, t.lut), _mm256_loadu_ps(xp + i + 8), a1);
+    }
+    float s = hsum256(_mm256_add_ps(a0, a1));
+    for (int64_t i = in16; i < in; ++i) s += code_value(c[i], t.lut) * xp[i];
+    y[r - r0] = s * scales[r];
+  }
+}
+
+QINS_AVX2 void expand_avx2(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1,
+                           const float* scales, const LutTables& t, float* out) {
+  const int64_t in8 = in & ~int64_t{7};
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* c = codes + r * in;
+    float* o = out + (r - r0) * in;
+    const float s = scales[r];
+    const __m256 vs = _mm256_set1_ps(s);
+    for (int64_t i = 0; i < in8; i += 8) _mm256_storeu_ps(o + i, _mm256_mul_ps(decode8(c + i, t.lut), vs));
+    for (int64_t i = in8; i < in; ++i) o[i] = code_value(c[i], t.lut) * s;
+  }
+}
+
+}  // namespace
+
+const Kernel* avx512_kernel() {
+  static const Kernel k{"avx512", Order::Block64, gemv_avx512, expand_avx512};
+  __builtin_cpu_init();
+  const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vbmi") &&
+                  __builtin_cpu_supports("fma");
+  return ok ? &k : nullptr;
+}
+
+const Kernel* avx2_kernel() {
+  static const Kernel k{"avx2", Order::Natural, gemv_avx2, expand_avx2};
+  __builtin_cpu_init();
+  const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return ok ? &k : nullptr;
+}
+
+}  // namespace qins::core::kernels
+
+#else  // not x86
+
+namespace qins::core::kernels {
+const Kernel* avx512_kernel() { return nullptr; }
+const Kernel* avx2_kernel() { return nullptr; }
+}  // namespace qins::core::kernels
+
+#endif
