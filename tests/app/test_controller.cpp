@@ -30,7 +30,7 @@ class ControllerFlow : public ::testing::Test {
     models_ = new ModelManager;
     models_->setContextLength(4096);
     models_->load(fixtureModelDir());
-    QTest::qWaitFor([] { return !models_->loading(); }, kWaitMs);
+    (void)QTest::qWaitFor([] { return !models_->loading(); }, kWaitMs);  // SetUp asserts ready()
   }
   static void TearDownTestSuite() {
     delete models_;
@@ -255,9 +255,10 @@ TEST_F(ControllerFlow, GuiThreadKeepsServingTimersWhileGenerating) {
 }
 
 TEST_F(ControllerFlow, OverflowDropsOldTurnsAndSaysSo) {
-  // A second model with a 64-token context: a few turns no longer fit.
+  // A second model with a 128-token context: the engine keeps room for max_new_tokens (50), so
+  // one turn fits and a few no longer do.
   ModelManager small;
-  small.setContextLength(64);
+  small.setContextLength(128);
   small.load(fixtureModelDir());
   ASSERT_TRUE(QTest::qWaitFor([&] { return !small.loading(); }, kWaitMs));
   ASSERT_TRUE(small.ready()) << small.message().toStdString();
@@ -273,7 +274,9 @@ TEST_F(ControllerFlow, OverflowDropsOldTurnsAndSaysSo) {
   }
   EXPECT_GT(turns, 1);  // the first turn fits
   EXPECT_FALSE(controller_.contextNotice().isEmpty());
-  EXPECT_TRUE(controller_.contextNotice().contains(QStringLiteral("64")));
+  EXPECT_TRUE(controller_.contextNotice().contains(QStringLiteral("128-token context")));
+  EXPECT_TRUE(controller_.contextNotice().contains(QStringLiteral("left out"))) << controller_.contextNotice().toStdString();
+  EXPECT_GT(controller_.messages()->count(), 2);  // the view keeps every turn; only the prompt drops them
   EXPECT_GE(notices.count(), 1);
   controller_.setModelManager(models_);
 }

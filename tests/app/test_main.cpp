@@ -4,6 +4,7 @@
 
 #include <QFile>
 #include <QGuiApplication>
+#include <QQuickStyle>
 #include <QSettings>
 #include <QStandardPaths>
 #include <QtQml/QQmlExtensionPlugin>
@@ -19,6 +20,7 @@ int main(int argc, char** argv) {
   QGuiApplication app(argc, argv);
   QGuiApplication::setOrganizationName(QStringLiteral("QINS-test"));
   QGuiApplication::setApplicationName(QStringLiteral("test_app"));
+  QQuickStyle::setStyle(QStringLiteral("Fusion"));  // as qins-chat does; must precede any QML
   QSettings().clear();
   // The window test opens the default chat database: start each run from an empty one.
   for (const char* suffix : {"", "-wal", "-shm"})

@@ -44,7 +44,6 @@ TEST(Qml, ModuleHasAllViews) {
 }
 
 TEST(Qml, EveryFileCompilesWithoutWarnings) {
-  QQuickStyle::setStyle(QStringLiteral("Fusion"));
   WarningCollector warnings;
   QQmlEngine engine;
   prepareEngine(engine);
@@ -56,7 +55,6 @@ TEST(Qml, EveryFileCompilesWithoutWarnings) {
 }
 
 TEST(Qml, MainWindowRunsAChatWithoutWarnings) {
-  QQuickStyle::setStyle(QStringLiteral("Fusion"));
   qputenv("QINS_MODEL", fixtureModelDir().toUtf8());
   WarningCollector warnings;
   {

@@ -20,7 +20,7 @@ TEST(ChatStore, ChatsSurviveARestart) {
     EXPECT_TRUE(store.notice().isEmpty());
     chat = store.createChat(QStringLiteral("Trip ideas"));
     ASSERT_GT(chat, 0);
-    ASSERT_GT(store.addMessage(chat, QStringLiteral("user"), QStringLiteral("Where to go? ☃")), 0);
+    ASSERT_GT(store.addMessage(chat, QStringLiteral("user"), QStringLiteral("Where to go? ☃")), 0) << store.errorString().toStdString();
     ASSERT_GT(store.addMessage(chat, QStringLiteral("assistant"), QStringLiteral("The **Alps**."),
                                QStringLiteral("3 tokens")), 0);
   }  // closed, as at the end of a run

@@ -109,82 +109,79 @@ Item {
                         required property string language
 
                         Layout.fillWidth: true
-                        implicitHeight: loader.item ? loader.item.implicitHeight : 0
+                        implicitHeight: segment.code ? codeBox.implicitHeight : prose.implicitHeight
 
-                        Component {
-                            id: proseView
-                            TextEdit {
-                                text: segment.text
-                                textFormat: TextEdit.MarkdownText
-                                wrapMode: TextEdit.Wrap
-                                readOnly: true
-                                selectByMouse: true
-                                color: Theme.text
-                                selectionColor: Theme.accent
-                                selectedTextColor: Theme.accentText
-                                onLinkActivated: (link) => Qt.openUrlExternally(link)
-                            }
+                        // Both views exist; the one that does not apply is hidden. (A Loader of a
+                        // bound inline Component is refused by Qt 6.4 inside a delegate.)
+                        TextEdit {
+                            id: prose
+                            width: segment.width
+                            visible: !segment.code
+                            text: segment.code ? "" : segment.text
+                            textFormat: TextEdit.MarkdownText
+                            wrapMode: TextEdit.Wrap
+                            readOnly: true
+                            selectByMouse: true
+                            color: Theme.text
+                            selectionColor: Theme.accent
+                            selectedTextColor: Theme.accentText
+                            onLinkActivated: (link) => Qt.openUrlExternally(link)
                         }
-                        Component {
-                            id: codeView
-                            Rectangle {
-                                implicitHeight: codeColumn.implicitHeight + 8
-                                radius: 6
-                                color: Theme.codeBackground
-                                border.color: Theme.border
-                                ColumnLayout {
-                                    id: codeColumn
-                                    x: 10
-                                    y: 2
-                                    width: parent.width - 20
-                                    spacing: 0
-                                    RowLayout {
+                        Rectangle {
+                            id: codeBox
+                            width: segment.width
+                            visible: segment.code
+                            implicitHeight: codeColumn.implicitHeight + 8
+                            radius: 6
+                            color: Theme.codeBackground
+                            border.color: Theme.border
+                            ColumnLayout {
+                                id: codeColumn
+                                x: 10
+                                y: 2
+                                width: parent.width - 20
+                                spacing: 0
+                                RowLayout {
+                                    Layout.fillWidth: true
+                                    Label {
                                         Layout.fillWidth: true
-                                        Label {
-                                            Layout.fillWidth: true
-                                            text: segment.language.length > 0 ? segment.language : qsTr("code")
-                                            color: Theme.mutedText
-                                            font.pixelSize: 11
-                                        }
-                                        ToolButton {
-                                            id: copyCode
-                                            property bool copied: false
-                                            text: copyCode.copied ? qsTr("Copied") : qsTr("Copy")
-                                            font.pixelSize: 11
-                                            Accessible.name: qsTr("Copy code")
-                                            onClicked: {
-                                                bubble.controller.copyText(segment.text)
-                                                copyCode.copied = true
-                                                copiedTimer.restart()
-                                            }
-                                            Timer {
-                                                id: copiedTimer
-                                                interval: 1500
-                                                onTriggered: copyCode.copied = false
-                                            }
-                                        }
+                                        text: segment.language.length > 0 ? segment.language : qsTr("code")
+                                        color: Theme.mutedText
+                                        font.pixelSize: 11
                                     }
-                                    TextEdit {
-                                        Layout.fillWidth: true
-                                        Layout.bottomMargin: 6
-                                        text: segment.text
-                                        textFormat: TextEdit.PlainText
-                                        wrapMode: TextEdit.WrapAnywhere
-                                        readOnly: true
-                                        selectByMouse: true
-                                        font.family: Theme.monoFamily
-                                        font.pixelSize: 13
-                                        color: Theme.codeText
-                                        selectionColor: Theme.accent
-                                        selectedTextColor: Theme.accentText
+                                    ToolButton {
+                                        id: copyCode
+                                        property bool copied: false
+                                        text: copyCode.copied ? qsTr("Copied") : qsTr("Copy")
+                                        font.pixelSize: 11
+                                        Accessible.name: qsTr("Copy code")
+                                        onClicked: {
+                                            bubble.controller.copyText(segment.text)
+                                            copyCode.copied = true
+                                            copiedTimer.restart()
+                                        }
+                                        Timer {
+                                            id: copiedTimer
+                                            interval: 1500
+                                            onTriggered: copyCode.copied = false
+                                        }
                                     }
                                 }
+                                TextEdit {
+                                    Layout.fillWidth: true
+                                    Layout.bottomMargin: 6
+                                    text: segment.code ? segment.text : ""
+                                    textFormat: TextEdit.PlainText
+                                    wrapMode: TextEdit.WrapAnywhere
+                                    readOnly: true
+                                    selectByMouse: true
+                                    font.family: Theme.monoFamily
+                                    font.pixelSize: 13
+                                    color: Theme.codeText
+                                    selectionColor: Theme.accent
+                                    selectedTextColor: Theme.accentText
+                                }
                             }
-                        }
-                        Loader {
-                            id: loader
-                            width: segment.width
-                            sourceComponent: segment.code ? codeView : proseView
                         }
                     }
                 }

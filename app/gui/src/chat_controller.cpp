@@ -187,7 +187,9 @@ void ChatController::onFinished(quint64 requestId, const qins::GenerationStats& 
                          .arg(ctx)
                          .arg(stats.dropped_messages));
   } else if (stats.stop_reason == "context_full") {
-    setContextNotice(QStringLiteral("The reply stopped because the context is full. Start a new chat to go on."));
+    setContextNotice(QStringLiteral("The reply stopped because the model's %1-token context is full. Start a new "
+                                    "chat to go on.")
+                         .arg(m_models ? m_models->loadedContextLength() : 0));
   } else {
     setContextNotice(QString());
   }

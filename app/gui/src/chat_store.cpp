@@ -14,6 +14,9 @@ namespace {
 
 qint64 nowMs() { return QDateTime::currentMSecsSinceEpoch(); }
 
+// Qt SQL binds a null QString as SQL NULL; the text columns are NOT NULL.
+QString notNull(const QString& s) { return s.isNull() ? QStringLiteral("") : s; }
+
 QString uniqueConnectionName() {
   static std::atomic<int> counter{0};
   return QStringLiteral("qins-chat-store-%1").arg(counter.fetch_add(1));
@@ -72,8 +75,10 @@ bool ChatStore::openConnection(const QString& path, QString* why) {
     *why = check.lastError().text();
     return false;
   }
-  if (check.value(0).toString() != QLatin1String("ok")) {
-    *why = QStringLiteral("integrity check failed: ") + check.value(0).toString();
+  const QString verdict = check.value(0).toString();
+  check.finish();  // an unfinished statement holds a read transaction; journal_mode=WAL needs none
+  if (verdict != QLatin1String("ok")) {
+    *why = QStringLiteral("integrity check failed: ") + verdict;
     return false;
   }
   return exec(QStringLiteral("PRAGMA journal_mode=WAL"), why) &&
@@ -83,11 +88,11 @@ bool ChatStore::openConnection(const QString& path, QString* why) {
 
 bool ChatStore::createSchema(QString* why) {
   return exec(QStringLiteral("CREATE TABLE IF NOT EXISTS chats("
-                             "id INTEGER PRIMARY KEY, title TEXT NOT NULL, created_ms INTEGER NOT NULL, "
+                             "id INTEGER PRIMARY KEY AUTOINCREMENT, title TEXT NOT NULL, created_ms INTEGER NOT NULL, "
                              "updated_ms INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0)"),
               why) &&
          exec(QStringLiteral("CREATE TABLE IF NOT EXISTS messages("
-                             "id INTEGER PRIMARY KEY, "
+                             "id INTEGER PRIMARY KEY AUTOINCREMENT, "  // ids are never reused
                              "chat_id INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE, "
                              "role TEXT NOT NULL, content TEXT NOT NULL, stats TEXT NOT NULL DEFAULT '', "
                              "created_ms INTEGER NOT NULL)"),
@@ -178,7 +183,7 @@ qint64 ChatStore::createChat(const QString& title) {
   QSqlQuery q(QSqlDatabase::database(m_connection, false));
   q.prepare(QStringLiteral("INSERT INTO chats(title, created_ms, updated_ms) VALUES(?, ?, ?)"));
   const qint64 now = nowMs();
-  q.addBindValue(title);
+  q.addBindValue(notNull(title));
   q.addBindValue(now);
   q.addBindValue(now);
   if (!q.exec()) {
@@ -252,8 +257,8 @@ qint64 ChatStore::addMessage(qint64 chatId, const QString& role, const QString& 
   q.prepare(QStringLiteral("INSERT INTO messages(chat_id, role, content, stats, created_ms) VALUES(?, ?, ?, ?, ?)"));
   q.addBindValue(chatId);
   q.addBindValue(role);
-  q.addBindValue(text);
-  q.addBindValue(stats);
+  q.addBindValue(notNull(text));
+  q.addBindValue(notNull(stats));
   q.addBindValue(now);
   if (!q.exec()) {
     m_error = q.lastError().text();
@@ -277,8 +282,8 @@ bool ChatStore::updateMessage(qint64 messageId, const QString& text, const QStri
   if (!m_open) return false;
   QSqlQuery q(QSqlDatabase::database(m_connection, false));
   q.prepare(QStringLiteral("UPDATE messages SET content = ?, stats = ? WHERE id = ?"));
-  q.addBindValue(text);
-  q.addBindValue(stats);
+  q.addBindValue(notNull(text));
+  q.addBindValue(notNull(stats));
   q.addBindValue(messageId);
   if (!q.exec()) m_error = q.lastError().text();
   return q.numRowsAffected() == 1;
