@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   add("generate", "Generate a reply (or a raw completion) for one prompt", qins::cli::add_generate);
   add("tokenize", "Print the token ids the engine would feed the model", qins::cli::add_tokenize);
   add("inspect", "Show a model's config, tensors, parameter count and memory estimate", qins::cli::add_inspect);
+  add("convert", "Convert a Hugging Face Phi-3 folder into one compressed .qins file", qins::cli::add_convert);
   add("fixture", "Write a tiny random-weight Phi-3 model folder (for tests and demos)", qins::cli::add_fixture);
   try {
     app.parse(argc, argv);
