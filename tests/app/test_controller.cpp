@@ -67,6 +67,7 @@ ModelManager* ControllerFlow::models_ = nullptr;
 
 TEST_F(ControllerFlow, ModelInfoReachesTheView) {
   EXPECT_EQ(models_->format(), QStringLiteral("hf"));
+  EXPECT_EQ(models_->codebook(), QStringLiteral("projective"));  // folders are quantized while loading
   EXPECT_GT(models_->parameterCount(), 0);
   EXPECT_GT(models_->fileBytes(), 0);
   EXPECT_GT(models_->weightBytes(), 0);

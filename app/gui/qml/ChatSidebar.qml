@@ -71,11 +71,12 @@ Rectangle {
                             Layout.fillWidth: true
                             text: item.title
                             elide: Text.ElideRight
-                            color: Theme.text
+                            color: item.highlighted ? Theme.accentText : Theme.text
                         }
                         Label {
                             text: item.updated
-                            color: Theme.mutedText
+                            color: item.highlighted ? Theme.accentText : Theme.mutedText
+                            opacity: item.highlighted ? 0.8 : 1
                             font.pixelSize: 11
                         }
                     }

@@ -84,6 +84,8 @@ Item {
                     Layout.preferredHeight: 64
                     Accessible.name: qsTr("Example prompt: %1").arg(example.modelData)
                     onClicked: root.examplePicked(example.modelData)
+                    leftPadding: 14
+                    rightPadding: 14
                     contentItem: Label {
                         text: example.modelData
                         wrapMode: Text.Wrap

@@ -123,8 +123,10 @@ ScrollView {
                 value: Format.bytes(root.models.fileBytes)
             }
             Row2 {
-                name: qsTr("vs. bf16")
-                value: root.models.compressionRatio > 0 ? qsTr("%1× smaller").arg(root.models.compressionRatio.toFixed(2)) : "—"
+                name: qsTr("File vs. bf16")
+                value: root.models.compressionRatio <= 0 ? "—"
+                       : root.models.compressionRatio >= 1 ? qsTr("%1× smaller").arg(root.models.compressionRatio.toFixed(2))
+                                                           : qsTr("%1× larger").arg((1 / root.models.compressionRatio).toFixed(2))
             }
             Row2 {
                 name: qsTr("Weights in memory")

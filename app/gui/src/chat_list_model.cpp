@@ -45,7 +45,7 @@ QVariant ChatListModel::data(const QModelIndex& index, int role) const {
     case UpdatedRole: {
       const QDateTime t = QDateTime::fromMSecsSinceEpoch(c.updatedMs);
       const QLocale locale;
-      if (t.date() == QDate::currentDate()) return locale.toString(t.time(), QLocale::ShortFormat);
+      if (t.date() == QDate::currentDate()) return locale.toString(t.time(), QStringLiteral("HH:mm"));
       return locale.toString(t.date(), QLocale::ShortFormat);
     }
     default: return {};

@@ -15,6 +15,7 @@ ModelManager::ModelManager(QObject* parent) : QObject(parent) {
   QSettings s;
   m_contextLength = std::clamp(s.value("model/contextLength", 4096).toInt(), 64, 131072);
   m_preferredDevice = s.value("model/device", QStringLiteral("auto")).toString();
+  m_folderWeightFormat = s.value("model/folderWeightFormat", m_folderWeightFormat).toString();
 
   m_worker = new InferenceWorker;  // no parent: it moves to m_thread
   m_worker->moveToThread(&m_thread);
@@ -62,6 +63,13 @@ void ModelManager::setPreferredDevice(const QString& v) {
   if (v == m_preferredDevice) return;
   m_preferredDevice = v;
   QSettings().setValue("model/device", v);
+  Q_EMIT optionsChanged();
+}
+
+void ModelManager::setFolderWeightFormat(const QString& v) {
+  if (v == m_folderWeightFormat) return;
+  m_folderWeightFormat = v;
+  QSettings().setValue("model/folderWeightFormat", v);
   Q_EMIT optionsChanged();
 }
 
@@ -146,6 +154,9 @@ void ModelManager::load(const QString& path) {
   qins::LoadOptions options;
   options.device = m_preferredDevice.toStdString();
   options.context_length = m_contextLength;
+  // A Hugging Face folder in f32 would need 4 bytes per parameter (15 GB for Phi-3.5-mini): by
+  // default its projections are quantized to QINS codes while loading. (.qins files ignore this.)
+  options.weight_format = m_folderWeightFormat.toStdString();
   InferenceWorker* worker = m_worker;
   QMetaObject::invokeMethod(m_worker, [worker, loadId, path, options] { worker->load(loadId, path, options); },
                             Qt::QueuedConnection);

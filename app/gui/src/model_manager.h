@@ -26,6 +26,9 @@ class ModelManager : public QObject, public QQmlParserStatus {
   Q_PROPERTY(bool autoLoad READ autoLoad WRITE setAutoLoad NOTIFY autoLoadChanged)
   Q_PROPERTY(int contextLength READ contextLength WRITE setContextLength NOTIFY optionsChanged)
   Q_PROPERTY(QString preferredDevice READ preferredDevice WRITE setPreferredDevice NOTIFY optionsChanged)
+  // How a Hugging Face folder's projections are held in memory: "projective" (default) | "inverse" |
+  // "uniform" (QINS codes, made at load) or "bf16" | "f32".
+  Q_PROPERTY(QString folderWeightFormat READ folderWeightFormat WRITE setFolderWeightFormat NOTIFY optionsChanged)
   // About the loaded model (empty / 0 when none).
   Q_PROPERTY(QString modelName READ modelName NOTIFY infoChanged)
   Q_PROPERTY(QString modelPath READ modelPath NOTIFY infoChanged)
@@ -76,6 +79,8 @@ class ModelManager : public QObject, public QQmlParserStatus {
   void setContextLength(int v);
   QString preferredDevice() const { return m_preferredDevice; }
   void setPreferredDevice(const QString& v);
+  QString folderWeightFormat() const { return m_folderWeightFormat; }
+  void setFolderWeightFormat(const QString& v);
 
   QString modelName() const { return QString::fromStdString(m_info.name); }
   QString modelPath() const { return QString::fromStdString(m_info.path); }
@@ -120,5 +125,6 @@ class ModelManager : public QObject, public QQmlParserStatus {
   bool m_autoLoad = false;
   int m_contextLength = 4096;
   QString m_preferredDevice = QStringLiteral("auto");
+  QString m_folderWeightFormat = QStringLiteral("projective");
   qins::ModelInfo m_info;
 };

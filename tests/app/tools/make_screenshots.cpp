@@ -27,6 +27,7 @@ bool save(QQuickWindow* window, const QString& dir, const QString& name) {
   const QString path = QDir(dir).filePath(name + QStringLiteral(".png"));
   const bool ok = !image.isNull() && image.save(path);
   std::printf("%s %s\n", ok ? "wrote" : "FAILED", qPrintable(path));
+  std::fflush(stdout);
   return ok;
 }
 
@@ -69,10 +70,10 @@ int main(int argc, char** argv) {
 
   controller->send(prompt);
   // One frame while the reply streams, then the finished reply.
-  QTest::qWaitFor([&] { return controller->messages()->count() > 1 &&
-                               controller->messages()->at(1).text.size() > 80; }, 600000);
+  (void)QTest::qWaitFor([&] { return !controller->generating() || (controller->messages()->count() > 1 &&
+                               controller->messages()->at(1).text.size() > 80); }, 600000);
   save(window, out, QStringLiteral("streaming-light"));
-  QTest::qWaitFor([&] { return !controller->generating(); }, 600000);
+  (void)QTest::qWaitFor([&] { return !controller->generating(); }, 600000);
   save(window, out, QStringLiteral("reply-light"));
 
   window->setProperty("sidePanel", QStringLiteral("sampling"));
