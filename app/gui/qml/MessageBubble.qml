@@ -79,6 +79,11 @@ Item {
                     wrapMode: TextEdit.Wrap
                     Accessible.name: qsTr("Edit message")
                     Keys.onEscapePressed: bubble.editing = false
+                    background: Rectangle {
+                        radius: 6
+                        color: Theme.surface
+                        border.color: editor.activeFocus ? Theme.accent : Theme.border
+                    }
                 }
                 RowLayout {
                     visible: bubble.editing

@@ -136,6 +136,11 @@ ScrollView {
                 text: root.settings.systemPrompt
                 placeholderText: qsTr("None")
                 Accessible.name: qsTr("System prompt")
+                background: Rectangle {
+                    radius: 6
+                    color: Theme.surface
+                    border.color: systemPrompt.activeFocus ? Theme.accent : Theme.border
+                }
                 onTextChanged: if (systemPrompt.text !== root.settings.systemPrompt) root.settings.systemPrompt = systemPrompt.text
             }
 

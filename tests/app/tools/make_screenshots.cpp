@@ -81,7 +81,25 @@ int main(int argc, char** argv) {
   window->setProperty("sidePanel", QStringLiteral("stats"));
   save(window, out, QStringLiteral("stats-light"));
 
+  // How Markdown and a code block render: a fixed sample reply put into the view (the models this
+  // runs with may not write code). Saved under its own name so the docs can say what it is.
+  window->setProperty("sidePanel", QString());
+  controller->newChat();
+  controller->messages()->append(0, QStringLiteral("user"), QStringLiteral("How do I reverse the words in a string in C++?"));
+  controller->messages()->append(0, QStringLiteral("assistant"), QStringLiteral(
+      "Split the string on spaces, reverse the list of words, and join them again:\n\n"
+      "```cpp\n#include <algorithm>\n#include <sstream>\n#include <string>\n#include <vector>\n\n"
+      "std::string reverse_words(const std::string& text) {\n"
+      "  std::istringstream in(text);\n  std::vector<std::string> words;\n"
+      "  for (std::string w; in >> w;) words.push_back(w);\n"
+      "  std::reverse(words.begin(), words.end());\n  std::string out;\n"
+      "  for (const auto& w : words) out += (out.empty() ? \"\" : \" \") + w;\n  return out;\n}\n```\n\n"
+      "**Notes**\n\n- Runs of spaces collapse to one.\n- `reverse_words(\"a b c\")` returns `\"c b a\"`."));
+  save(window, out, QStringLiteral("markdown-sample-light"));
   theme->setMode(QStringLiteral("dark"));
+  save(window, out, QStringLiteral("markdown-sample-dark"));
+  controller->openChat(controller->chats()->chatIdAt(0));
+  window->setProperty("sidePanel", QStringLiteral("stats"));
   save(window, out, QStringLiteral("stats-dark"));
   window->setProperty("sidePanel", QStringLiteral("sampling"));
   save(window, out, QStringLiteral("sampling-dark"));
