@@ -1,5 +1,7 @@
 #include "chat_model.h"
 
+#include <algorithm>
+
 // ---- SegmentListModel ----------------------------------------------------------------------------
 
 int SegmentListModel::rowCount(const QModelIndex& parent) const {

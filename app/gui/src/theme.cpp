@@ -1,5 +1,7 @@
 #include "theme.h"
 
+#include <algorithm>
+
 #include <QEvent>
 #include <QFontDatabase>
 #include <QGuiApplication>

@@ -10,6 +10,7 @@
 #include <QQuickStyle>
 #include <QQuickWindow>
 #include <QTest>
+#include <QThread>
 #include <QtQml/QQmlExtensionPlugin>
 
 #include <cstdio>
@@ -21,8 +22,8 @@ Q_IMPORT_QML_PLUGIN(QinsChatPlugin)
 
 namespace {
 
-bool save(QQuickWindow* window, const QString& dir, const QString& name) {
-  QTest::qWait(300);  // let bindings, layout and the scene graph settle
+bool save(QQuickWindow* window, const QString& dir, const QString& name, int settleMs = 300) {
+  QTest::qWait(settleMs);  // let bindings, layout and the scene graph settle
   const QImage image = window->grabWindow();
   const QString path = QDir(dir).filePath(name + QStringLiteral(".png"));
   const bool ok = !image.isNull() && image.save(path);
@@ -68,11 +69,15 @@ int main(int argc, char** argv) {
   controller->newChat();
   save(window, out, QStringLiteral("empty-light"));
 
+  // The fixture model answers in milliseconds: pace it (80 ms a piece, the worker's test hook) so
+  // a frame in the middle of the stream can be caught.
+  if (qEnvironmentVariableIsSet("QINS_SHOTS_PACE"))
+    models->worker()->setPieceHookForTesting([](int) { QThread::msleep(80); });
   controller->send(prompt);
   // One frame while the reply streams, then the finished reply.
   (void)QTest::qWaitFor([&] { return !controller->generating() || (controller->messages()->count() > 1 &&
-                               controller->messages()->at(1).text.size() > 80); }, 600000);
-  save(window, out, QStringLiteral("streaming-light"));
+                               controller->messages()->at(1).text.size() > 12); }, 600000);
+  save(window, out, QStringLiteral("streaming-light"), 60);
   (void)QTest::qWaitFor([&] { return !controller->generating(); }, 600000);
   save(window, out, QStringLiteral("reply-light"));
 
