@@ -40,9 +40,10 @@ void Theme::setMode(const QString& mode) {
 }
 
 void Theme::toggle() {
+  // Every click flips what the user sees: the opposite of the system, then back to following it.
   if (m_mode == QLatin1String("system")) setMode(m_systemDark ? QStringLiteral("light") : QStringLiteral("dark"));
-  else if (dark() != m_systemDark) setMode(m_systemDark ? QStringLiteral("dark") : QStringLiteral("light"));
-  else setMode(QStringLiteral("system"));
+  else if (dark() != m_systemDark) setMode(QStringLiteral("system"));
+  else setMode(dark() ? QStringLiteral("light") : QStringLiteral("dark"));
 }
 
 bool Theme::eventFilter(QObject* watched, QEvent* event) {
