@@ -1,10 +1,14 @@
 // qins-chat: opens the window at once; the model loads on the worker thread (ModelManager).
+#include <QCommandLineParser>
+#include <QDir>
 #include <QGuiApplication>
 #include <QIcon>
 #include <QQmlApplicationEngine>
 #include <QQuickStyle>
 #include <QUrl>
 #include <QtQml/QQmlExtensionPlugin>
+
+#include "model_manager.h"
 
 Q_IMPORT_QML_PLUGIN(QinsChatPlugin)
 
@@ -15,6 +19,18 @@ int main(int argc, char* argv[]) {
   QGuiApplication::setApplicationName(QStringLiteral("QINS Chat"));
   QGuiApplication::setApplicationVersion(QStringLiteral(QINS_APP_VERSION));
   QGuiApplication::setDesktopFileName(QStringLiteral("qins-chat"));
+
+  QCommandLineParser args;
+  args.setApplicationDescription(QStringLiteral("QINS Chat: Phi-3.5-mini on this computer."));
+  args.addHelpOption();
+  args.addVersionOption();
+  args.addPositionalArgument(QStringLiteral("model"),
+                             QStringLiteral("A .qins file or a Hugging Face folder to load instead of the default "
+                                            "(also: QINS_MODEL=...)."),
+                             QStringLiteral("[model]"));
+  args.process(app);
+  if (!args.positionalArguments().isEmpty())
+    ModelManager::setStartupModel(QDir::current().absoluteFilePath(args.positionalArguments().first()));
   // Fusion draws every control from the palette, which Main.qml sets from Theme (light / dark).
   if (qEnvironmentVariableIsEmpty("QT_QUICK_CONTROLS_STYLE")) QQuickStyle::setStyle(QStringLiteral("Fusion"));
 

@@ -13,6 +13,7 @@
 #include <QTest>
 #include <QTimer>
 
+#include <atomic>
 #include <memory>
 
 #include "chat_controller.h"
@@ -138,11 +139,13 @@ TEST_F(ControllerFlow, SendStreamsTheReplyAndStoresBothMessages) {
 TEST_F(ControllerFlow, StopMidReplyKeepsWhatWasWritten) {
   settings_.setMaxNewTokens(2048);
   QSemaphore reached, proceed;
-  // Hold the worker inside generation at its third piece until the test has pressed Stop.
+  // Hold the worker inside generation at its third piece until the test has pressed Stop (or
+  // 30 s passed: then the GUI thread was not free to press it, and the test fails, not hangs).
+  std::atomic<bool> releasedByGui{false};
   models_->worker()->setPieceHookForTesting([&](int piece) {
     if (piece == 2) {
       reached.release();
-      proceed.acquire();
+      releasedByGui = proceed.tryAcquire(1, 30000);
     }
   });
   ASSERT_TRUE(controller_.send(QStringLiteral("Tell me a long story about the sea.")));
@@ -150,6 +153,7 @@ TEST_F(ControllerFlow, StopMidReplyKeepsWhatWasWritten) {
   controller_.stop();
   proceed.release();
   EXPECT_EQ(waitForReply(), QStringLiteral("cancelled"));
+  EXPECT_TRUE(releasedByGui);
   EXPECT_EQ(controller_.stopReason(), QStringLiteral("cancelled"));
   ASSERT_EQ(controller_.messages()->count(), 2);
   const ChatModel::Message& reply = controller_.messages()->at(1);
@@ -226,10 +230,13 @@ TEST_F(ControllerFlow, GuiThreadKeepsServingTimersWhileGenerating) {
   // The worker is held inside Session::generate (in the token callback) until the GUI thread
   // has shown that its event loop still runs: timers fire, the first text arrives, the memory
   // gauge updates. A GUI thread that waited on the worker would never get there.
+  // If the GUI thread were the one generating (or waiting on the worker), the hold would only end
+  // by its 30 s timeout: releasedByGui stays false and the test fails instead of hanging.
+  std::atomic<bool> releasedByGui{false};
   models_->worker()->setPieceHookForTesting([&](int piece) {
     if (piece == 1) {
       reached.release();
-      proceed.acquire();
+      releasedByGui = proceed.tryAcquire(1, 30000);
     }
   });
   int ticks = 0;
@@ -252,6 +259,7 @@ TEST_F(ControllerFlow, GuiThreadKeepsServingTimersWhileGenerating) {
   EXPECT_TRUE(served);
   EXPECT_TRUE(stillGenerating);
   waitForReply();
+  EXPECT_TRUE(releasedByGui);
   EXPECT_FALSE(controller_.generating());
 }
 

@@ -100,6 +100,12 @@ TEST(ModelManager, FindsModelsInFoldersAndHonoursQinsModel) {
   EXPECT_EQ(ModelManager::resolveDefaultModel(&searched), QDir(dir).filePath(QStringLiteral("nope")));
   qputenv("QINS_MODEL", dir.toUtf8());
   EXPECT_EQ(ModelManager::resolveDefaultModel(), QDir(dir).absolutePath());
+  // A model on the command line comes first.
+  const QString other = makeTempDir(QStringLiteral("cmdline"));
+  QFile(QDir(other).filePath(QStringLiteral("m.qins"))).open(QIODevice::WriteOnly);
+  ModelManager::setStartupModel(other);
+  EXPECT_EQ(ModelManager::resolveDefaultModel(), QDir(other).filePath(QStringLiteral("m.qins")));
+  ModelManager::setStartupModel(QString());
   qunsetenv("QINS_MODEL");
 }
 

@@ -90,9 +90,18 @@ QString ModelManager::loadableIn(const QString& candidate) {
   return {};
 }
 
+namespace {
+QString& startupModel() {
+  static QString path;
+  return path;
+}
+}  // namespace
+
+void ModelManager::setStartupModel(const QString& path) { startupModel() = path; }
+
 QString ModelManager::resolveDefaultModel(QStringList* searched) {
   QStringList looked;
-  const QString env = qEnvironmentVariable("QINS_MODEL");
+  const QString env = !startupModel().isEmpty() ? startupModel() : qEnvironmentVariable("QINS_MODEL");
   if (!env.isEmpty()) {
     // An explicit choice is honoured even when it is wrong: the load then names the bad path.
     if (searched) *searched = {env};

@@ -54,7 +54,9 @@ class ModelManager : public QObject, public QQmlParserStatus {
   void classBegin() override {}
   void componentComplete() override;  // autoLoad: loads the default model
 
-  // Where the default model is: $QINS_MODEL, else the last model used (if it still exists), else
+  // A model named on the command line (`qins-chat MODEL`): looked at before anything else.
+  static void setStartupModel(const QString& path);
+  // Where the default model is: the command line's model, else $QINS_MODEL, else the last model used (if it still exists), else
   // the built-in model (source tree models/demo, or installed next to the executable / in
   // share/qins-chat). Empty when there is none; `searched` lists the places looked at.
   static QString resolveDefaultModel(QStringList* searched = nullptr);
