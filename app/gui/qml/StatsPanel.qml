@@ -125,6 +125,7 @@ ScrollView {
             Row2 {
                 name: qsTr("File vs. bf16")
                 value: root.models.compressionRatio <= 0 ? "—"
+                       : Math.abs(root.models.compressionRatio - 1) < 0.005 ? qsTr("same size")
                        : root.models.compressionRatio >= 1 ? qsTr("%1× smaller").arg(root.models.compressionRatio.toFixed(2))
                                                            : qsTr("%1× larger").arg((1 / root.models.compressionRatio).toFixed(2))
             }

@@ -69,15 +69,21 @@ int main(int argc, char** argv) {
   controller->newChat();
   save(window, out, QStringLiteral("empty-light"));
 
-  // The fixture model answers in milliseconds: pace it (80 ms a piece, the worker's test hook) so
-  // a frame in the middle of the stream can be caught.
-  if (qEnvironmentVariableIsSet("QINS_SHOTS_PACE"))
-    models->worker()->setPieceHookForTesting([](int) { QThread::msleep(80); });
+  // A frame in the middle of a stream. Small models answer in milliseconds: with QINS_SHOTS_PACE
+  // set, this first reply is paced (80 ms a piece, through the worker's test hook) so the frame can
+  // be caught; the reply whose statistics are shown below is a second, unpaced one.
+  const bool pace = qEnvironmentVariableIsSet("QINS_SHOTS_PACE");
+  if (pace) models->worker()->setPieceHookForTesting([](int) { QThread::msleep(80); });
   controller->send(prompt);
-  // One frame while the reply streams, then the finished reply.
   (void)QTest::qWaitFor([&] { return !controller->generating() || (controller->messages()->count() > 1 &&
                                controller->messages()->at(1).text.size() > 12); }, 600000);
   save(window, out, QStringLiteral("streaming-light"), 60);
+  (void)QTest::qWaitFor([&] { return !controller->generating(); }, 600000);
+  if (pace) {
+    models->worker()->setPieceHookForTesting({});
+    controller->newChat();
+    controller->send(prompt);
+  }
   (void)QTest::qWaitFor([&] { return !controller->generating(); }, 600000);
   save(window, out, QStringLiteral("reply-light"));
 
