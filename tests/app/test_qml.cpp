@@ -9,6 +9,7 @@
 #include <QQmlEngine>
 #include <QQuickStyle>
 #include <QQuickWindow>
+#include <QSemaphore>
 #include <QTest>
 
 #include "chat_controller.h"
@@ -33,6 +34,11 @@ void prepareEngine(QQmlEngine& engine) { engine.addImportPath(QStringLiteral("qr
 template <typename T>
 T* rootObject(QObject* root, const char* property) {
   return qvariant_cast<T*>(root->property(property));
+}
+
+// QTest::keyClicks has no QWindow overload: one key click per (ASCII) character.
+void typeText(QWindow* window, const QString& text) {
+  for (const QChar c : text) QTest::keyClick(window, c.toLatin1());
 }
 
 }  // namespace
@@ -95,6 +101,66 @@ TEST(Qml, MainWindowRunsAChatWithoutWarnings) {
     theme->setProperty("mode", QStringLiteral("system"));
     controller->newChat();  // the empty chat with example prompts
     QTest::qWait(50);
+  }
+  qunsetenv("QINS_MODEL");
+  EXPECT_TRUE(warnings.messages().isEmpty()) << warnings.joined().toStdString();
+}
+
+TEST(Qml, KeyboardEnterSendsShiftEnterBreaksEscStopsCtrlNStartsOver) {
+  qputenv("QINS_MODEL", fixtureModelDir().toUtf8());
+  WarningCollector warnings;
+  {
+    QQmlApplicationEngine engine;
+    prepareEngine(engine);
+    engine.load(QUrl(QStringLiteral("qrc:/qt/qml/QinsChat/Main.qml")));
+    ASSERT_EQ(engine.rootObjects().size(), 1);
+    auto* window = qobject_cast<QQuickWindow*>(engine.rootObjects().first());
+    ASSERT_NE(window, nullptr);
+    window->requestActivate();
+    ASSERT_TRUE(QTest::qWaitForWindowActive(window));
+    auto* models = rootObject<ModelManager>(window, "modelManager");
+    auto* controller = rootObject<ChatController>(window, "chatController");
+    ASSERT_TRUE(QTest::qWaitFor([&] { return !models->loading(); }, 60000));
+    ASSERT_TRUE(models->ready());
+    controller->newChat();
+    QTest::keyClick(window, Qt::Key_L, Qt::ControlModifier);  // focus the input
+    ASSERT_TRUE(QTest::qWaitFor([&] { return window->activeFocusItem() != nullptr; }, 5000));
+
+    // Shift+Enter is a new line, Enter sends what was typed.
+    QSemaphore reached, proceed;
+    models->worker()->setPieceHookForTesting([&](int piece) {
+      if (piece == 1) {
+        reached.release();
+        proceed.tryAcquire(1, 30000);
+      }
+    });
+    typeText(window, QStringLiteral("first line"));
+    QTest::keyClick(window, Qt::Key_Return, Qt::ShiftModifier);
+    typeText(window, QStringLiteral("second line"));
+    QTest::keyClick(window, Qt::Key_Return);
+    ASSERT_TRUE(QTest::qWaitFor([&] { return controller->messages()->count() >= 1; }, 5000));
+    EXPECT_EQ(controller->messages()->at(0).text, QStringLiteral("first line\nsecond line"));
+    EXPECT_TRUE(controller->generating());
+
+    // Esc stops the reply while the worker is held in the middle of it.
+    ASSERT_TRUE(QTest::qWaitFor([&] { return reached.tryAcquire(); }, 60000));
+    QTest::keyClick(window, Qt::Key_Escape);
+    proceed.release();
+    ASSERT_TRUE(QTest::qWaitFor([&] { return !controller->generating(); }, 60000));
+    EXPECT_EQ(controller->stopReason(), QStringLiteral("cancelled"));
+    models->worker()->setPieceHookForTesting({});
+
+    // Ctrl+N: a new, empty chat (the old one stays in the list).
+    const qint64 typed = controller->currentChatId();
+    EXPECT_GT(typed, 0);
+    QTest::keyClick(window, Qt::Key_N, Qt::ControlModifier);
+    EXPECT_EQ(controller->currentChatId(), 0);
+    EXPECT_EQ(controller->messages()->count(), 0);
+    EXPECT_GE(controller->chats()->rowOf(typed), 0);
+
+    // Ctrl+, opens the sampling panel.
+    QTest::keyClick(window, Qt::Key_Comma, Qt::ControlModifier);
+    EXPECT_EQ(window->property("sidePanel").toString(), QStringLiteral("sampling"));
   }
   qunsetenv("QINS_MODEL");
   EXPECT_TRUE(warnings.messages().isEmpty()) << warnings.joined().toStdString();
