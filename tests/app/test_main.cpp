@@ -2,14 +2,13 @@
 // in Qt's test locations (never the user's), the QinsChat QML module linked in statically.
 #include <gtest/gtest.h>
 
+#include <QDir>
 #include <QFile>
 #include <QGuiApplication>
 #include <QQuickStyle>
 #include <QSettings>
 #include <QStandardPaths>
 #include <QtQml/QQmlExtensionPlugin>
-
-#include "chat_list_model.h"
 
 Q_IMPORT_QML_PLUGIN(QinsChatPlugin)
 
@@ -19,11 +18,14 @@ int main(int argc, char** argv) {
   QStandardPaths::setTestModeEnabled(true);
   QGuiApplication app(argc, argv);
   QGuiApplication::setOrganizationName(QStringLiteral("QINS-test"));
-  QGuiApplication::setApplicationName(QStringLiteral("test_app"));
+  // One settings file and data folder per process: ctest runs tests in parallel processes, and
+  // they must not see each other's sampling settings or chat database.
+  QGuiApplication::setApplicationName(QStringLiteral("test_app-%1").arg(QCoreApplication::applicationPid()));
   QQuickStyle::setStyle(QStringLiteral("Fusion"));  // as qins-chat does; must precede any QML
-  QSettings().clear();
-  // The window test opens the default chat database: start each run from an empty one.
-  for (const char* suffix : {"", "-wal", "-shm"})
-    QFile::remove(ChatListModel::defaultDatabasePath() + QLatin1String(suffix));
-  return RUN_ALL_TESTS();
+  const QString settingsFile = QSettings().fileName();
+  const QString dataDir = QStandardPaths::writableLocation(QStandardPaths::AppDataLocation);
+  const int rc = RUN_ALL_TESTS();
+  QFile::remove(settingsFile);
+  QDir(dataDir).removeRecursively();
+  return rc;
 }
