@@ -9,6 +9,7 @@ Item {
     id: root
 
     required property ChatController controller
+    property string modelName
     signal examplePicked(string prompt)
 
     readonly property list<string> examples: [
@@ -66,7 +67,9 @@ Item {
             Layout.fillWidth: true
             horizontalAlignment: Text.AlignHCenter
             wrapMode: Text.Wrap
-            text: qsTr("Phi-3.5-mini running on this computer. Nothing you type leaves it.")
+            text: root.modelName.length > 0
+                  ? qsTr("%1 runs on this computer. Nothing you type leaves it.").arg(root.modelName)
+                  : qsTr("A language model running on this computer. Nothing you type leaves it.")
             color: Theme.mutedText
         }
         GridLayout {

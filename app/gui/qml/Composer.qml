@@ -45,7 +45,7 @@ Rectangle {
             TextArea {
                 id: input
                 wrapMode: TextEdit.Wrap
-                placeholderText: root.models.ready ? qsTr("Message Phi-3.5 (Enter to send, Shift+Enter for a new line)")
+                placeholderText: root.models.ready ? qsTr("Type a message (Enter sends, Shift+Enter starts a new line)")
                                                    : qsTr("Waiting for the model…")
                 Accessible.name: qsTr("Message")
                 Accessible.description: qsTr("Enter sends, Shift+Enter starts a new line")

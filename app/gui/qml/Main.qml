@@ -292,6 +292,7 @@ ApplicationWindow {
                 Layout.fillWidth: true
                 Layout.fillHeight: true
                 controller: controller
+                modelName: models.modelName
                 onExamplePicked: (prompt) => {
                     if (!controller.send(prompt))
                         composer.setText(prompt)
