@@ -92,6 +92,7 @@ TEST(ChatStore, CorruptFileIsKeptAsideAndAFreshStoreStarts) {
   const QString notice = list.storeNotice();
   EXPECT_FALSE(notice.isEmpty());
   EXPECT_TRUE(notice.contains(path)) << notice.toStdString();
+  EXPECT_TRUE(notice.contains(QStringLiteral("file is not a database"))) << notice.toStdString();
   const QString aside = list.store().movedAsidePath();
   ASSERT_FALSE(aside.isEmpty());
   EXPECT_TRUE(notice.contains(aside)) << notice.toStdString();

@@ -14,6 +14,11 @@ namespace {
 
 qint64 nowMs() { return QDateTime::currentMSecsSinceEpoch(); }
 
+// SQLite's own words ("file is not a database"), without Qt's "Unable to execute statement".
+QString sqliteText(const QSqlError& e) {
+  return e.databaseText().isEmpty() ? e.text() : e.databaseText();
+}
+
 // Qt SQL binds a null QString as SQL NULL; the text columns are NOT NULL.
 QString notNull(const QString& s) { return s.isNull() ? QStringLiteral("") : s; }
 
@@ -55,7 +60,7 @@ void ChatStore::dropConnection() {
 bool ChatStore::exec(const QString& sql, QString* why) {
   QSqlQuery q(QSqlDatabase::database(m_connection, false));
   if (q.exec(sql)) return true;
-  const QString err = q.lastError().text();
+  const QString err = sqliteText(q.lastError());
   if (why) *why = err;
   m_error = err;
   return false;
@@ -72,7 +77,7 @@ bool ChatStore::openConnection(const QString& path, QString* why) {
   // A file that is not SQLite opens fine; the first statement is where SQLite notices.
   QSqlQuery check(db);
   if (!check.exec(QStringLiteral("PRAGMA quick_check")) || !check.next()) {
-    *why = check.lastError().text();
+    *why = sqliteText(check.lastError());
     return false;
   }
   const QString verdict = check.value(0).toString();
