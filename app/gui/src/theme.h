@@ -50,7 +50,8 @@ class Theme : public QObject {
   QColor text() const { return dark() ? QColor(0xe8, 0xe8, 0xea) : QColor(0x1d, 0x1d, 0x1f); }
   QColor mutedText() const { return dark() ? QColor(0x9a, 0x9c, 0xa3) : QColor(0x6b, 0x6e, 0x76); }
   QColor border() const { return dark() ? QColor(0x3c, 0x3f, 0x45) : QColor(0xd9, 0xdb, 0xdf); }
-  QColor accent() const { return dark() ? QColor(0x5b, 0x9c, 0xff) : QColor(0x1f, 0x6f, 0xeb); }
+  // Dark: a deeper blue than the usual #5b9cff, so white text on a selected row stays readable.
+  QColor accent() const { return dark() ? QColor(0x2f, 0x6f, 0xd8) : QColor(0x1f, 0x6f, 0xeb); }
   QColor accentText() const { return QColor(0xff, 0xff, 0xff); }
   QColor userBubble() const { return dark() ? QColor(0x24, 0x3b, 0x5e) : QColor(0xdd, 0xea, 0xfd); }
   QColor assistantBubble() const { return dark() ? QColor(0x2b, 0x2d, 0x31) : QColor(0xff, 0xff, 0xff); }
