@@ -1,0 +1,106 @@
+#include "inference_worker.h"
+
+#include <QElapsedTimer>
+#include <string>
+
+InferenceWorker::InferenceWorker(QObject* parent) : QObject(parent) {
+  qRegisterMetaType<qins::ModelInfo>();
+  qRegisterMetaType<qins::GenerationStats>();
+}
+
+InferenceWorker::~InferenceWorker() = default;
+
+void InferenceWorker::setPieceHookForTesting(std::function<void(int)> hook) {
+  std::lock_guard<std::mutex> lock(m_hookMutex);
+  m_pieceHook = std::move(hook);
+}
+
+QString InferenceWorker::loadablePath(const QString& path, const qins::ProgressFn& progress) {
+  (void)progress;
+  return path;
+}
+
+void InferenceWorker::load(quint64 loadId, const QString& path, const qins::LoadOptions& options) {
+  double lastFraction = -1.0;
+  std::string lastStage;
+  const qins::ProgressFn progress = [&](double fraction, std::string_view stage) {
+    // The engine may report per tensor; the GUI needs no more than ~200 updates per load.
+    if (fraction - lastFraction >= 0.005 || fraction >= 1.0 || stage != lastStage) {
+      lastFraction = fraction;
+      lastStage = std::string(stage);
+      Q_EMIT loadProgress(loadId, fraction, QString::fromStdString(lastStage));
+    }
+    return m_wantedLoad.load() == loadId;
+  };
+  try {
+    if (m_wantedLoad.load() != loadId) throw qins::Cancelled();  // superseded while queued
+    // Drop the old model first: two Phi-3 models at once may not fit in memory.
+    m_session.reset();
+    m_engine.reset();
+    const QString source = loadablePath(path, progress);
+    std::unique_ptr<qins::Engine> engine = qins::Engine::load(source.toStdString(), options, progress);
+    if (m_wantedLoad.load() != loadId) throw qins::Cancelled();
+    m_session = engine->new_session();
+    m_engine = std::move(engine);
+    Q_EMIT loaded(loadId, m_engine->info());
+  } catch (const qins::Cancelled&) {
+    Q_EMIT loadFailed(loadId, QStringLiteral("Loading %1 was cancelled.").arg(path), true);
+  } catch (const std::exception& e) {
+    Q_EMIT loadFailed(loadId, QString::fromStdString(e.what()), false);
+  }
+}
+
+void InferenceWorker::unload() {
+  m_session.reset();
+  m_engine.reset();
+  Q_EMIT unloaded();
+}
+
+void InferenceWorker::generate(quint64 requestId, const std::vector<qins::ChatMessage>& messages,
+                               const qins::SamplingParams& params) {
+  if (!m_session) {
+    Q_EMIT generationFailed(requestId, QStringLiteral("No model is loaded."));
+    return;
+  }
+  std::function<void(int)> hook;
+  {
+    std::lock_guard<std::mutex> lock(m_hookMutex);
+    hook = m_pieceHook;
+  }
+  // Pieces are whole UTF-8 characters (engine.h), so a byte buffer always converts cleanly.
+  std::string pending;
+  QElapsedTimer sinceFlush;
+  sinceFlush.start();
+  QElapsedTimer sinceStart;
+  sinceStart.start();
+  int pieceIndex = 0;
+  bool firstFlushed = false;
+  const qins::TokenFn onPiece = [&](std::string_view piece) {
+    pending.append(piece);
+    if (hook) hook(pieceIndex);
+    ++pieceIndex;
+    // The first piece goes out at once (time to first token is visible); then every kFlushMs.
+    if (!firstFlushed || sinceFlush.elapsed() >= kFlushMs) {
+      Q_EMIT textChunk(requestId, QString::fromUtf8(pending.data(), static_cast<int>(pending.size())), pieceIndex,
+                       sinceStart.nsecsElapsed() * 1e-9);
+      pending.clear();
+      sinceFlush.restart();
+      firstFlushed = true;
+    }
+    return !m_stop.load();
+  };
+  try {
+    const qins::GenerationStats stats = m_session->generate(messages, params, onPiece, &m_stop);
+    if (!pending.empty())
+      Q_EMIT textChunk(requestId, QString::fromUtf8(pending.data(), static_cast<int>(pending.size())), pieceIndex,
+                       sinceStart.nsecsElapsed() * 1e-9);
+    Q_EMIT generationFinished(requestId, stats);
+  } catch (const std::exception& e) {
+    if (!pending.empty())
+      Q_EMIT textChunk(requestId, QString::fromUtf8(pending.data(), static_cast<int>(pending.size())), pieceIndex,
+                       sinceStart.nsecsElapsed() * 1e-9);
+    // The session's cache may be half-written: start the next request from scratch.
+    m_session->reset();
+    Q_EMIT generationFailed(requestId, QString::fromStdString(e.what()));
+  }
+}
