@@ -24,6 +24,7 @@
 #if defined(__linux__) || defined(__APPLE__)
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #endif
 #if defined(__x86_64__)
@@ -97,6 +98,16 @@ std::string cpuinfo_field(const std::string& key) {
       return c == std::string::npos ? "" : line.substr(c + 2);
     }
   return "";
+}
+
+long minor_faults() {
+#if defined(__linux__) || defined(__APPLE__)
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  return u.ru_minflt;
+#else
+  return -1;
+#endif
 }
 
 std::string relevant_flags() {
@@ -272,8 +283,10 @@ void run_variant(Engine& engine, BenchRun& run, const BenchOptions& o, const Ben
     }
     return since(t);
   };
+  const long faults0 = minor_faults();
   const double dt = decode(gen);
   run.decode_tps = gen / dt;
+  if (faults0 >= 0) run.faults_per_token = static_cast<double>(minor_faults() - faults0) / gen;
   if (log) log(run.variant + ": decode " + std::to_string(run.decode_tps) + " tok/s");
   if (res && res->rss_after_session == 0) {
     const MemoryReading m = read_memory();
@@ -487,8 +500,12 @@ std::string bench_text(const BenchResult& r) {
     t << line;
   }
   const BenchRun& q = r.runs.front();
+  t << "\n";
+  if (q.ran && q.faults_per_token >= 0) {
+    std::snprintf(line, sizeof line, "qins decode: %.1f minor page faults per token after warm-up\n", q.faults_per_token);
+    t << line;
+  }
   if (q.ran && (bf16_decode > 0 || fp32_prefill > 0)) {
-    t << "\n";
     if (bf16_decode > 0) {
       std::snprintf(line, sizeof line, "qins decode = %.2fx the bf16 baseline\n", q.decode_tps / bf16_decode);
       t << line;
@@ -538,7 +555,8 @@ std::string bench_json(const BenchResult& r) {
                          {"decode_tps_depth", run.decode_tps_depth},
                          {"gemv_only_s", run.gemv_only_s},
                          {"step_s", run.step_s},
-                         {"bandwidth_pct", run.bandwidth_pct}});
+                         {"bandwidth_pct", run.bandwidth_pct},
+                         {"faults_per_token", run.faults_per_token}});
   return j.dump(2) + "\n";
 }
 

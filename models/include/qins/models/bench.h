@@ -35,6 +35,7 @@ struct BenchRun {
   double gemv_only_s = 0.0;      // one token's projections alone (every LinearOp at batch 1)
   double step_s = 0.0;           // one decode step at depth (whole forward + sampling)
   double bandwidth_pct = 0.0;    // bytes_per_token * decode_tps / measured bandwidth
+  double faults_per_token = -1;  // minor page faults per decode step after warm-up (fresh pages touched)
 };
 
 struct BenchResult {
