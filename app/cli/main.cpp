@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   add("tokenize", "Print the token ids the engine would feed the model", qins::cli::add_tokenize);
   add("inspect", "Show a model's config, tensors, parameter count and memory estimate", qins::cli::add_inspect);
   add("convert", "Convert a Hugging Face Phi-3 folder into one compressed .qins file", qins::cli::add_convert);
+  add("synth", "Write a .qins with Phi-3 shapes and random weights (phi-3.5-mini | mid | demo)", qins::cli::add_synth);
+  add("bench", "Measure load time, memory, prefill and decode speed against baselines", qins::cli::add_bench);
   add("fixture", "Write a tiny random-weight Phi-3 model folder (for tests and demos)", qins::cli::add_fixture);
   try {
     app.parse(argc, argv);

@@ -2,7 +2,12 @@
 // PHI3.md §3 names (RMSNorm, half-split LongRoPE, attention with a bottom-right causal mask).
 #include "qins/models/phi3_model.h"
 
+#include <ATen/Parallel.h>
+
 #include <cmath>
+#include <cstring>
+#include <optional>
+#include <type_traits>
 
 #include "qins/models/engine.h"
 
@@ -66,10 +71,47 @@ RopeTables rope_tables(const Phi3Config& c, const torch::Tensor& positions, bool
 namespace {
 
 // y = x / sqrt(mean(x^2) + eps) in fp32, cast back to the activation dtype, THEN times the weight.
+// f32 activations (the decode path): one pass per row, no temporaries.
 torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
+  if (x.scalar_type() == torch::kFloat32 && x.is_contiguous() && weight.scalar_type() == torch::kFloat32 &&
+      !x.requires_grad() && !weight.requires_grad()) {
+    const int64_t n = x.size(-1), rows = x.numel() / n;
+    auto y = torch::empty_like(x);  // [..., hidden] f32
+    const float* px = x.data_ptr<float>();
+    const float* pw = weight.data_ptr<float>();
+    float* py = y.data_ptr<float>();
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* a = px + r * n;
+      float ss = 0.0f;
+      for (int64_t i = 0; i < n; ++i) ss += a[i] * a[i];
+      const float inv = 1.0f / std::sqrt(ss / static_cast<float>(n) + static_cast<float>(eps));
+      for (int64_t i = 0; i < n; ++i) py[r * n + i] = a[i] * inv * pw[i];
+    }
+    return y;
+  }
   auto xf = x.to(torch::kFloat32);
   auto normed = (xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps)).to(x.scalar_type());
   return (normed * weight).to(x.scalar_type());
+}
+
+// up * silu(gate) for gate_up [..., 2 * inter] (gate first). f32: one fused pass.
+torch::Tensor swiglu(const torch::Tensor& gate_up) {
+  const int64_t inter = gate_up.size(-1) / 2;
+  if (gate_up.scalar_type() == torch::kFloat32 && gate_up.is_contiguous() && !gate_up.requires_grad()) {
+    auto shape = gate_up.sizes().vec();
+    shape.back() = inter;
+    auto y = torch::empty(shape, gate_up.options());  // [..., inter] f32
+    const int64_t rows = gate_up.numel() / (2 * inter);
+    const float* g = gate_up.data_ptr<float>();
+    float* py = y.data_ptr<float>();
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t i = 0; i < inter; ++i) {
+        const float a = g[r * 2 * inter + i], u = g[r * 2 * inter + inter + i];
+        py[r * inter + i] = u * a / (1.0f + std::exp(-a));
+      }
+    return y;
+  }
+  return gate_up.narrow(-1, inter, inter) * torch::silu(gate_up.narrow(-1, 0, inter));
 }
 
 // Half-split rotation: dim j pairs with dim j + rotary_dim/2. x: [B, H, T, head_dim].
@@ -99,8 +141,9 @@ torch::Tensor attention_mask(int64_t q0, int64_t T, int64_t S, const std::option
 // q: [B, n_head, T, hd]; k, v: [B, n_kv, S, hd]. Softmax in fp32. Returns [B, T, n_head * hd].
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const torch::Tensor& mask, const Phi3Config& c) {
-  const int64_t B = q.size(0), T = q.size(2), S = k.size(2), hd = c.head_dim;
+  const int64_t B = q.size(0), T = q.size(2), hd = c.head_dim;
   const int64_t n_kv = c.num_key_value_heads, n_rep = c.n_rep();
+  const int64_t S = k.size(2);
   // Grouped-query attention without copying K/V: the n_rep query heads of each kv head are
   // folded into the query length, so one batched matmul per kv head serves them all.
   auto qg = q.to(torch::kFloat32).reshape({B, n_kv, n_rep * T, hd});       // [B, n_kv, n_rep*T, hd]
@@ -113,13 +156,197 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   return out.transpose(1, 2).reshape({B, T, c.num_attention_heads * hd}).to(q.scalar_type());
 }
 
+// h += y: in place when no gradient flows (no new [B, T, hidden] tensor per block).
+void add_residual(torch::Tensor& h, const torch::Tensor& y) {
+  if (h.requires_grad() || y.requires_grad()) h = h + y;
+  else h.add_(y);
+}
+
+// ---- Decode path: rotation, cache write and attention fused over the cache in place ----------
+// At 1k context the per-token K/V traffic is ~400 MB for Phi-3.5-mini (10 % of the weights);
+// reading the bf16 cache directly (no f32 copy of K and V per layer per step) keeps it at that.
+
+constexpr int64_t kFusedMaxT = 16;  // longer chunks (prefill) use the batched matmuls above
+
+inline float bf16_to_f32(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+#define QINS_MULTIVERSION __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define QINS_MULTIVERSION
+#endif
+
+// scores[s] = scale * <q, K[s]> for s in [0, n); K rows hd apart. 16 partial sums so the
+// compiler keeps full vectors busy.
+template <typename KT>
+QINS_MULTIVERSION void dot_rows(const float* q, const KT* k, int64_t n, int64_t hd, float scale, float* scores) {
+  for (int64_t s = 0; s < n; ++s) {
+    const KT* row = k + s * hd;
+    float acc[16] = {};
+    int64_t d = 0;
+    for (; d + 16 <= hd; d += 16)
+      for (int j = 0; j < 16; ++j) {
+        if constexpr (std::is_same_v<KT, uint16_t>) acc[j] += q[d + j] * bf16_to_f32(row[d + j]);
+        else acc[j] += q[d + j] * row[d + j];
+      }
+    float sum = 0.0f;
+    for (int j = 0; j < 16; ++j) sum += acc[j];
+    for (; d < hd; ++d) {
+      if constexpr (std::is_same_v<KT, uint16_t>) sum += q[d] * bf16_to_f32(row[d]);
+      else sum += q[d] * row[d];
+    }
+    scores[s] = sum * scale;
+  }
+}
+
+// out[d] = sum_s p[s] * V[s][d].
+template <typename KT>
+QINS_MULTIVERSION void weighted_rows(const float* p, const KT* v, int64_t n, int64_t hd, float* out) {
+  for (int64_t d = 0; d < hd; ++d) out[d] = 0.0f;
+  for (int64_t s = 0; s < n; ++s) {
+    const KT* row = v + s * hd;
+    const float w = p[s];
+    for (int64_t d = 0; d < hd; ++d) {
+      if constexpr (std::is_same_v<KT, uint16_t>) out[d] += w * bf16_to_f32(row[d]);
+      else out[d] += w * row[d];
+    }
+  }
+}
+
+// Rotates head vector x (hd floats) in place at table row t: cos/sin [T, half] with the
+// attention factor applied (both halves of the rotary dims use the same angle).
+void rope_in_place(float* x, const float* cos_t, const float* sin_t, int64_t half) {
+  for (int64_t j = 0; j < half; ++j) {
+    const float a = x[j], b = x[j + half];
+    x[j] = a * cos_t[j] - b * sin_t[j];
+    x[j + half] = b * cos_t[j] + a * sin_t[j];
+  }
+}
+
+template <typename KT>
+void store_row(KT* dst, const float* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    if constexpr (std::is_same_v<KT, uint16_t>) dst[i] = c10::BFloat16(src[i]).x;  // round to nearest even, as copy_ does
+    else dst[i] = src[i];
+  }
+}
+
+// qkv: [1, T, (n_head + 2 n_kv) * hd] f32 contiguous. Writes rotated K and V at positions
+// q0 .. q0+T-1 of layer `il` and returns the attention output [1, T, n_head * hd] f32.
+template <typename KT>
+torch::Tensor attend_cached(const torch::Tensor& qkv, KvCache& cache, int64_t il, int64_t q0, const Phi3Config& c,
+                            const std::vector<float>& cos_tab, const std::vector<float>& sin_tab) {
+  const int64_t T = qkv.size(1), hd = c.head_dim, n_head = c.num_attention_heads, n_kv = c.num_key_value_heads;
+  const int64_t half = c.rotary_dim / 2, cap = cache.capacity(), width = qkv.size(2);
+  const float* src = qkv.data_ptr<float>();
+  KT* kc = reinterpret_cast<KT*>(cache.k[il].data_ptr());  // [n_kv, cap, hd]
+  KT* vc = reinterpret_cast<KT*>(cache.v[il].data_ptr());
+  thread_local std::vector<float> tmp;
+  tmp.resize(static_cast<size_t>(hd));
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t g = 0; g < n_kv; ++g) {
+      const float* k = src + t * width + (n_head + g) * hd;
+      std::copy_n(k, hd, tmp.data());
+      rope_in_place(tmp.data(), &cos_tab[t * half], &sin_tab[t * half], half);
+      store_row(kc + (g * cap + q0 + t) * hd, tmp.data(), hd);
+      store_row(vc + (g * cap + q0 + t) * hd, src + t * width + (n_head + n_kv + g) * hd, hd);
+    }
+  auto out = torch::empty({1, T, n_head * hd}, torch::kFloat32);  // [1, T, n_head * hd]
+  float* po = out.data_ptr<float>();
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int64_t window = c.sliding_window ? *c.sliding_window : 0;
+  const int64_t n_rep = c.n_rep();
+  at::parallel_for(0, n_head * T, 1, [&](int64_t b, int64_t e) {
+    thread_local std::vector<float> q, scores;  // grown once, reused every step
+    q.resize(static_cast<size_t>(hd));
+    scores.resize(static_cast<size_t>(q0 + T));
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t h = i / T, t = i % T, g = h / n_rep, pos = q0 + t;
+      std::copy_n(src + t * width + h * hd, hd, q.data());
+      rope_in_place(q.data(), &cos_tab[t * half], &sin_tab[t * half], half);
+      const int64_t lo = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0, n = pos + 1 - lo;
+      const KT* k = kc + (g * cap + lo) * hd;
+      dot_rows(q.data(), k, n, hd, scale, scores.data());
+      float mx = -std::numeric_limits<float>::infinity();
+      for (int64_t s = 0; s < n; ++s) mx = std::max(mx, scores[s]);
+      float sum = 0.0f;
+      for (int64_t s = 0; s < n; ++s) sum += (scores[s] = std::exp(scores[s] - mx));
+      const float inv = 1.0f / sum;
+      for (int64_t s = 0; s < n; ++s) scores[s] *= inv;
+      weighted_rows(scores.data(), vc + (g * cap + lo) * hd, n, hd, po + t * n_head * hd + h * hd);
+    }
+  });
+  return out;
+}
+
+// cos/sin [T, half] (attention factor applied) for positions q0 .. q0+T-1, computed the way
+// rope_tables does it (fp32 throughout).
+void rope_rows(const Phi3Config& c, bool long_rope, int64_t q0, int64_t T, std::vector<float>& cos_tab,
+               std::vector<float>& sin_tab) {
+  const int64_t half = c.rotary_dim / 2;
+  const auto inv = rope_inv_freq(c, long_rope);  // [half] f32
+  const float* pi = inv.data_ptr<float>();
+  const float factor = static_cast<float>(c.attention_factor);
+  cos_tab.resize(static_cast<size_t>(T * half));
+  sin_tab.resize(static_cast<size_t>(T * half));
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t j = 0; j < half; ++j) {
+      const float f = static_cast<float>(q0 + t) * pi[j];
+      cos_tab[t * half + j] = std::cos(f) * factor;
+      sin_tab[t * half + j] = std::sin(f) * factor;
+    }
+}
+
+// Attention block after the qkv projection: rotate q and k, append k and v to the cache, attend.
+// Returns [B, T, n_head * hd] in the activation dtype.
+torch::Tensor self_attention(const torch::Tensor& qkv, KvCache* cache, int64_t il, int64_t q0, bool long_rope,
+                             const Phi3Config& c, std::optional<RopeTables>& rope) {
+  const int64_t B = qkv.size(0), T = qkv.size(1);
+  const bool fused = cache && T <= kFusedMaxT && qkv.scalar_type() == torch::kFloat32 && qkv.is_contiguous() &&
+                     !qkv.requires_grad() &&
+                     (cache->k.scalar_type() == torch::kBFloat16 || cache->k.scalar_type() == torch::kFloat32);
+  if (fused) {
+    thread_local std::vector<float> cos_tab, sin_tab;
+    thread_local int64_t tab_q0 = -1, tab_T = -1;
+    thread_local bool tab_long = false;
+    thread_local const Phi3Config* tab_c = nullptr;
+    if (tab_q0 != q0 || tab_T != T || tab_long != long_rope || tab_c != &c || il == 0) {  // once per forward
+      rope_rows(c, long_rope, q0, T, cos_tab, sin_tab);
+      tab_q0 = q0, tab_T = T, tab_long = long_rope, tab_c = &c;
+    }
+    return cache->k.scalar_type() == torch::kBFloat16
+               ? attend_cached<uint16_t>(qkv, *cache, il, q0, c, cos_tab, sin_tab)
+               : attend_cached<float>(qkv, *cache, il, q0, c, cos_tab, sin_tab);
+  }
+  const int64_t n_head = c.num_attention_heads, n_kv = c.num_key_value_heads, hd = c.head_dim;
+  auto q = qkv.narrow(-1, 0, n_head * hd).view({B, T, n_head, hd}).transpose(1, 2);  // [B, n_head, T, hd]
+  auto k = qkv.narrow(-1, n_head * hd, n_kv * hd).view({B, T, n_kv, hd}).transpose(1, 2);
+  auto v = qkv.narrow(-1, (n_head + n_kv) * hd, n_kv * hd).view({B, T, n_kv, hd}).transpose(1, 2);
+  if (!rope) rope = rope_tables(c, torch::arange(q0, q0 + T, torch::kInt64), long_rope);  // once per forward
+  q = apply_rope(q, *rope, c.rotary_dim);
+  k = apply_rope(k, *rope, c.rotary_dim);
+  const int64_t S = q0 + T;
+  torch::Tensor k_all = k, v_all = v;  // [B, n_kv, S, hd]
+  if (cache) {
+    cache->k[il].narrow(1, q0, T).copy_(k[0]);
+    cache->v[il].narrow(1, q0, T).copy_(v[0]);
+    k_all = cache->k[il].narrow(1, 0, S).unsqueeze(0);
+    v_all = cache->v[il].narrow(1, 0, S).unsqueeze(0);
+  }
+  return attention(q, k_all, v_all, attention_mask(q0, T, S, c.sliding_window), c);
+}
+
 }  // namespace
 
 torch::Tensor forward(Phi3Weights& w, const torch::Tensor& ids, KvCache* cache, const ForwardOptions& opts) {
   const Phi3Config& c = w.config;
   TORCH_CHECK(ids.dim() == 2, "forward: ids must be [B, T]");
   const int64_t B = ids.size(0), T = ids.size(1);
-  const int64_t n_head = c.num_attention_heads, n_kv = c.num_key_value_heads, hd = c.head_dim;
   const int64_t q0 = cache ? cache->n_past : 0;
   if (cache) {
     TORCH_CHECK(B == 1, "forward: a KV cache holds one sequence");
@@ -128,37 +355,20 @@ torch::Tensor forward(Phi3Weights& w, const torch::Tensor& ids, KvCache* cache, 
                   std::to_string(cache->capacity()));
   }
   const bool long_rope = cache ? cache->long_rope : rope_needs_long(c, T - 1);
-  const auto rope = rope_tables(c, torch::arange(q0, q0 + T, torch::kInt64), long_rope);
-  const int64_t S = q0 + T;
-  const auto mask = attention_mask(q0, T, S, c.sliding_window);
+  std::optional<RopeTables> rope;  // built by the first layer that takes the batched path
 
-  auto h = w.embed->lookup(ids).to(opts.act_dtype);  // [B, T, hidden], no scaling
+  auto h = w.embed->lookup(ids).to(opts.act_dtype).contiguous();  // [B, T, hidden], no scaling
   for (size_t il = 0; il < w.layers.size(); ++il) {
     Phi3Layer& L = w.layers[il];
     // Attention block.
     auto qkv = L.qkv->forward(rms_norm(h, L.input_norm, c.rms_norm_eps));  // [B, T, (n_head + 2 n_kv) hd]
-    auto q = qkv.narrow(-1, 0, n_head * hd).view({B, T, n_head, hd}).transpose(1, 2);  // [B, n_head, T, hd]
-    auto k = qkv.narrow(-1, n_head * hd, n_kv * hd).view({B, T, n_kv, hd}).transpose(1, 2);
-    auto v = qkv.narrow(-1, (n_head + n_kv) * hd, n_kv * hd).view({B, T, n_kv, hd}).transpose(1, 2);
-    q = apply_rope(q, rope, c.rotary_dim);
-    k = apply_rope(k, rope, c.rotary_dim);
-    torch::Tensor k_all = k, v_all = v;  // [B, n_kv, S, hd]
-    if (cache) {
-      cache->k[il].narrow(1, q0, T).copy_(k[0]);
-      cache->v[il].narrow(1, q0, T).copy_(v[0]);
-      k_all = cache->k[il].narrow(1, 0, S).unsqueeze(0);
-      v_all = cache->v[il].narrow(1, 0, S).unsqueeze(0);
-    }
-    h = h + L.o->forward(attention(q, k_all, v_all, mask, c));
+    add_residual(h, L.o->forward(self_attention(qkv, cache, static_cast<int64_t>(il), q0, long_rope, c, rope)));
     // MLP block: down(up * silu(gate)), gate is the first half.
     auto gate_up = L.gate_up->forward(rms_norm(h, L.post_norm, c.rms_norm_eps));  // [B, T, 2 inter]
-    const int64_t inter = gate_up.size(-1) / 2;
-    auto gate = gate_up.narrow(-1, 0, inter);
-    auto up = gate_up.narrow(-1, inter, inter);
-    h = h + L.down->forward(up * torch::silu(gate));
+    add_residual(h, L.down->forward(swiglu(gate_up)));
   }
-  if (cache) cache->n_past = S;
-  if (opts.last_only) h = h.narrow(1, T - 1, 1);
+  if (cache) cache->n_past = q0 + T;
+  if (opts.last_only) h = h.narrow(1, T - 1, 1).contiguous();
   return w.lm_head->forward(rms_norm(h, w.final_norm, c.rms_norm_eps)).to(torch::kFloat32);
 }
 

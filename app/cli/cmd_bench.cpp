@@ -1,0 +1,102 @@
+// qins synth / qins bench.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include "commands.h"
+#include "qins/models/bench.h"
+#include "qins/models/engine.h"
+#include "qins/models/synth.h"
+
+namespace qins::cli {
+
+Runner add_synth(CLI::App& app) {
+  struct Opts {
+    std::string out, like = "phi-3.5-mini", dist = "gaussian", codebook = "projective";
+    double pole = 300.0, std_dev = 0.02;
+    uint64_t seed = 1;
+    int threads = 0;
+  };
+  auto o = std::make_shared<Opts>();
+  app.add_option("-o,--output", o->out, "Output .qins file (write it outside the repository: it is GBs)")->required();
+  app.add_option("--like", o->like, "Shapes: phi-3.5-mini | mid | demo")->capture_default_str();
+  app.add_option("--dist", o->dist, "Weight distribution: gaussian | laplace | t5")->capture_default_str();
+  app.add_option("--std", o->std_dev, "Weight standard deviation")->capture_default_str();
+  app.add_option("--codebook", o->codebook, "inverse | projective | uniform")->capture_default_str();
+  app.add_option("--pole", o->pole, "Projective pole (<= 0: fit per tensor)")->capture_default_str();
+  app.add_option("--seed", o->seed)->capture_default_str();
+  app.add_option("--threads", o->threads, "0 = all cores")->capture_default_str();
+  return [o]() {
+    SynthOptions so;
+    so.like = o->like;
+    so.dist = synth_dist_from_name(o->dist);
+    so.weight_std = o->std_dev;
+    so.seed = o->seed;
+    try {
+      so.quant.codebook = core::codebook_from_name(o->codebook);
+    } catch (const std::invalid_argument& e) {
+      throw Error(std::string("--codebook: ") + e.what());
+    }
+    so.quant.pole = o->pole;
+    so.quant.threads = o->threads;
+    int last = -1;
+    const auto rep = write_synthetic_model(o->out, so, [&](double f, const std::string& name) {
+      const int pct = static_cast<int>(f * 100);
+      if (pct != last) {
+        std::fprintf(stderr, "\r%3d%% %-48s", pct, name.c_str());
+        last = pct;
+      }
+      return true;
+    });
+    std::fprintf(stderr, "\r%-60s\r", "");
+    std::printf("wrote %s\n  %s\n  %.3f G parameters, file %.2f GB (codes + scales %.2f GB)\n"
+                "  %.1f s: random numbers %.1f s, quantize %.1f s, compress + write %.1f s\n",
+                o->out.c_str(), rep.config_summary.c_str(), rep.params / 1e9, rep.file_bytes / 1e9,
+                rep.code_bytes / 1e9, rep.seconds, rep.generate_seconds, rep.quantize_seconds, rep.write_seconds);
+    return 0;
+  };
+}
+
+Runner add_bench(CLI::App& app) {
+  struct Opts {
+    std::string model, baseline = "all", json_path;
+    BenchOptions b;
+    bool json = false;
+  };
+  auto o = std::make_shared<Opts>();
+  app.add_option("model", o->model, "A .qins file or a Hugging Face model folder")->required();
+  app.add_option("--prompt-tokens", o->b.prompt_tokens)->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  app.add_option("--gen-tokens", o->b.gen_tokens)->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  app.add_option("--threads", o->b.threads, "0 = all cores")->capture_default_str();
+  app.add_option("--context", o->b.context, "KV cache positions")->capture_default_str()->check(CLI::Range(16, 1 << 20));
+  app.add_option("--depth", o->b.depth, "Also decode with this many positions in the cache (0 = skip)")
+      ->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  app.add_option("--baseline", o->baseline, "fp32 | bf16 | naive | all | none (comma-separated list allowed)")
+      ->capture_default_str();
+  app.add_option("--bandwidth-gib", o->b.bandwidth_gib, "Buffer for the plain-read bandwidth")->capture_default_str();
+  app.add_flag("--json", o->json, "Print JSON instead of the table");
+  app.add_option("--json-out", o->json_path, "Also write the JSON to this file");
+  return [o]() {
+    std::string list = o->baseline == "all" ? "naive,bf16,fp32" : o->baseline == "none" ? "" : o->baseline;
+    for (size_t p = 0; p < list.size();) {
+      const size_t c = std::min(list.find(',', p), list.size());
+      const std::string v = list.substr(p, c - p);
+      if (v != "fp32" && v != "bf16" && v != "naive")
+        throw Error("--baseline: unknown '" + v + "' (expected fp32, bf16, naive, all or none)");
+      o->b.baselines.push_back(v);
+      p = c + 1;
+    }
+    const auto r = run_bench(o->model, o->b, [](const std::string& s) { std::fprintf(stderr, "[bench] %s\n", s.c_str()); });
+    const std::string js = bench_json(r);
+    if (!o->json_path.empty()) {
+      std::ofstream out(o->json_path, std::ios::trunc);
+      out << js;
+      if (!out.flush()) throw Error(o->json_path + ": write failed");
+    }
+    std::cout << (o->json ? js : bench_text(r));
+    return 0;
+  };
+}
+
+}  // namespace qins::cli

@@ -1,0 +1,67 @@
+// `qins bench`: load time, memory, time to first token, prefill and decode speed of a model,
+// the memory-bandwidth roofline measured in the same run, and baselines (the same graph with
+// fp32 / bf16 torch::linear weights, and the naive dequantize-then-linear) run one after another.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace qins {
+
+struct BenchOptions {
+  int prompt_tokens = 64;
+  int gen_tokens = 32;
+  int threads = 0;           // 0 = all cores
+  int context = 4096;        // KV cache capacity (bf16)
+  int depth = 1024;          // also decode with this many positions already in the cache (0 = skip)
+  std::vector<std::string> baselines;  // any of "naive", "bf16", "fp32"
+  double bandwidth_gib = 1.0;          // buffer for the plain-read bandwidth measurement
+};
+
+// One variant of the graph (qins, naive, bf16, fp32).
+struct BenchRun {
+  std::string variant;
+  bool ran = false;
+  std::string note;              // why it did not run, if it did not
+  double setup_s = 0.0;          // load (+ conversion of the weights for baselines)
+  int64_t weight_bytes = 0;      // in memory
+  int64_t bytes_per_token = 0;   // weight bytes streamed per decoded token
+  double ttft_s = 0.0;           // prompt in -> first token sampled (prefill + lm_head + sampling)
+  double prefill_tps = 0.0;
+  double decode_tps = 0.0;       // decode right after the prompt
+  double decode_tps_depth = 0.0; // decode with `depth` positions in the cache
+  double gemv_only_s = 0.0;      // one token's projections alone (every LinearOp at batch 1)
+  double step_s = 0.0;           // one decode step at depth (whole forward + sampling)
+  double bandwidth_pct = 0.0;    // bytes_per_token * decode_tps / measured bandwidth
+  double faults_per_token = -1;  // minor page faults per decode step after warm-up (fresh pages touched)
+};
+
+struct BenchResult {
+  std::string model_path, model_name, cpu, cpu_flags, kernel_isa;
+  int threads = 0;
+  int64_t n_params = 0, file_bytes = 0, weight_bytes = 0, kv_cache_bytes = 0;
+  int context = 0, depth = 0, prompt_tokens = 0, gen_tokens = 0;
+  double bandwidth_gbs = 0.0;          // plain parallel read, GB/s (1e9)
+  double load_cold_s = -1.0;           // < 0: could not drop the page cache
+  std::string cold_method;             // how the page cache was dropped, or why not
+  double cold_resident_fraction = -1;  // share of the file in the page cache before the cold load
+  double load_warm_s = 0.0;
+  int64_t rss_after_load = 0, peak_rss_load = 0;  // warm load: VmRSS after, VmHWM during
+  int64_t rss_after_session = 0;                  // after the KV cache is allocated and a reply ran
+  int64_t peak_rss_run = 0;
+  std::vector<BenchRun> runs;
+};
+
+using BenchLog = std::function<void(const std::string&)>;
+
+// Throws qins::Error for an unreadable model.
+BenchResult run_bench(const std::string& model_path, const BenchOptions& options, const BenchLog& log = {});
+std::string bench_text(const BenchResult& r);
+std::string bench_json(const BenchResult& r);
+
+// Plain streaming read bandwidth (bytes / s) over `bytes` with `threads` threads (best of passes).
+double measure_read_bandwidth(int64_t bytes, int threads);
+
+}  // namespace qins
