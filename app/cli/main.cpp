@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   add("tokenize", "Print the token ids the engine would feed the model", qins::cli::add_tokenize);
   add("inspect", "Show a model's config, tensors, parameter count and memory estimate", qins::cli::add_inspect);
   add("convert", "Convert a Hugging Face Phi-3 folder into one compressed .qins file", qins::cli::add_convert);
+  add("eval", "Accuracy report: weight SQNR, perplexity, KL and top-1 agreement of each codebook vs fp32", qins::cli::add_eval);
   add("fixture", "Write a tiny random-weight Phi-3 model folder (for tests and demos)", qins::cli::add_fixture);
   try {
     app.parse(argc, argv);
