@@ -567,7 +567,7 @@ std::string eval_report_markdown(const EvalReport& r) {
     << (r.text.mode == "chat" ? "Phi-3 chat template, assistant tokens scored"
                               : "plain text, every token after the first of a window scored")
     << "), " << r.text.tokens << " tokens, " << r.text.targets << " targets, window " << r.text.window;
-  if (r.text.truncated) o << ", " << r.text.truncated << " conversations cut to the window";
+  if (r.text.truncated) o << ", " << r.text.truncated << " conversation(s) cut to the window";
   o << ".\n";
   if (!r.note.empty()) o << "\nNote: " << r.note << ".\n";
   o << "\n| model | perplexity | vs fp32 | mean KL (nats) | top-1 agree | weight SQNR (dB) | worst tensor (dB) | zero codes |\n";
@@ -575,11 +575,12 @@ std::string eval_report_markdown(const EvalReport& r) {
   const double ref_ppl = r.has_reference ? r.rows.front().scores.perplexity : kNaN;
   for (const auto& row : r.rows) {
     const auto& s = row.scores;
+    const bool has_err = row.quantized && !row.tensors.empty();
     o << "| " << row.label << " | " << num(s.perplexity, "%.4f") << " | "
       << (row.quantized && r.has_reference ? num(100.0 * (s.perplexity / ref_ppl - 1.0), "%+.2f %%") : "") << " | "
       << num(s.kl, "%.5f") << " | " << num(100.0 * s.top1, "%.2f %%") << " | "
-      << (row.quantized ? num(row.weight_sqnr_db, "%.2f") : "") << " | "
-      << (row.quantized ? num(row.worst_tensor_sqnr_db, "%.2f") : "") << " | "
+      << (has_err ? num(row.weight_sqnr_db, "%.2f") : "") << " | "
+      << (has_err ? num(row.worst_tensor_sqnr_db, "%.2f") : "") << " | "
       << (row.quantized && row.codes ? num(100.0 * static_cast<double>(row.zero_codes) / static_cast<double>(row.codes), "%.2f %%")
                                       : "")
       << " |\n";
