@@ -256,12 +256,13 @@ EvalScores score_batches(Phi3Weights& model, Phi3Weights* reference, const std::
                          RefCache* cache) {
   torch::NoGradGuard ng;
   const auto t0 = Clock::now();
-  double nll = 0.0, kl = 0.0;
+  double nll = 0.0, kl = 0.0, d_sum = 0.0, d_sq = 0.0;
   int64_t agree = 0, n = 0;
   for (size_t k = 0; k < batches.size(); ++k) {
     const Batch& b = batches[k];
     const torch::Tensor lp = target_log_probs(model, b);  // [N, V]
-    nll -= lp.gather(1, b.targets.unsqueeze(1)).sum().item<double>();
+    const torch::Tensor tnll = -lp.gather(1, b.targets.unsqueeze(1)).squeeze(1).to(torch::kFloat64);  // [N]
+    nll += tnll.sum().item<double>();
     n += b.rows.size(0);
     if (!reference) continue;
     torch::Tensor ref;  // [N, V]
@@ -272,6 +273,9 @@ EvalScores score_batches(Phi3Weights& model, Phi3Weights* reference, const std::
     // KL(P_ref || P) = sum_v p_ref (log p_ref - log p), per position; double accumulation.
     kl += (ref.exp() * (ref - lp)).sum(1).to(torch::kFloat64).sum().item<double>();
     agree += ref.argmax(1).eq(lp.argmax(1)).sum().item<int64_t>();
+    const torch::Tensor d = tnll + ref.gather(1, b.targets.unsqueeze(1)).squeeze(1).to(torch::kFloat64);  // [N]
+    d_sum += d.sum().item<double>();
+    d_sq += d.pow(2).sum().item<double>();
   }
   EvalScores s;
   s.targets = n;
@@ -279,6 +283,11 @@ EvalScores score_batches(Phi3Weights& model, Phi3Weights* reference, const std::
   s.perplexity = std::exp(s.nll);
   s.kl = reference && n ? kl / static_cast<double>(n) : kNaN;
   s.top1 = reference && n ? static_cast<double>(agree) / static_cast<double>(n) : kNaN;
+  s.nll_delta_se = kNaN;
+  if (reference && n > 1) {
+    const double dn = static_cast<double>(n), mean = d_sum / dn;
+    s.nll_delta_se = std::sqrt(std::max(0.0, (d_sq / dn - mean * mean) * dn / (dn - 1.0)) / dn);
+  }
   s.seconds = seconds_since(t0);
   return s;
 }
@@ -423,6 +432,7 @@ EvalRow reference_row(Phi3Weights& ref, const std::vector<Batch>& batches, RefCa
   row.scores.perplexity = std::exp(row.scores.nll);
   row.scores.kl = 0.0;
   row.scores.top1 = 1.0;
+  row.scores.nll_delta_se = 0.0;
   row.scores.seconds = seconds_since(t0);
   summarize(row);
   if (o.log) o.log("fp32 reference: perplexity " + fmt("%.4f", row.scores.perplexity));
@@ -570,6 +580,8 @@ std::string eval_report_markdown(const EvalReport& r) {
   if (r.text.truncated) o << ", " << r.text.truncated << " conversation(s) cut to the window";
   o << ".\n";
   if (!r.note.empty()) o << "\nNote: " << r.note << ".\n";
+  if (r.has_reference)
+    o << "\n\"vs fp32\": perplexity change ± one standard error of the paired per-token difference.\n";
   o << "\n| model | perplexity | vs fp32 | mean KL (nats) | top-1 agree | weight SQNR (dB) | worst tensor (dB) | zero codes |\n";
   o << "|---|---:|---:|---:|---:|---:|---:|---:|\n";
   const double ref_ppl = r.has_reference ? r.rows.front().scores.perplexity : kNaN;
@@ -577,7 +589,10 @@ std::string eval_report_markdown(const EvalReport& r) {
     const auto& s = row.scores;
     const bool has_err = row.quantized && !row.tensors.empty();
     o << "| " << row.label << " | " << num(s.perplexity, "%.4f") << " | "
-      << (row.quantized && r.has_reference ? num(100.0 * (s.perplexity / ref_ppl - 1.0), "%+.2f %%") : "") << " | "
+      << (row.quantized && r.has_reference
+              ? num(100.0 * (s.perplexity / ref_ppl - 1.0), "%+.2f") + " ± " + num(100.0 * s.perplexity / ref_ppl * s.nll_delta_se, "%.2f %%")
+              : "")
+      << " | "
       << num(s.kl, "%.5f") << " | " << num(100.0 * s.top1, "%.2f %%") << " | "
       << (has_err ? num(row.weight_sqnr_db, "%.2f") : "") << " | "
       << (has_err ? num(row.worst_tensor_sqnr_db, "%.2f") : "") << " | "
@@ -645,6 +660,7 @@ std::string eval_report_json(const EvalReport& r) {
     jr["perplexity"] = jnum(s.perplexity);
     jr["nll"] = jnum(s.nll);
     jr["perplexity_delta_pct"] = row.quantized ? jnum(100.0 * (s.perplexity / ref_ppl - 1.0)) : json(0.0);
+    jr["perplexity_delta_se_pct"] = row.quantized ? jnum(100.0 * s.perplexity / ref_ppl * s.nll_delta_se) : json(0.0);
     jr["kl"] = jnum(s.kl);
     jr["top1_agreement"] = jnum(s.top1);
     jr["targets"] = s.targets;

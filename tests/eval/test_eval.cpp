@@ -112,6 +112,7 @@ TEST(Eval, ModelAgainstItselfHasZeroKlAndFullAgreement) {
   const EvalScores self = score_model(a, &a, text, 100);
   EXPECT_EQ(self.kl, 0.0);
   EXPECT_EQ(self.top1, 1.0);
+  EXPECT_EQ(self.nll_delta_se, 0.0);
   // Batching (padding) does not change the scores.
   const EvalScores one = score_model(a, nullptr, text, 1);
   EXPECT_NEAR(one.nll, s.nll, 1e-5);
@@ -127,6 +128,7 @@ TEST(Eval, QuantizedRowsCostSomething) {
     const EvalRow& x = r.rows[i];
     EXPECT_TRUE(x.quantized);
     EXPECT_GT(x.scores.kl, 0.0) << x.label;
+    EXPECT_GT(x.scores.nll_delta_se, 0.0) << x.label;
     EXPECT_LE(x.scores.top1, 1.0) << x.label;
     EXPECT_TRUE(std::isfinite(x.scores.perplexity)) << x.label;
     EXPECT_EQ(static_cast<int>(x.tensors.size()), n_tensors) << x.label;
@@ -165,7 +167,7 @@ TEST(Eval, JsonHasTheDocumentedKeys) {
   EXPECT_EQ(j["rows"][0]["kl"], 0.0);
   for (size_t i = 1; i < j["rows"].size(); ++i) {
     const auto& x = j["rows"][i];
-    for (const char* k : {"name", "codebook", "pole", "prune_index", "perplexity", "perplexity_delta_pct", "kl",
+    for (const char* k : {"name", "codebook", "pole", "prune_index", "perplexity", "perplexity_delta_pct", "perplexity_delta_se_pct", "kl",
                           "top1_agreement", "weight_sqnr_db", "tensors"})
       EXPECT_TRUE(x.contains(k)) << k;
     EXPECT_GT(x["kl"].get<double>(), 0.0);

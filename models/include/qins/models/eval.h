@@ -67,6 +67,9 @@ struct EvalScores {
   double perplexity = 0.0;  // exp(nll)
   double kl = 0.0;          // mean KL(P_ref || P_model) per target (nats); NaN without reference
   double top1 = 0.0;        // fraction of targets whose argmax equals the reference's; NaN without reference
+  // Standard error of the mean per-target NLL difference (model - reference), nats: how far the
+  // perplexity ratio exp(mean difference) could move on another sample of text. NaN without reference.
+  double nll_delta_se = 0.0;
   int64_t targets = 0;
   double seconds = 0.0;     // forward passes + scoring
 };
