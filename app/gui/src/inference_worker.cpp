@@ -1,5 +1,10 @@
 #include "inference_worker.h"
 
+#include <QDateTime>
+#include <QDir>
+#include <QFileInfo>
+#include <QStandardPaths>
+
 #include <QElapsedTimer>
 #include <string>
 
@@ -15,9 +20,23 @@ void InferenceWorker::setPieceHookForTesting(std::function<void(int)> hook) {
   m_pieceHook = std::move(hook);
 }
 
-QString InferenceWorker::loadablePath(const QString& path, const qins::ProgressFn& progress) {
-  (void)progress;
-  return path;
+QString InferenceWorker::loadablePath(const QString& path, const qins::ProgressFn& progress,
+                                      const std::string& codebook) {
+  const QFileInfo source(path);
+  if (!source.isDir()) return path;
+  // A Hugging Face folder is converted once into the app's data folder, then loaded from there;
+  // the conversion is redone when the folder's files are newer than the converted file.
+  const QString dir = QStandardPaths::writableLocation(QStandardPaths::AppDataLocation) + QStringLiteral("/models");
+  QDir().mkpath(dir);
+  const QString target = dir + QLatin1Char('/') + source.fileName() + QLatin1Char('-') +
+                         QString::fromStdString(codebook) + QStringLiteral(".qins");
+  QDateTime newest;
+  for (const QFileInfo& f : QDir(path).entryInfoList(QDir::Files))
+    if (!newest.isValid() || f.lastModified() > newest) newest = f.lastModified();
+  const QFileInfo converted(target);
+  if (!converted.exists() || converted.lastModified() < newest)
+    qins::convert_model(path.toStdString(), target.toStdString(), codebook, progress);
+  return target;
 }
 
 void InferenceWorker::load(quint64 loadId, const QString& path, const qins::LoadOptions& options) {
@@ -37,7 +56,9 @@ void InferenceWorker::load(quint64 loadId, const QString& path, const qins::Load
     // Drop the old model first: two Phi-3 models at once may not fit in memory.
     m_session.reset();
     m_engine.reset();
-    const QString source = loadablePath(path, progress);
+    const std::string& fmt = options.weight_format;
+    const std::string codebook = (fmt == "inverse" || fmt == "uniform") ? fmt : std::string("projective");
+    const QString source = loadablePath(path, progress, codebook);
     std::unique_ptr<qins::Engine> engine = qins::Engine::load(source.toStdString(), options, progress);
     if (m_wantedLoad.load() != loadId) throw qins::Cancelled();
     m_session = engine->new_session();

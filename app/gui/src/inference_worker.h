@@ -56,9 +56,9 @@ class InferenceWorker : public QObject {
   void generationFailed(quint64 requestId, const QString& error);
 
  private:
-  // The path Engine::load gets. A Hugging Face folder is loaded as it is for now; the step that
-  // converts it to a .qins file first (with its own progress stage) belongs here.
-  QString loadablePath(const QString& path, const qins::ProgressFn& progress);
+  // The path Engine::load gets: a .qins file as it is; a Hugging Face folder is first converted
+  // (once, with its own progress stage) into a .qins file in the app's data folder.
+  QString loadablePath(const QString& path, const qins::ProgressFn& progress, const std::string& codebook);
 
   std::unique_ptr<qins::Engine> m_engine;
   std::unique_ptr<qins::Session> m_session;
