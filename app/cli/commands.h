@@ -16,6 +16,7 @@ Runner add_generate(CLI::App& app);
 Runner add_tokenize(CLI::App& app);
 Runner add_inspect(CLI::App& app);
 Runner add_fixture(CLI::App& app);
+Runner add_train(CLI::App& app);
 
 // Prints one clear error line to stderr.
 void print_error(const std::string& message);

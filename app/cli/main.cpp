@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   add("tokenize", "Print the token ids the engine would feed the model", qins::cli::add_tokenize);
   add("inspect", "Show a model's config, tensors, parameter count and memory estimate", qins::cli::add_inspect);
   add("fixture", "Write a tiny random-weight Phi-3 model folder (for tests and demos)", qins::cli::add_fixture);
+  add("train", "Train a small Phi-3 chat model from a chat corpus (the demo model)", qins::cli::add_train);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
