@@ -148,7 +148,10 @@ GenerationStats Session::Impl::run(std::vector<int> prompt, const SamplingParams
 
   Sampler sampler(params);
   tok::StreamDecoder decoder(*e->tokenizer);
-  std::vector<float> row(static_cast<size_t>(logits.numel()));
+  // Rows past the tokenizer's vocabulary are padding (Phi-3.5: 32011..32063): never sampled.
+  const auto n_vocab = std::min<size_t>(static_cast<size_t>(logits.numel()),
+                                         static_cast<size_t>(e->tokenizer->vocab_size()));
+  std::vector<float> row(n_vocab);
   Clock::time_point t_first{};
   stats.stop_reason = "max_tokens";
   ForwardOptions fo{e->act_dtype, /*last_only=*/true};

@@ -39,6 +39,8 @@ json parse_strict(const std::string& text, const std::string& origin) {
     }
     return true;
   };
+  // nlohmann's lexer takes a NUL byte for the end of input and would ignore what follows.
+  if (text.find('\0') != std::string::npos) fail(origin, "invalid JSON: contains a NUL byte");
   json j;
   try {
     j = json::parse(text, on_event, /*allow_exceptions=*/true, /*ignore_comments=*/false);
@@ -272,13 +274,16 @@ std::string phi3_config_to_json(const Phi3Config& c) {
     // float -> double is exact, and nlohmann prints doubles so they read back bit-identical.
     rs["short_factor"] = std::vector<double>(c.short_factor.begin(), c.short_factor.end());
     rs["long_factor"] = std::vector<double>(c.long_factor.begin(), c.long_factor.end());
-    double derived = 1.0;
-    if (c.max_position_embeddings > c.original_max_position_embeddings &&
-        c.original_max_position_embeddings >= 2) {
+    // Write attention_factor only where the reader would not derive the same value by itself.
+    bool explicit_factor = true;
+    if (c.max_position_embeddings <= c.original_max_position_embeddings) {
+      explicit_factor = c.attention_factor != 1.0;
+    } else if (c.original_max_position_embeddings >= 2) {
       const double scale = static_cast<double>(c.max_position_embeddings) / c.original_max_position_embeddings;
-      derived = std::sqrt(1.0 + std::log(scale) / std::log(static_cast<double>(c.original_max_position_embeddings)));
+      explicit_factor = c.attention_factor !=
+          std::sqrt(1.0 + std::log(scale) / std::log(static_cast<double>(c.original_max_position_embeddings)));
     }
-    if (c.attention_factor != derived) rs["attention_factor"] = c.attention_factor;
+    if (explicit_factor) rs["attention_factor"] = c.attention_factor;
     j["rope_scaling"] = std::move(rs);
   }
   j["sliding_window"] = c.sliding_window ? json(*c.sliding_window) : json(nullptr);

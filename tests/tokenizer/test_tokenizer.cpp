@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -569,6 +570,43 @@ TEST_F(TokenizerTest, ChatTemplateNoteOnForeignTemplates) {
       R"({"added_tokens_decoder": {}, "chat_template": [{"name": "tool_use", "template": "<|user|>\n<|end|><|assistant|>\n"},)"
       R"({"name": "default", "template": "<|im_start|>"}]})");
   EXPECT_FALSE(listed.chat_template_note().empty());
+}
+
+TEST_F(TokenizerTest, FromMemoryOfOwnBytesIsTheSameTokenizer) {
+  // The .qins file stores model_bytes() and config_json(); loading them back changes nothing.
+  Tokenizer copy = Tokenizer::from_memory(tok().model_bytes(), tok().config_json(), "copy");
+  EXPECT_EQ(copy.vocab_size(), tok().vocab_size());
+  for (const std::string& s : tricky_strings()) EXPECT_EQ(copy.encode(s, true), tok().encode(s, true)) << s;
+  const Tokenizer moved = std::move(copy);
+  EXPECT_EQ(moved.encode("Hello", false), plain("Hello"));
+}
+
+// Golden ids of the real Phi-3.5 tokenizer (PHI3.md §4). Runs only where a Hugging Face
+// Phi-3.5-mini-instruct directory is named by QINS_PHI3_DIR; skipped otherwise.
+TEST(Phi3Golden, KnownIds) {
+  const char* dir = std::getenv("QINS_PHI3_DIR");
+  if (dir == nullptr || !fs::exists(fs::path(dir) / "tokenizer.model"))
+    GTEST_SKIP() << "set QINS_PHI3_DIR to a Phi-3.5-mini-instruct directory to run";
+  const fs::path d(dir);
+  const Tokenizer t = Tokenizer::from_files((d / "tokenizer.model").string(), (d / "tokenizer_config.json").string());
+  EXPECT_EQ(t.base_vocab_size(), 32000);
+  EXPECT_EQ(t.vocab_size(), 32011);
+  EXPECT_EQ(t.encode("Hello world", false), (Ids{15043, 3186}));
+  EXPECT_EQ(t.encode(" Hello", false), (Ids{29871, 15043}));
+  EXPECT_EQ(t.encode("<|user|>\nHello<|end|>\n<|assistant|>\n", true), (Ids{32010, 15043, 32007, 32001}));
+  EXPECT_EQ(t.encode_chat({{ChatRole::User, "Hello"}}, true), (Ids{32010, 15043, 32007, 32001}));
+  EXPECT_EQ(t.token_id("<|endoftext|>"), 32000);
+  EXPECT_EQ(t.token_id("<|system|>"), 32006);
+  EXPECT_EQ(t.token_id("<|end|>"), 32007);
+  EXPECT_EQ(t.token_id("<|user|>"), 32010);
+  EXPECT_EQ(t.piece(13), "<0x0A>");
+  EXPECT_FALSE(t.add_bos());
+  EXPECT_EQ(t.chat_template_note(), "");
+  EXPECT_EQ(t.decode({15043, 3186}), "Hello world");
+  if (fs::exists(d / "tokenizer.json")) {
+    const Tokenizer j = Tokenizer::from_files((d / "tokenizer.model").string(), (d / "tokenizer.json").string());
+    EXPECT_EQ(j.encode_chat({{ChatRole::User, "Hello"}}, true), (Ids{32010, 15043, 32007, 32001}));
+  }
 }
 
 }  // namespace

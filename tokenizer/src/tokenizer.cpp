@@ -1,8 +1,8 @@
 // Tokenizer: SentencePiece for ordinary text, a small table of added tokens on top of it, and the
 // Phi-3.5 chat template written as code (PHI3.md §4, §5).
+#include "spm_backend.h"
 #include "qins/tokenizer/tokenizer.h"
 
-#include <sentencepiece_processor.h>
 
 #include <algorithm>
 #include <array>
@@ -183,7 +183,7 @@ bool looks_like_phi3_template(std::string_view tmpl) {
 
 // ---------------------------------------------------------------------------------------------
 struct Tokenizer::Impl {
-  sentencepiece::SentencePieceProcessor sp;
+  detail::SentencePiece sp;
   std::string model_bytes;
   std::string config_json;
   std::string config_name;  // names the config in errors raised after loading

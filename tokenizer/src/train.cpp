@@ -1,6 +1,5 @@
 // train_phi3_style_tokenizer: a small Llama/Phi-3-shaped SentencePiece model for tests and tools.
 #include <fcntl.h>
-#include <sentencepiece_trainer.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +16,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "spm_backend.h"
 #include "qins/tokenizer/tokenizer.h"
 
 namespace qins::tok {
@@ -90,6 +90,7 @@ void write_atomic(const fs::path& path, const std::string& bytes) {
 // `character_coverage` of the text) plus 259 meta/byte pieces exceed the vocabulary. A small
 // vocabulary over a many-script corpus hits that, so pick the coverage that keeps at most half of
 // the free pieces as characters (the rest become merges); rarer characters use byte fallback.
+// Lower bound: SentencePiece's own minimum coverage, 0.98.
 double character_coverage_for(const std::string& corpus, int vocab_size) {
   std::unordered_map<std::uint32_t, std::uint64_t> counts;
   std::uint64_t total = 0;
@@ -112,7 +113,8 @@ double character_coverage_for(const std::string& corpus, int vocab_size) {
   std::uint64_t kept = 0;
   for (std::size_t k = 0; k < keep; ++k) kept += freq[k];
   // SentencePiece adds characters while the covered fraction is below the coverage: stop at `keep`.
-  return std::min(0.9995, (static_cast<double>(kept) - 0.5) / static_cast<double>(total));
+  // It accepts only coverages in [0.98, 1]; if 0.98 needs more characters than fit, it says so.
+  return std::clamp((static_cast<double>(kept) - 0.5) / static_cast<double>(total), 0.98, 0.9995);
 }
 
 }  // namespace
@@ -160,7 +162,7 @@ void train_phi3_style_tokenizer(const std::string& corpus_path, int base_vocab_s
       {"minloglevel", "2"},  // quiet: errors only (process-wide SentencePiece setting)
   };
   std::string model;
-  const auto status = sentencepiece::SentencePieceTrainer::Train(args, nullptr, &model);
+  const auto status = detail::spm_train(args, &model);
   if (!status.ok()) throw TokenizerError(corpus_path + ": SentencePiece training failed: " + status.ToString());
 
   // Read the piece count back from the model itself (the trainer's limit is exact, but trust the file).

@@ -1,0 +1,113 @@
+// Decode throughput of the .qins chunk codecs on realistic QINS-like codes, next to a plain
+// memcpy of the same size in the same run (the machine is shared: compare ratios).
+//
+// Codes: sign bit | magnitude index, index = min(127, floor(|x| / step)) for x drawn from a
+// Laplace or Gaussian distribution (a simple inverse-CDF / Box-Muller over a xorshift PRNG), so
+// the byte distribution is geometric-like with ~6-7 bits of entropy, like QINS codes of real
+// weights. Reported: bytes/s of decoded output, plus the compressed size vs the order-0 entropy.
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "qins/compression/codec.h"
+#include "qins/compression/container.h"
+
+namespace {
+
+using qins::comp::Codec;
+
+uint64_t xorshift(uint64_t& s) {
+  s ^= s << 13;
+  s ^= s >> 7;
+  s ^= s << 17;
+  return s;
+}
+
+// kind 0: Laplace, 1: Gaussian; zero_frac: extra exact zeros (pruned codes) for sparse tests.
+std::vector<uint8_t> qins_codes(std::size_t n, int kind, double zero_frac = 0.0) {
+  std::vector<uint8_t> v(n);
+  uint64_t s = 0x9E3779B97F4A7C15ull;
+  const double step = kind == 0 ? 0.06 : 0.045;  // quantization step vs unit scale
+  for (auto& b : v) {
+    const double u1 = (double(xorshift(s) >> 11) + 0.5) / 9007199254740992.0;
+    const double u2 = (double(xorshift(s) >> 11) + 0.5) / 9007199254740992.0;
+    double x;
+    if (kind == 0) {
+      x = -std::log(u1) * (u2 < 0.5 ? -1.0 : 1.0);  // Laplace(0, 1)
+    } else {
+      x = std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);  // N(0, 1)
+    }
+    unsigned idx = unsigned(std::min(127.0, std::fabs(x) / step));
+    if (double(xorshift(s) >> 11) / 9007199254740992.0 < zero_frac) idx = 0;
+    b = uint8_t(idx == 0 ? 0 : ((x < 0 ? 0x80u : 0u) | idx));
+  }
+  return v;
+}
+
+void report(benchmark::State& st, const std::vector<uint8_t>& raw, std::size_t stored) {
+  st.SetBytesProcessed(int64_t(st.iterations()) * int64_t(raw.size()));
+  st.counters["entropy_bits"] = qins::comp::entropy_bits_per_byte(raw.data(), raw.size());
+  st.counters["stored_bits"] = 8.0 * double(stored) / double(raw.size());
+}
+
+void BM_Memcpy(benchmark::State& st) {
+  const auto raw = qins_codes(std::size_t(st.range(0)), 0);
+  std::vector<uint8_t> out(raw.size());
+  for (auto _ : st) {
+    std::memcpy(out.data(), raw.data(), raw.size());
+    benchmark::ClobberMemory();
+  }
+  st.SetBytesProcessed(int64_t(st.iterations()) * int64_t(raw.size()));
+}
+
+void decode_bench(benchmark::State& st, Codec c, int kind, double zero_frac) {
+  const auto raw = qins_codes(std::size_t(st.range(0)), kind, zero_frac);
+  std::vector<uint8_t> enc;
+  qins::comp::encode_with(c, raw.data(), raw.size(), enc, 3);
+  std::vector<uint8_t> out(raw.size());
+  for (auto _ : st) {
+    qins::comp::decode_chunk(c, enc.data(), enc.size(), out.data(), out.size());
+    benchmark::ClobberMemory();
+  }
+  if (out != raw) st.SkipWithError("round trip mismatch");
+  report(st, raw, enc.size());
+}
+
+void BM_HuffmanDecodeLaplace(benchmark::State& st) { decode_bench(st, Codec::huffman, 0, 0.0); }
+void BM_HuffmanDecodeGaussian(benchmark::State& st) { decode_bench(st, Codec::huffman, 1, 0.0); }
+void BM_SparseHuffmanDecode50pctZeros(benchmark::State& st) {
+  decode_bench(st, Codec::sparse_huffman, 0, 0.5);
+}
+void BM_HuffmanDecode50pctZeros(benchmark::State& st) { decode_bench(st, Codec::huffman, 0, 0.5); }
+void BM_SparseHuffmanDecode90pctZeros(benchmark::State& st) {
+  decode_bench(st, Codec::sparse_huffman, 0, 0.9);
+}
+void BM_HuffmanDecode90pctZeros(benchmark::State& st) { decode_bench(st, Codec::huffman, 0, 0.9); }
+void BM_ZstdDecodeLaplace(benchmark::State& st) { decode_bench(st, Codec::zstd, 0, 0.0); }
+
+void BM_HuffmanEncodeLaplace(benchmark::State& st) {
+  const auto raw = qins_codes(std::size_t(st.range(0)), 0);
+  std::vector<uint8_t> enc;
+  for (auto _ : st) {
+    enc.clear();
+    qins::comp::encode_with(Codec::huffman, raw.data(), raw.size(), enc);
+    benchmark::DoNotOptimize(enc.data());
+  }
+  report(st, raw, enc.size());
+}
+
+}  // namespace
+
+#define QINS_SIZES Arg(1 << 20)->Arg(4 << 20)
+BENCHMARK(BM_Memcpy)->QINS_SIZES;
+BENCHMARK(BM_HuffmanDecodeLaplace)->QINS_SIZES;
+BENCHMARK(BM_HuffmanDecodeGaussian)->QINS_SIZES;
+BENCHMARK(BM_SparseHuffmanDecode50pctZeros)->QINS_SIZES;
+BENCHMARK(BM_HuffmanDecode50pctZeros)->QINS_SIZES;
+BENCHMARK(BM_SparseHuffmanDecode90pctZeros)->QINS_SIZES;
+BENCHMARK(BM_HuffmanDecode90pctZeros)->QINS_SIZES;
+BENCHMARK(BM_ZstdDecodeLaplace)->QINS_SIZES;
+BENCHMARK(BM_HuffmanEncodeLaplace)->Arg(1 << 20);
+BENCHMARK_MAIN();

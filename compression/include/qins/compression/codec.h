@@ -1,0 +1,40 @@
+// Per-chunk codecs and the writer's choice among them. Every chunk decodes on its own.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace qins::comp {
+
+// Values are the on-disk codec ids (docs/file-format.md).
+enum class Codec : uint8_t { raw = 0, huffman = 1, sparse_huffman = 2, zstd = 3 };
+constexpr unsigned kNumCodecs = 4;
+
+const char* codec_name(Codec c);
+bool codec_valid(uint8_t id);
+
+struct CodecOptions {
+  bool allow_huffman = true;
+  bool allow_sparse = true;   // tried when >= 1/8 of the bytes are zero
+  bool allow_zstd = true;
+  int zstd_level = 3;
+};
+
+struct EncodedChunk {
+  Codec codec = Codec::raw;
+  std::vector<uint8_t> data;
+};
+
+// Encodes with one codec (appends to out). For n = 0 every codec writes nothing.
+void encode_with(Codec c, const uint8_t* src, std::size_t n, std::vector<uint8_t>& out,
+                 int zstd_level = 3);
+
+// Tries the allowed codecs and keeps the smallest (raw when nothing beats it).
+EncodedChunk encode_best(const uint8_t* src, std::size_t n, const CodecOptions& opt = {});
+
+// Decodes a payload of codec c into exactly dst_size bytes. Throws CodecError if malformed.
+void decode_chunk(Codec c, const uint8_t* src, std::size_t src_size, uint8_t* dst,
+                  std::size_t dst_size);
+
+}  // namespace qins::comp

@@ -1,0 +1,478 @@
+// ContainerReader: mmap, validate every header/directory field before use, decode chunks
+// (optionally on a thread pool) straight into caller buffers.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <thread>
+
+#include "format_internal.h"
+#include "qins/compression/bitstream.h"
+#include "qins/compression/checksum.h"
+#include "qins/compression/container.h"
+
+namespace qins::comp {
+namespace {
+
+// Bounds-checked little-endian cursor over the directory; every read names what it reads.
+class Cursor {
+ public:
+  Cursor(const uint8_t* p, uint64_t n, const std::string& file) : p_(p), n_(n), file_(file) {}
+  uint64_t left() const { return n_ - pos_; }
+  uint64_t pos() const { return pos_; }
+  const uint8_t* take(uint64_t k, const char* what) {
+    if (k > left())
+      throw FormatError(file_ + ": directory truncated at byte " + std::to_string(pos_) +
+                        " while reading " + what);
+    const uint8_t* r = p_ + pos_;
+    pos_ += k;
+    return r;
+  }
+  uint8_t u8(const char* w) { return *take(1, w); }
+  uint16_t u16(const char* w) { const uint8_t* b = take(2, w); return uint16_t(b[0] | b[1] << 8); }
+  uint32_t u32(const char* w) { return load_le32(take(4, w)); }
+  uint64_t u64(const char* w) { return load_le64(take(8, w)); }
+  std::string str(unsigned width, const char* w) {
+    const uint64_t len = width == 1 ? u8(w) : width == 2 ? u16(w) : u32(w);
+    const uint8_t* b = take(len, w);
+    return std::string(reinterpret_cast<const char*>(b), std::size_t(len));
+  }
+  // A count of records that each need >= min_bytes: capped by the bytes left, so a hostile
+  // count cannot trigger a huge reserve().
+  uint64_t count(uint64_t c, uint64_t min_bytes, const char* what) {
+    if (c > left() / min_bytes)
+      throw FormatError(file_ + ": directory count of " + what + " (" + std::to_string(c) +
+                        ") exceeds what the directory can hold");
+    return c;
+  }
+
+ private:
+  const uint8_t* p_;
+  uint64_t n_, pos_ = 0;
+  const std::string& file_;
+};
+
+struct Mapping {
+  void* addr = nullptr;
+  std::size_t size = 0;
+  ~Mapping() {
+    if (addr) ::munmap(addr, size);
+  }
+};
+
+unsigned resolve_threads(unsigned t) {
+  if (t == 0) t = std::max(1u, std::thread::hardware_concurrency());
+  return t;
+}
+
+bool add_overflows(uint64_t a, uint64_t b, uint64_t* out) { return __builtin_add_overflow(a, b, out); }
+
+}  // namespace
+
+struct ContainerReader::WorkItem {
+  const TensorInfo* tensor;   // nullptr for a metadata item
+  const SectionInfo* section;
+  std::size_t chunk;
+  uint8_t* dst;               // nullptr: decode into per-thread scratch (verify)
+  uint64_t weight;            // raw bytes, for progress
+};
+
+const SectionInfo* TensorInfo::section(const std::string& n) const {
+  for (const auto& s : sections)
+    if (s.name == n) return &s;
+  return nullptr;
+}
+
+uint64_t SectionInfo::raw_offset_of_chunk(std::size_t i) const {
+  uint64_t off = 0;
+  for (std::size_t k = 0; k < i && k < chunks.size(); ++k) off += chunks[k].raw_size;
+  return off;
+}
+
+void ContainerReader::fail(const std::string& what) const { throw FormatError(name_ + ": " + what); }
+
+ContainerReader ContainerReader::open(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY);
+  if (fd < 0) throw FormatError(path + ": cannot open: " + std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    const int e = errno;
+    ::close(fd);
+    throw FormatError(path + ": cannot stat: " + std::strerror(e));
+  }
+  auto map = std::make_shared<Mapping>();
+  if (st.st_size > 0) {
+    void* a = ::mmap(nullptr, std::size_t(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    if (a == MAP_FAILED) {
+      const int e = errno;
+      ::close(fd);
+      throw FormatError(path + ": cannot mmap: " + std::strerror(e));
+    }
+    map->addr = a;
+    map->size = std::size_t(st.st_size);
+  }
+  ::close(fd);
+  ContainerReader r;
+  r.keep_ = map;
+  r.base_ = static_cast<const uint8_t*>(map->addr);
+  r.size_ = uint64_t(st.st_size);
+  r.name_ = path;
+  r.parse();
+  return r;
+}
+
+ContainerReader ContainerReader::from_memory(const void* data, std::size_t size,
+                                             const std::string& name) {
+  ContainerReader r;
+  r.base_ = static_cast<const uint8_t*>(data);
+  r.size_ = size;
+  r.name_ = name;
+  r.parse();
+  return r;
+}
+
+void ContainerReader::parse() {
+  if (size_ < kHeaderSize)
+    fail("truncated: " + std::to_string(size_) + " bytes, the header alone needs " +
+         std::to_string(kHeaderSize));
+  const uint8_t* h = base_;
+  if (std::memcmp(h + fmt::kOffMagic, fmt::kMagic, 8) != 0) fail("not a .qins file (wrong magic)");
+  major_ = uint16_t(h[fmt::kOffMajor] | h[fmt::kOffMajor + 1] << 8);
+  minor_ = uint16_t(h[fmt::kOffMinor] | h[fmt::kOffMinor + 1] << 8);
+  if (major_ != kFormatMajor)
+    fail("unsupported version " + std::to_string(major_) + "." + std::to_string(minor_) +
+         " (this reader understands " + std::to_string(kFormatMajor) + ".x)");
+  if (load_le64(h + fmt::kOffHeaderChecksum) != checksum64(h, fmt::kOffHeaderChecksum))
+    fail("bad header checksum");
+  const uint64_t header_size = load_le32(h + fmt::kOffHeaderSize);
+  const uint64_t file_size = load_le64(h + fmt::kOffFileSize);
+  const uint64_t dir_off = load_le64(h + fmt::kOffDirOffset);
+  const uint64_t dir_size = load_le64(h + fmt::kOffDirSize);
+  if (header_size < kHeaderSize || header_size > size_)
+    fail("header size " + std::to_string(header_size) + " out of range");
+  if (file_size != size_)
+    fail(file_size > size_ ? "truncated: header says " + std::to_string(file_size) +
+                                 " bytes, file has " + std::to_string(size_)
+                           : "trailing data: header says " + std::to_string(file_size) +
+                                 " bytes, file has " + std::to_string(size_));
+  uint64_t dir_end;
+  if (add_overflows(dir_off, dir_size, &dir_end)) fail("directory offset + size overflows");
+  if (dir_off < header_size || dir_end > size_)
+    fail("directory offset " + std::to_string(dir_off) + " + size " + std::to_string(dir_size) +
+         " out of range of the " + std::to_string(size_) + "-byte file");
+  if (dir_size > kMaxDirectorySize) fail("directory size " + std::to_string(dir_size) + " exceeds the cap");
+  if (load_le64(h + fmt::kOffDirChecksum) != checksum64(base_ + dir_off, dir_size))
+    fail("bad directory checksum");
+
+  // Blob / chunk payloads must lie in [header_size, dir_off).
+  auto check_range = [&](uint64_t off, uint64_t n, const std::string& what) {
+    uint64_t end;
+    if (add_overflows(off, n, &end)) fail(what + ": offset + size overflows");
+    if (off < header_size || end > dir_off)
+      fail(what + ": offset " + std::to_string(off) + " size " + std::to_string(n) +
+           " out of range of the data region [" + std::to_string(header_size) + ", " +
+           std::to_string(dir_off) + ")");
+  };
+
+  Cursor c(base_ + dir_off, dir_size, name_);
+  const uint64_t n_meta = c.count(c.u32("metadata count"), 2 + 1 + 32, "metadata entries");
+  meta_.reserve(n_meta);
+  for (uint64_t i = 0; i < n_meta; ++i) {
+    MetaEntry m;
+    m.key = c.str(2, "metadata key");
+    const uint8_t codec = c.u8("metadata codec");
+    m.offset = c.u64("metadata offset");
+    m.stored_size = c.u64("metadata size");
+    m.raw_size = c.u64("metadata raw size");
+    m.checksum = c.u64("metadata checksum");
+    const std::string what = "metadata '" + m.key + "'";
+    if (codec != uint8_t(Codec::raw) && codec != uint8_t(Codec::zstd))
+      fail(what + ": unsupported codec " + std::to_string(codec));
+    m.codec = Codec(codec);
+    if (m.raw_size > kMaxMetadataRaw) fail(what + ": raw size " + std::to_string(m.raw_size) + " exceeds the cap");
+    if (m.codec == Codec::raw && m.stored_size != m.raw_size) fail(what + ": raw blob size mismatch");
+    check_range(m.offset, m.stored_size, what);
+    for (const auto& o : meta_)
+      if (o.key == m.key) fail("duplicate metadata key '" + m.key + "'");
+    meta_.push_back(std::move(m));
+  }
+  const uint64_t n_tensors = c.count(c.u32("tensor count"), 2 + 1 + 2 + 1 + 4 + 2, "tensors");
+  tensors_.reserve(n_tensors);
+  for (uint64_t ti = 0; ti < n_tensors; ++ti) {
+    TensorInfo t;
+    t.name = c.str(2, "tensor name");
+    t.encoding = c.str(1, "tensor encoding");
+    t.codebook = c.str(2, "tensor codebook");
+    const unsigned ndim = c.u8("tensor rank");
+    if (ndim > kMaxDims) fail("tensor '" + t.name + "': rank " + std::to_string(ndim) + " exceeds " + std::to_string(kMaxDims));
+    for (unsigned d = 0; d < ndim; ++d) t.shape.push_back(c.u64("tensor dim"));
+    const uint64_t n_extra = c.count(c.u32("extra count"), 2 + 4, "tensor extras");
+    for (uint64_t e = 0; e < n_extra; ++e) {
+      std::string k = c.str(2, "extra key");
+      std::string v = c.str(4, "extra value");
+      if (!t.extras.emplace(std::move(k), std::move(v)).second)
+        fail("tensor '" + t.name + "': duplicate extra key");
+    }
+    const uint64_t n_sec = c.count(c.u16("section count"), 1 + 8 + 4, "sections");
+    for (uint64_t si = 0; si < n_sec; ++si) {
+      SectionInfo s;
+      s.name = c.str(1, "section name");
+      s.raw_size = c.u64("section raw size");
+      const std::string where = "tensor '" + t.name + "' section '" + s.name + "'";
+      if (t.section(s.name)) fail(where + ": duplicate section");
+      const uint64_t n_chunks = c.count(c.u32("chunk count"), fmt::kChunkRecordSize, "chunks");
+      s.chunks.reserve(n_chunks);
+      uint64_t total = 0;
+      for (uint64_t ci = 0; ci < n_chunks; ++ci) {
+        ChunkInfo ch;
+        const uint8_t codec = c.u8("chunk codec");
+        ch.offset = c.u64("chunk offset");
+        ch.stored_size = c.u64("chunk size");
+        ch.raw_size = c.u32("chunk raw size");
+        ch.checksum = c.u64("chunk checksum");
+        const std::string cw = where + " chunk " + std::to_string(ci);
+        if (!codec_valid(codec)) fail(cw + ": unknown codec " + std::to_string(codec));
+        ch.codec = Codec(codec);
+        if (ch.raw_size == 0 || ch.raw_size > kMaxChunkRaw)
+          fail(cw + ": raw size " + std::to_string(ch.raw_size) + " out of range");
+        if (ch.codec == Codec::raw && ch.stored_size != ch.raw_size) fail(cw + ": raw chunk size mismatch");
+        check_range(ch.offset, ch.stored_size, cw);
+        if (add_overflows(total, ch.raw_size, &total)) fail(where + ": size overflow");
+        s.chunks.push_back(ch);
+      }
+      if (total != s.raw_size)
+        fail(where + ": raw size " + std::to_string(s.raw_size) + " does not match its chunks (" +
+             std::to_string(total) + ")");
+      t.sections.push_back(std::move(s));
+    }
+    if (!tensor_index_.emplace(t.name, tensors_.size()).second)
+      fail("duplicate tensor '" + t.name + "'");
+    tensors_.push_back(std::move(t));
+  }
+  if (c.left() != 0) fail("directory has " + std::to_string(c.left()) + " trailing bytes");
+}
+
+std::vector<std::string> ContainerReader::metadata_keys() const {
+  std::vector<std::string> k;
+  for (const auto& m : meta_) k.push_back(m.key);
+  return k;
+}
+
+bool ContainerReader::has_metadata(const std::string& key) const {
+  for (const auto& m : meta_)
+    if (m.key == key) return true;
+  return false;
+}
+
+std::string ContainerReader::metadata(const std::string& key) const {
+  for (const auto& m : meta_) {
+    if (m.key != key) continue;
+    std::string out(std::size_t(m.raw_size), '\0');
+    const uint8_t* src = base_ + m.offset;
+    if (m.codec == Codec::raw) {
+      if (m.raw_size) std::memcpy(out.data(), src, std::size_t(m.raw_size));
+    } else {
+      const std::size_t r = ZSTD_decompress(out.data(), out.size(), src, std::size_t(m.stored_size));
+      if (ZSTD_isError(r) || r != m.raw_size)
+        fail("metadata '" + key + "': corrupt zstd blob" +
+             (ZSTD_isError(r) ? std::string(" (") + ZSTD_getErrorName(r) + ")" : std::string()));
+    }
+    if (checksum64(out.data(), out.size()) != m.checksum) fail("bad checksum in metadata '" + key + "'");
+    return out;
+  }
+  fail("no metadata '" + key + "'");
+}
+
+const TensorInfo* ContainerReader::find_tensor(const std::string& name) const {
+  const auto it = tensor_index_.find(name);
+  return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
+}
+
+void ContainerReader::decode_chunk_into(const TensorInfo& t, const SectionInfo& s, std::size_t i,
+                                        uint8_t* dst, bool verify) const {
+  const ChunkInfo& c = s.chunks[i];
+  try {
+    decode_chunk(c.codec, base_ + c.offset, std::size_t(c.stored_size), dst, c.raw_size);
+  } catch (const CodecError& e) {
+    fail("tensor '" + t.name + "' section '" + s.name + "' chunk " + std::to_string(i) + " (" +
+         codec_name(c.codec) + "): " + e.what());
+  }
+  if (verify && checksum64(dst, c.raw_size) != c.checksum)
+    fail("bad checksum in tensor '" + t.name + "' section '" + s.name + "' chunk " +
+         std::to_string(i));
+}
+
+void ContainerReader::decode_section(const TensorInfo& t, const std::string& section, void* dst,
+                                     std::size_t dst_size, bool verify) const {
+  const SectionInfo* s = t.section(section);
+  if (!s) throw std::invalid_argument(name_ + ": tensor '" + t.name + "' has no section '" + section + "'");
+  if (dst_size != s->raw_size)
+    throw std::invalid_argument(name_ + ": tensor '" + t.name + "' section '" + section + "' has " +
+                                std::to_string(s->raw_size) + " bytes, buffer has " +
+                                std::to_string(dst_size));
+  uint8_t* o = static_cast<uint8_t*>(dst);
+  for (std::size_t i = 0; i < s->chunks.size(); ++i) {
+    decode_chunk_into(t, *s, i, o, verify);
+    o += s->chunks[i].raw_size;
+  }
+}
+
+void ContainerReader::decode_section(const std::string& tensor, const std::string& section,
+                                     void* dst, std::size_t dst_size, bool verify) const {
+  const TensorInfo* t = find_tensor(tensor);
+  if (!t) throw std::invalid_argument(name_ + ": no tensor '" + tensor + "'");
+  decode_section(*t, section, dst, dst_size, verify);
+}
+
+void ContainerReader::run_items(const std::vector<WorkItem>& items, const DecodeOptions& opt,
+                                const ProgressFn& progress) const {
+  uint64_t total = 0;
+  for (const auto& it : items) total += it.weight;
+  std::atomic<std::size_t> next{0};
+  std::atomic<bool> stop{false};
+  std::mutex mu;
+  std::condition_variable cv;
+  uint64_t done = 0;
+  std::size_t finished_workers = 0;
+  std::exception_ptr err;
+  const unsigned nt = unsigned(std::min<std::size_t>(resolve_threads(opt.threads), std::max<std::size_t>(items.size(), 1)));
+
+  auto work = [&] {
+    std::vector<uint8_t> scratch;
+    for (;;) {
+      if (stop.load(std::memory_order_relaxed)) break;
+      const std::size_t i = next.fetch_add(1);
+      if (i >= items.size()) break;
+      const WorkItem& it = items[i];
+      try {
+        if (it.tensor) {
+          uint8_t* dst = it.dst;
+          if (!dst) {
+            scratch.resize(it.section->chunks[it.chunk].raw_size);
+            dst = scratch.data();
+          }
+          decode_chunk_into(*it.tensor, *it.section, it.chunk, dst, opt.verify);
+        } else {
+          (void)metadata(meta_[it.chunk].key);
+        }
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(mu);
+        if (!err) err = std::current_exception();
+        stop = true;
+      }
+      {
+        std::lock_guard<std::mutex> lk(mu);
+        done += it.weight;
+      }
+      cv.notify_one();
+    }
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      ++finished_workers;
+    }
+    cv.notify_one();
+  };
+
+  std::vector<std::thread> pool;
+  pool.reserve(nt);
+  try {
+    for (unsigned t = 0; t < nt; ++t) pool.emplace_back(work);
+  } catch (...) {
+    stop = true;
+    for (auto& th : pool) th.join();
+    throw;
+  }
+  // The calling thread reports progress while the pool decodes.
+  bool cancelled = false;
+  {
+    std::unique_lock<std::mutex> lk(mu);
+    double last = -1;
+    for (;;) {
+      cv.wait(lk, [&] { return finished_workers == nt || (total && double(done) / double(total) > last); });
+      const double f = total ? double(done) / double(total) : 1.0;
+      if (progress && !cancelled && !err && f > last) {
+        last = f;
+        lk.unlock();
+        const bool go = progress(f);
+        lk.lock();
+        if (!go) {
+          cancelled = true;
+          stop = true;
+        }
+      }
+      last = std::max(last, f);
+      if (finished_workers == nt) break;
+    }
+  }
+  for (auto& th : pool) th.join();
+  if (err) std::rethrow_exception(err);
+  if (cancelled) throw Cancelled(name_ + ": decoding cancelled");
+}
+
+void ContainerReader::decode_parallel(const std::vector<DecodeJob>& jobs, const DecodeOptions& opt,
+                                      const ProgressFn& progress) const {
+  std::vector<WorkItem> items;
+  for (const auto& j : jobs) {
+    const TensorInfo* t = find_tensor(j.tensor);
+    if (!t) throw std::invalid_argument(name_ + ": no tensor '" + j.tensor + "'");
+    const SectionInfo* s = t->section(j.section);
+    if (!s) throw std::invalid_argument(name_ + ": tensor '" + j.tensor + "' has no section '" + j.section + "'");
+    if (j.dst_size != s->raw_size)
+      throw std::invalid_argument(name_ + ": tensor '" + j.tensor + "' section '" + j.section +
+                                  "' has " + std::to_string(s->raw_size) + " bytes, buffer has " +
+                                  std::to_string(j.dst_size));
+    uint8_t* o = static_cast<uint8_t*>(j.dst);
+    for (std::size_t i = 0; i < s->chunks.size(); ++i) {
+      items.push_back({t, s, i, o, s->chunks[i].raw_size});
+      o += s->chunks[i].raw_size;
+    }
+  }
+  run_items(items, opt, progress);
+}
+
+void ContainerReader::verify(const DecodeOptions& opt, const ProgressFn& progress) const {
+  std::vector<WorkItem> items;
+  for (std::size_t m = 0; m < meta_.size(); ++m) items.push_back({nullptr, nullptr, m, nullptr, meta_[m].raw_size});
+  for (const auto& t : tensors_)
+    for (const auto& s : t.sections)
+      for (std::size_t i = 0; i < s.chunks.size(); ++i)
+        items.push_back({&t, &s, i, nullptr, s.chunks[i].raw_size});
+  DecodeOptions o = opt;
+  o.verify = true;
+  run_items(items, o, progress);
+}
+
+SectionStats& SectionStats::operator+=(const SectionStats& o) {
+  raw_bytes += o.raw_bytes;
+  stored_bytes += o.stored_bytes;
+  for (unsigned i = 0; i < kNumCodecs; ++i) chunks[i] += o.chunks[i], raw_by_codec[i] += o.raw_by_codec[i];
+  return *this;
+}
+
+SectionStats section_stats(const SectionInfo& s) {
+  SectionStats st;
+  st.raw_bytes = s.raw_size;
+  for (const auto& c : s.chunks) {
+    st.stored_bytes += c.stored_size;
+    ++st.chunks[unsigned(c.codec)];
+    st.raw_by_codec[unsigned(c.codec)] += c.raw_size;
+  }
+  return st;
+}
+
+SectionStats tensor_stats(const TensorInfo& t) {
+  SectionStats st;
+  for (const auto& s : t.sections) st += section_stats(s);
+  return st;
+}
+
+}  // namespace qins::comp

@@ -1,0 +1,284 @@
+// ContainerWriter: streams chunks to a temp file next to the target, then directory + header,
+// fsync, rename. Chunks of a section are encoded in parallel in bounded batches.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <thread>
+
+#include "format_internal.h"
+#include "qins/compression/bitstream.h"
+#include "qins/compression/checksum.h"
+#include "qins/compression/container.h"
+
+namespace qins::comp {
+namespace {
+
+std::string errno_text() { return std::strerror(errno); }
+
+class DirWriter {
+ public:
+  std::vector<uint8_t> bytes;
+  void u8(uint8_t v) { bytes.push_back(v); }
+  void u16(uint16_t v) { u8(uint8_t(v)), u8(uint8_t(v >> 8)); }
+  void u32(uint32_t v) { u16(uint16_t(v)), u16(uint16_t(v >> 16)); }
+  void u64(uint64_t v) { u32(uint32_t(v)), u32(uint32_t(v >> 32)); }
+  void str(const std::string& s, unsigned width, const char* what) {
+    const uint64_t max = width == 1 ? 0xFF : width == 2 ? 0xFFFF : 0xFFFFFFFFu;
+    if (s.size() > max) throw std::invalid_argument(std::string(what) + " too long: " + s.substr(0, 64));
+    if (width == 1) u8(uint8_t(s.size()));
+    if (width == 2) u16(uint16_t(s.size()));
+    if (width == 4) u32(uint32_t(s.size()));
+    bytes.insert(bytes.end(), s.begin(), s.end());
+  }
+};
+
+unsigned resolve_threads(unsigned t) {
+  if (t == 0) t = std::max(1u, std::thread::hardware_concurrency());
+  return t;
+}
+
+}  // namespace
+
+ContainerWriter::ContainerWriter(std::string path, WriterOptions opt)
+    : path_(std::move(path)), opt_(std::move(opt)) {
+  std::string templ = path_ + ".tmp-XXXXXX";
+  std::vector<char> buf(templ.begin(), templ.end());
+  buf.push_back('\0');
+  fd_ = ::mkstemp(buf.data());
+  if (fd_ < 0) throw std::runtime_error(path_ + ": cannot create temp file: " + errno_text());
+  tmp_path_ = buf.data();
+  ::fchmod(fd_, 0644);
+  try {
+    const uint8_t zeros[kHeaderSize] = {};
+    append(zeros, sizeof zeros);  // header placeholder, rewritten by commit()
+  } catch (...) {
+    ::close(fd_);
+    ::unlink(tmp_path_.c_str());
+    throw;
+  }
+}
+
+ContainerWriter::~ContainerWriter() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_ && !tmp_path_.empty()) ::unlink(tmp_path_.c_str());
+}
+
+void ContainerWriter::check_open() const {
+  if (committed_) throw std::logic_error(path_ + ": writer already committed");
+  if (failed_) throw std::logic_error(path_ + ": writer failed earlier; start again");
+}
+
+void ContainerWriter::write_at(uint64_t offset, const void* data, std::size_t size) {
+  try {
+    if (opt_.before_write) opt_.before_write(offset, size);
+    const uint8_t* p = static_cast<const uint8_t*>(data);
+    while (size > 0) {
+      const ssize_t w = ::pwrite(fd_, p, std::min<std::size_t>(size, 1u << 30), off_t(offset));
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        throw std::runtime_error(path_ + ": write failed: " + errno_text());
+      }
+      p += w, size -= std::size_t(w), offset += uint64_t(w);
+    }
+  } catch (...) {
+    failed_ = true;
+    throw;
+  }
+}
+
+void ContainerWriter::append(const void* data, std::size_t size) {
+  write_at(offset_, data, size);
+  offset_ += size;
+}
+
+void ContainerWriter::align() {
+  static const uint8_t zeros[kDataAlignment] = {};
+  const std::size_t pad = std::size_t((kDataAlignment - offset_ % kDataAlignment) % kDataAlignment);
+  if (pad) append(zeros, pad);
+}
+
+void ContainerWriter::put_metadata(const std::string& key, const void* data, std::size_t size) {
+  check_open();
+  for (const auto& m : meta_)
+    if (m.key == key) throw std::invalid_argument(path_ + ": duplicate metadata key " + key);
+  if (key.size() > 0xFFFF) throw std::invalid_argument("metadata key too long");
+  if (size > kMaxMetadataRaw)
+    throw std::invalid_argument(path_ + ": metadata " + key + " exceeds the 256 MiB limit");
+  std::vector<uint8_t> z(ZSTD_compressBound(size));
+  std::size_t zs = size ? ZSTD_compress(z.data(), z.size(), data, size, opt_.metadata_zstd_level) : 0;
+  if (ZSTD_isError(zs)) throw std::runtime_error(std::string("zstd: ") + ZSTD_getErrorName(zs));
+  MetaEntry e{key, Codec::zstd, 0, zs, size, checksum64(data, size)};
+  align();
+  e.offset = offset_;
+  if (size == 0 || zs >= size) {
+    e.codec = Codec::raw;
+    e.stored_size = size;
+    append(data, size);
+  } else {
+    append(z.data(), zs);
+  }
+  meta_.push_back(std::move(e));
+}
+
+void ContainerWriter::add_tensor(const TensorRecord& tensor, const std::vector<SectionData>& sections,
+                                 const EncodeOptions& opt) {
+  check_open();
+  for (const auto& t : tensors_)
+    if (t.name == tensor.name) throw std::invalid_argument(path_ + ": duplicate tensor " + tensor.name);
+  if (tensor.shape.size() > kMaxDims) throw std::invalid_argument(tensor.name + ": too many dims");
+  if (opt.chunk_size == 0 || opt.chunk_size > kMaxChunkRaw)
+    throw std::invalid_argument("chunk_size must be in 1..64 MiB");
+  if (sections.size() > 0xFFFF) throw std::invalid_argument(tensor.name + ": too many sections");
+  TensorInfo info;
+  static_cast<TensorRecord&>(info) = tensor;
+  const unsigned threads = resolve_threads(opt.threads);
+  for (const auto& sd : sections) {
+    for (const auto& s : info.sections)
+      if (s.name == sd.name)
+        throw std::invalid_argument(tensor.name + ": duplicate section " + sd.name);
+    SectionInfo si;
+    si.name = sd.name;
+    si.raw_size = sd.size;
+    const uint8_t* src = static_cast<const uint8_t*>(sd.data);
+    const std::size_t n_chunks = (sd.size + opt.chunk_size - 1) / opt.chunk_size;
+    // Batches of a few chunks per thread bound the encoded bytes held in memory.
+    const std::size_t batch = std::size_t(threads) * 4;
+    for (std::size_t b0 = 0; b0 < n_chunks; b0 += batch) {
+      const std::size_t b1 = std::min(n_chunks, b0 + batch);
+      std::vector<EncodedChunk> enc(b1 - b0);
+      std::vector<uint64_t> sums(b1 - b0);
+      std::atomic<std::size_t> next{b0};
+      std::exception_ptr err;
+      std::mutex err_mu;
+      auto work = [&] {
+        for (;;) {
+          const std::size_t c = next.fetch_add(1);
+          if (c >= b1) return;
+          try {
+            const std::size_t off = c * opt.chunk_size;
+            const std::size_t len = std::min(opt.chunk_size, sd.size - off);
+            enc[c - b0] = encode_best(src + off, len, opt.codecs);
+            sums[c - b0] = checksum64(src + off, len);
+          } catch (...) {
+            std::lock_guard<std::mutex> lk(err_mu);
+            if (!err) err = std::current_exception();
+          }
+        }
+      };
+      std::vector<std::thread> pool;
+      const unsigned nt = unsigned(std::min<std::size_t>(threads, b1 - b0));
+      for (unsigned t = 1; t < nt; ++t) pool.emplace_back(work);
+      work();
+      for (auto& th : pool) th.join();
+      if (err) std::rethrow_exception(err);
+      for (std::size_t c = b0; c < b1; ++c) {
+        const std::size_t len = std::min(opt.chunk_size, sd.size - c * opt.chunk_size);
+        align();
+        ChunkInfo ci;
+        ci.codec = enc[c - b0].codec;
+        ci.offset = offset_;
+        ci.stored_size = enc[c - b0].data.size();
+        ci.raw_size = uint32_t(len);
+        ci.checksum = sums[c - b0];
+        append(enc[c - b0].data.data(), enc[c - b0].data.size());
+        si.chunks.push_back(ci);
+      }
+    }
+    info.sections.push_back(std::move(si));
+  }
+  tensors_.push_back(std::move(info));
+}
+
+void ContainerWriter::commit() {
+  check_open();
+  DirWriter d;
+  d.u32(uint32_t(meta_.size()));
+  for (const auto& m : meta_) {
+    d.str(m.key, 2, "metadata key");
+    d.u8(uint8_t(m.codec));
+    d.u64(m.offset);
+    d.u64(m.stored_size);
+    d.u64(m.raw_size);
+    d.u64(m.checksum);
+  }
+  d.u32(uint32_t(tensors_.size()));
+  for (const auto& t : tensors_) {
+    d.str(t.name, 2, "tensor name");
+    d.str(t.encoding, 1, "encoding");
+    d.str(t.codebook, 2, "codebook id");
+    d.u8(uint8_t(t.shape.size()));
+    for (uint64_t dim : t.shape) d.u64(dim);
+    d.u32(uint32_t(t.extras.size()));
+    for (const auto& kv : t.extras) {
+      d.str(kv.first, 2, "extra key");
+      d.str(kv.second, 4, "extra value");
+    }
+    d.u16(uint16_t(t.sections.size()));
+    for (const auto& s : t.sections) {
+      d.str(s.name, 1, "section name");
+      d.u64(s.raw_size);
+      d.u32(uint32_t(s.chunks.size()));
+      for (const auto& c : s.chunks) {
+        d.u8(uint8_t(c.codec));
+        d.u64(c.offset);
+        d.u64(c.stored_size);
+        d.u32(c.raw_size);
+        d.u64(c.checksum);
+      }
+    }
+  }
+  if (d.bytes.size() > kMaxDirectorySize) throw std::runtime_error(path_ + ": directory too large");
+  align();
+  const uint64_t dir_offset = offset_;
+  append(d.bytes.data(), d.bytes.size());
+
+  uint8_t h[kHeaderSize] = {};
+  std::memcpy(h + fmt::kOffMagic, fmt::kMagic, 8);
+  h[fmt::kOffMajor] = uint8_t(kFormatMajor), h[fmt::kOffMajor + 1] = uint8_t(kFormatMajor >> 8);
+  h[fmt::kOffMinor] = uint8_t(kFormatMinor), h[fmt::kOffMinor + 1] = uint8_t(kFormatMinor >> 8);
+  store_le32(h + fmt::kOffHeaderSize, uint32_t(kHeaderSize));
+  store_le64(h + fmt::kOffFileSize, offset_);
+  store_le64(h + fmt::kOffDirOffset, dir_offset);
+  store_le64(h + fmt::kOffDirSize, d.bytes.size());
+  store_le64(h + fmt::kOffDirChecksum, checksum64(d.bytes.data(), d.bytes.size()));
+  store_le64(h + fmt::kOffFlags, 0);
+  store_le64(h + fmt::kOffHeaderChecksum, checksum64(h, fmt::kOffHeaderChecksum));
+  write_at(0, h, sizeof h);
+
+  if (::fsync(fd_) != 0) {
+    failed_ = true;
+    throw std::runtime_error(path_ + ": fsync failed: " + errno_text());
+  }
+  const int fd = fd_;
+  fd_ = -1;
+  if (::close(fd) != 0) {
+    failed_ = true;
+    throw std::runtime_error(path_ + ": close failed: " + errno_text());
+  }
+  if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
+    failed_ = true;
+    throw std::runtime_error(path_ + ": rename from temp file failed: " + errno_text());
+  }
+  committed_ = true;
+  // Persist the rename itself (best effort: the file is complete either way).
+  const auto slash = path_.find_last_of('/');
+  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path_.substr(0, slash);
+  const int dfd = ::open(dir.c_str(), O_RDONLY);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+}  // namespace qins::comp

@@ -1,0 +1,50 @@
+// libFuzzer target for the chunk codecs.
+// Input: byte 0 selects the codec (mod 4), bytes 1..3 the declared decoded size (< 1 MiB),
+// the rest is the payload. Each decoder must throw CodecError or produce exactly that many
+// bytes. The same payload bytes are then encoded with every codec and must round-trip bit-exact,
+// and code lengths built from them (as a histogram) must form a complete, <= 12-bit code.
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "qins/compression/codec.h"
+#include "qins/compression/errors.h"
+#include "qins/compression/huffman.h"
+
+using namespace qins::comp;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 4) return 0;
+  const Codec c = Codec(data[0] % kNumCodecs);
+  const std::size_t declared =
+      (std::size_t(data[1]) | std::size_t(data[2]) << 8 | std::size_t(data[3]) << 16) & 0xFFFFF;
+  const uint8_t* payload = data + 4;
+  const std::size_t n = size - 4;
+
+  std::vector<uint8_t> out(declared);
+  try {
+    decode_chunk(c, payload, n, out.data(), out.size());
+  } catch (const CodecError&) {
+  }
+
+  for (Codec e : {Codec::raw, Codec::huffman, Codec::sparse_huffman, Codec::zstd}) {
+    std::vector<uint8_t> enc;
+    encode_with(e, payload, n, enc, 1);
+    std::vector<uint8_t> back(n);
+    decode_chunk(e, enc.data(), enc.size(), back.data(), back.size());
+    if (n && std::memcmp(back.data(), payload, n) != 0) std::abort();
+  }
+
+  huf::Histogram h{};
+  for (std::size_t i = 0; i + 1 < n && i < 512; i += 2) h[payload[i]] += uint64_t(payload[i + 1]) << (i % 40);
+  const auto l = huf::build_code_lengths(h);
+  unsigned used = 0;
+  for (unsigned s = 0; s < huf::kNumSymbols; ++s) {
+    if (l[s] > huf::kMaxCodeLength) std::abort();
+    if (h[s] && !l[s]) std::abort();
+    used += l[s] > 0;
+  }
+  if (used && huf::kraft_sum(l) != (1u << huf::kMaxCodeLength)) std::abort();
+  return 0;
+}

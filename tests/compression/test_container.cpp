@@ -1,0 +1,546 @@
+// Container round trip, atomic writes with injected failures, parallel decode, and golden
+// errors: each kind of damaged file gives its own message, never a crash or a huge allocation.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "qins/compression/bitstream.h"
+#include "qins/compression/checksum.h"
+#include "qins/compression/container.h"
+#include "test_util.h"
+
+using namespace qins::comp;
+using namespace qins::comp::test;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::vector<uint8_t> read_all(const fs::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
+}
+
+void write_all(const fs::path& p, const std::vector<uint8_t>& b) {
+  std::ofstream f(p, std::ios::binary | std::ios::trunc);
+  f.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    path_ = fs::temp_directory_path() /
+            ("qins_comp_test_" + std::to_string(::getpid()) + "_" + std::to_string(counter_++));
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  const fs::path& path() const { return path_; }
+  std::size_t file_count() const {
+    std::size_t n = 0;
+    for (auto& e : fs::directory_iterator(path_)) (void)e, ++n;
+    return n;
+  }
+
+ private:
+  fs::path path_;
+  static inline int counter_ = 0;
+};
+
+struct Fixture {
+  std::vector<uint8_t> codes = qins_like_codes(300000, 1);
+  std::vector<uint8_t> sparse = sparse_codes(70000, 2, 0.93);
+  std::vector<uint8_t> scales = random_bytes(4096, 3);
+  std::vector<uint8_t> lut = random_bytes(512, 4);
+  std::vector<uint8_t> norm = std::vector<uint8_t>(12288, 0x3f);
+  std::string config = R"({"hidden_size": 3072, "num_hidden_layers": 32})";
+  std::string tokenizer = std::string(20000, 'x') + "\x00\x01\x02 binary";
+
+  void write(const fs::path& p, WriterOptions wo = {}) const {
+    ContainerWriter w(p.string(), std::move(wo));
+    w.put_metadata("config.json", config);
+    w.put_metadata("tokenizer.model", tokenizer);
+    w.put_metadata("empty", "");
+    EncodeOptions eo;
+    eo.chunk_size = 64 * 1024;
+    eo.threads = 2;
+    w.add_tensor({"layers.0.mlp.down_proj.weight", {300, 1000}, "qins8", "cb0", {{"pole", "0.5"}}},
+                 {{"codes", codes.data(), codes.size()},
+                  {"scales", scales.data(), scales.size()},
+                  {"lut", lut.data(), lut.size()}},
+                 eo);
+    w.add_tensor({"layers.0.sparse", {70000}, "qins8", "cb0", {}},
+                 {{"codes", sparse.data(), sparse.size()}}, eo);
+    w.add_tensor({"norm.weight", {3072}, "f32", "", {}}, {{"data", norm.data(), norm.size()}}, eo);
+    w.add_tensor({"empty", {0}, "f32", "", {}}, {{"data", nullptr, 0}}, eo);
+    w.commit();
+  }
+};
+
+// Recomputes the directory and header checksums after a test edits fields on purpose, so the
+// reader gets past them to the check under test.
+void rehash(std::vector<uint8_t>& f) {
+  const uint64_t dir_off = load_le64(f.data() + 24), dir_size = load_le64(f.data() + 32);
+  if (dir_off + dir_size <= f.size()) store_le64(f.data() + 40, checksum64(f.data() + dir_off, dir_size));
+  store_le64(f.data() + 56, checksum64(f.data(), 56));
+}
+
+std::string open_error(const fs::path& p) {
+  try {
+    ContainerReader r = ContainerReader::open(p.string());
+    r.verify();
+  } catch (const FormatError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// The directory offset of the first chunk record of tensor 0 section 0 in the fixture file:
+// walk the directory with the documented layout.
+struct DirWalker {
+  const std::vector<uint8_t>& f;
+  std::size_t p;
+  explicit DirWalker(const std::vector<uint8_t>& file) : f(file), p(std::size_t(load_le64(file.data() + 24))) {}
+  uint64_t u(unsigned w) {
+    uint64_t v = 0;
+    for (unsigned i = 0; i < w; ++i) v |= uint64_t(f[p + i]) << (8 * i);
+    p += w;
+    return v;
+  }
+  void str(unsigned w) { p += std::size_t(u(w)); }
+  // Positions the walker at tensor 0's first section record (after the name).
+  std::size_t first_section_raw_size_pos() {
+    const uint64_t n_meta = u(4);
+    for (uint64_t i = 0; i < n_meta; ++i) str(2), p += 1 + 32;
+    u(4);                      // tensor count
+    str(2), str(1), str(2);    // name, encoding, codebook
+    const uint64_t nd = u(1);
+    p += std::size_t(8 * nd);
+    const uint64_t ne = u(4);
+    for (uint64_t i = 0; i < ne; ++i) str(2), str(4);
+    u(2);                      // section count
+    str(1);                    // section name
+    return p;
+  }
+};
+
+}  // namespace
+
+TEST(Container, RoundTrip) {
+  TempDir d;
+  const fs::path p = d.path() / "m.qins";
+  Fixture fx;
+  fx.write(p);
+  EXPECT_EQ(d.file_count(), 1u) << "temp file left behind";
+  ContainerReader r = ContainerReader::open(p.string());
+  EXPECT_EQ(r.version_major(), kFormatMajor);
+  EXPECT_EQ(r.metadata("config.json"), fx.config);
+  EXPECT_EQ(r.metadata("tokenizer.model"), fx.tokenizer);
+  EXPECT_EQ(r.metadata("empty"), "");
+  EXPECT_TRUE(r.has_metadata("config.json"));
+  EXPECT_FALSE(r.has_metadata("nope"));
+  EXPECT_THROW(r.metadata("nope"), FormatError);
+  ASSERT_EQ(r.tensors().size(), 4u);
+  const TensorInfo* t = r.find_tensor("layers.0.mlp.down_proj.weight");
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->shape, (std::vector<uint64_t>{300, 1000}));
+  EXPECT_EQ(t->encoding, "qins8");
+  EXPECT_EQ(t->codebook, "cb0");
+  EXPECT_EQ(t->extras.at("pole"), "0.5");
+  ASSERT_EQ(t->sections.size(), 3u);
+  EXPECT_EQ(t->sections[0].chunks.size(), 5u);  // 300000 / 64 KiB
+  for (const auto& s : t->sections)
+    for (const auto& c : s.chunks) EXPECT_EQ(c.offset % kDataAlignment, 0u);
+
+  std::vector<uint8_t> codes(fx.codes.size());
+  r.decode_section(*t, "codes", codes.data(), codes.size());
+  EXPECT_EQ(codes, fx.codes);
+  std::vector<uint8_t> lut(fx.lut.size());
+  r.decode_section("layers.0.mlp.down_proj.weight", "lut", lut.data(), lut.size());
+  EXPECT_EQ(lut, fx.lut);
+  EXPECT_THROW(r.decode_section(*t, "codes", codes.data(), codes.size() - 1), std::invalid_argument);
+  EXPECT_THROW(r.decode_section(*t, "nope", codes.data(), codes.size()), std::invalid_argument);
+
+  // Codec choice: QINS-like codes compress with Huffman, mostly-zero codes with sparse coding.
+  const SectionStats cs = section_stats(t->sections[0]);
+  EXPECT_EQ(cs.raw_bytes, fx.codes.size());
+  EXPECT_LT(cs.stored_bytes, fx.codes.size());
+  EXPECT_GT(cs.chunks[unsigned(Codec::huffman)], 0u);
+  const SectionStats ss = tensor_stats(*r.find_tensor("layers.0.sparse"));
+  EXPECT_GT(ss.chunks[unsigned(Codec::sparse_huffman)], 0u);
+  r.verify();
+}
+
+TEST(Container, ParallelDecodeWithProgressAndCancel) {
+  TempDir d;
+  const fs::path p = d.path() / "m.qins";
+  Fixture fx;
+  fx.write(p);
+  ContainerReader r = ContainerReader::open(p.string());
+  std::vector<uint8_t> codes(fx.codes.size()), sparse(fx.sparse.size()), scales(fx.scales.size()),
+      norm(fx.norm.size());
+  std::vector<DecodeJob> jobs = {
+      {"layers.0.mlp.down_proj.weight", "codes", codes.data(), codes.size()},
+      {"layers.0.mlp.down_proj.weight", "scales", scales.data(), scales.size()},
+      {"layers.0.sparse", "codes", sparse.data(), sparse.size()},
+      {"norm.weight", "data", norm.data(), norm.size()},
+      {"empty", "data", nullptr, 0},
+  };
+  std::vector<double> seen;
+  DecodeOptions o;
+  o.threads = 3;
+  r.decode_parallel(jobs, o, [&](double f) {
+    seen.push_back(f);
+    return true;
+  });
+  EXPECT_EQ(codes, fx.codes);
+  EXPECT_EQ(sparse, fx.sparse);
+  EXPECT_EQ(scales, fx.scales);
+  EXPECT_EQ(norm, fx.norm);
+  ASSERT_FALSE(seen.empty());
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+  EXPECT_DOUBLE_EQ(seen.back(), 1.0);
+
+  // Progress is reported at least once (at 1.0 when the pool finishes first), so a callback
+  // that refuses on its first call always cancels.
+  int calls = 0;
+  EXPECT_THROW(r.decode_parallel(jobs, o, [&](double) { return ++calls > 1; }), Cancelled);
+  EXPECT_EQ(calls, 1);
+  EXPECT_THROW(r.verify(o, [](double) { return false; }), Cancelled);
+  jobs[0].dst_size -= 1;
+  EXPECT_THROW(r.decode_parallel(jobs, o), std::invalid_argument);
+}
+
+TEST(Container, InjectedFailureLeavesNoFileUnderTheTarget) {
+  TempDir d;
+  const fs::path p = d.path() / "m.qins";
+  Fixture fx;
+  // Fail at several points: the header placeholder, mid-chunks, the directory, the final header.
+  for (uint64_t fail_after : {0ull, 1000ull, 100000ull, 200000ull}) {
+    WriterOptions wo;
+    uint64_t written = 0;
+    wo.before_write = [&](uint64_t, std::size_t n) {
+      if (written + n > fail_after) throw std::runtime_error("injected failure");
+      written += n;
+    };
+    EXPECT_THROW(fx.write(p, wo), std::runtime_error) << fail_after;
+    EXPECT_FALSE(fs::exists(p)) << fail_after;
+    EXPECT_EQ(d.file_count(), 0u) << "temp file left after failure at " << fail_after;
+  }
+  // Failing on the final header rewrite (offset 0, after everything else).
+  {
+    WriterOptions wo;
+    int calls = 0;
+    wo.before_write = [&](uint64_t off, std::size_t) {
+      if (off == 0 && ++calls == 2) throw std::runtime_error("injected failure at header");
+    };
+    EXPECT_THROW(fx.write(p, wo), std::runtime_error);
+    EXPECT_FALSE(fs::exists(p));
+    EXPECT_EQ(d.file_count(), 0u);
+  }
+  // An existing file under the target name stays byte-for-byte untouched.
+  const std::vector<uint8_t> old = {'o', 'l', 'd'};
+  write_all(p, old);
+  WriterOptions wo;
+  wo.before_write = [&](uint64_t off, std::size_t) {
+    if (off > 5000) throw std::runtime_error("injected failure");
+  };
+  EXPECT_THROW(fx.write(p, wo), std::runtime_error);
+  EXPECT_EQ(read_all(p), old);
+  EXPECT_EQ(d.file_count(), 1u);
+  // And a successful write replaces it.
+  fx.write(p);
+  EXPECT_NO_THROW(ContainerReader::open(p.string()).verify());
+}
+
+TEST(Container, DestructorWithoutCommitRemovesTempFile) {
+  TempDir d;
+  const fs::path p = d.path() / "m.qins";
+  {
+    ContainerWriter w(p.string());
+    w.put_metadata("k", "v");
+    EXPECT_TRUE(fs::exists(w.temp_path()));
+  }
+  EXPECT_EQ(d.file_count(), 0u);
+}
+
+TEST(Container, WriterRejectsDuplicates) {
+  TempDir d;
+  ContainerWriter w((d.path() / "m.qins").string());
+  const uint8_t b[4] = {1, 2, 3, 4};
+  w.add_tensor({"t", {4}, "f32", "", {}}, {{"data", b, 4}});
+  EXPECT_THROW(w.add_tensor({"t", {4}, "f32", "", {}}, {{"data", b, 4}}), std::invalid_argument);
+  w.put_metadata("k", "v");
+  EXPECT_THROW(w.put_metadata("k", "v"), std::invalid_argument);
+}
+
+// ---- Golden errors, generated from a good file ----
+
+class GoldenErrors : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    good_path_ = dir_.path() / "good.qins";
+    Fixture().write(good_path_);
+    good_ = read_all(good_path_);
+  }
+  // Writes `bytes` and returns the FormatError message of opening + verifying it.
+  std::string error_of(const std::vector<uint8_t>& bytes) {
+    const fs::path p = dir_.path() / "bad.qins";
+    write_all(p, bytes);
+    const std::string e = open_error(p);
+    // The same bytes parsed from memory give the same verdict.
+    std::string m;
+    try {
+      ContainerReader::from_memory(bytes.data(), bytes.size(), p.string()).verify();
+    } catch (const FormatError& x) {
+      m = x.what();
+    }
+    EXPECT_EQ(e, m);
+    return e;
+  }
+  TempDir dir_;
+  fs::path good_path_;
+  std::vector<uint8_t> good_;
+};
+
+#define EXPECT_ERROR_HAS(msg, needle) \
+  EXPECT_NE((msg).find(needle), std::string::npos) << "message: '" << (msg) << "'"
+
+TEST_F(GoldenErrors, GoodFileVerifies) { EXPECT_EQ(error_of(good_), ""); }
+
+TEST_F(GoldenErrors, Truncated) {
+  for (std::size_t n : {std::size_t(0), std::size_t(10), std::size_t(63)}) {
+    const std::string e = error_of({good_.begin(), good_.begin() + std::ptrdiff_t(n)});
+    EXPECT_ERROR_HAS(e, "truncated");
+    EXPECT_ERROR_HAS(e, "bad.qins");  // names the file
+  }
+  for (std::size_t n : {std::size_t(64), good_.size() / 2, good_.size() - 1})
+    EXPECT_ERROR_HAS(error_of({good_.begin(), good_.begin() + std::ptrdiff_t(n)}), "truncated: header says");
+}
+
+TEST_F(GoldenErrors, WrongMagic) {
+  auto f = good_;
+  f[1] = 'X';
+  EXPECT_ERROR_HAS(error_of(f), "wrong magic");
+  EXPECT_ERROR_HAS(error_of(std::vector<uint8_t>(200, 'a')), "wrong magic");
+}
+
+TEST_F(GoldenErrors, WrongVersion) {
+  auto f = good_;
+  f[8] = 2;
+  EXPECT_ERROR_HAS(error_of(f), "unsupported version 2.0");
+  // A newer minor version is accepted (only appended fields).
+  f = good_;
+  f[10] = 3;
+  rehash(f);
+  EXPECT_EQ(error_of(f), "");
+}
+
+TEST_F(GoldenErrors, BadHeaderAndDirectoryChecksums) {
+  auto f = good_;
+  f[17] ^= 1;  // file size field, without rehash
+  EXPECT_ERROR_HAS(error_of(f), "bad header checksum");
+  f = good_;
+  f[std::size_t(load_le64(f.data() + 24)) + 5] ^= 0x40;  // inside the directory
+  store_le64(f.data() + 56, checksum64(f.data(), 56));
+  EXPECT_ERROR_HAS(error_of(f), "bad directory checksum");
+}
+
+TEST_F(GoldenErrors, BadChunkChecksum) {
+  // Tensor "layers.0.mlp.down_proj.weight" section "scales" is random (stored raw): flipping a
+  // payload byte decodes fine and only the checksum catches it.
+  ContainerReader r = ContainerReader::open(good_path_.string());
+  const ChunkInfo& c = r.find_tensor("layers.0.mlp.down_proj.weight")->section("scales")->chunks[0];
+  ASSERT_EQ(c.codec, Codec::raw);
+  auto f = good_;
+  f[std::size_t(c.offset) + 7] ^= 1;
+  const std::string e = error_of(f);
+  EXPECT_ERROR_HAS(e, "bad checksum in tensor 'layers.0.mlp.down_proj.weight' section 'scales' chunk 0");
+  // Metadata blobs are checksummed too.
+  f = good_;
+  // The metadata codec is zstd; corrupt the stored checksum field instead (directory edit).
+  DirWalker w(f);
+  w.u(4);
+  w.str(2);
+  const std::size_t checksum_pos = w.p + 1 + 24;
+  f[checksum_pos] ^= 1;
+  rehash(f);
+  EXPECT_ERROR_HAS(error_of(f), "bad checksum in metadata 'config.json'");
+}
+
+TEST_F(GoldenErrors, BadHuffmanTable) {
+  ContainerReader r = ContainerReader::open(good_path_.string());
+  const ChunkInfo& c = r.find_tensor("layers.0.mlp.down_proj.weight")->section("codes")->chunks[1];
+  ASSERT_EQ(c.codec, Codec::huffman);
+  auto f = good_;
+  f[std::size_t(c.offset) + 1] = 0x11;  // symbols 0 and 1 get 1-bit codes: oversubscribed
+  const std::string e = error_of(f);
+  EXPECT_ERROR_HAS(e, "tensor 'layers.0.mlp.down_proj.weight' section 'codes' chunk 1 (huffman)");
+  EXPECT_ERROR_HAS(e, "bad Huffman table");
+}
+
+TEST_F(GoldenErrors, OffsetsOutOfRange) {
+  auto f = good_;
+  DirWalker w(f);
+  const std::size_t raw_pos = w.first_section_raw_size_pos();
+  const std::size_t chunk0 = raw_pos + 8 + 4;  // after raw size and chunk count
+  store_le64(f.data() + chunk0 + 1, f.size() + 100);  // offset past the end
+  rehash(f);
+  EXPECT_ERROR_HAS(error_of(f), "chunk 0: offset");
+  EXPECT_ERROR_HAS(error_of(f), "out of range of the data region");
+  // Directory offset past the file.
+  f = good_;
+  store_le64(f.data() + 24, f.size() + 1);
+  rehash(f);
+  EXPECT_ERROR_HAS(error_of(f), "directory offset");
+}
+
+TEST_F(GoldenErrors, SizesThatWouldOverflow) {
+  auto f = good_;
+  DirWalker w(f);
+  const std::size_t raw_pos = w.first_section_raw_size_pos();
+  const std::size_t chunk0 = raw_pos + 8 + 4;
+  store_le64(f.data() + chunk0 + 1, 1000);
+  store_le64(f.data() + chunk0 + 9, ~uint64_t(0) - 500);  // offset + size wraps around
+  rehash(f);
+  EXPECT_ERROR_HAS(error_of(f), "offset + size overflows");
+  // Directory offset + size wraps.
+  f = good_;
+  store_le64(f.data() + 32, ~uint64_t(0) - 10);
+  rehash(f);
+  EXPECT_ERROR_HAS(error_of(f), "directory offset + size overflows");
+  // Section raw size disagreeing with its chunks.
+  f = good_;
+  store_le64(f.data() + raw_pos, ~uint64_t(0));
+  rehash(f);
+  EXPECT_ERROR_HAS(error_of(f), "does not match its chunks");
+}
+
+TEST_F(GoldenErrors, HugeCountsDoNotAllocate) {
+  auto f = good_;
+  DirWalker w(f);
+  const std::size_t raw_pos = w.first_section_raw_size_pos();
+  store_le32(f.data() + raw_pos + 8, 0xFFFFFFFFu);  // chunk count
+  rehash(f);
+  EXPECT_ERROR_HAS(error_of(f), "count of chunks");
+  f = good_;
+  store_le32(f.data() + std::size_t(load_le64(f.data() + 24)), 0xFFFFFFFFu);  // metadata count
+  rehash(f);
+  EXPECT_ERROR_HAS(error_of(f), "count of metadata entries");
+  // A chunk claiming a 4 GiB raw size is refused before any buffer exists.
+  f = good_;
+  store_le32(f.data() + raw_pos + 8 + 4 + 17, 0xFFFFFFFFu);
+  rehash(f);
+  EXPECT_ERROR_HAS(error_of(f), "raw size 4294967295 out of range");
+}
+
+TEST_F(GoldenErrors, EveryTruncationAndByteFlipIsAnErrorNotACrash) {
+  // Sweep a small file exhaustively over truncation points; flip bytes at a stride.
+  TempDir d;
+  const fs::path p = d.path() / "small.qins";
+  {
+    ContainerWriter w(p.string());
+    w.put_metadata("config.json", "{\"a\": 1}");
+    const auto codes = qins_like_codes(3000, 9);
+    EncodeOptions eo;
+    eo.chunk_size = 1024;
+    w.add_tensor({"t", {3000}, "qins8", "", {}}, {{"codes", codes.data(), codes.size()}}, eo);
+    w.commit();
+  }
+  const auto small = read_all(p);
+  for (std::size_t n = 0; n < small.size(); n += 7) {
+    std::vector<uint8_t> t(small.begin(), small.begin() + std::ptrdiff_t(n));
+    EXPECT_THROW(ContainerReader::from_memory(t.data(), t.size()).verify(), FormatError) << n;
+  }
+  for (std::size_t i = 0; i < small.size(); i += 3) {
+    auto b = small;
+    b[i] ^= 0x5A;
+    try {
+      ContainerReader::from_memory(b.data(), b.size()).verify();
+    } catch (const FormatError&) {
+    }
+  }
+}
+
+// Committed tiny golden bad files (tests/data/bad_qins/*.qins), each with the substring of the
+// error it must produce in <name>.expected. Regenerate with QINS_WRITE_BAD_QINS=1.
+TEST(GoldenFiles, CommittedBadFilesGiveTheirErrors) {
+  const fs::path dir = QINS_BAD_QINS_DIR;
+  std::size_t n = 0;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() != ".qins") continue;
+    fs::path exp = e.path();
+    exp.replace_extension(".expected");
+    std::ifstream f(exp);
+    std::string needle;
+    std::getline(f, needle);
+    ASSERT_FALSE(needle.empty()) << exp;
+    const std::string err = open_error(e.path());
+    EXPECT_ERROR_HAS(err, needle);
+    ++n;
+  }
+  EXPECT_GE(n, 5u);
+}
+
+// Writes the committed golden bad files (run with QINS_WRITE_BAD_QINS=1 once; skipped otherwise).
+TEST(GoldenFiles, Regenerate) {
+  if (!std::getenv("QINS_WRITE_BAD_QINS")) GTEST_SKIP() << "set QINS_WRITE_BAD_QINS=1 to rewrite";
+  const fs::path dir = QINS_BAD_QINS_DIR;
+  fs::create_directories(dir);
+  TempDir d;
+  const fs::path p = d.path() / "tiny.qins";
+  {
+    ContainerWriter w(p.string());
+    w.put_metadata("config.json", "{}");
+    const auto codes = qins_like_codes(400, 5, 1.5);
+    const auto scales = random_bytes(32, 6);
+    EncodeOptions eo;
+    eo.codecs.allow_zstd = false;
+    eo.codecs.allow_sparse = false;
+    w.add_tensor({"t", {20, 20}, "qins8", "", {}},
+                 {{"codes", codes.data(), codes.size()}, {"scales", scales.data(), scales.size()}}, eo);
+    w.commit();
+  }
+  const auto good = read_all(p);
+  ContainerReader r = ContainerReader::open(p.string());
+  const auto& codes = r.find_tensor("t")->section("codes")->chunks[0];
+  const auto& scales = r.find_tensor("t")->section("scales")->chunks[0];
+  ASSERT_EQ(codes.codec, Codec::huffman);
+  ASSERT_EQ(scales.codec, Codec::raw);
+  DirWalker w(good);
+  const std::size_t raw_pos = w.first_section_raw_size_pos();
+  const std::size_t chunk0 = raw_pos + 8 + 4;
+  auto emit = [&](const std::string& name, const std::vector<uint8_t>& bytes, const std::string& needle) {
+    write_all(dir / (name + ".qins"), bytes);
+    std::ofstream(dir / (name + ".expected")) << needle << "\n";
+  };
+  emit("truncated_header", {good.begin(), good.begin() + 40}, "truncated: 40 bytes");
+  emit("truncated_body", {good.begin(), good.end() - 9}, "truncated: header says");
+  auto f = good;
+  f[0] = 'P';
+  emit("wrong_magic", f, "wrong magic");
+  f = good;
+  f[8] = 9;
+  emit("wrong_version", f, "unsupported version 9.0");
+  f = good;
+  f[std::size_t(scales.offset) + 3] ^= 0x10;
+  emit("bad_checksum", f, "bad checksum in tensor 't' section 'scales' chunk 0");
+  f = good;
+  f[std::size_t(codes.offset) + 1] = 0x11;
+  emit("bad_huffman_table", f, "bad Huffman table");
+  f = good;
+  store_le64(f.data() + chunk0 + 1, good.size() * 2);
+  rehash(f);
+  emit("offset_out_of_range", f, "out of range of the data region");
+  f = good;
+  store_le64(f.data() + chunk0 + 9, ~uint64_t(0) - 7);
+  rehash(f);
+  emit("size_overflow", f, "offset + size overflows");
+  f = good;
+  store_le32(f.data() + raw_pos + 8, 0x7FFFFFFFu);
+  rehash(f);
+  emit("huge_chunk_count", f, "count of chunks");
+}

@@ -1,0 +1,191 @@
+// The `qins` binary: commands work on a fixture model; bad input gives one clear error line
+// naming the file and the problem, a non-zero exit status, and no crash.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "fixture_dir.h"
+
+namespace qins {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Result {
+  int status = -1;  // exit code; -1 if killed by a signal
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+Result run(const std::string& args) {
+  const auto err_file = test::temp_root() / "stderr.txt";
+  const std::string cmd = std::string(QINS_CLI_PATH) + " " + args + " 2>" + err_file.string() + " </dev/null";
+  Result r;
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  const int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  std::ifstream e(err_file);
+  std::stringstream ss;
+  ss << e.rdbuf();
+  r.err = ss.str();
+  return r;
+}
+
+std::string copy_fixture(const std::string& name) {
+  const auto src = test::fixture("cli", FixtureOptions{});
+  const auto dst = test::temp_root() / name;
+  fs::remove_all(dst);
+  fs::copy(src, dst, fs::copy_options::recursive);
+  return dst.string();
+}
+
+void write(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+}
+
+std::string read(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void expect_clean_error(const Result& r, const std::vector<std::string>& needles) {
+  EXPECT_EQ(r.status, 1) << r.err;  // an ordinary failure, not a signal
+  EXPECT_EQ(r.err.rfind("qins: error: ", 0), 0u) << r.err;
+  for (const auto& n : needles) EXPECT_NE(r.err.find(n), std::string::npos) << "missing '" << n << "' in: " << r.err;
+}
+
+TEST(Cli, GenerateStreamsAndPrintsIds) {
+  const auto dir = test::fixture("cli", FixtureOptions{});
+  auto r = run("generate " + dir + " --prompt Hello --temperature 0 --max-tokens 5 --ids");
+  ASSERT_EQ(r.status, 0) << r.err;
+  // Last line: the generated ids, space-separated.
+  std::string out = r.out;
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  const std::string last = out.substr(out.rfind('\n') + 1);
+  std::istringstream ids(last);
+  int id, count = 0;
+  while (ids >> id) ++count;
+  EXPECT_GE(count, 0);
+  EXPECT_LE(count, 5);
+  // Greedy is deterministic across processes.
+  EXPECT_EQ(run("generate " + dir + " --prompt Hello --temperature 0 --max-tokens 5 --ids").out, r.out);
+}
+
+TEST(Cli, RawEmptyPromptGeneratesFromBos) {
+  const auto dir = test::fixture("cli", FixtureOptions{});
+  auto r = run("generate " + dir + " --raw --prompt '' --temperature 0 --max-tokens 3 --ids --stats");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("1 prompt tokens"), std::string::npos) << r.err;
+}
+
+TEST(Cli, TokenizeChatRendersTheTemplate) {
+  const auto dir = test::fixture("cli", FixtureOptions{});
+  auto r = run("tokenize " + dir + " --chat --text 'Hello<|end|>'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::istringstream first(r.out.substr(0, r.out.find('\n')));
+  std::vector<int> ids;
+  int id;
+  while (first >> id) ids.push_back(id);
+  // base vocab 320: <|user|> = 330, <|end|> = 327, <|assistant|> = 321.
+  ASSERT_GE(ids.size(), 4u);
+  EXPECT_EQ(ids.front(), 330);
+  EXPECT_EQ(ids[ids.size() - 2], 327);
+  EXPECT_EQ(ids.back(), 321);
+  // The user's "<|end|>" is plain text: exactly one 327 in the whole prompt.
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), 327), 1);
+  // --special recognises it in plain text.
+  auto s = run("tokenize " + dir + " --special --text 'Hi<|end|>'");
+  EXPECT_NE(s.out.find("327\t<|end|>"), std::string::npos) << s.out;
+}
+
+TEST(Cli, InspectJsonParses) {
+  const auto dir = test::fixture("cli", FixtureOptions{});
+  auto r = run("inspect " + dir + " --json");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["parameters"].get<int64_t>(), 0);
+  EXPECT_EQ(j["tensors"].size(), 2u * 6 + 3);
+}
+
+TEST(Cli, ChatAnswersAndExits) {
+  const auto dir = test::fixture("cli", FixtureOptions{});
+  const auto in = (test::temp_root() / "chat_in.txt").string();
+  write(in, "Hello\n/system Be brief.\nWhat is a river?\n/reset\n/exit\n");
+  const std::string cmd = std::string(QINS_CLI_PATH) + " chat " + dir + " --temperature 0 --max-tokens 4 < " + in + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  EXPECT_EQ(pclose(p), 0) << out;
+  EXPECT_NE(out.find("system prompt set"), std::string::npos) << out;
+  EXPECT_NE(out.find("conversation cleared"), std::string::npos) << out;
+}
+
+TEST(CliErrors, MissingModel) {
+  expect_clean_error(run("generate /no/such/model --prompt hi"), {"/no/such/model", "no such file"});
+}
+
+TEST(CliErrors, MissingConfig) {
+  const auto dir = copy_fixture("no_config");
+  fs::remove(dir + "/config.json");
+  expect_clean_error(run("generate " + dir + " --prompt hi"), {"config.json", "missing"});
+}
+
+TEST(CliErrors, BadJsonConfig) {
+  const auto dir = copy_fixture("bad_json");
+  write(dir + "/config.json", "{\"hidden_size\": 64,, }");
+  expect_clean_error(run("generate " + dir + " --prompt hi"), {"config.json"});
+}
+
+TEST(CliErrors, WrongShape) {
+  const auto dir = copy_fixture("wrong_shape");
+  auto cfg = nlohmann::json::parse(read(dir + "/config.json"));
+  cfg["intermediate_size"] = 96;
+  write(dir + "/config.json", cfg.dump());
+  expect_clean_error(run("generate " + dir + " --prompt hi"), {"model.safetensors", "gate_up_proj", "shape"});
+}
+
+TEST(CliErrors, TruncatedSafetensors) {
+  const auto dir = copy_fixture("truncated");
+  const std::string bytes = read(dir + "/model.safetensors");
+  write(dir + "/model.safetensors", bytes.substr(0, bytes.size() - 100));
+  expect_clean_error(run("generate " + dir + " --prompt hi"), {"model.safetensors"});
+}
+
+TEST(CliErrors, CorruptSafetensorsHeader) {
+  const auto dir = copy_fixture("corrupt");
+  std::string bytes = read(dir + "/model.safetensors");
+  for (size_t i = 8; i < 40 && i < bytes.size(); ++i) bytes[i] = '\x01';
+  write(dir + "/model.safetensors", bytes);
+  expect_clean_error(run("generate " + dir + " --prompt hi"), {"model.safetensors"});
+}
+
+TEST(CliErrors, UnknownDtype) {
+  const auto dir = copy_fixture("dtype");
+  std::string bytes = read(dir + "/model.safetensors");
+  const auto pos = bytes.find("\"F32\"");
+  ASSERT_NE(pos, std::string::npos);
+  bytes.replace(pos, 5, "\"I32\"");  // same size, an unsupported dtype
+  write(dir + "/model.safetensors", bytes);
+  expect_clean_error(run("generate " + dir + " --prompt hi"), {"model.safetensors", "I32"});
+}
+
+TEST(CliErrors, BadTokenizerConfig) {
+  const auto dir = copy_fixture("bad_tok");
+  write(dir + "/tokenizer_config.json", "not json");
+  expect_clean_error(run("generate " + dir + " --prompt hi"), {"tokenizer_config.json"});
+}
+
+}  // namespace
+}  // namespace qins
