@@ -33,6 +33,7 @@ Runner add_train(CLI::App& app) {
   app.add_option("--checkpoint-every", o->checkpoint_every, "Steps between checkpoints (0: at the end only)")->capture_default_str();
   app.add_option("--eval-every", o->eval_every, "Steps between validation passes (0: at the end only)")->capture_default_str();
   app.add_option("--eval-rows", o->eval_rows, "Validation rows used by periodic passes (the final pass uses all)")->capture_default_str();
+  app.add_option("--final-eval-rows", o->final_eval_rows, "Validation rows for the final pass (0: all)")->capture_default_str();
   app.add_option("--log-every", o->log_every, "Steps between train_log.csv rows")->capture_default_str();
   app.add_option("--dtype", *dtype, "model.safetensors dtype: bf16 or f32")->check(CLI::IsMember({"bf16", "f32"}))->capture_default_str();
   app.add_option("--tokenizer-sample", o->tokenizer_sample_bytes, "Bytes of tokenizer text sampled for SentencePiece")->capture_default_str();

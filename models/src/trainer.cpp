@@ -693,9 +693,11 @@ TrainResult run_training(const TrainOptions& o) {
 
   // 5. Final: checkpoint, the whole validation split, the Hugging Face folder.
   checkpoint();
-  const auto fin = evaluate(w, val_ids, val_t, val_ids.size(0), o.batch);
+  const int64_t fin_rows = o.final_eval_rows > 0 ? std::min<int64_t>(o.final_eval_rows, val_ids.size(0)) : val_ids.size(0);
+  const auto fin = evaluate(w, val_ids, val_t, fin_rows, o.batch);
   res.final_val_loss = fin.loss;
   res.val_target_tokens = fin.tokens;
+  res.val_rows = fin_rows;
   res.steps_done = state.step;
   res.tokens_seen = state.tokens;
   res.seconds = elapsed();
@@ -706,9 +708,9 @@ TrainResult run_training(const TrainOptions& o) {
                 (long long)state.tokens, res.seconds);
   log << line << std::flush;
   std::snprintf(line, sizeof line,
-                "done: %lld steps, %lld tokens in %s; validation loss %.4f (perplexity %.2f) over %lld assistant tokens",
+                "done: %lld steps, %lld tokens in %s; validation loss %.4f (perplexity %.2f) over %lld assistant tokens in %lld of %lld rows",
                 (long long)state.step, (long long)state.tokens, fmt_duration(res.seconds).c_str(), fin.loss,
-                std::exp(fin.loss), (long long)fin.tokens);
+                std::exp(fin.loss), (long long)fin.tokens, (long long)fin_rows, (long long)val_ids.size(0));
   say(line);
   return res;
 }

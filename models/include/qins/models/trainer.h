@@ -42,7 +42,8 @@ struct TrainOptions {
   std::string resume;              // checkpoint.pt to continue from
   int64_t checkpoint_every = 0;    // steps between checkpoints (0: only at the end)
   int64_t eval_every = 0;          // steps between validation passes (0: only at the end)
-  int eval_rows = 64;              // rows of the validation split used by periodic passes (final: all)
+  int eval_rows = 64;              // rows of the validation split used by periodic passes
+  int final_eval_rows = 0;         // rows used by the final pass (0: the whole validation split)
   int64_t log_every = 10;          // steps between train_log.csv rows / progress lines
   bool bf16 = true;                // model.safetensors dtype (bf16 or f32)
   int64_t tokenizer_sample_bytes = 4'000'000;  // SentencePiece input: a seeded sample of lines
@@ -92,7 +93,8 @@ struct TrainResult {
   double final_val_loss = 0.0;     // on the whole validation split
   double final_train_loss = 0.0;   // mean of the last log interval
   int64_t n_params = 0;
-  int64_t val_target_tokens = 0;
+  int64_t val_target_tokens = 0;  // assistant tokens the final validation loss averages over
+  int64_t val_rows = 0;            // validation rows of the final pass
   Phi3Weights weights;             // the trained weights (f32, still trainable)
 };
 
