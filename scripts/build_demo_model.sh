@@ -24,4 +24,5 @@ python3 scripts/build_corpus.py --out build/corpus --seed 1234
 
 # The checkpoint (weights + optimizer state, f32) is for resuming only; it is not committed.
 rm -f "$out/checkpoint.pt"
-python3 scripts/plot_loss.py --log "$out/train_log.csv" --out docs/images/demo-loss.png || true
+py=python3; python3 -c "import matplotlib" 2>/dev/null || py=/usr/bin/python3  # Debian's python3-matplotlib
+"$py" scripts/plot_loss.py --log "$out/train_log.csv" --out docs/images/demo-loss.png || true

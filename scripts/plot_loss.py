@@ -45,13 +45,13 @@ def main():
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        sys.exit("matplotlib is missing: apt-get install python3-matplotlib")
+        sys.exit("matplotlib is missing: apt-get install python3-matplotlib (then run it with /usr/bin/python3)")
 
     steps, train, vsteps, val, tokens = read_log(args.log)
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     ax.plot(steps, train, label="train (assistant tokens, mean per log interval)", linewidth=1)
     if val:
-        ax.plot(vsteps, val, "o-", label="validation (held-out words)", markersize=3)
+        ax.plot(vsteps, val, "o-", label="validation, held-out words (first 24 rows; last point: 400 rows)", markersize=3)
         ax.annotate(f"final val {val[-1]:.3f} (ppl {math.exp(val[-1]):.1f})", (vsteps[-1], val[-1]),
                     textcoords="offset points", xytext=(-150, 25))
     ax.set_xlabel("step")

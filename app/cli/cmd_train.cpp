@@ -28,6 +28,7 @@ Runner add_train(CLI::App& app) {
   app.add_option("--clip", o->clip, "Gradient-norm clip")->capture_default_str();
   app.add_option("--steps", o->steps, "Planned steps: the cosine schedule's length (deterministic)");
   app.add_option("--minutes", o->minutes, "Wall-clock budget; without --steps the schedule follows time (not reproducible)");
+  app.add_option("--stop-after", o->stop_after, "Stop at this step without changing the schedule (resume later)");
   app.add_option("--seed", o->seed)->capture_default_str();
   app.add_option("--resume", o->resume, "checkpoint.pt to continue from (same options)");
   app.add_option("--checkpoint-every", o->checkpoint_every, "Steps between checkpoints (0: at the end only)")->capture_default_str();

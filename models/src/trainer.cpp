@@ -604,6 +604,15 @@ TrainResult run_training(const TrainOptions& o) {
     log.open(log_path, std::ios::trunc);
     log << "step,lr,train_loss,val_loss,tokens,seconds\n";
   } else {
+    // Rows written after the checkpoint by the interrupted run are dropped: the resumed run
+    // writes them again.
+    std::istringstream rows(read_file(log_path));
+    std::string kept, row;
+    while (std::getline(rows, row)) {
+      const bool header = kept.empty();
+      if (header || std::strtoll(row.c_str(), nullptr, 10) <= state.step) kept += row + "\n";
+    }
+    write_atomic(log_path, kept);
     log.open(log_path, std::ios::app);
   }
   if (!log) throw Error(log_path.string() + ": cannot open for writing");

@@ -228,6 +228,7 @@ TEST_F(TrainTest, ResumeContinuesExactlyLikeAnUninterruptedRun) {
   auto a_opt = tiny("full");
   a_opt.steps = 8;
   a_opt.eval_every = 0;
+  a_opt.log_every = 1;
   const auto a = qins::train::run_training(a_opt);
 
   auto b_opt = a_opt;
@@ -249,6 +250,21 @@ TEST_F(TrainTest, ResumeContinuesExactlyLikeAnUninterruptedRun) {
   }
   EXPECT_EQ(c.tokens_seen, a.tokens_seen);
   EXPECT_EQ(c.final_val_loss, a.final_val_loss);
+  // The resumed log reads like the uninterrupted one: same steps, same losses (seconds differ).
+  auto log_rows = [](const std::string& dir) {
+    std::ifstream in(fs::path(dir) / "train_log.csv");
+    std::vector<std::string> rows;
+    std::string line;
+    while (std::getline(in, line)) rows.push_back(line.substr(0, line.rfind(',')));
+    return rows;
+  };
+  const auto a_log = log_rows(a_opt.out_dir), c_log = log_rows(c_opt.out_dir);
+  ASSERT_EQ(a_log.size(), 1u + 8u + 1u);  // header, steps 1..8, final validation row
+  // The interrupted run's final row (step 5, validation only) stays; otherwise identical.
+  std::vector<std::string> c_without_stop_row;
+  for (size_t i = 0; i < c_log.size(); ++i)
+    if (!(i == 6 && c_log[i].rfind("5,", 0) == 0)) c_without_stop_row.push_back(c_log[i]);
+  EXPECT_EQ(c_without_stop_row, a_log);
 
   // A checkpoint for another shape is refused with a clear message.
   auto d_opt = c_opt;
