@@ -627,6 +627,7 @@ TrainResult run_training(const TrainOptions& o) {
   int64_t interval_n = 0;
   double ema = std::numeric_limits<double>::quiet_NaN();
   res.first_val_loss = std::numeric_limits<double>::quiet_NaN();
+  res.final_train_loss = std::numeric_limits<double>::quiet_NaN();  // stays NaN when no step runs
 
   auto checkpoint = [&] {
     state.epoch = data.epoch;

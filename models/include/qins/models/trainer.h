@@ -91,7 +91,7 @@ struct TrainResult {
   std::vector<StepRecord> history; // steps run by this call
   double first_val_loss = 0.0;     // NaN if none measured in this call
   double final_val_loss = 0.0;     // on the whole validation split
-  double final_train_loss = 0.0;   // mean of the last log interval
+  double final_train_loss = 0.0;   // mean of the last log interval (NaN if no step ran)
   int64_t n_params = 0;
   int64_t val_target_tokens = 0;  // assistant tokens the final validation loss averages over
   int64_t val_rows = 0;            // validation rows of the final pass
