@@ -67,8 +67,9 @@ ModelManager* ControllerFlow::models_ = nullptr;
 }  // namespace
 
 TEST_F(ControllerFlow, ModelInfoReachesTheView) {
-  EXPECT_EQ(models_->format(), QStringLiteral("hf"));
-  EXPECT_EQ(models_->codebook(), QStringLiteral("projective"));  // folders are quantized while loading
+  // A Hugging Face folder is converted to a .qins file first, then loaded from it.
+  EXPECT_EQ(models_->format(), QStringLiteral("qins"));
+  EXPECT_EQ(models_->codebook(), QStringLiteral("projective"));
   EXPECT_GT(models_->parameterCount(), 0);
   EXPECT_GT(models_->fileBytes(), 0);
   EXPECT_GT(models_->weightBytes(), 0);
