@@ -30,6 +30,8 @@ struct CommonOptions {
   int context = 4096;
   int threads = 0;
   std::string weights = "f32";
+  std::string kv = "bf16";
+  bool bf16_activations = false;
   bool stats = false;
 };
 
@@ -45,6 +47,8 @@ void add_common(CLI::App& app, CommonOptions& o) {
   app.add_option("--context", o.context, "Context length (KV cache positions)")->capture_default_str()->check(CLI::Range(16, 1 << 20));
   app.add_option("--threads", o.threads, "Threads (0 = all cores)")->capture_default_str();
   app.add_option("--weights", o.weights, "Hugging Face folders: f32 | bf16 | inverse | projective | uniform")->capture_default_str();
+  app.add_option("--kv", o.kv, "KV cache precision: f32 | bf16 | f16")->capture_default_str()->check(CLI::IsMember({"f32", "bf16", "f16"}));
+  app.add_flag("--bf16-activations", o.bf16_activations, "Compute activations in bf16 instead of f32");
   app.add_flag("--stats", o.stats, "Print speed statistics after each reply");
 }
 
@@ -53,6 +57,8 @@ std::unique_ptr<Engine> load(const CommonOptions& o) {
   lo.context_length = o.context;
   lo.threads = o.threads;
   lo.weight_format = o.weights;
+  lo.kv_dtype = o.kv == "f32" ? KvDtype::F32 : o.kv == "f16" ? KvDtype::F16 : KvDtype::BF16;
+  lo.bf16_activations = o.bf16_activations;
   return Engine::load(o.model, lo);
 }
 

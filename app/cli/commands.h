@@ -19,6 +19,8 @@ Runner add_fixture(CLI::App& app);
 Runner add_convert(CLI::App& app);
 Runner add_synth(CLI::App& app);
 Runner add_bench(CLI::App& app);
+Runner add_eval(CLI::App& app);
+Runner add_train(CLI::App& app);
 
 // Prints one clear error line to stderr.
 void print_error(const std::string& message);

@@ -24,7 +24,9 @@ int main(int argc, char** argv) {
   add("convert", "Convert a Hugging Face Phi-3 folder into one compressed .qins file", qins::cli::add_convert);
   add("synth", "Write a .qins with Phi-3 shapes and random weights (phi-3.5-mini | mid | demo)", qins::cli::add_synth);
   add("bench", "Measure load time, memory, prefill and decode speed against baselines", qins::cli::add_bench);
+  add("eval", "Accuracy report: weight SQNR, perplexity, KL and top-1 agreement of each codebook vs fp32", qins::cli::add_eval);
   add("fixture", "Write a tiny random-weight Phi-3 model folder (for tests and demos)", qins::cli::add_fixture);
+  add("train", "Train a small Phi-3 chat model from a chat corpus (the demo model)", qins::cli::add_train);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -95,7 +95,10 @@ void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float
   if (n_rows <= 0 || out == 0) return;
 
   // x rows in the kernel's element order (a permutation inside 64-column blocks for AVX-512).
-  std::vector<float> xp(static_cast<size_t>(n_rows * in));
+  // Per-thread scratch, reused across calls: no heap allocation per decoded token after warm-up.
+  thread_local std::vector<float> xp;  // [n, in] fp32, kernel order
+  thread_local std::vector<float> buf;  // [rt, in] fp32, one expanded tile (prefill only)
+  if (xp.size() < static_cast<size_t>(n_rows * in)) xp.resize(static_cast<size_t>(n_rows * in));
   for (int64_t r = 0; r < n_rows; ++r) kernels::to_kernel_order(k.order, x + r * in, in, xp.data() + r * in);
 
   if (n_rows == 1) {
@@ -111,7 +114,7 @@ void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float
   // (kernel order, scale applied) into one buffer, then one GEMM uses the BLAS's own threads.
   // (Tiles in parallel, each with its own GEMM, oversubscribes a pthread BLAS and measured slower.)
   const int64_t rt = std::min(out, tile_rows(in));
-  std::vector<float> buf(static_cast<size_t>(rt * in));                          // [rt, in] fp32
+  if (buf.size() < static_cast<size_t>(rt * in)) buf.resize(static_cast<size_t>(rt * in));
   torch::Tensor xt = torch::from_blob(xp.data(), {n_rows, in}, torch::kFloat32);  // [n, in] fp32
   torch::Tensor yt = torch::from_blob(y, {n_rows, out}, torch::kFloat32);         // [n, out] fp32
   for (int64_t r0 = 0; r0 < out; r0 += rt) {

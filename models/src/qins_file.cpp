@@ -184,6 +184,19 @@ ConvertReport convert_to_qins(const std::string& hf_dir, const std::string& out_
   return report;
 }
 
+void convert_model(const std::string& hf_dir, const std::string& out_path, const std::string& codebook,
+                   const ProgressFn& progress) {
+  ConvertOptions o;
+  try {
+    o.quant.codebook = core::codebook_from_name(codebook);
+  } catch (const std::invalid_argument& e) {
+    throw Error(e.what());
+  }
+  convert_to_qins(hf_dir, out_path, o, [&](double f, const std::string&) {
+    return !progress || progress(f, "converting to .qins");
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Loader
 

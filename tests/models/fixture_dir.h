@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <string>
 
+#include "qins/models/engine.h"
 #include "qins/models/fixture.h"
 
 namespace qins::test {
@@ -39,6 +40,15 @@ inline std::string fixture(const std::string& name, const FixtureOptions& o) {
   write_fixture_model(dir, o);
   made[name] = dir;
   return dir;
+}
+
+// Greedy decoding of at most n tokens with a fixed seed.
+inline SamplingParams greedy(int n) {
+  SamplingParams p;
+  p.temperature = 0.0f;
+  p.random_seed = false;
+  p.max_new_tokens = n;
+  return p;
 }
 
 }  // namespace qins::test

@@ -10,13 +10,7 @@
 namespace qins {
 namespace {
 
-SamplingParams greedy(int max_tokens) {
-  SamplingParams p;
-  p.temperature = 0.0f;
-  p.random_seed = false;
-  p.max_new_tokens = max_tokens;
-  return p;
-}
+using test::greedy;
 
 std::unique_ptr<Engine> load_fixture(const std::string& name, const FixtureOptions& o = {}, int context = 256) {
   LoadOptions lo;

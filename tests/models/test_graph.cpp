@@ -165,6 +165,9 @@ struct Variant {
   size_t T;
 };
 
+// Test names print the variant's name, not a byte dump.
+void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
+
 FixtureOptions opts_with(std::function<void(FixtureOptions&)> f) {
   FixtureOptions o;
   f(o);

@@ -15,13 +15,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-SamplingParams greedy(int n) {
-  SamplingParams p;
-  p.temperature = 0;
-  p.random_seed = false;
-  p.max_new_tokens = n;
-  return p;
-}
+using test::greedy;
 
 std::string convert(const std::string& name, core::Codebook cb, int prune = 0) {
   const auto out = (test::temp_root() / (name + ".qins")).string();

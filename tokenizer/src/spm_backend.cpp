@@ -35,6 +35,21 @@ struct Api {
 };
 
 #if defined(QINS_SPM_DLOPEN)
+// Sanitizer runtimes refuse RTLD_DEEPBIND; without it the shim works only in processes that do
+// not also load libtorch's protobuf (tokenizer tests and fuzzers).
+#if defined(__SANITIZE_ADDRESS__)
+#define QINS_NO_DEEPBIND 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer) || __has_feature(thread_sanitizer)
+#define QINS_NO_DEEPBIND 1
+#endif
+#endif
+#if defined(QINS_NO_DEEPBIND)
+constexpr int kOpenFlags = RTLD_NOW | RTLD_LOCAL;
+#else
+constexpr int kOpenFlags = RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND;
+#endif
+
 std::string exe_dir() {
   char buf[PATH_MAX];
   const ssize_t n = readlink("/proc/self/exe", buf, sizeof buf - 1);
@@ -56,7 +71,7 @@ Api load_api() {
   std::string tried;
   void* h = nullptr;
   for (const auto& c : candidates) {
-    h = dlopen(c.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    h = dlopen(c.c_str(), kOpenFlags);
     if (h != nullptr) break;
     const char* err = dlerror();
     tried += "\n  " + c + ": " + (err ? err : "not loadable");

@@ -153,6 +153,12 @@ class Engine {
   std::unique_ptr<Impl> impl_;
 };
 
+// Converts a Hugging Face folder into one .qins file (the torch-free entry to the converter, for
+// the app). codebook: inverse | projective | uniform. progress returning false cancels (throws
+// Cancelled; nothing is left under out_path).
+void convert_model(const std::string& hf_dir, const std::string& out_path, const std::string& codebook,
+                   const ProgressFn& progress = {});
+
 // Resident memory of this process as the OS reports it (Linux /proc, macOS task_info).
 struct MemoryReading {
   int64_t resident_bytes = 0;

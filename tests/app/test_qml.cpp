@@ -1,0 +1,167 @@
+// The views: every QML file compiles, and the whole window (Main.qml with the real C++ types,
+// loading the fixture model, a reply streaming, panels open, both themes) logs no warning.
+#include <gtest/gtest.h>
+
+#include <QDir>
+#include <QDirIterator>
+#include <QQmlApplicationEngine>
+#include <QQmlComponent>
+#include <QQmlEngine>
+#include <QQuickStyle>
+#include <QQuickWindow>
+#include <QSemaphore>
+#include <QTest>
+
+#include "chat_controller.h"
+#include "test_support.h"
+
+namespace {
+
+const QString kModuleDir = QStringLiteral(":/qt/qml/QinsChat");
+
+QStringList qmlFiles() {
+  QStringList files;
+  QDirIterator it(kModuleDir, {QStringLiteral("*.qml")}, QDir::Files);
+  while (it.hasNext()) files << it.next();
+  files.sort();
+  return files;
+}
+
+void prepareEngine(QQmlEngine& engine) { engine.addImportPath(QStringLiteral("qrc:/qt/qml")); }
+
+// A root property of type T* (the window's C++ objects are reached through their QML ids'
+// properties, never by findChild).
+template <typename T>
+T* rootObject(QObject* root, const char* property) {
+  return qvariant_cast<T*>(root->property(property));
+}
+
+// QTest::keyClicks has no QWindow overload: one key click per (ASCII) character.
+void typeText(QWindow* window, const QString& text) {
+  for (const QChar c : text) QTest::keyClick(window, c.toLatin1());
+}
+
+}  // namespace
+
+TEST(Qml, ModuleHasAllViews) {
+  const QStringList files = qmlFiles();
+  EXPECT_GE(files.size(), 11) << files.join(QLatin1Char(' ')).toStdString();
+  EXPECT_TRUE(files.contains(kModuleDir + QStringLiteral("/Main.qml")));
+}
+
+TEST(Qml, EveryFileCompilesWithoutWarnings) {
+  WarningCollector warnings;
+  QQmlEngine engine;
+  prepareEngine(engine);
+  for (const QString& file : qmlFiles()) {
+    QQmlComponent component(&engine, QUrl(QStringLiteral("qrc") + file));
+    EXPECT_TRUE(component.isReady()) << file.toStdString() << ": " << component.errorString().toStdString();
+  }
+  EXPECT_TRUE(warnings.messages().isEmpty()) << warnings.joined().toStdString();
+}
+
+TEST(Qml, MainWindowRunsAChatWithoutWarnings) {
+  qputenv("QINS_MODEL", fixtureModelDir().toUtf8());
+  WarningCollector warnings;
+  {
+    QQmlApplicationEngine engine;
+    prepareEngine(engine);
+    engine.load(QUrl(QStringLiteral("qrc:/qt/qml/QinsChat/Main.qml")));
+    ASSERT_EQ(engine.rootObjects().size(), 1) << warnings.joined().toStdString();
+    auto* window = qobject_cast<QQuickWindow*>(engine.rootObjects().first());
+    ASSERT_NE(window, nullptr);
+    // The window is up before the model is: loading runs on the worker thread.
+    EXPECT_TRUE(window->isVisible());
+    QObject* root = window;
+    auto* models = rootObject<ModelManager>(root, "modelManager");
+    auto* controller = rootObject<ChatController>(root, "chatController");
+    ASSERT_NE(models, nullptr);
+    ASSERT_NE(controller, nullptr);
+    ASSERT_TRUE(QTest::qWaitFor([&] { return !models->loading(); }, 60000));
+    ASSERT_TRUE(models->ready()) << models->message().toStdString();
+
+    // A chat, with a reply containing a code block, drawn in both themes with both panels open.
+    ASSERT_TRUE(controller->send(QStringLiteral("Show me some code")));
+    ASSERT_TRUE(QTest::qWaitFor([&] { return !controller->generating(); }, 60000));
+    const int row = controller->messages()->append(0, QStringLiteral("assistant"),
+        QStringLiteral("# Heading\n\n- one\n- two\n\n```cpp\nint main() { return 0; }\n```\nDone."));
+    EXPECT_EQ(controller->messages()->at(row).segments->rowCount(), 3);
+    root->setProperty("sidePanel", QStringLiteral("sampling"));
+    QTest::qWait(50);
+    root->setProperty("sidePanel", QStringLiteral("stats"));
+    QTest::qWait(50);
+    const int themeType = qmlTypeId("QinsChat", 1, 0, "Theme");
+    ASSERT_GE(themeType, 0);
+    auto* theme = engine.singletonInstance<QObject*>(themeType);
+    ASSERT_NE(theme, nullptr);
+    theme->setProperty("mode", QStringLiteral("dark"));
+    QTest::qWait(50);
+    theme->setProperty("mode", QStringLiteral("light"));
+    QTest::qWait(50);
+    theme->setProperty("mode", QStringLiteral("system"));
+    controller->newChat();  // the empty chat with example prompts
+    QTest::qWait(50);
+  }
+  qunsetenv("QINS_MODEL");
+  EXPECT_TRUE(warnings.messages().isEmpty()) << warnings.joined().toStdString();
+}
+
+TEST(Qml, KeyboardEnterSendsShiftEnterBreaksEscStopsCtrlNStartsOver) {
+  qputenv("QINS_MODEL", fixtureModelDir().toUtf8());
+  WarningCollector warnings;
+  {
+    QQmlApplicationEngine engine;
+    prepareEngine(engine);
+    engine.load(QUrl(QStringLiteral("qrc:/qt/qml/QinsChat/Main.qml")));
+    ASSERT_EQ(engine.rootObjects().size(), 1);
+    auto* window = qobject_cast<QQuickWindow*>(engine.rootObjects().first());
+    ASSERT_NE(window, nullptr);
+    window->requestActivate();
+    ASSERT_TRUE(QTest::qWaitForWindowActive(window));
+    auto* models = rootObject<ModelManager>(window, "modelManager");
+    auto* controller = rootObject<ChatController>(window, "chatController");
+    ASSERT_TRUE(QTest::qWaitFor([&] { return !models->loading(); }, 60000));
+    ASSERT_TRUE(models->ready());
+    controller->newChat();
+    QTest::keyClick(window, Qt::Key_L, Qt::ControlModifier);  // focus the input
+    ASSERT_TRUE(QTest::qWaitFor([&] { return window->activeFocusItem() != nullptr; }, 5000));
+
+    // Shift+Enter is a new line, Enter sends what was typed.
+    QSemaphore reached, proceed;
+    models->worker()->setPieceHookForTesting([&](int piece) {
+      if (piece == 1) {
+        reached.release();
+        proceed.tryAcquire(1, 30000);
+      }
+    });
+    typeText(window, QStringLiteral("first line"));
+    QTest::keyClick(window, Qt::Key_Return, Qt::ShiftModifier);
+    typeText(window, QStringLiteral("second line"));
+    QTest::keyClick(window, Qt::Key_Return);
+    ASSERT_TRUE(QTest::qWaitFor([&] { return controller->messages()->count() >= 1; }, 5000));
+    EXPECT_EQ(controller->messages()->at(0).text, QStringLiteral("first line\nsecond line"));
+    EXPECT_TRUE(controller->generating());
+
+    // Esc stops the reply while the worker is held in the middle of it.
+    ASSERT_TRUE(QTest::qWaitFor([&] { return reached.tryAcquire(); }, 60000));
+    QTest::keyClick(window, Qt::Key_Escape);
+    proceed.release();
+    ASSERT_TRUE(QTest::qWaitFor([&] { return !controller->generating(); }, 60000));
+    EXPECT_EQ(controller->stopReason(), QStringLiteral("cancelled"));
+    models->worker()->setPieceHookForTesting({});
+
+    // Ctrl+N: a new, empty chat (the old one stays in the list).
+    const qint64 typed = controller->currentChatId();
+    EXPECT_GT(typed, 0);
+    QTest::keyClick(window, Qt::Key_N, Qt::ControlModifier);
+    EXPECT_EQ(controller->currentChatId(), 0);
+    EXPECT_EQ(controller->messages()->count(), 0);
+    EXPECT_GE(controller->chats()->rowOf(typed), 0);
+
+    // Ctrl+, opens the sampling panel.
+    QTest::keyClick(window, Qt::Key_Comma, Qt::ControlModifier);
+    EXPECT_EQ(window->property("sidePanel").toString(), QStringLiteral("sampling"));
+  }
+  qunsetenv("QINS_MODEL");
+  EXPECT_TRUE(warnings.messages().isEmpty()) << warnings.joined().toStdString();
+}

@@ -1,0 +1,68 @@
+#include "test_support.h"
+
+#include <QDir>
+#include <QMutex>
+#include <QTemporaryDir>
+
+#include <memory>
+
+#include "qins/models/fixture.h"
+
+namespace {
+QMutex g_mutex;
+QStringList g_messages;
+QtMessageHandler g_previous = nullptr;
+int g_depth = 0;
+
+void collect(QtMsgType type, const QMessageLogContext& context, const QString& message) {
+  if (type == QtWarningMsg || type == QtCriticalMsg || type == QtFatalMsg) {
+    QMutexLocker lock(&g_mutex);
+    g_messages.append(QStringLiteral("[%1] %2").arg(QString::fromLatin1(context.category), message));
+  }
+  if (g_previous) g_previous(type, context, message);
+}
+
+QTemporaryDir& tempRoot() {
+  static QTemporaryDir dir(QDir::temp().filePath(QStringLiteral("qins-test-app-XXXXXX")));
+  return dir;
+}
+}  // namespace
+
+WarningCollector::WarningCollector() {
+  QMutexLocker lock(&g_mutex);
+  if (g_depth++ == 0) {
+    g_messages.clear();
+    g_previous = qInstallMessageHandler(collect);
+  }
+}
+
+WarningCollector::~WarningCollector() {
+  QMutexLocker lock(&g_mutex);
+  if (--g_depth == 0) qInstallMessageHandler(g_previous);
+}
+
+QStringList WarningCollector::messages() const {
+  QMutexLocker lock(&g_mutex);
+  return g_messages;
+}
+
+void WarningCollector::clear() {
+  QMutexLocker lock(&g_mutex);
+  g_messages.clear();
+}
+
+QString makeTempDir(const QString& name) {
+  static int counter = 0;
+  const QString path = QDir(tempRoot().path()).filePath(QStringLiteral("%1-%2").arg(name).arg(++counter));
+  QDir().mkpath(path);
+  return path;
+}
+
+QString fixtureModelDir() {
+  static const QString dir = [] {
+    const QString d = QDir(tempRoot().path()).filePath(QStringLiteral("fixture-model"));
+    qins::write_fixture_model(d.toStdString());
+    return d;
+  }();
+  return dir;
+}
