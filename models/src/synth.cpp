@@ -41,7 +41,8 @@ SynthShape shape_for(const std::string& like) {
   if (like == "phi-3.5-mini") return {3072, 8192, 32, 32, 32, 32064, 131072, 4096, true};
   if (like == "mid") return {1536, 4096, 16, 16, 16, 32064, 131072, 4096, true};
   if (like == "demo") return {256, 768, 4, 4, 4, 32064, 4096, 4096, false};
-  throw Error("synth: unknown --like '" + like + "' (expected phi-3.5-mini, mid or demo)");
+  if (like == "tiny") return {64, 128, 2, 4, 2, 384, 4096, 4096, false};  // tests: seconds, GQA
+  throw Error("synth: unknown --like '" + like + "' (expected phi-3.5-mini, mid, demo or tiny)");
 }
 
 // splitmix64: a bijective mixer; counter-based use gives independent streams per (seed, row).

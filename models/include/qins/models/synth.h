@@ -16,7 +16,7 @@ namespace qins {
 enum class SynthDist { Gaussian, Laplace, StudentT5 };
 
 struct SynthOptions {
-  std::string like = "phi-3.5-mini";  // phi-3.5-mini | mid | demo
+  std::string like = "phi-3.5-mini";  // phi-3.5-mini | mid | demo | tiny (tests)
   SynthDist dist = SynthDist::Gaussian;
   double weight_std = 0.02;
   core::QuantizeOptions quant;        // codebook, pole, threads
