@@ -23,4 +23,5 @@ fi
 if [ "$cli" -eq 0 ] && [ -x "$build/app/gui/qins-chat" ] && { [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]; }; then
   exec "$build/app/gui/qins-chat" "$model"
 fi
-exec "$build/app/cli/qins" chat "$model"
+# Folders are quantized to QINS codes at load (projective), as the app does; .qins files load as they are.
+exec "$build/app/cli/qins" chat "$model" --weights projective
