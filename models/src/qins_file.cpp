@@ -322,7 +322,11 @@ std::unique_ptr<Engine> load_qins_engine(const std::string& path, const LoadOpti
     w.lm_head = c.tie_word_embeddings ? std::make_unique<QinsLinear>(core::ProjectiveLinear(embed_q))
                                       : linear("lm_head.weight");
 
+    // The name of the model the file was converted from ("demo"), else the file's stem.
     impl->info.name = fs::path(path).stem().string();
+    if (info.contains("converter") && info["converter"].is_object() && info["converter"].contains("source") &&
+        info["converter"]["source"].is_string() && !info["converter"]["source"].get<std::string>().empty())
+      impl->info.name = info["converter"]["source"].get<std::string>();
     impl->info.path = path;
     impl->info.format = "qins";
     impl->info.codebook = core::codebook_name(embed_q.codebook);
