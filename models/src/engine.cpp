@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "qins/models/engine_impl.h"
+#include "qins/models/file_util.h"
 #include "qins/models/hf_loader.h"
 #include "qins/models/safetensors.h"
 #include "qins/models/sampler.h"
@@ -24,13 +25,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open for reading");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 tok::ChatRole to_tok_role(Role r) {
   switch (r) {
@@ -319,7 +313,7 @@ std::unique_ptr<Engine> load_hf_engine(const std::string& dir, const LoadOptions
   const HfPaths paths = find_hf_files(dir);
   const Phi3Config config = read_phi3_config(paths.config);
   if (!paths.generation_config.empty())
-    impl->generation = parse_generation_config(read_text_file(paths.generation_config), paths.generation_config);
+    impl->generation = parse_generation_config(read_file(paths.generation_config), paths.generation_config);
   impl->tokenizer = std::make_unique<tok::Tokenizer>(tok::Tokenizer::from_files(paths.tokenizer_model, paths.tokenizer_config));
   if (impl->tokenizer->vocab_size() > config.vocab_size)
     throw Error(paths.tokenizer_config + ": the tokenizer has " + std::to_string(impl->tokenizer->vocab_size()) +

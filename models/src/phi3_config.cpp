@@ -3,6 +3,8 @@
 // (head_dim, rotary_dim, attention_factor) are computed once here.
 #include "qins/models/phi3_config.h"
 
+#include "qins/models/file_util.h"
+
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -242,12 +244,7 @@ Phi3Config parse_phi3_config(const std::string& json_text, const std::string& or
 }
 
 Phi3Config read_phi3_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) fail(path, "read error");
-  return parse_phi3_config(ss.str(), path);
+  return parse_phi3_config(read_file(path), path);
 }
 
 std::string phi3_config_to_json(const Phi3Config& c) {

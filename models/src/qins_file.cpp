@@ -13,6 +13,7 @@
 
 #include "qins/compression/container.h"
 #include "qins/models/engine_impl.h"
+#include "qins/models/file_util.h"
 #include "qins/models/hf_loader.h"
 #include "qins/models/inspect.h"
 #include "qins/models/safetensors.h"
@@ -24,14 +25,6 @@ namespace qins {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string read_file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open for reading");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::vector<uint64_t> u64_shape(const torch::Tensor& t) {
   std::vector<uint64_t> s;
@@ -133,9 +126,9 @@ ConvertReport convert_to_qins(const std::string& hf_dir, const std::string& out_
 
   QinsModelMeta meta;
   meta.config_json = c.source_json;
-  if (!paths.generation_config.empty()) meta.generation_config_json = read_file_bytes(paths.generation_config);
-  meta.tokenizer_model = read_file_bytes(paths.tokenizer_model);
-  meta.tokenizer_config_json = read_file_bytes(paths.tokenizer_config);
+  if (!paths.generation_config.empty()) meta.generation_config_json = read_file(paths.generation_config);
+  meta.tokenizer_model = read_file(paths.tokenizer_model);
+  meta.tokenizer_config_json = read_file(paths.tokenizer_config);
   meta.info_json = nlohmann::json({{"source", fs::path(hf_dir).filename().string()},
                                    {"codebook", core::codebook_name(opts.quant.codebook)},
                                    {"pole", opts.quant.pole},

@@ -2,6 +2,7 @@
 // Where time goes: for Phi-3.5-mini, 3.8 G random numbers, their quantization and the
 // compression of 3.8 GB of codes. The generator is a counter-based splitmix64 (no state shared
 // between threads, so rows fill in parallel and the output does not depend on the thread count).
+#include "qins/models/file_util.h"
 #include "qins/models/synth.h"
 
 #include <ATen/Parallel.h>
@@ -66,14 +67,6 @@ inline float approx_normal(uint64_t a, uint64_t b) {
 
 inline float unit_uniform(uint64_t a) {  // (0, 1)
   return (static_cast<float>(a >> 40) + 0.5f) * (1.0f / 16777216.0f);
-}
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) throw Error(p.string() + ": cannot open for reading");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
 }
 
 }  // namespace
@@ -144,8 +137,8 @@ SynthReport write_synthetic_model(const std::string& out_path, const SynthOption
       if (!c.flush()) throw Error((scratch / "corpus.txt").string() + ": write failed");
     }
     tok::train_phi3_style_tokenizer((scratch / "corpus.txt").string(), base_vocab, scratch.string());
-    meta.tokenizer_model = read_file(scratch / "tokenizer.model");
-    meta.tokenizer_config_json = read_file(scratch / "tokenizer_config.json");
+    meta.tokenizer_model = read_file((scratch / "tokenizer.model").string());
+    meta.tokenizer_config_json = read_file((scratch / "tokenizer_config.json").string());
   } catch (...) {
     std::error_code ec;
     fs::remove_all(scratch, ec);

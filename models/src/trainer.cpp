@@ -1,6 +1,7 @@
 // The trainer behind `qins train`. Where time goes: almost all of it in forward()/backward()
 // (the lm_head matmul and the MLP for small models); tokenizing the corpus takes a few seconds
 // up front, SentencePiece training on the sampled tokenizer text well under a minute.
+#include "qins/models/file_util.h"
 #include "qins/models/trainer.h"
 
 #include <fcntl.h>
@@ -30,15 +31,6 @@ namespace qins::train {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) throw Error(p.string() + ": cannot open for reading");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw Error(p.string() + ": read failed");
-  return ss.str();
-}
 
 void fsync_path(const fs::path& p) {
   const int fd = ::open(p.c_str(), O_RDONLY);
@@ -76,7 +68,7 @@ void shuffle_indices(std::vector<int64_t>& v, std::mt19937_64& rng) {
 // SentencePiece on the whole 29 MB text takes many minutes on this machine; a few MB of
 // randomly chosen lines give the same merges to within noise for a 4k vocabulary.
 void sample_lines(const fs::path& in_path, const fs::path& out, int64_t bytes, uint64_t seed) {
-  const std::string text = read_file(in_path);
+  const std::string text = read_file(in_path.string());
   std::vector<std::pair<size_t, size_t>> lines;  // [begin, length)
   for (size_t b = 0; b < text.size();) {
     size_t e = text.find('\n', b);
@@ -526,7 +518,7 @@ TrainResult run_training(const TrainOptions& o) {
     if (src.empty()) src = ".";
     for (const char* f : {"tokenizer.model", "tokenizer_config.json"}) {
       if (!fs::is_regular_file(src / f)) throw Error((src / f).string() + ": missing beside the checkpoint");
-      if (fs::weakly_canonical(src) != fs::weakly_canonical(out)) write_atomic(out / f, read_file(src / f));
+      if (fs::weakly_canonical(src) != fs::weakly_canonical(out)) write_atomic(out / f, read_file((src / f).string()));
     }
   } else if (o.train_tokenizer) {
     const fs::path text = corpus / "tokenizer_text.txt";
@@ -540,7 +532,7 @@ TrainResult run_training(const TrainOptions& o) {
   }
   const tok::Tokenizer tok = tok::Tokenizer::from_files((out / "tokenizer.model").string(), (out / "tokenizer_config.json").string());
   if (fs::is_regular_file(corpus / "WORDNET_LICENSE.txt"))
-    write_atomic(out / "WORDNET_LICENSE.txt", read_file(corpus / "WORDNET_LICENSE.txt"));
+    write_atomic(out / "WORDNET_LICENSE.txt", read_file((corpus / "WORDNET_LICENSE.txt").string()));
   const double t_tok = std::chrono::duration<double>(Clock::now() - t_start).count();
 
   // 2. Data.
@@ -606,7 +598,7 @@ TrainResult run_training(const TrainOptions& o) {
   } else {
     // Rows written after the checkpoint by the interrupted run are dropped: the resumed run
     // writes them again.
-    std::istringstream rows(read_file(log_path));
+    std::istringstream rows(read_file(log_path.string()));
     std::string kept, row;
     while (std::getline(rows, row)) {
       const bool header = kept.empty();
