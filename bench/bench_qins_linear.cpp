@@ -4,7 +4,8 @@
 // linear (naive) and a plain sum over as many bytes as the codes (the memory roofline), one shape
 // after another so each ratio comes from the same run. bytes_per_second = weight bytes each
 // variant streams per call (codes: 1 B/weight, fp32: 4, bf16: 2, naive: the codes it expands).
-// Prefill: 64 rows, QINS tile-expand + GEMM vs fp32 torch::linear.
+// Prefill: 64 rows, QINS (bf16 blocked GEMM, or tile-expand + BLAS GEMM on the exact paths) vs
+// fp32 torch::linear. Where the default path is the bf16 one, the exact path runs beside it.
 //
 //   ./build/bench/bench_qins_linear --benchmark_min_time=0.2
 #include <ATen/Parallel.h>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "qins/core/projective_linear.h"
+#include "qins/core/qins.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -51,7 +53,9 @@ Weights& weights_for(const Shape& s, bool need_float) {
     qc::QuantizedTensor q;
     q.codebook = qc::Codebook::Projective;
     q.pole = 300.0;
-    q.codes = torch::randint(0, 256, {s.out, s.in}, torch::kUInt8);  // [out, in] uint8
+    // Every weight buffer on huge pages, as the model loader allocates them (qc::empty_large).
+    q.codes = qc::empty_large({s.out, s.in}, torch::kUInt8);  // [out, in] uint8
+    q.codes.copy_(torch::randint(0, 256, {s.out, s.in}, torch::kUInt8));
     q.scales = torch::rand({s.out}) * 0.02 + 0.01;                     // [out] fp32
     q.lut = qc::make_lut(q.codebook, q.pole);
     w.layer = std::make_unique<qc::ProjectiveLinear>(q);
@@ -59,18 +63,23 @@ Weights& weights_for(const Shape& s, bool need_float) {
     w.in = s.in;
   }
   if (need_float && !w.w32.defined()) {
-    w.w32 = (*w.layer)->dequantize();
-    w.w16 = w.w32.to(torch::kBFloat16);
+    w.w32 = qc::empty_large({s.out, s.in}, torch::kFloat32);
+    w.w32.copy_((*w.layer)->dequantize());
+    w.w16 = qc::empty_large({s.out, s.in}, torch::kBFloat16);
+    w.w16.copy_(w.w32);
   }
   return w;
 }
 
-void bm_qins(benchmark::State& st, Shape s) {
+// isa: a kernel path ("avx512bf16", "avx512", ..) or "auto"; restored to auto afterwards.
+void bm_qins(benchmark::State& st, Shape s, std::string isa) {
   Weights& w = weights_for(s, false);
+  qc::set_kernel_isa(isa);
   const torch::Tensor x = torch::randn({1, s.in});
   for (auto _ : st) benchmark::DoNotOptimize((*w.layer)->forward(x));
   st.SetBytesProcessed(st.iterations() * s.out * s.in);
   st.SetLabel(qc::kernel_isa());
+  qc::set_kernel_isa("auto");
 }
 
 void bm_fp32(benchmark::State& st, Shape s) {
@@ -137,11 +146,14 @@ void bm_plain_sum(benchmark::State& st, Shape s) {
   st.SetBytesProcessed(st.iterations() * s.out * s.in);
 }
 
-void bm_prefill_qins(benchmark::State& st, Shape s) {
+void bm_prefill_qins(benchmark::State& st, Shape s, std::string isa) {
   Weights& w = weights_for(s, false);
+  qc::set_kernel_isa(isa);
   const torch::Tensor x = torch::randn({64, s.in});
   for (auto _ : st) benchmark::DoNotOptimize((*w.layer)->forward(x));
   st.SetBytesProcessed(st.iterations() * s.out * s.in);
+  st.SetLabel(qc::kernel_isa());
+  qc::set_kernel_isa("auto");
   st.counters["GFLOPS"] = benchmark::Counter(2.0 * 64 * s.out * s.in * 1e-9 * static_cast<double>(st.iterations()),
                                              benchmark::Counter::kIsRate);
 }
@@ -159,14 +171,23 @@ void bm_prefill_fp32(benchmark::State& st, Shape s) {
 
 int main(int argc, char** argv) {
   at::set_num_threads(2);
+  // The exact fp32 path next to the default one, where the default is a different (bf16) path.
+  const auto isas = qc::available_kernel_isas();
+  const bool exact_too = qc::kernel_uses_bf16() && isas.size() >= 2;
+  const std::string exact = exact_too ? isas[isas.size() - 2] : "";
   for (const Shape& s : kShapes) {
     const std::string tag = std::string(s.name) + "/" + std::to_string(s.out) + "x" + std::to_string(s.in);
-    benchmark::RegisterBenchmark(("gemv/qins/" + tag).c_str(), bm_qins, s)->UseRealTime();
+    benchmark::RegisterBenchmark(("gemv/qins/" + tag).c_str(), bm_qins, s, "auto")->UseRealTime();
+    if (exact_too)
+      benchmark::RegisterBenchmark(("gemv/qins_" + exact + "/" + tag).c_str(), bm_qins, s, exact)->UseRealTime();
     benchmark::RegisterBenchmark(("gemv/plain_sum/" + tag).c_str(), bm_plain_sum, s)->UseRealTime();
     benchmark::RegisterBenchmark(("gemv/fp32_linear/" + tag).c_str(), bm_fp32, s)->UseRealTime();
     benchmark::RegisterBenchmark(("gemv/bf16_linear/" + tag).c_str(), bm_bf16, s)->UseRealTime();
     benchmark::RegisterBenchmark(("gemv/naive_dequant_linear/" + tag).c_str(), bm_naive, s)->UseRealTime();
-    benchmark::RegisterBenchmark(("prefill64/qins/" + tag).c_str(), bm_prefill_qins, s)->UseRealTime();
+    benchmark::RegisterBenchmark(("prefill64/qins/" + tag).c_str(), bm_prefill_qins, s, "auto")->UseRealTime();
+    if (exact_too)
+      benchmark::RegisterBenchmark(("prefill64/qins_" + exact + "/" + tag).c_str(), bm_prefill_qins, s, exact)
+          ->UseRealTime();
     benchmark::RegisterBenchmark(("prefill64/fp32_linear/" + tag).c_str(), bm_prefill_fp32, s)->UseRealTime();
   }
   benchmark::Initialize(&argc, argv);

@@ -45,7 +45,8 @@ inline float code_value(uint8_t c, const float* lut) {
 }
 
 void gemv_neon(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
-               const LutTables& t, const float* xp, float* y) {
+               const LutTables& t, const void* xpv, float* y) {
+  const float* xp = static_cast<const float*>(xpv);
   PlanesNeon p;
   load_planes(t, &p);
   const int64_t in16 = in & ~int64_t{15};

@@ -5,12 +5,31 @@
 
 namespace qins::core::kernels {
 
+uint16_t to_bf16(float f) {
+  uint32_t u = 0;
+  std::memcpy(&u, &f, sizeof(u));
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);  // quiet NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+float from_bf16(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f = 0.f;
+  std::memcpy(&f, &u, sizeof(f));
+  return f;
+}
+
 void build_tables(const float* lut, LutTables* t) {
   for (int j = 0; j < 128; ++j) {
     t->lut[j] = lut[j];
     uint32_t bits = 0;
     std::memcpy(&bits, &lut[j], sizeof(bits));
     for (int k = 0; k < 4; ++k) t->planes[k][j] = static_cast<uint8_t>(bits >> (8 * k));
+    const uint16_t b = to_bf16(lut[j]);
+    t->lut_bf16[j] = b;
+    t->bf16_planes[0][j] = static_cast<uint8_t>(b & 0xff);
+    t->bf16_planes[1][j] = static_cast<uint8_t>(b >> 8);
   }
 }
 
@@ -20,6 +39,12 @@ void to_kernel_order(Order order, const float* x, int64_t n, float* xp) {
     return;
   }
   int64_t i = 0;
+  if (order == Order::Split64) {
+    for (; i + 64 <= n; i += 64)
+      for (int p = 0; p < 32; ++p) xp[i + p] = x[i + 2 * p], xp[i + 32 + p] = x[i + 2 * p + 1];
+    for (; i < n; ++i) xp[i] = x[i];
+    return;
+  }
   for (; i + 64 <= n; i += 64) {
     for (int f = 0; f < 4; ++f)
       for (int lane = 0; lane < 4; ++lane)
@@ -36,7 +61,8 @@ inline float code_value(uint8_t c, const float* lut) {
 }
 
 void gemv_scalar(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
-                 const LutTables& t, const float* xp, float* y) {
+                 const LutTables& t, const void* xpv, float* y) {
+  const float* xp = static_cast<const float*>(xpv);
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* c = codes + r * in;
     float acc = 0.f;

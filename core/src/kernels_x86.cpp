@@ -95,7 +95,8 @@ constexpr int64_t kChunkCols = 4096;
 constexpr int64_t kChunkRows = 4;
 
 QINS_AVX512 void gemv_avx512(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1,
-                             const float* scales, const LutTables& t, const float* xp, float* y) {
+                             const float* scales, const LutTables& t, const void* xpv, float* y) {
+  const float* xp = static_cast<const float*>(xpv);
   Planes512 p;
   load_planes(t, &p);
   const int64_t in64 = in & ~int64_t{63};
@@ -177,7 +178,8 @@ QINS_AVX2 inline float hsum256(__m256 v) {
 }
 
 QINS_AVX2 void gemv_avx2(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1,
-                         const float* scales, const LutTables& t, const float* xp, float* y) {
+                         const float* scales, const LutTables& t, const void* xpv, float* y) {
+  const float* xp = static_cast<const float*>(xpv);
   const int64_t in16 = in & ~int64_t{15};
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* c = codes + r * in;

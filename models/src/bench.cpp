@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "qins/core/qins.h"
 #include "qins/models/engine.h"
 #include "qins/models/engine_impl.h"
 #include "qins/models/fixture.h"
@@ -210,8 +211,11 @@ void convert_weights(Phi3Weights& w, const std::string& variant) {
       op = std::make_unique<NaiveQinsLinear>(q->module());
       return;
     }
-    torch::Tensor dense = q->module()->dequantize();  // [out, in] f32
-    if (variant == "bf16") dense = dense.to(torch::kBFloat16);
+    // Baseline weights on huge pages like the codes (core::empty_large), so the comparison is
+    // about the kernels, not the page size.
+    const torch::Tensor full = q->module()->dequantize();  // [out, in] f32
+    torch::Tensor dense = core::empty_large(full.sizes(), variant == "bf16" ? torch::kBFloat16 : torch::kFloat32);
+    dense.copy_(full);
     op.reset();  // free the codes before the next layer's expansion
     op = std::make_unique<DenseLinear>(dense);
   };
@@ -337,7 +341,14 @@ std::string gb(int64_t b) {
 double measure_read_bandwidth(int64_t bytes, int threads) {
   threads = std::max(1, threads);
   const int64_t words = bytes / 8;
-  std::vector<uint64_t> buf(static_cast<size_t>(words));
+  // Huge pages, like the model's weights (core::empty_large): the best plain read this machine does.
+  torch::Tensor storage = core::empty_large({words}, torch::kInt64);
+  auto* const bufp = reinterpret_cast<uint64_t*>(storage.data_ptr());
+  struct {
+    uint64_t* p;
+    uint64_t& operator[](size_t i) { return p[i]; }
+    uint64_t* data() { return p; }
+  } buf{bufp};
   // First touch from the threads that will read it.
   std::vector<std::thread> pool;
   auto slice = [&](int t) { return std::make_pair(words * t / threads, words * (t + 1) / threads); };

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "qins/compression/container.h"
+#include "qins/core/qins.h"
 #include "qins/models/engine_impl.h"
 #include "qins/models/file_util.h"
 #include "qins/models/hf_loader.h"
@@ -259,7 +260,7 @@ std::unique_ptr<Engine> load_qins_engine(const std::string& path, const LoadOpti
         if (shape.size() != 2) throw fail("tensor '" + t.name + "': qins8 needs 2 dimensions");
         p.q.codebook = core::codebook_from_name(t.codebook);
         p.q.pole = t.extras.count("pole") ? std::strtod(t.extras.at("pole").c_str(), nullptr) : 0.0;
-        p.q.codes = torch::empty(shape, torch::kUInt8);
+        p.q.codes = core::empty_large(shape, torch::kUInt8);  // huge pages: decoding streams it per token
         p.q.scales = torch::empty({shape[0]}, torch::kFloat32);
         p.q.lut = torch::empty({128}, torch::kFloat32);
         jobs.push_back({t.name, "codes", p.q.codes.data_ptr(), static_cast<size_t>(p.q.codes.numel())});

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -21,6 +22,18 @@ namespace {
 constexpr double kMaxRelError = 2e-5;
 // bf16 input: the output is rounded to bf16 (8 bits of mantissa).
 constexpr double kMaxRelErrorBf16 = 1e-2;
+
+// What the active kernel path must compute: exactly the dequantized layer for the fp32 paths; for
+// a bf16 path (kernel_uses_bf16) the same with the table and x rounded to bf16 first, which is
+// the precision that path states. Either way only the fp32 summation order may differ, so both
+// are held to kMaxRelError: a wrong lookup, sign, order or rounding still fails.
+torch::Tensor reference_for_active_path(qc::ProjectiveLinear& layer, const torch::Tensor& x) {
+  if (!qc::kernel_uses_bf16()) return layer->forward_reference(x);
+  qc::QuantizedTensor q = layer->quantized();
+  q.lut = q.lut.to(torch::kBFloat16).to(torch::kFloat32);
+  const torch::Tensor w = qc::dequantize(q);  // [out, in] fp32 from bf16 table entries
+  return torch::linear(x.to(torch::kBFloat16).to(torch::kFloat32), w, layer->bias());
+}
 
 const qc::Codebook kCodebooks[] = {qc::Codebook::Inverse, qc::Codebook::Projective, qc::Codebook::Uniform};
 
@@ -252,9 +265,10 @@ TEST(Kernels, EveryPathMatchesReference) {
       for (const Shape& s : shapes) {
         qc::ProjectiveLinear layer(random_quantized(s.out, s.in, cb, ++seed), torch::randn({s.out}));
         const torch::Tensor w = layer->dequantize();
-        for (int64_t n : {1, 2, 7, 64}) {
+        // 17 and 100 rows: partial token chunks of the bf16 GEMM (32 and 64 + 48 wide).
+        for (int64_t n : {1, 2, 7, 17, 64, 100}) {
           const torch::Tensor x = torch::randn({n, s.in});
-          const torch::Tensor got = layer->forward(x), ref = layer->forward_reference(x);
+          const torch::Tensor got = layer->forward(x), ref = reference_for_active_path(layer, x);
           ASSERT_EQ(got.sizes(), ref.sizes());
           const torch::Tensor mag = magnitude(w, x) + torch::ones({1}, torch::kFloat64);  // bias term
           EXPECT_LE(worst_ratio(got, ref, mag), kMaxRelError)
@@ -277,9 +291,43 @@ TEST(Kernels, LargeShapeEveryPath) {
     for (const std::string& isa : qc::available_kernel_isas()) {
       if (isa == "scalar" && n > 1) continue;  // scalar expand is covered above; keep the test fast
       qc::set_kernel_isa(isa);
-      EXPECT_LE(worst_ratio(layer->forward(x), ref, mag), kMaxRelError) << isa << " n=" << n;
+      const torch::Tensor want = qc::kernel_uses_bf16() ? reference_for_active_path(layer, x) : ref;
+      EXPECT_LE(worst_ratio(layer->forward(x), want, mag), kMaxRelError) << isa << " n=" << n;
     }
   }
+}
+
+// The bf16 path against the exact fp32 result: each product is off by at most ~2^-7 relative
+// (bf16 keeps 8 significant bits of the table entry and of x), plus fp32 summation error.
+TEST(Kernels, Bf16PathStaysWithinItsStatedPrecision) {
+  KernelGuard kg;
+  const auto isas = qc::available_kernel_isas();
+  if (std::find(isas.begin(), isas.end(), "avx512bf16") == isas.end()) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
+  qc::set_kernel_isa("avx512bf16");
+  ASSERT_TRUE(qc::kernel_uses_bf16());
+  qc::ProjectiveLinear layer(random_quantized(300, 4100, qc::Codebook::Projective, 77));
+  const torch::Tensor w = layer->dequantize();
+  for (int64_t n : {1, 64}) {
+    const torch::Tensor x = torch::randn({n, 4100});
+    const torch::Tensor mag = magnitude(w, x);
+    const double ratio = worst_ratio(layer->forward(x), torch::linear(x, w), mag);
+    EXPECT_LE(ratio, 1.0 / 128 + 4100 * std::ldexp(1.0, -23)) << "n=" << n;
+    EXPECT_GT(ratio, 0.0) << "bf16 rounding should show somewhere";
+  }
+}
+
+TEST(LargeBuffer, ShapesDtypesAndWrites) {
+  for (int64_t rows : {1, 3, 4096}) {  // 4096 x 3072 bytes = 12 MiB: the huge-page mapping
+    torch::Tensor t = qc::empty_large({rows, 3072}, torch::kUInt8);
+    EXPECT_EQ(t.sizes(), (std::vector<int64_t>{rows, 3072}));
+    EXPECT_EQ(t.scalar_type(), torch::kUInt8);
+    EXPECT_TRUE(t.is_contiguous());
+    t.fill_(7);
+    EXPECT_EQ(t.sum().item<int64_t>(), rows * 3072 * 7);
+  }
+  torch::Tensor f = qc::empty_large({2048, 1025}, torch::kBFloat16);  // not a multiple of 4 KiB
+  f.fill_(1.5);
+  EXPECT_EQ(f.to(torch::kFloat32).mean().item<float>(), 1.5f);
 }
 
 TEST(Kernels, Bf16InputAndBatchedShapes) {

@@ -47,9 +47,12 @@ TORCH_MODULE(ProjectiveLinear);
 // Kernel entry points (also benchmarked directly). y[n, out] = x[n, in] * W^T, fp32.
 // Chooses the best implementation for this CPU at run time.
 void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float* y);
-// Name of the kernel path chosen at run time: "avx512", "avx2", "neon" or "scalar".
+// Name of the kernel path chosen at run time: "avx512bf16", "avx512", "avx2", "neon" or "scalar".
 const char* kernel_isa();
-// Force a path ("scalar", "avx2", "avx512", "neon") or go back to the best one ("auto" or "").
+// True when the active path multiplies in bf16 (table and x rounded to bf16, fp32 accumulation):
+// "avx512bf16". The other paths are exact fp32 products.
+bool kernel_uses_bf16();
+// Force a path ("scalar", "avx2", "avx512", "avx512bf16", "neon") or go back to the best one ("auto" or "").
 // Throws std::invalid_argument if this CPU / build cannot run it. The environment variable
 // QINS_KERNEL=<name> sets the initial choice. Not meant to be changed while kernels run.
 void set_kernel_isa(const std::string& isa);

@@ -41,6 +41,11 @@ torch::Tensor dequantize(const QuantizedTensor& q);
 // Only the requested rows, fp32 [ids.size(), in] (embedding lookup).
 torch::Tensor dequantize_rows(const QuantizedTensor& q, const torch::Tensor& row_ids);
 
+// An uninitialised CPU tensor for a large weight or cache buffer: on Linux, buffers of 4 MiB and
+// more are mapped on transparent huge pages (streaming them is ~1.7x faster here than on 4 KiB
+// pages, see core/src/large_buffer.cpp); otherwise the same as torch::empty.
+torch::Tensor empty_large(at::IntArrayRef shape, torch::ScalarType dtype);
+
 // Weight error statistics.
 struct ErrorStats {
   double sqnr_db = 0.0;       // 10 log10(|W|^2 / |W-Q|^2)

@@ -1,0 +1,306 @@
+// AVX-512 BF16 kernels (Zen 4/5, Sapphire Rapids and later): the code table and x are rounded to
+// bf16 and multiplied with vdpbf16ps (two bf16 products per fp32 lane, fp32 accumulation).
+//
+// Why: the exact AVX-512 kernel (kernels_x86.cpp) needs 4 table lookups and 8 unpacks to turn 64
+// codes into fp32, which costs as much time as DRAM takes to deliver the codes. Here 64 codes
+// become 64 bf16 weights with 2 lookups (low and high byte of the bf16 table entry), 2 shifts and
+// 3 bitwise selects, no cross-lane shuffles: the even codes of each 16-bit word pair give one
+// vector of 32 bf16, the odd codes another ("Split64" order; x is put into the same order once).
+// Cost in accuracy: bf16 keeps 8 significant bits, so each product is off by at most ~2^-8
+// relative, far below the 8-bit code's own error (a 43 dB codebook is ~0.7 % rms per weight);
+// docs/qins.md measures the effect on perplexity.
+//
+// Prefill (many rows of x) runs a blocked GEMM on the same decode: a tile of rows x columns of
+// codes is expanded to bf16 in L2, x is packed as [column pair][token][2] and a 6 x 64 register
+// tile (24 accumulators) is updated per column pair with broadcast weight pairs.
+#include "qins_kernels.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <immintrin.h>
+
+namespace qins::core::kernels {
+
+namespace {
+
+#define QINS_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,avx512bf16")))
+
+inline float tail_value(uint8_t c, const LutTables& t) {
+  const float m = from_bf16(t.lut_bf16[c & 0x7f]);
+  return (c & 0x80) ? -m : m;
+}
+
+struct PlanesBf16 {
+  __m512i lo0, lo1;  // low byte of bf16(lut[0..63]), (lut[64..127])
+  __m512i hi0, hi1;  // high byte
+};
+
+QINS_BF16 inline PlanesBf16 load_planes(const LutTables& t) {
+  PlanesBf16 p;
+  p.lo0 = _mm512_load_si512(reinterpret_cast<const void*>(t.bf16_planes[0]));
+  p.lo1 = _mm512_load_si512(reinterpret_cast<const void*>(t.bf16_planes[0] + 64));
+  p.hi0 = _mm512_load_si512(reinterpret_cast<const void*>(t.bf16_planes[1]));
+  p.hi1 = _mm512_load_si512(reinterpret_cast<const void*>(t.bf16_planes[1] + 64));
+  return p;
+}
+
+// 64 code bytes -> bf16 weights (before the row scale): *e = codes 0, 2, .., 62, *o = codes
+// 1, 3, .., 63, one 16-bit lane each. vpermi2b uses the low 7 bits of each code (the sign bit is
+// ignored), the code's sign is ORed into the high byte (table magnitudes are >= 0).
+QINS_BF16 inline void decode64(__m512i v, const PlanesBf16& p, __m512i* e, __m512i* o) {
+  const __m512i lo = _mm512_permutex2var_epi8(p.lo0, v, p.lo1);
+  __m512i hi = _mm512_permutex2var_epi8(p.hi0, v, p.hi1);
+  hi = _mm512_ternarylogic_epi32(hi, v, _mm512_set1_epi8(static_cast<char>(0x80)), 0xF8);  // hi | (v & 0x80)
+  // Even codes sit in the low byte of each word: (hi << 8) | (lo & 0x00ff).
+  *e = _mm512_ternarylogic_epi32(_mm512_slli_epi16(hi, 8), lo, _mm512_set1_epi16(0x00ff), 0xF8);
+  // Odd codes sit in the high byte: (hi & 0xff00) | (lo >> 8).
+  *o = _mm512_ternarylogic_epi32(hi, _mm512_srli_epi16(lo, 8), _mm512_set1_epi16(static_cast<short>(0xff00)), 0xEC);
+}
+
+QINS_BF16 inline __m512 dot2(__m512 acc, __m512i a, __m512i b) {
+  return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh&>(a), reinterpret_cast<__m512bh&>(b));
+}
+
+// Horizontal sum once per row (store + scalar adds: _mm512_reduce_add_ps trips a GCC 12 header warning).
+QINS_BF16 inline float hsum(__m512 v) {
+  alignas(64) float b[16];
+  _mm512_store_ps(b, v);
+  float s = 0.f;
+  for (float e : b) s += e;
+  return s;
+}
+
+// fp32 x -> bf16 in Split64 order. 64 columns: convert (round to nearest even), then gather the
+// even and the odd words of the two 32-word halves with one permute each.
+QINS_BF16 void pack_x_bf16(const float* x, int64_t in, uint16_t* xp) {
+  alignas(64) static const uint16_t kEven[32] = {0,  2,  4,  6,  8,  10, 12, 14, 16, 18, 20,
+                                                 22, 24, 26, 28, 30, 32, 34, 36, 38, 40, 42,
+                                                 44, 46, 48, 50, 52, 54, 56, 58, 60, 62};
+  const __m512i even = _mm512_load_si512(reinterpret_cast<const void*>(kEven));
+  const __m512i odd = _mm512_add_epi16(even, _mm512_set1_epi16(1));
+  const int64_t in64 = in & ~int64_t{63};
+  for (int64_t i = 0; i < in64; i += 64) {
+    // cvtne2ps_pbh(a, b): b -> words 0..15, a -> words 16..31.
+    const __m512bh w0 = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(x + i));
+    const __m512bh w1 = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(x + i + 48), _mm512_loadu_ps(x + i + 32));
+    const __m512i a = reinterpret_cast<const __m512i&>(w0), b = reinterpret_cast<const __m512i&>(w1);
+    _mm512_storeu_si512(reinterpret_cast<void*>(xp + i), _mm512_permutex2var_epi16(a, even, b));
+    _mm512_storeu_si512(reinterpret_cast<void*>(xp + i + 32), _mm512_permutex2var_epi16(a, odd, b));
+  }
+  for (int64_t i = in64; i < in; ++i) xp[i] = to_bf16(x[i]);
+}
+
+// Software prefetch distance along a thread's rows (contiguous memory).
+constexpr int64_t kPrefetchBytes = 4096;
+
+QINS_BF16 void gemv_bf16(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
+                         const LutTables& t, const void* xpv, float* y) {
+  const uint16_t* xp = static_cast<const uint16_t*>(xpv);
+  const PlanesBf16 p = load_planes(t);
+  const int64_t in64 = in & ~int64_t{63};
+  // One row at a time: the thread's rows are one contiguous stream for the prefetchers; x in
+  // bf16 (16 KB for 8192 columns) stays in L1 next to it. Eight accumulators: vdpbf16ps has a
+  // latency of several cycles, four chains measured ~25 % slower in L2.
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* c = codes + r * in;
+    __m512 a[8];
+    for (auto& v : a) v = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 256 <= in64; i += 256) {
+#pragma GCC unroll 4
+      for (int u = 0; u < 4; ++u) {
+        const int64_t o = i + 64 * u;
+        _mm_prefetch(reinterpret_cast<const char*>(c + o + kPrefetchBytes), _MM_HINT_T0);
+        __m512i e, od;
+        decode64(_mm512_loadu_si512(reinterpret_cast<const void*>(c + o)), p, &e, &od);
+        a[2 * u] = dot2(a[2 * u], e, _mm512_loadu_si512(reinterpret_cast<const void*>(xp + o)));
+        a[2 * u + 1] = dot2(a[2 * u + 1], od, _mm512_loadu_si512(reinterpret_cast<const void*>(xp + o + 32)));
+      }
+    }
+    for (; i < in64; i += 64) {
+      __m512i e, od;
+      decode64(_mm512_loadu_si512(reinterpret_cast<const void*>(c + i)), p, &e, &od);
+      a[0] = dot2(a[0], e, _mm512_loadu_si512(reinterpret_cast<const void*>(xp + i)));
+      a[1] = dot2(a[1], od, _mm512_loadu_si512(reinterpret_cast<const void*>(xp + i + 32)));
+    }
+    const __m512 s4 = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
+    const __m512 s8 = _mm512_add_ps(_mm512_add_ps(a[4], a[5]), _mm512_add_ps(a[6], a[7]));
+    float s = hsum(_mm512_add_ps(s4, s8));
+    for (int64_t k = in64; k < in; ++k) s += tail_value(c[k], t) * from_bf16(xp[k]);
+    y[r - r0] = s * scales[r];
+  }
+}
+
+// ---- GEMM (prefill) ----
+//
+// Columns are padded to kp = round_up(in, 64) (zeros in x and w); full 64-column blocks are in
+// Split64 order, the partial last block in natural order. A "pair" is two adjacent positions.
+// x is packed in chunks of up to 64 rows (tokens): chunk c (width wc = 64, the last one
+// round_up(rows left, 16)) holds [kp / 2 pairs][wc tokens][2] bf16 at offset c * 64 * kp.
+constexpr int64_t kChunk = 64;
+constexpr int64_t kTileRows = 48;    // rows of expanded weights per tile (multiple of every NR)
+constexpr int64_t kTileCols = 2048;  // columns per tile: 48 x 2048 bf16 = 192 KB, in L2
+
+int64_t padded_cols(int64_t in) { return (in + 63) & ~int64_t{63}; }
+int64_t chunk_width(int64_t m, int64_t c) { return std::min(kChunk, ((m - c * kChunk) + 15) & ~int64_t{15}); }
+
+int64_t gemm_x_size_bf16(int64_t m, int64_t in) {
+  const int64_t chunks = (m + kChunk - 1) / kChunk;
+  return chunks == 0 ? 0 : ((chunks - 1) * kChunk + chunk_width(m, chunks - 1)) * padded_cols(in);
+}
+
+QINS_BF16 void pack_gemm_x_bf16(const float* x, int64_t m, int64_t in, uint16_t* xpk) {
+  const int64_t kp = padded_cols(in), pairs = kp / 2;
+  std::vector<uint16_t> row(static_cast<size_t>(kp));
+  for (int64_t c = 0; c * kChunk < m; ++c) {
+    const int64_t wc = chunk_width(m, c);
+    uint32_t* dst = reinterpret_cast<uint32_t*>(xpk + c * kChunk * kp);  // [pairs][wc] pairs of bf16
+    for (int64_t j = 0; j < wc; ++j) {
+      const int64_t i = c * kChunk + j;
+      std::fill(row.begin(), row.end(), uint16_t{0});
+      if (i < m) pack_x_bf16(x + i * in, in, row.data());
+      const uint32_t* src = reinterpret_cast<const uint32_t*>(row.data());
+      for (int64_t q = 0; q < pairs; ++q) dst[q * wc + j] = src[q];
+    }
+  }
+}
+
+// Expand rows [r, r + nr) (nr <= kTileRows; rows past nr are zero) and columns [k0, k0 + kc) of
+// the padded column range into w (row stride kc), bf16, no scale.
+QINS_BF16 void expand_tile(const uint8_t* codes, int64_t in, int64_t r, int64_t nr, int64_t k0, int64_t kc,
+                           const LutTables& t, const PlanesBf16& p, uint16_t* w) {
+  const int64_t in64 = in & ~int64_t{63};
+  for (int64_t i = 0; i < kTileRows; ++i) {
+    uint16_t* o = w + i * kc;
+    if (i >= nr) {
+      std::memset(o, 0, sizeof(uint16_t) * static_cast<size_t>(kc));
+      continue;
+    }
+    const uint8_t* c = codes + (r + i) * in;
+    for (int64_t k = k0; k < k0 + kc; k += 64) {
+      uint16_t* ok = o + (k - k0);
+      if (k < in64) {
+        __m512i e, od;
+        decode64(_mm512_loadu_si512(reinterpret_cast<const void*>(c + k)), p, &e, &od);
+        _mm512_storeu_si512(reinterpret_cast<void*>(ok), e);
+        _mm512_storeu_si512(reinterpret_cast<void*>(ok + 32), od);
+      } else {  // the partial last block, natural order, zero padded
+        for (int64_t j = 0; j < 64; ++j) {
+          const uint8_t cj = k + j < in ? c[k + j] : 0;
+          const uint16_t m = t.lut_bf16[cj & 0x7f];
+          ok[j] = (cj & 0x80) ? static_cast<uint16_t>(m | 0x8000) : m;
+        }
+      }
+    }
+  }
+}
+
+// acc[r][j] (+)= sum over `pairs` column pairs of w[r] . x[j] for NR rows of w (stride ldw bf16)
+// and MV * 16 tokens of x (stride wc tokens per pair).
+template <int NR, int MV>
+QINS_BF16 void micro(const uint16_t* w, int64_t ldw, const uint16_t* x, int64_t wc, int64_t pairs, float* acc,
+                     int64_t ldacc, bool first) {
+  __m512 c[NR][MV];
+#pragma GCC unroll 16
+  for (int r = 0; r < NR; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < MV; ++v)
+      c[r][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(acc + r * ldacc + v * 16);
+  for (int64_t q = 0; q < pairs; ++q) {
+    __m512i xv[MV];
+#pragma GCC unroll 4
+    for (int v = 0; v < MV; ++v) xv[v] = _mm512_loadu_si512(reinterpret_cast<const void*>(x + (q * wc + v * 16) * 2));
+#pragma GCC unroll 16
+    for (int r = 0; r < NR; ++r) {
+      int32_t pair;
+      std::memcpy(&pair, w + r * ldw + 2 * q, sizeof(pair));
+      const __m512i wb = _mm512_set1_epi32(pair);
+#pragma GCC unroll 4
+      for (int v = 0; v < MV; ++v) c[r][v] = dot2(c[r][v], wb, xv[v]);
+    }
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int v = 0; v < MV; ++v) _mm512_storeu_ps(acc + r * ldacc + v * 16, c[r][v]);
+}
+
+// Rows of the register tile per token-vector count: 12 x 1, 8 x 2, 6 x 3, 6 x 4 vectors
+// (12-24 accumulators: enough independent chains for vdpbf16ps' latency, room for x).
+template <int MV>
+QINS_BF16 void micro_rows(const uint16_t* w, int64_t ldw, const uint16_t* x, int64_t wc, int64_t pairs,
+                          float* acc, int64_t ldacc, bool first) {
+  constexpr int NR = MV == 1 ? 12 : MV == 2 ? 8 : 6;
+  static_assert(kTileRows % NR == 0, "tile rows must be a multiple of the register tile");
+  for (int64_t r = 0; r < kTileRows; r += NR)
+    micro<NR, MV>(w + r * ldw, ldw, x, wc, pairs, acc + r * ldacc, ldacc, first);
+}
+
+QINS_BF16 void gemm_bf16(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
+                         const LutTables& t, const uint16_t* xpk, int64_t m, float* y, int64_t ldy) {
+  const PlanesBf16 p = load_planes(t);
+  const int64_t kp = padded_cols(in);
+  const int64_t mp = gemm_x_size_bf16(m, in) / kp;  // tokens incl. padding
+  // Per-thread scratch, reused across calls: one weight tile and the tile's fp32 results.
+  thread_local std::vector<uint16_t> wt;
+  thread_local std::vector<float> acc;
+  wt.resize(static_cast<size_t>(kTileRows * std::min(kTileCols, kp)));
+  acc.resize(static_cast<size_t>(kTileRows * mp));
+  for (int64_t rb = r0; rb < r1; rb += kTileRows) {
+    const int64_t nr = std::min(kTileRows, r1 - rb);
+    for (int64_t k0 = 0; k0 < kp; k0 += kTileCols) {
+      const int64_t kc = std::min(kTileCols, kp - k0);
+      expand_tile(codes, in, rb, nr, k0, kc, t, p, wt.data());
+      for (int64_t c = 0; c * kChunk < m; ++c) {
+        const int64_t wc = chunk_width(m, c);
+        const uint16_t* xc = xpk + c * kChunk * kp + k0 * wc;  // pair k0 / 2 of chunk c
+        float* ac = acc.data() + c * kChunk;
+        const bool first = k0 == 0;
+        switch (wc / 16) {
+          case 1: micro_rows<1>(wt.data(), kc, xc, wc, kc / 2, ac, mp, first); break;
+          case 2: micro_rows<2>(wt.data(), kc, xc, wc, kc / 2, ac, mp, first); break;
+          case 3: micro_rows<3>(wt.data(), kc, xc, wc, kc / 2, ac, mp, first); break;
+          default: micro_rows<4>(wt.data(), kc, xc, wc, kc / 2, ac, mp, first); break;
+        }
+      }
+    }
+    for (int64_t i = 0; i < nr; ++i) {
+      const float s = scales[rb + i];
+      const float* a = acc.data() + i * mp;
+      for (int64_t j = 0; j < m; ++j) y[j * ldy + rb + i] = a[j] * s;
+    }
+  }
+}
+
+}  // namespace
+
+const Kernel* avx512bf16_kernel() {
+  static const Kernel k = [] {
+    Kernel kk{"avx512bf16", Order::Split64, gemv_bf16, nullptr};
+    kk.pack_x = pack_x_bf16;
+    kk.gemm_x_size = gemm_x_size_bf16;
+    kk.pack_gemm_x = pack_gemm_x_bf16;
+    kk.gemm = gemm_bf16;
+    return kk;
+  }();
+  __builtin_cpu_init();
+  // AVX512_BF16 is CPUID leaf 7, sub-leaf 1, EAX bit 5 (asked directly: not every compiler's
+  // __builtin_cpu_supports knows it); the avx512f check also covers the OS saving zmm state.
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  const bool bf16 = __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+  const bool ok = bf16 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vbmi");
+  return ok ? &k : nullptr;
+}
+
+}  // namespace qins::core::kernels
+
+#else  // not x86
+
+namespace qins::core::kernels {
+const Kernel* avx512bf16_kernel() { return nullptr; }
+}  // namespace qins::core::kernels
+
+#endif
