@@ -86,7 +86,8 @@ void prepare(const uint8_t* src, std::size_t src_size, uint8_t* dst, std::size_t
 
 // Rounds of the unchecked loop the chunk can still take: each round writes 4 symbols per
 // stream, and a refill advances p by <= 7 bytes and reads 8, so a stream with r bytes left
-// supports (r - 8) / 7 + 1 refills. When this is > 0 no stream's output range was clamped, so
+// supports (r - 8) / 7 + 1 refills; one byte less is assumed, for rounds4 taking a partly
+// consumed byte before its first refill. When this is > 0 no stream's output range was clamped, so
 // stream k writes at ob[0] + k * (ob[1] - ob[0]).
 std::size_t rounds_available(const ChunkState& c) {
   std::size_t rounds = std::size_t(-1);
@@ -94,7 +95,7 @@ std::size_t rounds_available(const ChunkState& c) {
     const std::size_t out_left = std::size_t(c.oe[k] - c.ob[k]) - c.done;
     rounds = std::min(rounds, out_left / 4);
     const std::size_t in_left = std::size_t(c.st[k].end - c.st[k].p);
-    rounds = std::min(rounds, in_left < 8 ? 0 : (in_left - 8) / 7 + 1);
+    rounds = std::min(rounds, in_left < 9 ? 0 : (in_left - 9) / 7 + 1);
   }
   return rounds;
 }
@@ -182,33 +183,65 @@ QINS_ALWAYS_INLINE unsigned clz64(uint64_t v) {  // v != 0
     b >>= e & 63u;                            \
   }
 
+// One chunk alone: 4 chains are latency-bound, and there a separate bit counter per stream
+// (one more instruction per symbol, off the critical path) beats the sentinel's longer refill
+// chain (clz -> add -> load). State: b holds c valid bits (plus peeked ones above them) and p
+// is the next byte to append at bit c. Entering on a partly consumed byte takes its
+// remaining bits first, so loads start at most one byte later than the sentinel loop's (the
+// round bound in rounds_available allows for that byte).
+#define QINS_ENTER4(S, k, b, c, ptr)                 \
+  const uint8_t* ptr = S.st[k].p;                    \
+  uint64_t b = 0;                                    \
+  unsigned c = 0;                                    \
+  if (S.st[k].skip) {                                \
+    b = uint64_t(*ptr++) >> S.st[k].skip;            \
+    c = 8 - S.st[k].skip;                            \
+  }
+#define QINS_LEAVE4(S, k, b, c, ptr)                 \
+  S.st[k].p = ptr - ((c + 7) >> 3);                  \
+  S.st[k].skip = (8 - (c & 7u)) & 7u;
+#define QINS_REFILL4(b, c, ptr) \
+  b |= load_le64(ptr) << c;     \
+  ptr += (63 - c) >> 3;         \
+  c |= 56;
+#define QINS_DECODE4(T, b, c, out)            \
+  {                                           \
+    const unsigned e = T[b & kTableMask];     \
+    out = uint8_t(e >> 8);                    \
+    b >>= e & 63u;                            \
+    c -= e & 63u;                             \
+  }
 QINS_ALWAYS_INLINE void rounds4_impl(ChunkState& A, std::size_t rounds) {
   const uint16_t* ta = A.table;
   const std::size_t sa = std::size_t(A.ob[1] - A.ob[0]);
   uint8_t* o = A.ob[0] + A.done;
-  QINS_ENTER(A, 0, b0, p0)
-  QINS_ENTER(A, 1, b1, p1)
-  QINS_ENTER(A, 2, b2, p2)
-  QINS_ENTER(A, 3, b3, p3)
+  QINS_ENTER4(A, 0, b0, c0, p0)
+  QINS_ENTER4(A, 1, b1, c1, p1)
+  QINS_ENTER4(A, 2, b2, c2, p2)
+  QINS_ENTER4(A, 3, b3, c3, p3)
   for (std::size_t r = 0; r < rounds; ++r) {
-    QINS_REFILL(b0, p0)
-    QINS_REFILL(b1, p1)
-    QINS_REFILL(b2, p2)
-    QINS_REFILL(b3, p3)
+    QINS_REFILL4(b0, c0, p0)
+    QINS_REFILL4(b1, c1, p1)
+    QINS_REFILL4(b2, c2, p2)
+    QINS_REFILL4(b3, c3, p3)
     for (unsigned j = 0; j < 4; ++j) {
-      QINS_DECODE(ta, b0, o[j])
-      QINS_DECODE(ta, b1, o[sa + j])
-      QINS_DECODE(ta, b2, o[2 * sa + j])
-      QINS_DECODE(ta, b3, o[3 * sa + j])
+      QINS_DECODE4(ta, b0, c0, o[j])
+      QINS_DECODE4(ta, b1, c1, o[sa + j])
+      QINS_DECODE4(ta, b2, c2, o[2 * sa + j])
+      QINS_DECODE4(ta, b3, c3, o[3 * sa + j])
     }
     o += 4;
   }
-  QINS_LEAVE(A, 0, b0, p0)
-  QINS_LEAVE(A, 1, b1, p1)
-  QINS_LEAVE(A, 2, b2, p2)
-  QINS_LEAVE(A, 3, b3, p3)
+  QINS_LEAVE4(A, 0, b0, c0, p0)
+  QINS_LEAVE4(A, 1, b1, c1, p1)
+  QINS_LEAVE4(A, 2, b2, c2, p2)
+  QINS_LEAVE4(A, 3, b3, c3, p3)
   A.done += rounds * 4;
 }
+#undef QINS_ENTER4
+#undef QINS_LEAVE4
+#undef QINS_REFILL4
+#undef QINS_DECODE4
 
 // Two chunks, 8 chains: twice the independent work per iteration for the out-of-order core.
 QINS_ALWAYS_INLINE void rounds8_impl(ChunkState& A, ChunkState& B, std::size_t rounds) {
