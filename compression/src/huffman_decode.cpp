@@ -10,7 +10,7 @@
 #include <algorithm>
 #include <string>
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(QINS_HUFFMAN_PORTABLE_ONLY)
 #include <cpuid.h>
 #endif
 
@@ -300,10 +300,11 @@ QINS_ALWAYS_INLINE void rounds8_impl(ChunkState& A, ChunkState& B, std::size_t r
 void rounds4_generic(ChunkState& A, std::size_t rounds) { rounds4_impl(A, rounds); }
 void rounds8_generic(ChunkState& A, ChunkState& B, std::size_t rounds) { rounds8_impl(A, B, rounds); }
 
-#if defined(__x86_64__) && defined(__GNUC__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(QINS_HUFFMAN_PORTABLE_ONLY)
 // The same loops compiled for BMI2 + LZCNT (shrx takes any register as the count, lzcnt is one
 // fast instruction where plain x86-64 needs bsr); picked at run time from CPUID, so the binary
-// still runs on x86-64 CPUs without them.
+// still runs on x86-64 CPUs without them. (-DQINS_HUFFMAN_PORTABLE_ONLY builds only the
+// portable loops, to test them on a machine that has BMI2.)
 __attribute__((target("bmi2,lzcnt"))) void rounds4_bmi2(ChunkState& A, std::size_t rounds) {
   rounds4_impl(A, rounds);
 }
