@@ -13,6 +13,7 @@
 
 #include "qins/compression/codec.h"
 #include "qins/compression/container.h"
+#include "qins/compression/huffman.h"
 
 namespace {
 
@@ -87,6 +88,31 @@ void BM_SparseHuffmanDecode90pctZeros(benchmark::State& st) {
 void BM_HuffmanDecode90pctZeros(benchmark::State& st) { decode_bench(st, Codec::huffman, 0, 0.9); }
 void BM_ZstdDecodeLaplace(benchmark::State& st) { decode_bench(st, Codec::zstd, 0, 0.0); }
 
+// Two chunks (Laplace and Gaussian codes) decoded one after the other vs interleaved through
+// huffman_decode2 (what the loader does with pairs of chunks); bytes/s counts both outputs.
+void two_chunk_bench(benchmark::State& st, bool paired) {
+  const auto a = qins_codes(std::size_t(st.range(0)), 0);
+  const auto b = qins_codes(std::size_t(st.range(0)), 1);
+  std::vector<uint8_t> ea, eb;
+  qins::comp::encode_with(Codec::huffman, a.data(), a.size(), ea);
+  qins::comp::encode_with(Codec::huffman, b.data(), b.size(), eb);
+  std::vector<uint8_t> oa(a.size()), ob(b.size());
+  for (auto _ : st) {
+    if (paired) {
+      qins::comp::huf::huffman_decode2(ea.data(), ea.size(), oa.data(), oa.size(), eb.data(),
+                                       eb.size(), ob.data(), ob.size());
+    } else {
+      qins::comp::huf::huffman_decode(ea.data(), ea.size(), oa.data(), oa.size());
+      qins::comp::huf::huffman_decode(eb.data(), eb.size(), ob.data(), ob.size());
+    }
+    benchmark::ClobberMemory();
+  }
+  if (oa != a || ob != b) st.SkipWithError("round trip mismatch");
+  st.SetBytesProcessed(int64_t(st.iterations()) * int64_t(a.size() + b.size()));
+}
+void BM_HuffmanDecodeTwoChunksOneByOne(benchmark::State& st) { two_chunk_bench(st, false); }
+void BM_HuffmanDecodeTwoChunksPaired(benchmark::State& st) { two_chunk_bench(st, true); }
+
 void BM_HuffmanEncodeLaplace(benchmark::State& st) {
   const auto raw = qins_codes(std::size_t(st.range(0)), 0);
   std::vector<uint8_t> enc;
@@ -109,5 +135,7 @@ BENCHMARK(BM_HuffmanDecode50pctZeros)->QINS_SIZES;
 BENCHMARK(BM_SparseHuffmanDecode90pctZeros)->QINS_SIZES;
 BENCHMARK(BM_HuffmanDecode90pctZeros)->QINS_SIZES;
 BENCHMARK(BM_ZstdDecodeLaplace)->QINS_SIZES;
+BENCHMARK(BM_HuffmanDecodeTwoChunksOneByOne)->QINS_SIZES;
+BENCHMARK(BM_HuffmanDecodeTwoChunksPaired)->QINS_SIZES;
 BENCHMARK(BM_HuffmanEncodeLaplace)->Arg(1 << 20);
 BENCHMARK_MAIN();

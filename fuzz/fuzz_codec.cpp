@@ -3,6 +3,9 @@
 // the rest is the payload. Each decoder must throw CodecError or produce exactly that many
 // bytes. The same payload bytes are then encoded with every codec and must round-trip bit-exact,
 // and code lengths built from them (as a histogram) must form a complete, <= 12-bit code.
+// The paired Huffman decoder (huf::huffman_decode2) gets the payload and its first half as two
+// chunks and must agree with two single decodes: it throws iff one of them throws, else it
+// writes the same bytes.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -26,6 +29,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     decode_chunk(c, payload, n, out.data(), out.size());
   } catch (const CodecError&) {
+  }
+
+  {
+    const std::size_t n2 = n / 2, declared2 = declared / 2;
+    std::vector<uint8_t> s1(declared), s2(declared2), p1(declared), p2(declared2);
+    bool single_threw = false, pair_threw = false;
+    try {
+      huf::huffman_decode(payload, n, s1.data(), s1.size());
+      huf::huffman_decode(payload, n2, s2.data(), s2.size());
+    } catch (const CodecError&) {
+      single_threw = true;
+    }
+    try {
+      huf::huffman_decode2(payload, n, p1.data(), p1.size(), payload, n2, p2.data(), p2.size());
+    } catch (const CodecError&) {
+      pair_threw = true;
+    }
+    if (single_threw != pair_threw) std::abort();
+    if (!pair_threw && (s1 != p1 || s2 != p2)) std::abort();
   }
 
   for (Codec e : {Codec::raw, Codec::huffman, Codec::sparse_huffman, Codec::zstd}) {

@@ -19,6 +19,7 @@
 #include "qins/compression/bitstream.h"
 #include "qins/compression/checksum.h"
 #include "qins/compression/container.h"
+#include "qins/compression/huffman.h"
 
 namespace qins::comp {
 namespace {
@@ -85,6 +86,30 @@ void release_source_pages(const uint8_t* p, uint64_t n) {
   const uintptr_t a = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
   const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + n) & ~(page - 1);
   if (b > a) (void)::madvise(reinterpret_cast<void*>(a), b - a, MADV_DONTNEED);
+}
+
+// Maps the destination pages of one chunk in a single call before the decoder writes them.
+// Where time goes: a warm Phi-3.5-mini load writes ~930k fresh 4 KiB pages; as write faults
+// (exception entry, VMA lookup, return, each interrupting the decoder) they were ~20 % of the
+// load's CPU samples. MADV_POPULATE_WRITE (Linux >= 5.14) allocates the same pages in one
+// kernel walk per chunk: measured ~10 % less CPU per load (the page allocation and zeroing
+// remain). It only allocates (contents unchanged) and is skipped where the kernel or headers
+// lack it.
+// (Transparent huge pages were measured too and were slower: zeroing fresh 2 MiB pages in a VM
+// whose free memory was handed back to the host cost more than the faults they save.)
+void populate_destination(uint8_t* p, uint64_t n) {
+#if defined(__linux__) && defined(MADV_POPULATE_WRITE)
+  static std::atomic<bool> unsupported{false};
+  if (unsupported.load(std::memory_order_relaxed)) return;
+  static const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + n + page - 1) & ~(page - 1);
+  if (::madvise(reinterpret_cast<void*>(a), b - a, MADV_POPULATE_WRITE) != 0 && errno == EINVAL)
+    unsupported.store(true, std::memory_order_relaxed);  // old kernel: plain faults it is
+#else
+  (void)p;
+  (void)n;
+#endif
 }
 
 }  // namespace
@@ -355,29 +380,66 @@ void ContainerReader::run_items(const std::vector<WorkItem>& items, const Decode
   uint64_t done = 0;
   std::size_t finished_workers = 0;
   std::exception_ptr err;
-  const unsigned nt = unsigned(std::min<std::size_t>(resolve_threads(opt.threads), std::max<std::size_t>(items.size(), 1)));
+  const unsigned nt = unsigned(std::min<std::size_t>(resolve_threads(opt.threads), std::max<std::size_t>((items.size() + 1) / 2, 1)));
 
+  // After an item is decoded into dst: checks its checksum (if asked) and drops its source pages.
+  auto finish_item = [&](const WorkItem& it, uint8_t* dst) {
+    const ChunkInfo& c = it.section->chunks[it.chunk];
+    if (opt.verify && checksum64(dst, c.raw_size) != c.checksum)
+      fail("bad checksum in tensor '" + it.tensor->name + "' section '" + it.section->name +
+           "' chunk " + std::to_string(it.chunk));
+    if (keep_) release_source_pages(base_ + c.offset, c.stored_size);  // a file mapping
+  };
+  auto is_huffman = [](const WorkItem& it) {
+    return it.tensor && it.section->chunks[it.chunk].codec == Codec::huffman;
+  };
   auto work = [&] {
-    std::vector<uint8_t> scratch;
+    std::vector<uint8_t> scratch[2];
     for (;;) {
       if (stop.load(std::memory_order_relaxed)) break;
-      const std::size_t i = next.fetch_add(1);
+      // Items are taken two at a time: two Huffman chunks decode together through
+      // huf::huffman_decode2 (8 independent bit streams per loop instead of 4, ~1.4x faster).
+      const std::size_t i = next.fetch_add(2);
       if (i >= items.size()) break;
-      const WorkItem& it = items[i];
+      const std::size_t n = std::min<std::size_t>(2, items.size() - i);
+      uint64_t weight = 0;
       try {
-        if (it.tensor) {
-          uint8_t* dst = it.dst;
-          if (!dst) {
-            scratch.resize(it.section->chunks[it.chunk].raw_size);
-            dst = scratch.data();
+        uint8_t* dst[2] = {nullptr, nullptr};
+        for (std::size_t k = 0; k < n; ++k) {
+          const WorkItem& it = items[i + k];
+          weight += it.weight;
+          if (!it.tensor) continue;
+          const uint64_t raw = it.section->chunks[it.chunk].raw_size;
+          if (it.dst) {
+            dst[k] = it.dst;
+            populate_destination(dst[k], raw);
+          } else {
+            scratch[k].resize(raw);
+            dst[k] = scratch[k].data();
           }
-          decode_chunk_into(*it.tensor, *it.section, it.chunk, dst, opt.verify);
-          if (keep_) {  // a file mapping (not a caller's buffer)
-            const ChunkInfo& c = it.section->chunks[it.chunk];
-            release_source_pages(base_ + c.offset, c.stored_size);
+        }
+        bool paired = false;
+        if (n == 2 && is_huffman(items[i]) && is_huffman(items[i + 1])) {
+          const ChunkInfo& a = items[i].section->chunks[items[i].chunk];
+          const ChunkInfo& b = items[i + 1].section->chunks[items[i + 1].chunk];
+          try {
+            huf::huffman_decode2(base_ + a.offset, std::size_t(a.stored_size), dst[0], a.raw_size,
+                                 base_ + b.offset, std::size_t(b.stored_size), dst[1], b.raw_size);
+            paired = true;
+          } catch (const CodecError&) {
+            // One of the two is corrupt: decode them one by one below, which names it.
           }
-        } else {
-          (void)metadata(meta_[it.chunk].key);
+        }
+        for (std::size_t k = 0; k < n; ++k) {
+          const WorkItem& it = items[i + k];
+          if (!it.tensor) {
+            (void)metadata(meta_[it.chunk].key);
+          } else if (paired) {
+            finish_item(it, dst[k]);
+          } else {
+            decode_chunk_into(*it.tensor, *it.section, it.chunk, dst[k], false);
+            finish_item(it, dst[k]);
+          }
         }
       } catch (...) {
         std::lock_guard<std::mutex> lk(mu);
@@ -386,7 +448,7 @@ void ContainerReader::run_items(const std::vector<WorkItem>& items, const Decode
       }
       {
         std::lock_guard<std::mutex> lk(mu);
-        done += it.weight;
+        done += weight;
       }
       cv.notify_one();
     }

@@ -275,6 +275,73 @@ TEST(Huffman, StreamsNotEndingExactlyAreRejected) {
   }
 }
 
+// huffman_decode2 (two chunks in one interleaved loop) must give exactly what two
+// huffman_decode calls give: every size pairing around the stream split and fast-loop bounds,
+// unequal sizes (one chunk leaves the shared loop first), and different code tables.
+TEST(Huffman, PairedDecodeMatchesSingleDecodes) {
+  std::vector<std::vector<uint8_t>> inputs;
+  for (std::size_t n : {0, 1, 3, 4, 5, 16, 17, 63, 64, 65, 100, 257, 1000, 4099, 65536, 100003})
+    inputs.push_back(qins_like_codes(n, uint32_t(7 + n)));
+  inputs.push_back(qins_like_codes(70001, 9, 3.0));    // short codes
+  inputs.push_back(random_bytes(50000, 10));          // ~8-bit codes
+  inputs.push_back(sparse_codes(30000, 11, 0.97));    // one very short code
+  std::vector<std::vector<uint8_t>> enc(inputs.size());
+  for (std::size_t i = 0; i < inputs.size(); ++i)
+    huf::huffman_encode(inputs[i].data(), inputs[i].size(), enc[i]);
+  for (std::size_t a = 0; a < inputs.size(); ++a) {
+    for (std::size_t b = 0; b < inputs.size(); ++b) {
+      std::vector<uint8_t> oa(inputs[a].size() + 1, 0xEE), ob(inputs[b].size() + 1, 0xEE);
+      huf::huffman_decode2(enc[a].data(), enc[a].size(), oa.data(), inputs[a].size(),
+                           enc[b].data(), enc[b].size(), ob.data(), inputs[b].size());
+      EXPECT_TRUE(std::equal(inputs[a].begin(), inputs[a].end(), oa.begin())) << a << "," << b;
+      EXPECT_TRUE(std::equal(inputs[b].begin(), inputs[b].end(), ob.begin())) << a << "," << b;
+      EXPECT_EQ(oa.back(), 0xEE);  // nothing written past the chunk
+      EXPECT_EQ(ob.back(), 0xEE);
+    }
+  }
+}
+
+TEST(Huffman, PairedDecodeOfDamagedPayloadsAgreesWithSingleDecodes) {
+  // With one side corrupted: the pair throws iff a single decode of either side throws, and
+  // when it does not throw both outputs equal the single decodes' outputs (never a crash).
+  const auto good = qins_like_codes(20000, 61);
+  std::vector<uint8_t> genc;
+  huf::huffman_encode(good.data(), good.size(), genc);
+  std::mt19937 rng(62);
+  std::vector<uint8_t> o1(good.size()), o2(good.size()), p1(good.size()), p2(good.size());
+  int threw = 0;
+  for (int trial = 0; trial < 400; ++trial) {
+    auto bad = genc;
+    const int flips = 1 + trial % 3;
+    for (int f = 0; f < flips; ++f) bad[rng() % bad.size()] ^= uint8_t(1u << (rng() % 8));
+    if (trial % 9 == 0) bad.resize(rng() % bad.size());
+    const bool bad_first = trial % 2 == 0;
+    const auto& e1 = bad_first ? bad : genc;
+    const auto& e2 = bad_first ? genc : bad;
+    bool single_threw = false;
+    try {
+      huf::huffman_decode(e1.data(), e1.size(), o1.data(), o1.size());
+      huf::huffman_decode(e2.data(), e2.size(), o2.data(), o2.size());
+    } catch (const CodecError&) {
+      single_threw = true;
+    }
+    bool pair_threw = false;
+    try {
+      huf::huffman_decode2(e1.data(), e1.size(), p1.data(), p1.size(), e2.data(), e2.size(),
+                           p2.data(), p2.size());
+    } catch (const CodecError&) {
+      pair_threw = true;
+    }
+    ASSERT_EQ(single_threw, pair_threw) << "trial " << trial;
+    threw += pair_threw;
+    if (!pair_threw) {
+      EXPECT_EQ(o1, p1) << "trial " << trial;
+      EXPECT_EQ(o2, p2) << "trial " << trial;
+    }
+  }
+  EXPECT_GT(threw, 100);  // the sweep does exercise the error paths
+}
+
 TEST(Sparse, BeatsPlainHuffmanOnMostlyZeroCodes) {
   const auto in = sparse_codes(1 << 20, 51, 0.95);
   std::vector<uint8_t> a, b;

@@ -382,6 +382,43 @@ TEST_F(GoldenErrors, BadHuffmanTable) {
   EXPECT_ERROR_HAS(e, "bad Huffman table");
 }
 
+TEST_F(GoldenErrors, DamagedHuffmanChunkIsNamedWhicheverSideOfADecodePairItIs) {
+  // The reader decodes Huffman chunks two at a time (huf::huffman_decode2); a bad one must
+  // still be named exactly, first or second of its pair, through verify() and decode_parallel().
+  ContainerReader r = ContainerReader::open(good_path_.string());
+  const SectionInfo& s = *r.find_tensor("layers.0.mlp.down_proj.weight")->section("codes");
+  ASSERT_GE(s.chunks.size(), 4u);
+  for (std::size_t k = 0; k < 4; ++k) {
+    ASSERT_EQ(s.chunks[k].codec, Codec::huffman);
+    const std::string name =
+        "tensor 'layers.0.mlp.down_proj.weight' section 'codes' chunk " + std::to_string(k);
+    auto f = good_;
+    f[std::size_t(s.chunks[k].offset) + 1] = 0x11;  // oversubscribed table
+    std::string e = error_of(f);
+    EXPECT_ERROR_HAS(e, name + " (huffman)");
+    EXPECT_ERROR_HAS(e, "bad Huffman table");
+    // A flipped bit in the middle of the bit streams: a decode error or a checksum mismatch,
+    // either way naming this chunk.
+    f = good_;
+    f[std::size_t(s.chunks[k].offset + s.chunks[k].stored_size / 2)] ^= 0x10;
+    e = error_of(f);
+    EXPECT_ERROR_HAS(e, name);
+    const auto fp = dir_.path() / "bad2.qins";
+    write_all(fp, f);
+    ContainerReader rb = ContainerReader::open(fp.string());
+    std::vector<uint8_t> out(s.raw_size);
+    DecodeOptions o;
+    o.threads = 1;
+    o.verify = true;
+    try {
+      rb.decode_parallel({{"layers.0.mlp.down_proj.weight", "codes", out.data(), out.size()}}, o);
+      ADD_FAILURE() << "no error for chunk " << k;
+    } catch (const FormatError& x) {
+      EXPECT_ERROR_HAS(std::string(x.what()), name);
+    }
+  }
+}
+
 TEST_F(GoldenErrors, OffsetsOutOfRange) {
   auto f = good_;
   DirWalker w(f);

@@ -58,4 +58,12 @@ void huffman_encode(const uint8_t* src, std::size_t n, std::vector<uint8_t>& out
 // end exactly at its end.
 void huffman_decode(const uint8_t* src, std::size_t src_size, uint8_t* dst, std::size_t dst_size);
 
+// Decodes two payloads (two chunks) in one interleaved loop: the same output as two
+// huffman_decode calls, about twice the independent work per loop iteration (see
+// huffman_decode.cpp). Throws CodecError like huffman_decode, without saying which chunk is
+// bad: a caller that needs to name it decodes the two again one at a time.
+void huffman_decode2(const uint8_t* src0, std::size_t src0_size, uint8_t* dst0,
+                     std::size_t dst0_size, const uint8_t* src1, std::size_t src1_size,
+                     uint8_t* dst1, std::size_t dst1_size);
+
 }  // namespace qins::comp::huf
