@@ -1,14 +1,18 @@
-// Large weight buffers on transparent huge pages.
+// Large weight buffers, and moving them onto transparent huge pages after they are filled.
 //
-// Why: decoding streams every code byte of the model once per token. With 4 KiB pages the
-// hardware prefetchers stop at every page boundary and the TLB misses every 4 KiB; on this
-// machine's Zen 5 a 1 GB stream read by both cores measured ~26-29 GB/s on 4 KiB pages and
-// ~44-50 GB/s on 2 MiB pages (same kernel, same run). Debian's default THP mode is "madvise", so
-// the memory must ask for it: mmap with room to align to 2 MiB, trim, madvise(MADV_HUGEPAGE).
-// The mapping ends at the 4 KiB-rounded size, so the last partial 2 MiB stays on small pages
-// and nothing is wasted. Elsewhere (macOS, small buffers) this is plain torch::empty.
+// Why huge pages: decoding streams every code byte of the model once per token. On this machine
+// (a Zen 5 VM) the bf16 GEMV kernel streaming 1.2 GB with both cores measured ~21-26 GB/s on
+// 4 KiB pages and ~34-50 GB/s on 2 MiB pages in the same runs (each 4 KiB page costs a nested
+// page walk and restarts the hardware prefetchers).
+// Why not at allocation: first-touching fresh 2 MiB pages is slow in this VM (the host backs
+// them lazily): a 1 GB fill took 2.2 s on huge pages vs 0.4 s on small pages, and a model load
+// on huge pages spent 3-4x the kernel time. So buffers are filled on small pages (fast load) and
+// then collapsed in place with MADV_COLLAPSE (Linux 6.1+) by a background thread
+// (promote_to_huge_pages), in pieces, while the model is already usable.
 #include "qins/core/qins.h"
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -21,7 +25,9 @@
 namespace qins::core {
 
 namespace {
-// QINS_HUGEPAGES=0 turns the huge-page mapping off (for comparisons, or a kernel that misbehaves).
+constexpr int64_t kHuge = int64_t{2} << 20;
+
+// QINS_HUGEPAGES=0 turns the huge-page promotion off (for comparisons, or a kernel that misbehaves).
 bool huge_pages_wanted() {
   static const bool on = [] {
     const char* v = std::getenv("QINS_HUGEPAGES");
@@ -31,13 +37,16 @@ bool huge_pages_wanted() {
 }
 }  // namespace
 
+bool huge_pages_enabled() { return huge_pages_wanted(); }
+
 torch::Tensor empty_large(at::IntArrayRef shape, torch::ScalarType dtype) {
   int64_t numel = 1;
   for (int64_t d : shape) numel *= d;
   const int64_t bytes = numel * static_cast<int64_t>(c10::elementSize(dtype));
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr int64_t kHuge = int64_t{2} << 20;
-  if (bytes >= 2 * kHuge && huge_pages_wanted()) {
+#if defined(__linux__)
+  if (bytes >= 2 * kHuge) {
+    // 2 MiB-aligned start, so that every whole 2 MiB of the buffer can later become one huge
+    // page; the mapping ends at the 4 KiB-rounded size (nothing wasted past the end).
     const int64_t page = static_cast<int64_t>(sysconf(_SC_PAGESIZE));
     const int64_t len = (bytes + page - 1) / page * page;
     void* raw = mmap(nullptr, static_cast<size_t>(len + kHuge), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -47,14 +56,43 @@ torch::Tensor empty_large(at::IntArrayRef shape, torch::ScalarType dtype) {
       if (aligned > base) munmap(raw, aligned - base);
       const uintptr_t end = aligned + static_cast<uintptr_t>(len), raw_end = base + static_cast<uintptr_t>(len + kHuge);
       if (raw_end > end) munmap(reinterpret_cast<void*>(end), raw_end - end);
-      void* p = reinterpret_cast<void*>(aligned);
-      madvise(p, static_cast<size_t>(len), MADV_HUGEPAGE);  // a hint: failure leaves small pages
       return torch::from_blob(
-          p, shape, [len](void* q) { munmap(q, static_cast<size_t>(len)); }, torch::TensorOptions().dtype(dtype));
+          reinterpret_cast<void*>(aligned), shape, [len](void* q) { munmap(q, static_cast<size_t>(len)); },
+          torch::TensorOptions().dtype(dtype));
     }
   }
 #endif
   return torch::empty(shape, torch::TensorOptions().dtype(dtype));
+}
+
+int64_t promote_to_huge_pages(const torch::Tensor& t, const std::atomic<bool>* cancel) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  if (!huge_pages_wanted() || !t.defined() || !t.device().is_cpu()) return 0;
+  const auto begin = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const auto stop = begin + static_cast<uintptr_t>(t.numel() * static_cast<int64_t>(t.element_size()));
+  const uintptr_t a = (begin + kHuge - 1) & ~static_cast<uintptr_t>(kHuge - 1);
+  const uintptr_t b = stop & ~static_cast<uintptr_t>(kHuge - 1);
+  if (b <= a) return 0;
+  // Keep the kernel's THP logic (and khugepaged, if collapse is unavailable) interested.
+  madvise(reinterpret_cast<void*>(a), b - a, MADV_HUGEPAGE);
+  constexpr int kCollapse = 25;  // MADV_COLLAPSE (Linux 6.1); older headers lack the name
+  constexpr uintptr_t kPiece = uintptr_t{32} << 20;  // cancel checks between pieces
+  int64_t done = 0;
+  for (uintptr_t p = a; p < b; p += kPiece) {
+    if (cancel && cancel->load(std::memory_order_relaxed)) break;
+    const uintptr_t n = std::min(kPiece, b - p);
+    if (madvise(reinterpret_cast<void*>(p), n, kCollapse) == 0) {
+      done += static_cast<int64_t>(n);
+    } else if (errno == EINVAL) {
+      break;  // this kernel has no MADV_COLLAPSE: MADV_HUGEPAGE above is all we can do
+    }        // EAGAIN / ENOMEM: no huge page free right now; leave this piece on small pages
+  }
+  return done;
+#else
+  (void)t;
+  (void)cancel;
+  return 0;
+#endif
 }
 
 }  // namespace qins::core
