@@ -2,10 +2,11 @@
 // for the row scale that minimises the row's squared error. Internal (plain C++, no torch); the
 // benchmark and the core tests include it to compare the fast fit with the reference one.
 //
-// Where the time goes: the search evaluates the row error at ~29 scales. The reference evaluates
-// each one with a pass over the row (n nearest-code lookups); the fast fit sorts |w| once
-// into bins with cumulative sums (a counting sort, O(n)), so one evaluation is a table read and a
-// short exact scan per code boundary plus closed-form sums: O(128 * n / bins) instead of O(n).
+// Where the time goes: the search evaluates the row error at 29 scales. The reference evaluates
+// each with a pass over the row (n nearest-code lookups, ~1.2 ns each here). The fast fit sorts
+// |w| once (a counting sort into ~n bins, O(n)) with prefix sums, so one evaluation is a table
+// read plus a branch-free count per code boundary (127 of them, independent of n), and
+// evaluations that cannot win stop early.
 #pragma once
 
 #include <array>
@@ -31,12 +32,11 @@ class NearestCode {
   }
   float value(int j) const { return lut_[j]; }
   float bound(int j) const { return bound_[j]; }  // between codes j and j + 1, j in 0..126
-  const float* bounds() const { return bound_.data(); }  // [128]: bound_[127] = 1 is padding
 
  private:
   static constexpr int kBuckets = 8192;
   std::array<float, 128> lut_;
-  std::array<float, 128> bound_{};
+  std::array<float, 127> bound_{};
   std::array<uint8_t, kBuckets + 1> first_{};
 };
 
@@ -96,12 +96,13 @@ float row_absmax(const float* w, int64_t n);
 double row_error_reference(const float* w, int64_t n, float s, const NearestCode& nc);
 float fit_scale_reference(const float* w, int64_t n, const NearestCode& nc, double* err_out);
 
-// One row reduced to what its squared error at any scale depends on: |w| grouped into `bins`
-// equal-width bins over [0, max] (a counting sort: bin order, any order inside a bin) with the
-// cumulative count, sum |w| and sum |w|^2 of the bins below each bin. The elements below a code
-// boundary are then the bins wholly below it (one table read) plus the few elements of the
-// boundary's own bin that pass the exact test. Buffers are reused across build() calls (one
-// RowSummary per thread).
+// One row reduced to what its squared error at any scale depends on: |w| sorted ascending with
+// prefix sums of |w| and |w|^2 (double), and `bins` equal-width bins over [0, max] indexing the
+// sorted array. The sort is a counting sort into the bins (about one element each) and an
+// insertion pass that orders the few elements inside a bin. The elements below a code boundary
+// are then a prefix of the sorted array: its length is the start of the boundary's bin plus a
+// branch-free count inside that bin. Buffers are reused across build() calls (one RowSummary
+// per thread).
 class RowSummary {
  public:
   void build(const float* w, int64_t n);
@@ -115,25 +116,22 @@ class RowSummary {
   double error(float s, const NearestCode& nc,
                double limit = std::numeric_limits<double>::infinity()) const;
 
-  struct Sums {
-    double c = 0.0, s1 = 0.0, s2 = 0.0;  // count, sum |w|, sum |w|^2
-  };
-
  private:
-  // Sums over the elements with fl(|w| * inv) <= bound; tb = bound * s in bin units.
+  // Number of elements with fl(|w| * inv) <= bound (a prefix of the sorted array); tb = bound * s
+  // in bin units.
 #if defined(__GNUC__)
   [[gnu::always_inline]]
 #endif
-  inline Sums below(float bound, float inv, double tb) const;
+  inline int64_t below(float bound, float inv, double tb) const;
 
   int64_t n_ = 0;
   float absmax_ = 0.f;
   int64_t bins_ = 0;
   double bins_per_unit_ = 0.0;     // bins / absmax: bin of a = floor(a * bins_per_unit_)
-  std::vector<float> vals_;        // [n] |w| in bin order
+  std::vector<float> vals_;        // [n + kScan] |w| ascending (padded for below()'s reads)
   std::vector<uint32_t> bin_of_;   // [n] scratch: bin of w[i]
   std::vector<int32_t> start_;     // [bins + 1] first index of bin b in vals_; start_[bins] = n
-  std::vector<Sums> cum_;          // [bins + 1] sums over bins < b
+  std::vector<double> p1_, p2_;    // [n + 1] sums of |w| and |w|^2 over vals_[0, k)
 };
 
 // Fast fit: the same search as the reference on the summary's errors. Equal scale to the
