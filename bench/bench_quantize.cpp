@@ -5,7 +5,8 @@
 //
 //   nice -n 5 ./build/bench/bench_quantize
 //
-// The reference variant is the whole old quantize row loop: reference fit + nearest-code encode.
+// The reference variant is the whole old quantize(): input check, reference fit + nearest-code
+// encode per row. Both variants run on one thread (QuantizeOptions::threads = 1).
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
@@ -13,6 +14,7 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 
 #include "qins/core/qins.h"
@@ -42,6 +44,8 @@ qc::QuantizedTensor quantize_reference(const torch::Tensor& w, qc::Codebook cb) 
   std::array<float, 128> lut{};
   std::copy(lut_t.data_ptr<float>(), lut_t.data_ptr<float>() + 128, lut.begin());
   const fit::NearestCode nc(lut);
+  // The same input check quantize() makes, so both variants pay it.
+  if (!torch::isfinite(w).all().item<bool>()) throw std::invalid_argument("weight contains NaN or Inf");
   const int64_t rows = w.size(0), cols = w.size(1);
   qc::QuantizedTensor q;
   q.codebook = cb;

@@ -5,11 +5,17 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <limits>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace qins::core::fit {
 
 namespace {
 constexpr int32_t kScan = 4;  // bin slots below() counts without branches
+constexpr int8_t kBitCount[16] = {0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4};
 }  // namespace
 
 NearestCode::NearestCode(const std::array<float, 128>& lut) : lut_(lut) {
@@ -23,24 +29,22 @@ NearestCode::NearestCode(const std::array<float, 128>& lut) : lut_(lut) {
 }
 
 float row_absmax(const float* w, int64_t n) {
-  // On the bit patterns with the sign cleared (same order as the magnitudes), four independent
-  // running maxima (one would be a chain of compare + cmov per element).
-  uint32_t m[4] = {0, 0, 0, 0};
   int64_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    uint32_t u[4];
-    std::memcpy(u, w + i, sizeof u);
-    for (int k = 0; k < 4; ++k) m[k] = std::max(m[k], u[k] & 0x7fffffffu);
+  float top = 0.f;
+#if defined(__SSE2__)
+  // Eight lanes of running maxima of |w| (the row has no NaN: quantize() checks first).
+  const __m128 abs_mask = _mm_castsi128_ps(_mm_set1_epi32(0x7fffffff));
+  __m128 m0 = _mm_setzero_ps(), m1 = _mm_setzero_ps();
+  for (; i + 8 <= n; i += 8) {
+    m0 = _mm_max_ps(m0, _mm_and_ps(_mm_loadu_ps(w + i), abs_mask));
+    m1 = _mm_max_ps(m1, _mm_and_ps(_mm_loadu_ps(w + i + 4), abs_mask));
   }
-  for (; i < n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, w + i, sizeof u);
-    m[0] = std::max(m[0], u & 0x7fffffffu);
-  }
-  const uint32_t top = std::max(std::max(m[0], m[1]), std::max(m[2], m[3]));
-  float f;
-  std::memcpy(&f, &top, sizeof f);
-  return f;
+  alignas(16) float lanes[4];
+  _mm_store_ps(lanes, _mm_max_ps(m0, m1));
+  for (float x : lanes) top = std::max(top, x);
+#endif
+  for (; i < n; ++i) top = std::max(top, std::fabs(w[i]));
+  return top;
 }
 
 // Squared error of one row at scale s (double accumulation: it decides the fit).
@@ -74,7 +78,8 @@ void RowSummary::build(const float* w, int64_t n) {
   // double: bins / absmax overflows float for denormal rows.
   bins_per_unit_ = static_cast<double>(bins_) / absmax_;
   vals_.resize(static_cast<size_t>(n + kScan));
-  std::fill(vals_.begin() + n, vals_.end(), 0.f);  // padding below() may read
+  // Padding below() may read: +inf fails every boundary test.
+  std::fill(vals_.begin() + n, vals_.end(), std::numeric_limits<float>::infinity());
   bin_of_.resize(static_cast<size_t>(n));
   start_.assign(static_cast<size_t>(bins_ + 1), 0);
   // Counting sort into the bins: count at b + 1, prefix, scatter (start_ as the fill cursor,
@@ -96,7 +101,8 @@ void RowSummary::build(const float* w, int64_t n) {
       ++start_[b + 1];
     }
   }
-  for (int64_t b = 1; b <= bins_; ++b) start_[static_cast<size_t>(b)] += start_[static_cast<size_t>(b - 1)];
+  int32_t run = 0;  // prefix in a register (through memory it is a store-to-load chain)
+  for (int64_t b = 1; b <= bins_; ++b) start_[static_cast<size_t>(b)] = run += start_[static_cast<size_t>(b)];
   for (int64_t i = 0; i < n; ++i) {
     const uint32_t b = bin_of_[static_cast<size_t>(i)];
     vals_[static_cast<size_t>(start_[b]++)] = std::fabs(w[i]);
@@ -165,11 +171,20 @@ inline int64_t RowSummary::below(float bound, float inv, double tb) const {
     return k;
   }
   // The test result is data-dependent (a branch on it would be mispredicted about half the
-  // time), so the first kScan slots are counted without branches; longer bins are rare.
+  // time), so the first kScan slots are counted without branches. Slots past the bin hold
+  // larger values (later bins, or the +inf padding), which fail the test here (tb is not near a
+  // bin edge), so no bounds mask is needed; a bin with more than kScan passing is rare.
+  static_assert(kScan == 4, "one 4-float compare");
+  const float* p = v + k0;
+#if defined(__SSE2__)
+  const __m128 pass = _mm_cmple_ps(_mm_mul_ps(_mm_loadu_ps(p), _mm_set1_ps(inv)), _mm_set1_ps(bound));
+  int32_t count = kBitCount[_mm_movemask_ps(pass)];
+#else
   int32_t count = 0;
-  for (int32_t i = 0; i < kScan; ++i)
-    count += static_cast<int32_t>(k0 + i < k1) & static_cast<int32_t>(v[k0 + i] * inv <= bound);
-  for (int32_t k = k0 + kScan; k < k1 && v[k] * inv <= bound; ++k) ++count;
+  for (int32_t i = 0; i < kScan; ++i) count += static_cast<int32_t>(p[i] * inv <= bound);
+#endif
+  if (count == kScan)
+    for (int32_t k = k0 + kScan; k < k1 && v[k] * inv <= bound; ++k) ++count;
   return k0 + count;
 }
 
