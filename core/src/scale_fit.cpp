@@ -16,6 +16,37 @@ namespace qins::core::fit {
 namespace {
 constexpr int32_t kScan = 4;  // bin slots below() counts without branches
 constexpr int8_t kBitCount[16] = {0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4};
+
+// Sorts v[0, n), already in bin order (about one element a bin). Four branch-free odd-even
+// transposition passes sort every run of <= 4 out-of-order elements, then an insertion pass
+// fixes the rest; its inner loop is then rarely entered, so its branch is predicted (an
+// insertion pass alone mispredicts on every inversion). Crowded bins (a row whose max is far
+// above the rest) would make the insertion pass quadratic: past a budget of moves it gives up
+// and returns false (v is then unordered).
+bool sort_within_bins(float* v, int64_t n) {
+  for (int pass = 0; pass < 4; ++pass) {
+    for (int64_t k = pass % 2; k + 1 < n; k += 2) {
+      const float x = v[k], y = v[k + 1];
+      v[k] = std::min(x, y);
+      v[k + 1] = std::max(x, y);
+    }
+  }
+  int64_t budget = n;  // moves; normal rows need far fewer after the four passes
+  for (int64_t k = 1; k < n; ++k) {
+    if (!(v[k - 1] > v[k])) continue;
+    const float x = v[k];
+    int64_t i = k;
+    while (i > 0 && v[i - 1] > x) {
+      v[i] = v[i - 1];
+      --i;
+    }
+    v[i] = x;
+    budget -= k - i;
+    if (budget < 0) return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 NearestCode::NearestCode(const std::array<float, 128>& lut) : lut_(lut) {
@@ -69,7 +100,9 @@ float fit_scale_reference(const float* w, int64_t n, const NearestCode& nc, doub
 }
 
 void RowSummary::build(const float* w, int64_t n) {
+  row_ = w;
   n_ = n;
+  sorted_ = false;
   absmax_ = row_absmax(w, n);
   if (absmax_ <= 0.f) return;  // all zero: the fit returns scale 0 without evaluating
   // At most one element per bin on average: a boundary's bin rarely holds more than kScan.
@@ -109,28 +142,12 @@ void RowSummary::build(const float* w, int64_t n) {
   }
   for (int64_t b = bins_; b > 0; --b) start_[static_cast<size_t>(b)] = start_[static_cast<size_t>(b - 1)];
   start_[0] = 0;
-  // Order inside the bins (the bins are in order, so the only inversions are inside a bin, about
-  // one element each): four branch-free odd-even transposition passes sort every bin of <= 4
-  // elements, then an insertion pass fixes the rest; its inner loop is then rarely entered, so
-  // its branch is predicted (an insertion pass alone mispredicts on every inversion).
-  float* v = vals_.data();
-  for (int pass = 0; pass < 4; ++pass) {
-    for (int64_t k = pass % 2; k + 1 < n; k += 2) {
-      const float x = v[k], y = v[k + 1];
-      v[k] = std::min(x, y);
-      v[k + 1] = std::max(x, y);
-    }
-  }
-  for (int64_t k = 1; k < n; ++k) {
-    if (!(v[k - 1] > v[k])) continue;
-    const float x = v[k];
-    int64_t i = k;
-    while (i > 0 && v[i - 1] > x) {
-      v[i] = v[i - 1];
-      --i;
-    }
-    v[i] = x;
-  }
+  // Order inside the bins (the bins are in order, so the only inversions are inside a bin).
+  // Crowded rows (most weights in a few bins, e.g. one weight far above the rest) would also
+  // make each boundary search long: they keep the full-pass error (error() checks sorted_).
+  const float* v = vals_.data();
+  sorted_ = sort_within_bins(vals_.data(), n);
+  if (!sorted_) return;
   // Prefix sums, two elements a step: the running sums' add chain is half as long.
   p1_.resize(static_cast<size_t>(n + 1));
   p2_.resize(static_cast<size_t>(n + 1));
@@ -140,11 +157,11 @@ void RowSummary::build(const float* w, int64_t n) {
   p1[0] = p2[0] = 0.0;
   int64_t k = 0;
   for (; k + 2 <= n; k += 2) {
-    const double a = v[k], b = v[k + 1];
+    const double a = v[k], a2 = v[k + 1];
     p1[k + 1] = s1 + a;
     p2[k + 1] = s2 + a * a;
-    s1 += a + b;
-    s2 += a * a + b * b;
+    s1 += a + a2;
+    s2 += a * a + a2 * a2;
     p1[k + 2] = s1;
     p2[k + 2] = s2;
   }
@@ -183,12 +200,13 @@ inline int64_t RowSummary::below(float bound, float inv, double tb) const {
   int32_t count = 0;
   for (int32_t i = 0; i < kScan; ++i) count += static_cast<int32_t>(p[i] * inv <= bound);
 #endif
-  if (count == kScan)
-    for (int32_t k = k0 + kScan; k < k1 && v[k] * inv <= bound; ++k) ++count;
-  return k0 + count;
+  if (count < kScan || k0 + kScan >= k1) return k0 + count;
+  // A bin with more than kScan elements below the boundary (rare): binary search the rest.
+  return std::partition_point(v + k0 + kScan, v + k1, [&](float a) { return a * inv <= bound; }) - v;
 }
 
 double RowSummary::error(float s, const NearestCode& nc, double limit) const {
+  if (!sorted_) return row_error_reference(row_, n_, s, nc);
   const float inv = 1.f / s;
   const double to_bins = static_cast<double>(s) * bins_per_unit_;
   const double* p1 = p1_.data();

@@ -101,8 +101,9 @@ float fit_scale_reference(const float* w, int64_t n, const NearestCode& nc, doub
 // sorted array. The sort is a counting sort into the bins (about one element each) and an
 // insertion pass that orders the few elements inside a bin. The elements below a code boundary
 // are then a prefix of the sorted array: its length is the start of the boundary's bin plus a
-// branch-free count inside that bin. Buffers are reused across build() calls (one RowSummary
-// per thread).
+// branch-free count inside that bin. Rows whose bins are crowded (most weights far below the
+// max) fall back to full passes. Buffers are reused across build() calls (one RowSummary per
+// thread); the row must outlive the evaluations.
 class RowSummary {
  public:
   void build(const float* w, int64_t n);
@@ -124,8 +125,10 @@ class RowSummary {
 #endif
   inline int64_t below(float bound, float inv, double tb) const;
 
+  const float* row_ = nullptr;     // the row build() saw (the caller keeps it alive)
   int64_t n_ = 0;
   float absmax_ = 0.f;
+  bool sorted_ = false;            // false: crowded bins, error() makes full passes over row_
   int64_t bins_ = 0;
   double bins_per_unit_ = 0.0;     // bins / absmax: bin of a = floor(a * bins_per_unit_)
   std::vector<float> vals_;        // [n + kScan] |w| ascending (padded for below()'s reads)

@@ -112,6 +112,14 @@ TEST(ScaleFit, EdgeRows) {
       {1e-3f, -2e-3f, 5e-4f, 1.f, -1e-3f},      // one outlier
       {7.f},                                    // a single weight
   };
+  // Crowded bins: one weight far above 3000 small ones (build() sorts them with std::sort and
+  // below() binary-searches the boundary's bin).
+  {
+    const torch::Tensor w = sample("gaussian", 1, 3072, 31) * 1e-3;
+    std::vector<float> r(w.data_ptr<float>(), w.data_ptr<float>() + 3072);
+    r[100] = 5.f;
+    rows.push_back(r);
+  }
   for (const auto& row : rows) {
     const int64_t n = static_cast<int64_t>(row.size());
     summary.build(row.data(), n);
