@@ -55,8 +55,9 @@ template <class ErrorFn>
 float search_scale(float absmax, ErrorFn&& error, double* err_out) {
   constexpr int kGrid = 17;
   constexpr float kLo = 0.5f, kStep = 0.05f;
-  // f = 0.85 first (near the optimum of common rows), then alternately outwards.
-  constexpr int kOrder[kGrid] = {7, 8, 6, 9, 5, 10, 4, 11, 3, 12, 2, 13, 1, 14, 0, 15, 16};
+  // f = 1 first (the optimum of most rows: Gaussian, Laplace, t5 with projective or uniform
+  // tables land within 0.05 of it), then alternately outwards.
+  constexpr int kOrder[kGrid] = {10, 9, 11, 8, 12, 7, 13, 6, 14, 5, 15, 4, 16, 3, 2, 1, 0};
   int best_g = -1;
   double best = std::numeric_limits<double>::infinity();
   for (int g : kOrder) {
