@@ -4,12 +4,14 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 #include <vector>
 
 #include "qins/core/qins.h"
 #include "qins_kernels.h"
+#include "scale_fit.h"
 
 namespace qins::core {
 
@@ -60,47 +62,7 @@ torch::Tensor make_lut(Codebook cb, double pole) {
 
 namespace {
 
-// Nearest-code search for a monotone table: the decision boundaries between neighbouring codes
-// plus a bucket index over [0, 1] so each lookup starts next to its answer (O(1) on average,
-// whatever the table's shape).
-class NearestCode {
- public:
-  explicit NearestCode(const std::array<float, 128>& lut) : lut_(lut) {
-    for (int j = 0; j < 127; ++j) bound_[j] = 0.5f * (lut[j] + lut[j + 1]);
-    int j = 0;
-    for (int b = 0; b <= kBuckets; ++b) {
-      const float edge = static_cast<float>(b) / kBuckets;
-      while (j < 127 && bound_[j] < edge) ++j;
-      first_[b] = static_cast<uint8_t>(j);
-    }
-  }
-  // a = |w| / scale >= 0 -> index j in 0..127 with |a - lut[j]| minimal (ties to the smaller).
-  int index(float a) const {
-    if (!(a < 1.f)) a = 1.f;  // beyond the top code (or NaN-free clip): the largest magnitude
-    int j = first_[static_cast<int>(a * kBuckets)];
-    while (j < 127 && bound_[j] < a) ++j;
-    return j;
-  }
-  float value(int j) const { return lut_[j]; }
-
- private:
-  static constexpr int kBuckets = 8192;
-  std::array<float, 128> lut_;
-  std::array<float, 127> bound_{};
-  std::array<uint8_t, kBuckets + 1> first_{};
-};
-
-// Squared error of one row at scale s (double accumulation: it decides the fit).
-double row_error(const float* w, int64_t n, float s, const NearestCode& nc) {
-  const float inv = 1.f / s;
-  double err = 0.0;
-  for (int64_t i = 0; i < n; ++i) {
-    const float a = std::fabs(w[i]);
-    const float d = a - nc.value(nc.index(a * inv)) * s;
-    err += static_cast<double>(d) * d;
-  }
-  return err;
-}
+using fit::NearestCode;
 
 void encode_row(const float* w, int64_t n, float s, const NearestCode& nc, uint8_t* codes) {
   if (s <= 0.f) {
@@ -114,55 +76,12 @@ void encode_row(const float* w, int64_t n, float s, const NearestCode& nc, uint8
   }
 }
 
-float row_absmax(const float* w, int64_t n) {
-  float m = 0.f;
-  for (int64_t i = 0; i < n; ++i) m = std::max(m, std::fabs(w[i]));
-  return m;
-}
-
-// Scale minimising the row's squared error: a coarse grid of f * max, then a golden-section
-// refinement around the best grid point. Deterministic (no data-dependent randomness).
-float fit_scale(const float* w, int64_t n, const NearestCode& nc, double* err_out) {
-  const float m = row_absmax(w, n);
-  if (m <= 0.f) {
-    if (err_out) *err_out = 0.0;
-    return 0.f;
-  }
-  constexpr int kGrid = 17;
-  constexpr float kLo = 0.5f, kStep = 0.05f;  // f in [0.5, 1.3]
-  float best_f = 1.f;
-  double best = std::numeric_limits<double>::infinity();
-  for (int g = 0; g < kGrid; ++g) {
-    const float f = kLo + kStep * g;
-    const double e = row_error(w, n, f * m, nc);
-    if (e < best) best = e, best_f = f;
-  }
-  const double phi = 0.6180339887498949;
-  double a = best_f - kStep, b = best_f + kStep;
-  double c = b - phi * (b - a), d = a + phi * (b - a);
-  double ec = row_error(w, n, static_cast<float>(c * m), nc);
-  double ed = row_error(w, n, static_cast<float>(d * m), nc);
-  for (int it = 0; it < 10; ++it) {
-    if (ec < ed) {
-      b = d, d = c, ed = ec;
-      c = b - phi * (b - a);
-      ec = row_error(w, n, static_cast<float>(c * m), nc);
-    } else {
-      a = c, c = d, ec = ed;
-      d = a + phi * (b - a);
-      ed = row_error(w, n, static_cast<float>(d * m), nc);
-    }
-  }
-  float s = best_f * m;
-  if (ec < best) best = ec, s = static_cast<float>(c * m);
-  if (ed < best) best = ed, s = static_cast<float>(d * m);
-  if (err_out) *err_out = best;
-  return s;
-}
-
-float row_scale(Codebook cb, const float* w, int64_t n, const NearestCode& nc) {
-  if (cb == Codebook::Inverse) return row_absmax(w, n);  // the original rule: k = 1 is the max
-  return fit_scale(w, n, nc, nullptr);
+// Row scale: the row max for the inverse codebook (the original rule: k = 1 is the max), else the
+// fitted scale (search on the row's sorted summary; `summary` is this thread's scratch).
+float row_scale(Codebook cb, const float* w, int64_t n, const NearestCode& nc, fit::RowSummary& summary) {
+  if (cb == Codebook::Inverse) return fit::row_absmax(w, n);
+  summary.build(w, n);
+  return fit::fit_scale(summary, nc, nullptr);
 }
 
 int64_t grain_for(int64_t rows, int threads) {
@@ -175,22 +94,40 @@ int64_t grain_for(int64_t rows, int threads) {
 double fit_pole(const float* w, int64_t rows, int64_t cols, int threads) {
   static const double kPoles[] = {128.0, 130.0, 135.0, 145.0, 160.0, 180.0, 200.0, 250.0,
                                   300.0, 400.0, 600.0, 1000.0, 2000.0};
+  constexpr int kNumPoles = static_cast<int>(sizeof(kPoles) / sizeof(kPoles[0]));
+  std::vector<NearestCode> ncs;
+  for (double pole : kPoles) ncs.emplace_back(codebook_lut(Codebook::Projective, pole));
   const int64_t n_sample = std::min<int64_t>(rows, 128);
+  // errs[p * n_sample + k]: each sample row is summarised once and fitted under every pole.
+  std::vector<double> errs(static_cast<size_t>(kNumPoles * n_sample), 0.0);
+  at::parallel_for(0, n_sample, grain_for(n_sample, threads), [&](int64_t b, int64_t e) {
+    fit::RowSummary summary;
+    for (int64_t k = b; k < e; ++k) {
+      const int64_t r = k * rows / n_sample;
+      summary.build(w + r * cols, cols);
+      for (int p = 0; p < kNumPoles; ++p)
+        fit::fit_scale(summary, ncs[static_cast<size_t>(p)], &errs[static_cast<size_t>(p * n_sample + k)]);
+    }
+  });
   double best_pole = 300.0, best = std::numeric_limits<double>::infinity();
-  for (double pole : kPoles) {
-    const NearestCode nc(codebook_lut(Codebook::Projective, pole));
-    std::vector<double> errs(static_cast<size_t>(n_sample), 0.0);
-    at::parallel_for(0, n_sample, grain_for(n_sample, threads), [&](int64_t b, int64_t e) {
-      for (int64_t k = b; k < e; ++k) {
-        const int64_t r = k * rows / n_sample;
-        fit_scale(w + r * cols, cols, nc, &errs[static_cast<size_t>(k)]);
-      }
-    });
+  for (int p = 0; p < kNumPoles; ++p) {
     double total = 0.0;
-    for (double e : errs) total += e;  // fixed order: deterministic whatever the threads
-    if (total < best) best = total, best_pole = pole;
+    for (int64_t k = 0; k < n_sample; ++k) total += errs[static_cast<size_t>(p * n_sample + k)];  // fixed order
+    if (total < best) best = total, best_pole = kPoles[p];
   }
   return best_pole;
+}
+
+// No NaN / Inf: an exponent field of all ones. One pass over the bits, no temporaries
+// (torch::isfinite(w).all() allocated and filled a bool tensor the size of w).
+bool all_finite(const float* p, int64_t n) {
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, p + i, sizeof u);
+    bad |= static_cast<uint32_t>((u & 0x7f800000u) == 0x7f800000u);
+  }
+  return bad == 0;
 }
 
 torch::Tensor as_cpu_f32(const torch::Tensor& t) {
@@ -204,10 +141,9 @@ QuantizedTensor quantize(const torch::Tensor& w, const QuantizeOptions& opts) {
     throw std::invalid_argument("quantize: weight must be a 2-D tensor [out, in]");
   if (!w.is_floating_point()) throw std::invalid_argument("quantize: weight must be floating point");
   torch::Tensor wf = as_cpu_f32(w);  // [out, in] fp32
-  if (wf.numel() > 0 && !torch::isfinite(wf).all().item<bool>())
-    throw std::invalid_argument("quantize: weight contains NaN or Inf");
   const int64_t rows = wf.size(0), cols = wf.size(1);
   const float* wp = wf.data_ptr<float>();
+  if (!all_finite(wp, rows * cols)) throw std::invalid_argument("quantize: weight contains NaN or Inf");
 
   QuantizedTensor q;
   q.codebook = opts.codebook;
@@ -222,9 +158,10 @@ QuantizedTensor quantize(const torch::Tensor& w, const QuantizeOptions& opts) {
   uint8_t* cp = q.codes.data_ptr<uint8_t>();
   float* sp = q.scales.data_ptr<float>();
   at::parallel_for(0, rows, grain_for(rows, opts.threads), [&](int64_t b, int64_t e) {
+    fit::RowSummary summary;  // scratch reused across this block's rows
     for (int64_t r = b; r < e; ++r) {
       const float* row = wp + r * cols;
-      const float s = row_scale(opts.codebook, row, cols, nc);
+      const float s = row_scale(opts.codebook, row, cols, nc, summary);
       sp[r] = s;
       encode_row(row, cols, s, nc, cp + r * cols);
     }
