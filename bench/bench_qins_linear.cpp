@@ -53,9 +53,11 @@ Weights& weights_for(const Shape& s, bool need_float) {
     qc::QuantizedTensor q;
     q.codebook = qc::Codebook::Projective;
     q.pole = 300.0;
-    // Every weight buffer on huge pages, as the model loader allocates them (qc::empty_large).
+    // Every weight buffer on huge pages, as the engine puts them after loading (qc::empty_large +
+    // qc::promote_to_huge_pages).
     q.codes = qc::empty_large({s.out, s.in}, torch::kUInt8);  // [out, in] uint8
     q.codes.copy_(torch::randint(0, 256, {s.out, s.in}, torch::kUInt8));
+    qc::promote_to_huge_pages(q.codes);
     q.scales = torch::rand({s.out}) * 0.02 + 0.01;                     // [out] fp32
     q.lut = qc::make_lut(q.codebook, q.pole);
     w.layer = std::make_unique<qc::ProjectiveLinear>(q);
@@ -67,6 +69,8 @@ Weights& weights_for(const Shape& s, bool need_float) {
     w.w32.copy_((*w.layer)->dequantize());
     w.w16 = qc::empty_large({s.out, s.in}, torch::kBFloat16);
     w.w16.copy_(w.w32);
+    qc::promote_to_huge_pages(w.w32);
+    qc::promote_to_huge_pages(w.w16);
   }
   return w;
 }

@@ -152,7 +152,7 @@ QuantizedTensor quantize(const torch::Tensor& w, const QuantizeOptions& opts) {
   const std::array<float, 128> lut = codebook_lut(opts.codebook, q.pole);
   const NearestCode nc(lut);
 
-  q.codes = torch::empty({rows, cols}, torch::kUInt8);  // [out, in] uint8
+  q.codes = empty_large({rows, cols}, torch::kUInt8);  // [out, in] uint8, 2 MiB-aligned (huge pages later)
   q.scales = torch::empty({rows}, torch::kFloat32);     // [out] fp32
   q.lut = torch::from_blob(const_cast<float*>(lut.data()), {128}, torch::kFloat32).clone();
   uint8_t* cp = q.codes.data_ptr<uint8_t>();

@@ -68,6 +68,19 @@ const char* kernel_isa() { return active_kernel().name; }
 
 bool kernel_uses_bf16() { return active_kernel().pack_x != nullptr; }
 
+int parallel_threads_used() {
+  std::vector<std::atomic<int>> hit(static_cast<size_t>(std::max(1, at::get_num_threads())));
+  for (auto& h : hit) h = 0;
+  // One item per thread (grain 1): each thread of the region marks its slot.
+  at::parallel_for(0, static_cast<int64_t>(hit.size()), 1, [&](int64_t, int64_t) {
+    const int t = at::get_thread_num();
+    if (t >= 0 && t < static_cast<int>(hit.size())) hit[static_cast<size_t>(t)] = 1;
+  });
+  int n = 0;
+  for (auto& h : hit) n += h.load();
+  return n;
+}
+
 void set_kernel_isa(const std::string& isa) {
   if (isa.empty() || isa == "auto") {
     active_slot().store(best_kernel());
@@ -103,14 +116,16 @@ void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float
 
   if (k.pack_x) {
     // bf16 kernels: x rounded to bf16 once per call, in the kernel's layout (per-thread scratch,
-    // reused: no heap allocation per token after warm-up).
+    // reused: no heap allocation per token after warm-up). The parallel loops below get raw
+    // pointers: inside them a thread_local name would mean the worker thread's own (empty) copy.
     thread_local std::vector<uint16_t> xb;
     if (n_rows == 1) {
       if (xb.size() < static_cast<size_t>(in)) xb.resize(static_cast<size_t>(in));
       k.pack_x(x, in, xb.data());
+      const uint16_t* xbp = xb.data();
       const int64_t grain = std::max<int64_t>(16, 4096 / std::max<int64_t>(in / 64, 1));
       at::parallel_for(0, out, grain, [&](int64_t b, int64_t e) {
-        k.gemv(codes, in, b, e, scales, t, xb.data(), y + b);
+        k.gemv(codes, in, b, e, scales, t, xbp, y + b);
       });
       return;
     }
@@ -118,24 +133,27 @@ void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float
     const int64_t need = k.gemm_x_size(n_rows, in);
     if (xb.size() < static_cast<size_t>(need)) xb.resize(static_cast<size_t>(need));
     k.pack_gemm_x(x, n_rows, in, xb.data());
+    const uint16_t* xbp = xb.data();
     at::parallel_for(0, out, 48, [&](int64_t b, int64_t e) {
-      k.gemm(codes, in, b, e, scales, t, xb.data(), n_rows, y, out);
+      k.gemm(codes, in, b, e, scales, t, xbp, n_rows, y, out);
     });
     return;
   }
 
   // x rows in the kernel's element order (a permutation inside 64-column blocks for AVX-512).
   // Per-thread scratch, reused across calls: no heap allocation per decoded token after warm-up.
+  // The parallel loops take raw pointers (a thread_local name inside them is the worker's copy).
   thread_local std::vector<float> xp;  // [n, in] fp32, kernel order
   thread_local std::vector<float> buf;  // [rt, in] fp32, one expanded tile (prefill only)
   if (xp.size() < static_cast<size_t>(n_rows * in)) xp.resize(static_cast<size_t>(n_rows * in));
   for (int64_t r = 0; r < n_rows; ++r) kernels::to_kernel_order(k.order, x + r * in, in, xp.data() + r * in);
 
+  const float* xpp = xp.data();
   if (n_rows == 1) {
     // Decoding: memory-bound, each thread streams a contiguous block of code rows once.
     const int64_t grain = std::max<int64_t>(16, 4096 / std::max<int64_t>(in / 64, 1));
     at::parallel_for(0, out, grain, [&](int64_t b, int64_t e) {
-      k.gemv(codes, in, b, e, scales, t, xp.data(), y + b);
+      k.gemv(codes, in, b, e, scales, t, xpp, y + b);
     });
     return;
   }
@@ -145,14 +163,15 @@ void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float
   // (Tiles in parallel, each with its own GEMM, oversubscribes a pthread BLAS and measured slower.)
   const int64_t rt = std::min(out, tile_rows(in));
   if (buf.size() < static_cast<size_t>(rt * in)) buf.resize(static_cast<size_t>(rt * in));
+  float* bufp = buf.data();
   torch::Tensor xt = torch::from_blob(xp.data(), {n_rows, in}, torch::kFloat32);  // [n, in] fp32
   torch::Tensor yt = torch::from_blob(y, {n_rows, out}, torch::kFloat32);         // [n, out] fp32
   for (int64_t r0 = 0; r0 < out; r0 += rt) {
     const int64_t r1 = std::min(out, r0 + rt);
     at::parallel_for(r0, r1, 8, [&](int64_t b, int64_t e) {
-      k.expand(codes, in, b, e, scales, t, buf.data() + (b - r0) * in);
+      k.expand(codes, in, b, e, scales, t, bufp + (b - r0) * in);
     });
-    const torch::Tensor w = torch::from_blob(buf.data(), {r1 - r0, in}, torch::kFloat32);  // [rows, in]
+    const torch::Tensor w = torch::from_blob(bufp, {r1 - r0, in}, torch::kFloat32);  // [rows, in]
     torch::Tensor dst = yt.narrow(1, r0, r1 - r0);
     at::mm_out(dst, xt, w.t());
   }

@@ -302,8 +302,56 @@ std::unique_ptr<Engine> make_engine(std::unique_ptr<Engine::Impl> impl) {
       e.info.device_note = (gpu.empty() ? "no GPU backend in this libtorch build" : gpu + " is available but the engine runs on the CPU in this version") +
                            std::string("; running on the CPU");
   }
+  impl->start_background_work();
   return std::make_unique<Engine>(std::move(impl));
 }
+
+void Engine::Impl::start_background_work() {
+  stop_background_work();
+  if (!core::huge_pages_enabled()) return;
+  // The buffers decoding streams every token: QINS codes and dense weights of every projection
+  // and the lm_head (the embedding is read one row per token and stays as it is).
+  std::vector<torch::Tensor> buffers;
+  auto add = [&](LinearOp* op) {
+    if (auto* q = dynamic_cast<QinsLinear*>(op)) buffers.push_back(q->module()->quantized().codes);
+    else if (auto* d = dynamic_cast<DenseLinear*>(op)) buffers.push_back(d->weight());
+  };
+  for (auto& l : weights.layers)
+    for (LinearOp* op : {l.qkv.get(), l.o.get(), l.gate_up.get(), l.down.get()}) add(op);
+  if (weights.lm_head) add(weights.lm_head.get());
+  background_cancel = false;
+  background_done = false;
+  background_bytes = 0;
+  background = std::thread([this, buffers = std::move(buffers)]() mutable {
+    const auto t0 = Clock::now();
+    for (torch::Tensor& b : buffers) {
+      if (background_cancel.load()) break;
+      background_bytes += core::promote_to_huge_pages(b, &background_cancel);
+      b = torch::Tensor();  // drop the reference: a replaced weight can be freed at once
+    }
+    background_seconds = seconds_since(t0);
+    background_done = true;
+  });
+}
+
+void Engine::Impl::stop_background_work() {
+  background_cancel = true;
+  if (background.joinable()) background.join();
+}
+
+Engine::BackgroundWork Engine::background_work() const {
+  BackgroundWork w;
+  w.done = impl_->background_done.load();
+  w.seconds = impl_->background_seconds.load();
+  w.bytes = impl_->background_bytes.load();
+  return w;
+}
+
+void Engine::wait_for_background_work() {
+  if (impl_->background.joinable()) impl_->background.join();
+}
+
+void Engine::stop_background_work() { impl_->stop_background_work(); }
 
 std::unique_ptr<Engine> load_hf_engine(const std::string& dir, const LoadOptions& options, const ProgressFn& progress) {
   const auto t0 = Clock::now();

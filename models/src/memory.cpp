@@ -1,4 +1,5 @@
 // Process and machine memory as the OS reports it.
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -37,6 +38,7 @@ MemoryReading read_memory() {
   r.peak_resident_bytes = proc_kb("/proc/self/status", "VmHWM");
   r.total_bytes = proc_kb("/proc/meminfo", "MemTotal");
   r.available_bytes = proc_kb("/proc/meminfo", "MemAvailable");
+  r.huge_page_bytes = std::max<int64_t>(0, proc_kb("/proc/self/smaps_rollup", "AnonHugePages"));
   return r;
 }
 #elif defined(__APPLE__)

@@ -9,7 +9,6 @@
 #include <optional>
 #include <type_traits>
 
-#include "qins/core/qins.h"
 #include "qins/models/engine.h"
 
 namespace qins {
@@ -39,9 +38,8 @@ int64_t Phi3Weights::n_params() const {
 KvCache make_kv_cache(const Phi3Config& c, int64_t capacity, torch::ScalarType dtype) {
   KvCache cache;
   const auto shape = std::vector<int64_t>{c.num_hidden_layers, c.num_key_value_heads, capacity, c.head_dim};
-  // Huge pages (core::empty_large): attention streams the cache every token.
-  cache.k = core::empty_large(shape, dtype).zero_();
-  cache.v = core::empty_large(shape, dtype).zero_();
+  cache.k = torch::zeros(shape, torch::TensorOptions().dtype(dtype));
+  cache.v = torch::zeros(shape, torch::TensorOptions().dtype(dtype));
   return cache;
 }
 

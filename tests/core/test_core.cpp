@@ -316,6 +316,14 @@ TEST(Kernels, Bf16PathStaysWithinItsStatedPrecision) {
   }
 }
 
+// at::parallel_for only runs in parallel in code compiled with OpenMP (it is a header template):
+// without it every kernel silently ran on one core.
+TEST(Kernels, ParallelLoopsUseEveryThread) {
+  if (std::thread::hardware_concurrency() < 2) GTEST_SKIP() << "one CPU";
+  ThreadsGuard tg(2);
+  EXPECT_EQ(qc::parallel_threads_used(), 2);
+}
+
 TEST(LargeBuffer, ShapesDtypesAndWrites) {
   for (int64_t rows : {1, 3, 4096}) {  // 4096 x 3072 bytes = 12 MiB: the huge-page mapping
     torch::Tensor t = qc::empty_large({rows, 3072}, torch::kUInt8);

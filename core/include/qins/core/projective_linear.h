@@ -52,6 +52,10 @@ const char* kernel_isa();
 // True when the active path multiplies in bf16 (table and x rounded to bf16, fp32 accumulation):
 // "avx512bf16". The other paths are exact fp32 products.
 bool kernel_uses_bf16();
+// How many threads an at::parallel_for issued from core's own code actually runs on (with
+// at::get_num_threads() items). Equals at::get_num_threads() when core was built with OpenMP; a
+// test holds the build to that.
+int parallel_threads_used();
 // Force a path ("scalar", "avx2", "avx512", "avx512bf16", "neon") or go back to the best one ("auto" or "").
 // Throws std::invalid_argument if this CPU / build cannot run it. The environment variable
 // QINS_KERNEL=<name> sets the initial choice. Not meant to be changed while kernels run.

@@ -48,6 +48,9 @@ struct BenchResult {
   std::string cold_method;             // how the page cache was dropped, or why not
   double cold_resident_fraction = -1;  // share of the file in the page cache before the cold load
   double load_warm_s = 0.0;
+  double huge_page_s = 0.0;     // background move of the weights onto huge pages after the warm load
+  int64_t huge_page_bytes = 0;
+  int64_t resident_huge_bytes = 0;  // AnonHugePages of the process after that
   int64_t rss_after_load = 0, peak_rss_load = 0;  // warm load: VmRSS after, VmHWM during
   int64_t rss_after_session = 0;                  // after the KV cache is allocated and a reply ran
   int64_t peak_rss_run = 0;

@@ -145,6 +145,17 @@ class Engine {
   std::vector<int> tokenize_chat(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const;
   std::string token_piece(int id) const;
 
+  // After loading, one background thread moves the weights onto huge pages (Linux; faster
+  // decoding, see core/src/large_buffer.cpp). The engine is fully usable meanwhile.
+  struct BackgroundWork {
+    bool done = true;
+    double seconds = 0.0;  // wall time it took (when done)
+    int64_t bytes = 0;     // bytes moved so far
+  };
+  BackgroundWork background_work() const;
+  void wait_for_background_work();
+  void stop_background_work();  // cancel what is left (e.g. before replacing the weights)
+
   struct Impl;  // defined in engine_impl.h (torch side)
   Impl& impl() { return *impl_; }
   explicit Engine(std::unique_ptr<Impl> impl);
@@ -165,6 +176,7 @@ struct MemoryReading {
   int64_t peak_resident_bytes = 0;
   int64_t total_bytes = 0;      // machine
   int64_t available_bytes = 0;  // machine
+  int64_t huge_page_bytes = 0;  // of resident_bytes, on transparent huge pages (Linux; else 0)
 };
 MemoryReading read_memory();
 

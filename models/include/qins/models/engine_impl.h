@@ -2,7 +2,9 @@
 // include this; the app sees engine.h alone.
 #pragma once
 
+#include <atomic>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "qins/models/engine.h"
@@ -21,6 +23,17 @@ struct Engine::Impl {
   std::vector<int> stop_ids;                // generation_config eos ids, else config eos + <|end|>
   torch::ScalarType act_dtype = torch::kFloat32;
   torch::ScalarType kv_dtype = torch::kBFloat16;
+
+  // Background work after load: moving the weight buffers onto huge pages
+  // (core::promote_to_huge_pages; decoding streams them ~1.5x faster afterwards on Linux).
+  std::thread background;
+  std::atomic<bool> background_cancel{false};
+  std::atomic<bool> background_done{true};
+  std::atomic<int64_t> background_bytes{0};
+  std::atomic<double> background_seconds{0.0};
+  void start_background_work();
+  void stop_background_work();  // cancels and joins; safe to call twice
+  ~Impl() { stop_background_work(); }
 };
 
 // Builds the engine around weights and a tokenizer (shared by the HF and .qins loaders).
