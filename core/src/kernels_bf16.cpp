@@ -169,12 +169,23 @@ QINS_BF16 void pack_gemm_x_bf16(const float* x, int64_t m, int64_t in, uint16_t*
   }
 }
 
+// The code bytes of a tile: nr rows of `cols` bytes, `in` apart.
+struct TileRef {
+  const uint8_t* first = nullptr;  // null: no tile
+  int64_t rows = 0, cols = 0;
+};
+
 // Expand rows [r, r + nr) (nr <= kTileRows; rows past nr are zero) and columns [k0, k0 + kc) of
-// the padded column range into w (row stride kc), bf16, no scale.
+// the padded column range into w (row stride kc), bf16, no scale. Meanwhile prefetch the next
+// tile's codes into L2: its rows are `in` bytes apart, which the hardware prefetchers do not
+// follow (measured: a 16384 x 3072 GEMM from DRAM ran at 65 % of the same GEMM from L3).
 QINS_BF16 void expand_tile(const uint8_t* codes, int64_t in, int64_t r, int64_t nr, int64_t k0, int64_t kc,
-                           const LutTables& t, const PlanesBf16& p, uint16_t* w) {
+                           const LutTables& t, const PlanesBf16& p, uint16_t* w, const TileRef& next) {
   const int64_t in64 = in & ~int64_t{63};
   for (int64_t i = 0; i < kTileRows; ++i) {
+    if (next.first && i < next.rows)
+      for (int64_t k = 0; k < next.cols; k += 64)
+        _mm_prefetch(reinterpret_cast<const char*>(next.first + i * in + k), _MM_HINT_T1);
     uint16_t* o = w + i * kc;
     if (i >= nr) {
       std::memset(o, 0, sizeof(uint16_t) * static_cast<size_t>(kc));
@@ -252,7 +263,15 @@ QINS_BF16 void gemm_bf16(const uint8_t* codes, int64_t in, int64_t r0, int64_t r
     const int64_t nr = std::min(kTileRows, r1 - rb);
     for (int64_t k0 = 0; k0 < kp; k0 += kTileCols) {
       const int64_t kc = std::min(kTileCols, kp - k0);
-      expand_tile(codes, in, rb, nr, k0, kc, t, p, wt.data());
+      // The tile after this one: next columns of these rows, else the next rows from column 0.
+      TileRef next;
+      const int64_t nk0 = k0 + kTileCols < kp ? k0 + kTileCols : 0, nrb = nk0 ? rb : rb + kTileRows;
+      if (nrb < r1) {
+        next.first = codes + nrb * in + nk0;
+        next.rows = std::min(kTileRows, r1 - nrb);
+        next.cols = std::max<int64_t>(0, std::min(kTileCols, in - nk0));
+      }
+      expand_tile(codes, in, rb, nr, k0, kc, t, p, wt.data(), next);
       for (int64_t c = 0; c * kChunk < m; ++c) {
         const int64_t wc = chunk_width(m, c);
         const uint16_t* xc = xpk + c * kChunk * kp + k0 * wc;  // pair k0 / 2 of chunk c

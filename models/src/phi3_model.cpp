@@ -4,6 +4,10 @@
 
 #include <ATen/Parallel.h>
 
+#if defined(__linux__)
+#include <dlfcn.h>
+#endif
+
 #include <cmath>
 #include <cstring>
 #include <optional>
@@ -155,6 +159,56 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   auto out = torch::matmul(probs, vf).view({B, c.num_attention_heads, T, hd});  // head-major
   return out.transpose(1, 2).reshape({B, T, c.num_attention_heads * hd}).to(q.scalar_type());
 }
+
+// The same attention, one kv head per task of an at::parallel_for (each task's matmuls run on one
+// thread): for the QINS graph, whose own GEMMs run on the OpenMP threads, so that the BLAS library
+// does not bring its own threads (see set_blas_threads). No autograd.
+torch::Tensor attention_per_head(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                 const torch::Tensor& mask, const Phi3Config& c) {
+  const int64_t B = q.size(0), T = q.size(2), hd = c.head_dim;
+  const int64_t n_kv = c.num_key_value_heads, n_rep = c.n_rep();
+  const int64_t S = k.size(2);
+  const auto qg = q.to(torch::kFloat32).reshape({B, n_kv, n_rep * T, hd}).contiguous();  // [B, n_kv, n_rep*T, hd]
+  const auto kf = k.to(torch::kFloat32).contiguous();                                     // [B, n_kv, S, hd]
+  const auto vf = v.to(torch::kFloat32).contiguous();
+  auto out = torch::empty({B, n_kv, n_rep * T, hd}, torch::kFloat32);  // [B, n_kv, n_rep*T, hd]
+  const double scale = 1.0 / std::sqrt(static_cast<double>(hd));
+  at::parallel_for(0, B * n_kv, 1, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const int64_t bi = i / n_kv, g = i % n_kv;
+      auto scores = torch::mm(qg[bi][g], kf[bi][g].t()).mul_(scale);  // [n_rep*T, S]
+      scores = scores.view({n_rep, T, S}).add_(mask);
+      const auto probs = torch::softmax(scores, -1).view({n_rep * T, S});
+      auto dst = out[bi][g];
+      torch::mm_out(dst, probs, vf[bi][g]);
+    }
+  });
+  return out.view({B, c.num_attention_heads, T, hd}).transpose(1, 2).reshape({B, T, c.num_attention_heads * hd})
+      .to(q.scalar_type());
+}
+
+// OpenBLAS (what Debian's libblas.so.3 usually is) keeps its worker threads spinning with
+// sched_yield for a long while after each multi-threaded call. In the QINS graph the heavy work
+// runs on the OpenMP threads, and a spinning BLAS thread on a 2-core machine took a third of the
+// prefill time (perf: one thread in OpenBLAS's yield loop during every QINS GEMM). So the QINS
+// graph asks OpenBLAS for one thread (its small attention matmuls run inside our parallel loops)
+// and a dense graph (baselines, training) gets all of them back. No-op without OpenBLAS.
+int g_blas_threads = -1;  // what set_blas_threads last set; -1: untouched or no OpenBLAS
+
+void set_blas_threads(int n) {
+#if defined(__linux__)
+  using SetFn = void (*)(int);
+  static const SetFn fn = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (fn && n != g_blas_threads) {
+    fn(n);
+    g_blas_threads = n;
+  }
+#else
+  (void)n;
+#endif
+}
+
+bool blas_single_threaded() { return g_blas_threads == 1; }
 
 // h += y: in place when no gradient flows (no new [B, T, hidden] tensor per block).
 void add_residual(torch::Tensor& h, const torch::Tensor& y) {
@@ -338,13 +392,19 @@ torch::Tensor self_attention(const torch::Tensor& qkv, KvCache* cache, int64_t i
     k_all = cache->k[il].narrow(1, 0, S).unsqueeze(0);
     v_all = cache->v[il].narrow(1, 0, S).unsqueeze(0);
   }
-  return attention(q, k_all, v_all, attention_mask(q0, T, S, c.sliding_window), c);
+  const auto mask = attention_mask(q0, T, S, c.sliding_window);
+  const bool own_threads = !q.requires_grad() && !k_all.requires_grad() && at::get_num_threads() > 1 &&
+                           q.scalar_type() == torch::kFloat32;
+  return own_threads && blas_single_threaded() ? attention_per_head(q, k_all, v_all, mask, c)
+                                               : attention(q, k_all, v_all, mask, c);
 }
 
 }  // namespace
 
 torch::Tensor forward(Phi3Weights& w, const torch::Tensor& ids, KvCache* cache, const ForwardOptions& opts) {
   const Phi3Config& c = w.config;
+  const bool qins_graph = !w.layers.empty() && dynamic_cast<QinsLinear*>(w.layers[0].qkv.get()) != nullptr;
+  set_blas_threads(qins_graph ? 1 : at::get_num_threads());
   TORCH_CHECK(ids.dim() == 2, "forward: ids must be [B, T]");
   const int64_t B = ids.size(0), T = ids.size(1);
   const int64_t q0 = cache ? cache->n_past : 0;

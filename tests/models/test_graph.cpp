@@ -1,6 +1,7 @@
 // The Phi-3 graph against an independent, deliberately naive re-implementation (plain loops over
 // heads, formulas straight from PHI3.md), and the KV cache against full forwards.
 #include <gtest/gtest.h>
+#include <ATen/Parallel.h>
 
 #include <cmath>
 
@@ -321,6 +322,42 @@ TEST(HfLoader, WrongShapeNamesFileAndTensor) {
     EXPECT_NE(msg.find("gate_up_proj"), std::string::npos) << msg;
     EXPECT_NE(msg.find("shape"), std::string::npos) << msg;
   }
+}
+
+
+// The QINS graph runs prompt chunks (> 16 tokens) through attention_per_head when it has two
+// threads (one kv head per task, BLAS on one thread) and through the batched attention with one:
+// both must give the same logits, and match token-by-token decoding (the fused path).
+TEST(Forward, QinsPrefillAttentionPathsAgree) {
+  const std::string dir = test::fixture("gqa", opts_with([](FixtureOptions& o) { o.num_kv_heads = 2; }));
+  auto ck = st::Checkpoint::open_dir(dir);
+  WeightLoadOptions wo;
+  wo.mode = WeightMode::Qins;
+  auto w = load_hf_weights(*ck, read_phi3_config(dir + "/config.json"), wo);
+  torch::NoGradGuard ng;
+  // An exact (fp32-product) kernel path: the bf16 one rounds x, which turns the last-bit
+  // differences between a GEMM and a GEMV into ~1e-3 logit differences and would hide a real one.
+  std::string exact = "scalar";
+  for (const std::string& isa : core::available_kernel_isas()) {
+    core::set_kernel_isa(isa);
+    if (!core::kernel_uses_bf16()) exact = isa;
+  }
+  core::set_kernel_isa(exact);
+  const auto ids = some_ids(24, w.config.vocab_size, 7);
+  const int saved = at::get_num_threads();
+  auto run = [&](int threads) {
+    at::set_num_threads(threads);
+    KvCache cache = make_kv_cache(w.config, 64, torch::kFloat32);
+    return forward(w, ids_tensor(ids), &cache).squeeze(0);  // [T, V]
+  };
+  const auto one = run(1), two = run(2);
+  KvCache cache = make_kv_cache(w.config, 64, torch::kFloat32);
+  std::vector<torch::Tensor> steps;
+  for (int64_t id : ids) steps.push_back(forward(w, ids_tensor({id}), &cache).squeeze(0));
+  at::set_num_threads(saved);
+  core::set_kernel_isa("auto");
+  EXPECT_LT((one - two).abs().max().item<double>(), kCacheLogitBudget);
+  EXPECT_LT((two - torch::cat(steps, 0)).abs().max().item<double>(), kCacheLogitBudget);
 }
 
 }  // namespace
