@@ -18,6 +18,7 @@ struct BenchOptions {
   int depth = 1024;          // also decode with this many positions already in the cache (0 = skip)
   std::vector<std::string> baselines;  // any of "naive", "bf16", "fp32"
   double bandwidth_gib = 1.0;          // buffer for the plain-read bandwidth measurement
+  int64_t decode_bandwidth_bytes = int64_t{256} << 20;  // the re-measurement before each decode (8x L3)
 };
 
 // One variant of the graph (qins, naive, bf16, fp32).
@@ -34,7 +35,8 @@ struct BenchRun {
   double decode_tps_depth = 0.0; // decode with `depth` positions in the cache
   double gemv_only_s = 0.0;      // one token's projections alone (every LinearOp at batch 1)
   double step_s = 0.0;           // one decode step at depth (whole forward + sampling)
-  double bandwidth_pct = 0.0;    // bytes_per_token * decode_tps / measured bandwidth
+  double bandwidth_gbs = 0.0;    // plain-read bandwidth measured right before this variant's decode
+  double bandwidth_pct = 0.0;    // bytes_per_token * decode_tps / bandwidth_gbs
   double faults_per_token = -1;  // minor page faults per decode step after warm-up (fresh pages touched)
 };
 
