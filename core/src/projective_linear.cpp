@@ -158,8 +158,8 @@ void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float
     return;
   }
 
-  // Prefill: Y[:, tile] = Xp @ Wtile^T, one tile of rows at a time: all threads expand the tile
-  // (kernel order, scale applied) into one buffer, then one GEMM uses the BLAS's own threads.
+  // Prefill: Y[:, tile] = Xp @ Wtile^T, one tile of rows at a time: expand the tile (kernel order,
+  // scale applied) into one buffer, then one GEMM uses the BLAS's own threads.
   // (Tiles in parallel, each with its own GEMM, oversubscribes a pthread BLAS and measured slower.)
   const int64_t rt = std::min(out, tile_rows(in));
   if (buf.size() < static_cast<size_t>(rt * in)) buf.resize(static_cast<size_t>(rt * in));
@@ -168,9 +168,9 @@ void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float
   torch::Tensor yt = torch::from_blob(y, {n_rows, out}, torch::kFloat32);         // [n, out] fp32
   for (int64_t r0 = 0; r0 < out; r0 += rt) {
     const int64_t r1 = std::min(out, r0 + rt);
-    at::parallel_for(r0, r1, 8, [&](int64_t b, int64_t e) {
-      k.expand(codes, in, b, e, scales, t, bufp + (b - r0) * in);
-    });
+    // Expanded on this thread: an OpenMP region here would leave its worker spinning while the
+    // BLAS's own threads run the GEMM (measured 30x slower once the loops really ran in parallel).
+    k.expand(codes, in, r0, r1, scales, t, bufp);
     const torch::Tensor w = torch::from_blob(bufp, {r1 - r0, in}, torch::kFloat32);  // [rows, in]
     torch::Tensor dst = yt.narrow(1, r0, r1 - r0);
     at::mm_out(dst, xt, w.t());

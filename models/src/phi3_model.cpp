@@ -192,7 +192,8 @@ torch::Tensor attention_per_head(const torch::Tensor& q, const torch::Tensor& k,
 // runs on the OpenMP threads, and a spinning BLAS thread on a 2-core machine took a third of the
 // prefill time (perf: one thread in OpenBLAS's yield loop during every QINS GEMM). So the QINS
 // graph asks OpenBLAS for one thread (its small attention matmuls run inside our parallel loops)
-// and a dense graph (baselines, training) gets all of them back. No-op without OpenBLAS.
+// and a dense graph (baselines, training) or an exact QINS kernel, whose prefill GEMMs are BLAS
+// calls, gets all of them back. No-op without OpenBLAS.
 int g_blas_threads = -1;  // what set_blas_threads last set; -1: untouched or no OpenBLAS
 
 void set_blas_threads(int n) {
@@ -403,8 +404,10 @@ torch::Tensor self_attention(const torch::Tensor& qkv, KvCache* cache, int64_t i
 
 torch::Tensor forward(Phi3Weights& w, const torch::Tensor& ids, KvCache* cache, const ForwardOptions& opts) {
   const Phi3Config& c = w.config;
+  // QINS projections on a kernel with its own GEMM (bf16): BLAS only does attention, on one thread.
+  // Exact kernels hand their prefill GEMMs to the BLAS, which then keeps all its threads.
   const bool qins_graph = !w.layers.empty() && dynamic_cast<QinsLinear*>(w.layers[0].qkv.get()) != nullptr;
-  set_blas_threads(qins_graph ? 1 : at::get_num_threads());
+  set_blas_threads(qins_graph && core::kernel_uses_bf16() ? 1 : at::get_num_threads());
   TORCH_CHECK(ids.dim() == 2, "forward: ids must be [B, T]");
   const int64_t B = ids.size(0), T = ids.size(1);
   const int64_t q0 = cache ? cache->n_past : 0;
