@@ -75,6 +75,10 @@ Runner add_bench(CLI::App& app) {
   app.add_option("--baseline", o->baseline, "fp32 | bf16 | naive | all | none (comma-separated list allowed)")
       ->capture_default_str();
   app.add_option("--bandwidth-gib", o->b.bandwidth_gib, "Buffer for the plain-read bandwidth")->capture_default_str();
+  app.add_option("--paired", o->b.paired_rounds,
+                 "Also keep QINS and each dense baseline loaded together and alternate N decode rounds "
+                 "(same memory bandwidth for both; needs memory for both)")
+      ->capture_default_str()->check(CLI::Range(0, 100));
   app.add_flag("--json", o->json, "Print JSON instead of the table");
   app.add_option("--json-out", o->json_path, "Also write the JSON to this file");
   return [o]() {

@@ -382,6 +382,74 @@ double measure_read_bandwidth(int64_t bytes, int threads) {
   return best;
 }
 
+namespace {
+
+// Decode `n` greedy tokens after `ids` on a fresh cache; tokens/s of the decode part.
+struct DecodeRig {
+  Engine* engine;
+  KvCache cache;
+  std::vector<int> hist;
+  int id = 0;
+};
+
+double decode_round(DecodeRig& d, int n) {
+  auto& e = d.engine->impl();
+  const ForwardOptions fo{e.act_dtype, /*last_only=*/true};
+  SamplingParams sp;
+  sp.temperature = 0.0f;
+  sp.random_seed = false;
+  Sampler sampler(sp);
+  const int n_vocab = std::min<int>(e.weights.config.vocab_size, e.tokenizer->vocab_size());
+  std::vector<float> row(static_cast<size_t>(n_vocab));
+  if (d.cache.n_past + n + 1 > d.cache.capacity()) d.cache.n_past = 0;  // speed only: start over
+  int64_t one = d.id;
+  auto input = torch::from_blob(&one, {1, 1}, torch::kInt64);
+  const auto t = Clock::now();
+  for (int i = 0; i < n; ++i) {
+    one = d.id;
+    auto logits = forward(e.weights, input, &d.cache, fo).reshape({-1});
+    d.id = greedy(sampler, logits, n_vocab, row, d.hist);
+  }
+  return n / since(t);
+}
+
+// Both engines stay loaded (QINS + one dense baseline at a time) and decode in alternating rounds.
+void run_paired(const std::string& path, const LoadOptions& lo_in, const BenchOptions& o, const BenchLog& log,
+                BenchResult* r) {
+  torch::NoGradGuard no_grad;
+  LoadOptions lo = lo_in;
+  lo.context_length = 512;
+  for (const std::string& v : o.baselines) {
+    if (v != "bf16" && v != "fp32") continue;
+    PairedDecode pd;
+    pd.baseline = v;
+    pd.tokens = v == "fp32" ? 4 : 8;
+    auto qe = Engine::load(path, lo);
+    qe->wait_for_background_work();
+    auto be = Engine::load(path, lo);
+    be->stop_background_work();
+    convert_weights(be->impl().weights, v);
+    DecodeRig a{qe.get(), make_kv_cache(qe->impl().weights.config, 512, qe->impl().kv_dtype), {}, 1};
+    DecodeRig b{be.get(), make_kv_cache(be->impl().weights.config, 512, be->impl().kv_dtype), {}, 1};
+    decode_round(a, 2);  // warm-up
+    decode_round(b, 2);
+    std::vector<double> ratios;
+    for (int round = 0; round < o.paired_rounds; ++round) {
+      pd.qins_tps.push_back(decode_round(a, pd.tokens * 4));  // QINS is ~4x faster: similar wall time
+      pd.base_tps.push_back(decode_round(b, pd.tokens));
+      ratios.push_back(pd.qins_tps.back() / pd.base_tps.back());
+      if (log)
+        log("paired " + v + " round " + std::to_string(round + 1) + ": qins " + std::to_string(pd.qins_tps.back()) +
+            " tok/s, " + v + " " + std::to_string(pd.base_tps.back()) + " tok/s");
+    }
+    std::sort(ratios.begin(), ratios.end());
+    pd.median_ratio = ratios.empty() ? 0.0 : ratios[ratios.size() / 2];
+    r->paired.push_back(pd);
+  }
+}
+
+}  // namespace
+
 BenchResult run_bench(const std::string& path, const BenchOptions& o, const BenchLog& log) {
   BenchResult r;
   r.model_path = path;
@@ -476,6 +544,7 @@ BenchResult run_bench(const std::string& path, const BenchOptions& o, const Benc
     }
     r.runs.push_back(b);
   }
+  if (o.paired_rounds > 0) run_paired(path, lo, o, log, &r);
   const double bw = r.bandwidth_gbs * 1e9;
   for (auto& run : r.runs)
     if (run.ran)
@@ -542,6 +611,15 @@ std::string bench_text(const BenchResult& r) {
     std::snprintf(line, sizeof line, "qins decode: %.1f minor page faults per token after warm-up\n", q.faults_per_token);
     t << line;
   }
+  for (const PairedDecode& pd : r.paired) {
+    t << "paired decode vs " << pd.baseline << " (both loaded, alternating rounds): qins/" << pd.baseline << " =";
+    for (size_t i = 0; i < pd.qins_tps.size(); ++i) {
+      std::snprintf(line, sizeof line, " %.2f/%.2f", pd.qins_tps[i], pd.base_tps[i]);
+      t << line;
+    }
+    std::snprintf(line, sizeof line, " tok/s; median ratio %.2fx\n", pd.median_ratio);
+    t << line;
+  }
   if (q.ran && (bf16_decode > 0 || fp32_prefill > 0)) {
     if (bf16_decode > 0) {
       std::snprintf(line, sizeof line, "qins decode = %.2fx the bf16 baseline\n", q.decode_tps / bf16_decode);
@@ -562,6 +640,7 @@ std::string bench_json(const BenchResult& r) {
                       {"cpu_flags", r.cpu_flags},
                       {"kernel_isa", r.kernel_isa},
                       {"huge_page_s", r.huge_page_s},
+                      {"paired", nlohmann::json::array()},
                       {"huge_page_bytes", r.huge_page_bytes},
                       {"resident_huge_bytes", r.resident_huge_bytes},
                       {"threads", r.threads},
@@ -598,6 +677,12 @@ std::string bench_json(const BenchResult& r) {
                          {"bandwidth_pct", run.bandwidth_pct},
                          {"bandwidth_gbs", run.bandwidth_gbs},
                          {"faults_per_token", run.faults_per_token}});
+  for (const PairedDecode& pd : r.paired)
+    j["paired"].push_back({{"baseline", pd.baseline},
+                           {"tokens", pd.tokens},
+                           {"qins_tps", pd.qins_tps},
+                           {"base_tps", pd.base_tps},
+                           {"median_ratio", pd.median_ratio}});
   return j.dump(2) + "\n";
 }
 

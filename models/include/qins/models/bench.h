@@ -19,6 +19,9 @@ struct BenchOptions {
   std::vector<std::string> baselines;  // any of "naive", "bf16", "fp32"
   double bandwidth_gib = 1.0;          // buffer for the plain-read bandwidth measurement
   int64_t decode_bandwidth_bytes = int64_t{256} << 20;  // the re-measurement before each decode (8x L3)
+  // Paired decode: keep the QINS engine and each dense baseline (bf16/fp32) loaded together and
+  // alternate short decode rounds, so both see the same memory bandwidth (0 = off).
+  int paired_rounds = 0;
 };
 
 // One variant of the graph (qins, naive, bf16, fp32).
@@ -40,6 +43,14 @@ struct BenchRun {
   double faults_per_token = -1;  // minor page faults per decode step after warm-up (fresh pages touched)
 };
 
+// One paired comparison: alternating rounds of `tokens` decode steps, QINS then the baseline.
+struct PairedDecode {
+  std::string baseline;
+  int tokens = 0;
+  std::vector<double> qins_tps, base_tps;  // per round
+  double median_ratio = 0.0;               // median over rounds of qins_tps / base_tps
+};
+
 struct BenchResult {
   std::string model_path, model_name, cpu, cpu_flags, kernel_isa;
   int threads = 0;
@@ -57,6 +68,7 @@ struct BenchResult {
   int64_t rss_after_session = 0;                  // after the KV cache is allocated and a reply ran
   int64_t peak_rss_run = 0;
   std::vector<BenchRun> runs;
+  std::vector<PairedDecode> paired;
 };
 
 using BenchLog = std::function<void(const std::string&)>;
