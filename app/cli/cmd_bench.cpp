@@ -72,11 +72,11 @@ Runner add_bench(CLI::App& app) {
   app.add_option("--context", o->b.context, "KV cache positions")->capture_default_str()->check(CLI::Range(16, 1 << 20));
   app.add_option("--depth", o->b.depth, "Also decode with this many positions in the cache (0 = skip)")
       ->capture_default_str()->check(CLI::Range(0, 1 << 20));
-  app.add_option("--baseline", o->baseline, "fp32 | bf16 | naive | all | none (comma-separated list allowed)")
+  app.add_option("--baseline", o->baseline, "fp32 | bf16 | naive | all | none (comma-separated list allowed); fp32-4k / bf16-4k: the dense weights left on torch's default pages instead of huge pages")
       ->capture_default_str();
   app.add_option("--bandwidth-gib", o->b.bandwidth_gib, "Buffer for the plain-read bandwidth")->capture_default_str();
   app.add_option("--paired", o->b.paired_rounds,
-                 "Also keep QINS and each dense baseline loaded together and alternate N decode rounds "
+                 "Also keep QINS and the bf16 baseline loaded together and alternate N decode rounds "
                  "(same memory bandwidth for both; needs memory for both)")
       ->capture_default_str()->check(CLI::Range(0, 100));
   app.add_flag("--json", o->json, "Print JSON instead of the table");
@@ -86,8 +86,8 @@ Runner add_bench(CLI::App& app) {
     for (size_t p = 0; p < list.size();) {
       const size_t c = std::min(list.find(',', p), list.size());
       const std::string v = list.substr(p, c - p);
-      if (v != "fp32" && v != "bf16" && v != "naive")
-        throw Error("--baseline: unknown '" + v + "' (expected fp32, bf16, naive, all or none)");
+      if (v != "fp32" && v != "bf16" && v != "naive" && v != "fp32-4k" && v != "bf16-4k")
+        throw Error("--baseline: unknown '" + v + "' (expected fp32, bf16, naive, fp32-4k, bf16-4k, all or none)");
       o->b.baselines.push_back(v);
       p = c + 1;
     }

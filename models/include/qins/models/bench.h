@@ -19,8 +19,8 @@ struct BenchOptions {
   std::vector<std::string> baselines;  // any of "naive", "bf16", "fp32"
   double bandwidth_gib = 1.0;          // buffer for the plain-read bandwidth measurement
   int64_t decode_bandwidth_bytes = int64_t{256} << 20;  // the re-measurement before each decode (8x L3)
-  // Paired decode: keep the QINS engine and each dense baseline (bf16/fp32) loaded together and
-  // alternate short decode rounds, so both see the same memory bandwidth (0 = off).
+  // Paired decode: keep the QINS engine and the bf16 baseline loaded together and alternate
+  // short decode rounds, so both see the same memory bandwidth (0 = off).
   int paired_rounds = 0;
 };
 
