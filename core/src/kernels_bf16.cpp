@@ -14,6 +14,7 @@
 // codes is expanded to bf16 in L2, x is packed as [column pair][token][2] and a 6 x 64 register
 // tile (24 accumulators) is updated per column pair with broadcast weight pairs.
 #include "qins_kernels.h"
+#include "simd_x86.h"
 
 #include <algorithm>
 #include <cstring>
@@ -63,15 +64,6 @@ QINS_BF16 inline void decode64(__m512i v, const PlanesBf16& p, __m512i* e, __m51
 
 QINS_BF16 inline __m512 dot2(__m512 acc, __m512i a, __m512i b) {
   return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh&>(a), reinterpret_cast<__m512bh&>(b));
-}
-
-// Horizontal sum once per row (store + scalar adds: _mm512_reduce_add_ps trips a GCC 12 header warning).
-QINS_BF16 inline float hsum(__m512 v) {
-  alignas(64) float b[16];
-  _mm512_store_ps(b, v);
-  float s = 0.f;
-  for (float e : b) s += e;
-  return s;
 }
 
 // fp32 x -> bf16 in Split64 order. 64 columns: convert (round to nearest even), then gather the
@@ -129,7 +121,7 @@ QINS_BF16 void gemv_bf16(const uint8_t* codes, int64_t in, int64_t r0, int64_t r
     }
     const __m512 s4 = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
     const __m512 s8 = _mm512_add_ps(_mm512_add_ps(a[4], a[5]), _mm512_add_ps(a[6], a[7]));
-    float s = hsum(_mm512_add_ps(s4, s8));
+    float s = hsum512(_mm512_add_ps(s4, s8));
     for (int64_t k = in64; k < in; ++k) s += tail_value(c[k], t) * from_bf16(xp[k]);
     y[r - r0] = s * scales[r];
   }

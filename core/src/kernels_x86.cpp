@@ -8,6 +8,7 @@
 // with 8 unpacks. The unpacks work inside 128-bit lanes, so the floats come out in "Block64"
 // order; x is put into the same order once per call, and the dot product does not care.
 #include "qins_kernels.h"
+#include "simd_x86.h"
 #include <algorithm>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -24,15 +25,6 @@ inline float code_value(uint8_t c, const float* lut) {
 
 #define QINS_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vbmi,fma")))
 #define QINS_AVX2 __attribute__((target("avx2,fma")))
-
-// Horizontal sum (once per row; a store + scalar adds avoids a GCC 12 header warning).
-QINS_AVX512 inline float hsum512(__m512 v) {
-  alignas(64) float b[16];
-  _mm512_store_ps(b, v);
-  float s = 0.f;
-  for (float e : b) s += e;
-  return s;
-}
 
 struct Planes512 {
   __m512i lo[4];  // bytes k of lut[0..63]

@@ -57,6 +57,9 @@ const Kernel& active_kernel() { return *active_slot().load(std::memory_order_rel
 // Rows per GEMM tile: wide enough for the GEMM to run at full speed (measured: 128 rows at
 // in = 3072 and 8192 match an untiled fp32 GEMM; 16-32 rows were ~1.5x slower), small enough that
 // the expanded tile (1.5-4 MB) is nothing next to a full fp32 matrix.
+// Rows per task of a batch-1 GEMV: ~4096 x 64 bytes of codes, at least 16 rows.
+int64_t gemv_grain(int64_t in) { return std::max<int64_t>(16, 4096 / std::max<int64_t>(in / 64, 1)); }
+
 int64_t tile_rows(int64_t in) {
   (void)in;
   return 128;
@@ -123,8 +126,7 @@ void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float
       if (xb.size() < static_cast<size_t>(in)) xb.resize(static_cast<size_t>(in));
       k.pack_x(x, in, xb.data());
       const uint16_t* xbp = xb.data();
-      const int64_t grain = std::max<int64_t>(16, 4096 / std::max<int64_t>(in / 64, 1));
-      at::parallel_for(0, out, grain, [&](int64_t b, int64_t e) {
+      at::parallel_for(0, out, gemv_grain(in), [&](int64_t b, int64_t e) {
         k.gemv(codes, in, b, e, scales, t, xbp, y + b);
       });
       return;
@@ -151,8 +153,7 @@ void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float
   const float* xpp = xp.data();
   if (n_rows == 1) {
     // Decoding: memory-bound, each thread streams a contiguous block of code rows once.
-    const int64_t grain = std::max<int64_t>(16, 4096 / std::max<int64_t>(in / 64, 1));
-    at::parallel_for(0, out, grain, [&](int64_t b, int64_t e) {
+    at::parallel_for(0, out, gemv_grain(in), [&](int64_t b, int64_t e) {
       k.gemv(codes, in, b, e, scales, t, xpp, y + b);
     });
     return;

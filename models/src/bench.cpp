@@ -357,19 +357,14 @@ double measure_read_bandwidth(int64_t bytes, int threads) {
   const int64_t words = bytes / 8;
   // On huge pages, like the model's weights (core::empty_large + promote_to_huge_pages below).
   torch::Tensor storage = core::empty_large({words}, torch::kInt64);
-  auto* const bufp = reinterpret_cast<uint64_t*>(storage.data_ptr());
-  struct {
-    uint64_t* p;
-    uint64_t& operator[](size_t i) { return p[i]; }
-    uint64_t* data() { return p; }
-  } buf{bufp};
+  uint64_t* const buf = reinterpret_cast<uint64_t*>(storage.data_ptr());
   // First touch from the threads that will read it.
   std::vector<std::thread> pool;
   auto slice = [&](int t) { return std::make_pair(words * t / threads, words * (t + 1) / threads); };
   for (int t = 0; t < threads; ++t)
     pool.emplace_back([&, t] {
       auto [a, b] = slice(t);
-      for (int64_t i = a; i < b; ++i) buf[static_cast<size_t>(i)] = static_cast<uint64_t>(i);
+      for (int64_t i = a; i < b; ++i) buf[i] = static_cast<uint64_t>(i);
     });
   for (auto& th : pool) th.join();
   core::promote_to_huge_pages(storage);
@@ -382,7 +377,7 @@ double measure_read_bandwidth(int64_t bytes, int threads) {
     for (int t = 0; t < threads; ++t)
       pool.emplace_back([&, t] {
         auto [a, b] = slice(t);
-        sums[static_cast<size_t>(t)] = sum_words(buf.data() + a, b - a);
+        sums[static_cast<size_t>(t)] = sum_words(buf + a, b - a);
       });
     for (auto& th : pool) th.join();
     const double s = since(t0);
