@@ -7,9 +7,13 @@
 #if defined(__linux__)
 #include <dlfcn.h>
 #endif
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <type_traits>
 
@@ -273,6 +277,116 @@ QINS_MULTIVERSION void weighted_rows(const float* p, const KT* v, int64_t n, int
   }
 }
 
+// p[s] = exp(p[s] - max) / sum, in place.
+inline void softmax_in_place(float* p, int64_t n) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t s = 0; s < n; ++s) mx = std::max(mx, p[s]);
+  float sum = 0.0f;
+  for (int64_t s = 0; s < n; ++s) sum += (p[s] = std::exp(p[s] - mx));
+  const float inv = 1.0f / sum;
+  for (int64_t s = 0; s < n; ++s) p[s] *= inv;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+// AVX-512 versions for head sizes of 16 * NV (Phi-3.5: 96 = 6 x 16): q, or the NV output
+// accumulators, stay in registers for the whole row range, K/V rows are widened from bf16 with one
+// zero-extend and one shift per 16 values, and the scores of 4 rows are reduced together (one
+// transpose-and-add instead of 4 horizontal sums). The compiler's version of the loops above ran
+// at about half the memory bandwidth (perf, Phi-3.5-mini at 1k context); these follow it.
+#define QINS_ATTN_AVX512 1
+#define QINS_AVX512F __attribute__((target("avx512f")))
+// GCC 12's AVX-512 headers start many intrinsics from a self-initialised "undefined" vector and
+// then warn about it once inlined here (a known false positive); nothing below reads one.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+QINS_AVX512F inline __m512 load16(const uint16_t* p) {
+  const __m512i w = _mm512_cvtepu16_epi32( _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+}
+QINS_AVX512F inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+
+// The sums of a0..a3's 16 lanes, as 4 floats [sum a0, sum a1, sum a2, sum a3].
+QINS_AVX512F inline __m128 sum4(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+  const __m512 r01 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));  // a0 a1 a0 a1 per 128 bits
+  const __m512 r23 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+  const __m512 r = _mm512_add_ps(_mm512_shuffle_ps(r01, r23, 0x44), _mm512_shuffle_ps(r01, r23, 0xEE));  // a0 a1 a2 a3
+  const __m512 h = _mm512_add_ps(r, _mm512_shuffle_f32x4(r, r, 0x4E));  // 128-bit lanes 0+2, 1+3
+  return _mm512_castps512_ps128(_mm512_add_ps(h, _mm512_shuffle_f32x4(h, h, 0xB1)));
+}
+
+template <int NV, typename KT>
+QINS_AVX512F void dot_rows_avx512(const float* q, const KT* k, int64_t n, float scale, float* scores) {
+  constexpr int64_t hd = 16 * NV;
+  __m512 qv[NV];
+  for (int v = 0; v < NV; ++v) qv[v] = _mm512_loadu_ps(q + 16 * v);
+  const __m128 sc = _mm_set1_ps(scale);
+  int64_t s = 0;
+  for (; s + 4 <= n; s += 4) {
+    const KT* r = k + s * hd;
+    __m512 a0 = _mm512_mul_ps(qv[0], load16(r)), a1 = _mm512_mul_ps(qv[0], load16(r + hd));
+    __m512 a2 = _mm512_mul_ps(qv[0], load16(r + 2 * hd)), a3 = _mm512_mul_ps(qv[0], load16(r + 3 * hd));
+    for (int v = 1; v < NV; ++v) {
+      a0 = _mm512_fmadd_ps(qv[v], load16(r + 16 * v), a0);
+      a1 = _mm512_fmadd_ps(qv[v], load16(r + hd + 16 * v), a1);
+      a2 = _mm512_fmadd_ps(qv[v], load16(r + 2 * hd + 16 * v), a2);
+      a3 = _mm512_fmadd_ps(qv[v], load16(r + 3 * hd + 16 * v), a3);
+    }
+    _mm_storeu_ps(scores + s, _mm_mul_ps(sum4(a0, a1, a2, a3), sc));
+  }
+  for (; s < n; ++s) {
+    const KT* r = k + s * hd;
+    __m512 a = _mm512_mul_ps(qv[0], load16(r));
+    for (int v = 1; v < NV; ++v) a = _mm512_fmadd_ps(qv[v], load16(r + 16 * v), a);
+    const __m512 z = _mm512_setzero_ps();
+    scores[s] = _mm_cvtss_f32(sum4(a, z, z, z)) * scale;
+  }
+}
+
+template <int NV, typename KT>
+QINS_AVX512F void weighted_rows_avx512(const float* p, const KT* v, int64_t n, float* out) {
+  constexpr int64_t hd = 16 * NV;
+  __m512 acc[NV];
+  for (int j = 0; j < NV; ++j) acc[j] = _mm512_setzero_ps();
+  for (int64_t s = 0; s < n; ++s) {
+    const __m512 w = _mm512_set1_ps(p[s]);
+    const KT* r = v + s * hd;
+    for (int j = 0; j < NV; ++j) acc[j] = _mm512_fmadd_ps(w, load16(r + 16 * j), acc[j]);
+  }
+  for (int j = 0; j < NV; ++j) _mm512_storeu_ps(out + 16 * j, acc[j]);
+}
+
+bool has_avx512f() {
+  static const bool ok = __builtin_cpu_supports("avx512f");
+  return ok;
+}
+#pragma GCC diagnostic pop
+#endif
+
+// The two attention loops for one head: the AVX-512 versions where the CPU and head size allow,
+// else the portable ones above.
+template <typename KT>
+void attend_rows(const float* q, const KT* k, const KT* v, int64_t n, int64_t hd, float scale, float* scores,
+                 float* out) {
+#if defined(QINS_ATTN_AVX512)
+  if (has_avx512f() && (hd == 64 || hd == 96 || hd == 128)) {
+    auto run = [&](auto nv) {
+      constexpr int NV = decltype(nv)::value;
+      dot_rows_avx512<NV>(q, k, n, scale, scores);
+      softmax_in_place(scores, n);
+      weighted_rows_avx512<NV>(scores, v, n, out);
+    };
+    if (hd == 64) run(std::integral_constant<int, 4>{});
+    else if (hd == 96) run(std::integral_constant<int, 6>{});
+    else run(std::integral_constant<int, 8>{});
+    return;
+  }
+#endif
+  dot_rows(q, k, n, hd, scale, scores);
+  softmax_in_place(scores, n);
+  weighted_rows(scores, v, n, hd, out);
+}
+
 // Rotates head vector x (hd floats) in place at table row t: cos/sin [T, half] with the
 // attention factor applied (both halves of the rotary dims use the same angle).
 void rope_in_place(float* x, const float* cos_t, const float* sin_t, int64_t half) {
@@ -326,14 +440,7 @@ torch::Tensor attend_cached(const torch::Tensor& qkv, KvCache& cache, int64_t il
       rope_in_place(q.data(), &cos_tab[t * half], &sin_tab[t * half], half);
       const int64_t lo = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0, n = pos + 1 - lo;
       const KT* k = kc + (g * cap + lo) * hd;
-      dot_rows(q.data(), k, n, hd, scale, scores.data());
-      float mx = -std::numeric_limits<float>::infinity();
-      for (int64_t s = 0; s < n; ++s) mx = std::max(mx, scores[s]);
-      float sum = 0.0f;
-      for (int64_t s = 0; s < n; ++s) sum += (scores[s] = std::exp(scores[s] - mx));
-      const float inv = 1.0f / sum;
-      for (int64_t s = 0; s < n; ++s) scores[s] *= inv;
-      weighted_rows(scores.data(), vc + (g * cap + lo) * hd, n, hd, po + t * n_head * hd + h * hd);
+      attend_rows(q.data(), k, vc + (g * cap + lo) * hd, n, hd, scale, scores.data(), po + t * n_head * hd + h * hd);
     }
   });
   return out;
