@@ -207,6 +207,20 @@ torch::Tensor dequantize_rows(const QuantizedTensor& q, const torch::Tensor& row
   return out;
 }
 
+void dequantize_row_into(const QuantizedTensor& q, int64_t row, float* out) {
+  TORCH_CHECK(q.codes.device().is_cpu() && q.codes.is_contiguous() && q.codes.dim() == 2 &&
+                  q.scales.device().is_cpu() && q.scales.is_contiguous() && q.lut.device().is_cpu() &&
+                  q.lut.is_contiguous() && q.lut.numel() == 128,
+              "dequantize_row_into: codes, scales and lut must be contiguous CPU tensors");
+  const int64_t rows = q.codes.size(0), cols = q.codes.size(1);
+  if (row < 0 || row >= rows)
+    throw std::out_of_range("dequantize_row_into: row id " + std::to_string(row) + " outside [0, " +
+                            std::to_string(rows) + ")");
+  kernels::LutTables t;
+  kernels::build_tables(q.lut.data_ptr<float>(), &t);
+  kernels::scalar_kernel().expand(q.codes.data_ptr<uint8_t>(), cols, row, row + 1, q.scales.data_ptr<float>(), t, out);
+}
+
 torch::Tensor dequantize(const QuantizedTensor& q) {
   check_quantized(q);
   return dequantize_rows(q, torch::arange(q.codes.size(0), torch::kInt64));

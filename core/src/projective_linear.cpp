@@ -221,6 +221,14 @@ torch::Tensor ProjectiveLinearImpl::forward(const torch::Tensor& x) {
   return y.view(shape).to(x.scalar_type());
 }
 
+void ProjectiveLinearImpl::forward_row(const float* x, float* y) const {
+  qins_matmul(q_, x, 1, y);
+  if (bias_.defined()) {
+    const float* b = bias_.data_ptr<float>();
+    for (int64_t i = 0, n = out_features(); i < n; ++i) y[i] += b[i];
+  }
+}
+
 // GPU path (MPS / CUDA): codes, scales and table are copied to the device once; each call expands
 // this layer's weight there through the table (sign * lut[j] * scale) and calls torch::linear.
 // Correct and simple; the tuned path is the CPU one.

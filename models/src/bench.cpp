@@ -235,8 +235,19 @@ void convert_weights(Phi3Weights& w, const std::string& variant) {
   swap(w.lm_head);
 }
 
-int greedy(Sampler& s, const torch::Tensor& logits, int n_vocab, std::vector<float>& row, std::vector<int>& hist) {
-  std::copy_n(logits.data_ptr<float>(), n_vocab, row.begin());
+// One decoded token as the chat loop runs it: decode_step where the graph has row paths (QINS),
+// else forward() (the dense baselines). Returns the logits: buf's, or held by `held`.
+const float* step(Phi3Weights& w, int64_t id, KvCache& cache, const ForwardOptions& fo, std::vector<float>& buf,
+                  torch::Tensor& held) {
+  if (buf.size() < static_cast<size_t>(w.lm_head->out_features())) buf.resize(static_cast<size_t>(w.lm_head->out_features()));
+  if (decode_step(w, id, cache, buf.data(), fo.act_dtype)) return buf.data();
+  int64_t one = id;
+  held = forward(w, torch::from_blob(&one, {1, 1}, torch::kInt64), &cache, fo).reshape({-1}).contiguous();
+  return held.data_ptr<float>();
+}
+
+int greedy(Sampler& s, const float* logits, int n_vocab, std::vector<float>& row, std::vector<int>& hist) {
+  std::copy_n(logits, n_vocab, row.begin());
   const int id = s.sample(row.data(), n_vocab, hist);
   hist.push_back(id);
   return id;
@@ -274,7 +285,9 @@ void run_variant(Engine& engine, BenchRun& run, const BenchOptions& o, const Ben
   {
     auto warm = tensor_of(std::vector<int>(ids.begin(), ids.begin() + std::min<size_t>(8, ids.size())));
     forward(w, warm, &cache, fo);
-    for (int i = 0; i < 2; ++i) forward(w, tensor_of({ids[0]}), &cache, fo);
+    std::vector<float> buf;
+    torch::Tensor held;
+    for (int i = 0; i < 2; ++i) step(w, ids[0], cache, fo, buf, held);
     cache.n_past = 0;
   }
 
@@ -283,21 +296,17 @@ void run_variant(Engine& engine, BenchRun& run, const BenchOptions& o, const Ben
   auto t0 = Clock::now();
   torch::Tensor logits = forward(w, prompt, &cache, fo).reshape({-1});
   const double prefill_s = since(t0);
-  int id = greedy(sampler, logits, n_vocab, row, hist);
+  int id = greedy(sampler, logits.data_ptr<float>(), n_vocab, row, hist);
   run.ttft_s = since(t0);
   run.prefill_tps = o.prompt_tokens / prefill_s;
   if (log) log(run.variant + ": prefill " + std::to_string(run.prefill_tps) + " tok/s");
 
   // Decode right after the prompt.
+  std::vector<float> step_buf;
+  torch::Tensor held;
   auto decode = [&](int n) {
-    int64_t one = id;
-    auto input = torch::from_blob(&one, {1, 1}, torch::kInt64);
     const auto t = Clock::now();
-    for (int i = 0; i < n; ++i) {
-      one = id;
-      logits = forward(w, input, &cache, fo).reshape({-1});
-      id = greedy(sampler, logits, n_vocab, row, hist);
-    }
+    for (int i = 0; i < n; ++i) id = greedy(sampler, step(w, id, cache, fo, step_buf, held), n_vocab, row, hist);
     return since(t);
   };
   // The memory bandwidth of this shared machine moves from minute to minute (other tenants of the
@@ -407,14 +416,10 @@ double decode_round(DecodeRig& d, int n) {
   const int n_vocab = std::min<int>(e.weights.config.vocab_size, e.tokenizer->vocab_size());
   std::vector<float> row(static_cast<size_t>(n_vocab));
   if (d.cache.n_past + n + 1 > d.cache.capacity()) d.cache.n_past = 0;  // speed only: start over
-  int64_t one = d.id;
-  auto input = torch::from_blob(&one, {1, 1}, torch::kInt64);
+  std::vector<float> buf;
+  torch::Tensor held;
   const auto t = Clock::now();
-  for (int i = 0; i < n; ++i) {
-    one = d.id;
-    auto logits = forward(e.weights, input, &d.cache, fo).reshape({-1});
-    d.id = greedy(sampler, logits, n_vocab, row, d.hist);
-  }
+  for (int i = 0; i < n; ++i) d.id = greedy(sampler, step(e.weights, d.id, d.cache, fo, buf, held), n_vocab, row, d.hist);
   return n / since(t);
 }
 

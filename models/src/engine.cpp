@@ -146,11 +146,16 @@ GenerationStats Session::Impl::run(std::vector<int> prompt, const SamplingParams
   const auto n_vocab = std::min<size_t>(static_cast<size_t>(logits.numel()),
                                          static_cast<size_t>(e->tokenizer->vocab_size()));
   std::vector<float> row(n_vocab);
+  // The decode loop allocates nothing per token on the QINS graph: decode_step writes into
+  // step_logits and keeps its activations with the cache; `cached` has room for the context.
+  std::vector<float> step_logits(static_cast<size_t>(logits.numel()));
+  const float* lp = logits.data_ptr<float>();
+  cached.reserve(static_cast<size_t>(capacity));
   Clock::time_point t_first{};
   stats.stop_reason = "max_tokens";
   ForwardOptions fo{e->act_dtype, /*last_only=*/true};
   for (int n = 0; n < params.max_new_tokens; ++n) {
-    std::copy_n(logits.data_ptr<float>(), row.size(), row.begin());
+    std::copy_n(lp, row.size(), row.begin());
     const int id = sampler.sample(row.data(), static_cast<int>(row.size()), cached);
     if (n == 0) {
       t_first = Clock::now();
@@ -188,11 +193,17 @@ GenerationStats Session::Impl::run(std::vector<int> prompt, const SamplingParams
         stats.stop_reason = "cancelled";
         break;
       }
+      lp = logits.data_ptr<float>();
       continue;
     }
-    const int64_t one = id;
-    auto input = torch::from_blob(const_cast<int64_t*>(&one), {1, 1}, torch::kInt64);
-    logits = forward(e->weights, input, &cache, fo).reshape({-1});
+    if (decode_step(e->weights, id, cache, step_logits.data(), e->act_dtype)) {
+      lp = step_logits.data();
+    } else {  // dense weights, bf16 activations: the general graph
+      const int64_t one = id;
+      auto input = torch::from_blob(const_cast<int64_t*>(&one), {1, 1}, torch::kInt64);
+      logits = forward(e->weights, input, &cache, fo).reshape({-1}).contiguous();
+      lp = logits.data_ptr<float>();
+    }
     cached.push_back(id);
   }
   const std::string rest = decoder.flush();

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "fixture_dir.h"
+#include "qins/models/engine.h"
 #include "qins/models/hf_loader.h"
 #include "qins/models/phi3_model.h"
 #include "qins/models/safetensors.h"
@@ -365,6 +366,82 @@ TEST(Forward, QinsPrefillAttentionPathsAgree) {
   core::set_kernel_isa("auto");
   EXPECT_LT((one - two).abs().max().item<double>(), kCacheLogitBudget);
   EXPECT_LT((two - torch::cat(steps, 0)).abs().max().item<double>(), kCacheLogitBudget);
+}
+
+// ---- The one-token decode step -----------------------------------------------------------------
+Phi3Weights load_qins(const std::string& dir) {
+  auto ck = st::Checkpoint::open_dir(dir);
+  WeightLoadOptions wo;
+  wo.mode = WeightMode::Qins;
+  return load_hf_weights(*ck, read_phi3_config(dir + "/config.json"), wo);
+}
+
+class DecodeStep : public ::testing::TestWithParam<Variant> {};
+
+// decode_step and forward() run the same kernels on the same numbers: the logits and the cache
+// agree to the last bit or nearly (the reductions are the same code), step after step.
+TEST_P(DecodeStep, EqualsForwardStepByStep) {
+  const Variant& v = GetParam();
+  auto w = load_qins(test::fixture(v.name, v.opts));
+  torch::NoGradGuard ng;
+  const auto ids = some_ids(v.T, w.config.vocab_size, 11);
+  for (auto kv : {torch::kBFloat16, torch::kFloat32}) {
+    KvCache a = make_kv_cache(w.config, 64, kv), b = make_kv_cache(w.config, 64, kv);
+    a.long_rope = b.long_rope = rope_needs_long(w.config, static_cast<int64_t>(v.T) - 1);
+    const size_t prompt = 3;
+    const auto p = ids_tensor({ids.begin(), ids.begin() + static_cast<long>(prompt)});
+    forward(w, p, &a);
+    forward(w, p, &b);
+    std::vector<float> logits(static_cast<size_t>(w.config.vocab_size));
+    for (size_t t = prompt; t < v.T; ++t) {
+      const auto ref = forward(w, ids_tensor({ids[t]}), &a).reshape({-1});  // [V]
+      ASSERT_TRUE(decode_step(w, ids[t], b, logits.data()));
+      const auto got = torch::from_blob(logits.data(), {w.config.vocab_size}, torch::kFloat32);
+      EXPECT_LT((got - ref).abs().max().item<double>(), 1e-5) << "position " << t;
+      EXPECT_EQ(a.n_past, b.n_past);
+    }
+    EXPECT_LT((a.k.to(torch::kFloat32) - b.k.to(torch::kFloat32)).abs().max().item<double>(), 1e-6);
+    EXPECT_LT((a.v.to(torch::kFloat32) - b.v.to(torch::kFloat32)).abs().max().item<double>(), 1e-6);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Variants, DecodeStep,
+    ::testing::Values(Variant{"gqa", opts_with([](FixtureOptions& o) { o.num_kv_heads = 2; }), 12},
+                      Variant{"window", opts_with([](FixtureOptions& o) { o.sliding_window = 4; }), 12},
+                      Variant{"longrope_long", opts_with([](FixtureOptions& o) { o.longrope = true; o.original_max_position = 16; o.max_position = 64; }), 20},
+                      Variant{"hd96_gqa", opts_with([](FixtureOptions& o) { o.hidden_size = 192; o.num_heads = 2; o.num_kv_heads = 1; }), 12},
+                      Variant{"tied", opts_with([](FixtureOptions& o) { o.tie_embeddings = true; }), 8}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST(DecodeStepPath, DeclinesWhatItCannotRunAndLeavesTheCacheAlone) {
+  const std::string dir = test::fixture("mha", FixtureOptions{});
+  torch::NoGradGuard ng;
+  std::vector<float> logits(4096);
+  auto dense = load_f32(dir);  // torch::linear weights: no row path
+  KvCache c1 = make_kv_cache(dense.config, 8, torch::kBFloat16);
+  EXPECT_FALSE(decode_step(dense, 1, c1, logits.data()));
+  EXPECT_EQ(c1.n_past, 0);
+  auto q = load_qins(dir);
+  KvCache c2 = make_kv_cache(q.config, 8, torch::kBFloat16);
+  EXPECT_FALSE(decode_step(q, 1, c2, logits.data(), torch::kBFloat16));  // bf16 activations
+  KvCache c3 = make_kv_cache(q.config, 8, torch::kFloat16);
+  EXPECT_FALSE(decode_step(q, 1, c3, logits.data()));  // fp16 cache: forward() handles it
+  EXPECT_EQ(c3.n_past, 0);
+}
+
+TEST(DecodeStepPath, FullCacheAndBadIdAreErrors) {
+  auto q = load_qins(test::fixture("mha", FixtureOptions{}));
+  torch::NoGradGuard ng;
+  std::vector<float> logits(static_cast<size_t>(q.config.vocab_size));
+  KvCache cache = make_kv_cache(q.config, 2, torch::kBFloat16);
+  EXPECT_THROW(decode_step(q, q.config.vocab_size, cache, logits.data()), std::out_of_range);
+  EXPECT_THROW(decode_step(q, -1, cache, logits.data()), std::out_of_range);
+  EXPECT_EQ(cache.n_past, 0);
+  EXPECT_TRUE(decode_step(q, 1, cache, logits.data()));
+  EXPECT_TRUE(decode_step(q, 2, cache, logits.data()));
+  EXPECT_THROW(decode_step(q, 3, cache, logits.data()), Error);
+  EXPECT_EQ(cache.n_past, 2);
 }
 
 }  // namespace

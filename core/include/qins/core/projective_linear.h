@@ -23,6 +23,8 @@ class ProjectiveLinearImpl : public torch::nn::Module {
   // x: [..., in] float32 or bfloat16 -> [..., out] same dtype. Fused table-lookup kernels:
   // GEMV for one row, tile-expand + GEMM for many. Never builds the [out, in] fp32 matrix.
   torch::Tensor forward(const torch::Tensor& x);
+  // One row, fp32 in and out, no allocation (the decode step's path): y[out] = W x[in] (+ bias).
+  void forward_row(const float* x, float* y) const;
   // dequantize() then torch::linear: the slow twin the fast path is tested against.
   torch::Tensor forward_reference(const torch::Tensor& x);
   torch::Tensor dequantize() const;

@@ -41,6 +41,9 @@ QuantizedTensor quantize(const torch::Tensor& w, const QuantizeOptions& opts = {
 torch::Tensor dequantize(const QuantizedTensor& q);
 // Only the requested rows, fp32 [ids.size(), in] (embedding lookup).
 torch::Tensor dequantize_rows(const QuantizedTensor& q, const torch::Tensor& row_ids);
+// One row into out[in] (fp32), no allocation; codes and scales must be contiguous CPU tensors.
+// Throws std::out_of_range for a row outside [0, out).
+void dequantize_row_into(const QuantizedTensor& q, int64_t row, float* out);
 
 // An uninitialised CPU tensor for a large weight buffer: on Linux, buffers of 4 MiB and more get
 // their own 2 MiB-aligned mapping, so that promote_to_huge_pages can later put every whole 2 MiB

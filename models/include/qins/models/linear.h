@@ -21,6 +21,10 @@ class LinearOp {
   virtual int64_t out_features() const = 0;
   virtual int64_t weight_bytes() const = 0;   // bytes held in memory for the weight
   virtual std::string kind() const = 0;       // "f32", "bf16", "qins-projective", ...
+  // One fp32 row with no allocation (the one-token decode step): y[out] = W x[in]. Ops without
+  // such a path say false in has_row_path() and the graph takes forward() instead.
+  virtual bool has_row_path() const { return false; }
+  virtual void forward_row(const float* x, float* y);
 };
 
 // torch::linear over a dense weight [out, in] (f32 or bf16). The weight may require grad (training).
@@ -47,6 +51,8 @@ class QinsLinear final : public LinearOp {
   int64_t out_features() const override { return m_->out_features(); }
   int64_t weight_bytes() const override { return m_->weight_bytes(); }
   std::string kind() const override;
+  bool has_row_path() const override { return true; }
+  void forward_row(const float* x, float* y) override { m_->forward_row(x, y); }
   core::ProjectiveLinear& module() { return m_; }
 
  private:
@@ -75,6 +81,8 @@ class EmbeddingOp {
   virtual int64_t weight_bytes() const = 0;
   virtual int64_t num_embeddings() const = 0;
   virtual int64_t dim() const = 0;
+  // Row `id` into out[dim] as fp32 with no allocation; throws std::out_of_range for a bad id.
+  virtual void lookup_row(int64_t id, float* out) = 0;
 };
 
 class DenseEmbedding final : public EmbeddingOp {
@@ -84,6 +92,7 @@ class DenseEmbedding final : public EmbeddingOp {
   int64_t weight_bytes() const override { return table_.numel() * table_.element_size(); }
   int64_t num_embeddings() const override { return table_.size(0); }
   int64_t dim() const override { return table_.size(1); }
+  void lookup_row(int64_t id, float* out) override;
   torch::Tensor& table() { return table_; }   // [vocab, hidden]
 
  private:
@@ -97,6 +106,7 @@ class QinsEmbedding final : public EmbeddingOp {
   int64_t weight_bytes() const override;
   int64_t num_embeddings() const override { return q_.codes.size(0); }
   int64_t dim() const override { return q_.codes.size(1); }
+  void lookup_row(int64_t id, float* out) override { core::dequantize_row_into(q_, id, out); }
   const core::QuantizedTensor& quantized() const { return q_; }
 
  private:

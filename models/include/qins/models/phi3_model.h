@@ -35,11 +35,14 @@ struct Phi3Weights {
 
 // Preallocated per-conversation cache. K is stored AFTER rotation. Writes go in place at
 // positions [n_past, n_past + T); no per-token copy of the whole cache.
+struct DecodeScratch;  // the one-token step's activations (phi3_model.cpp)
+
 struct KvCache {
   torch::Tensor k;          // [n_layers, n_kv_head, capacity, head_dim], kv dtype
   torch::Tensor v;          // [n_layers, n_kv_head, capacity, head_dim], kv dtype
   int64_t n_past = 0;       // positions filled
   bool long_rope = false;   // which LongRoPE factors rotated the cached K
+  std::shared_ptr<DecodeScratch> scratch;  // made by the first decode_step, reused after
 
   int64_t capacity() const { return k.defined() ? k.size(2) : 0; }
   int64_t bytes() const { return k.defined() ? 2 * k.numel() * k.element_size() : 0; }
@@ -67,5 +70,14 @@ struct ForwardOptions {
 // cache->n_past .. n_past + T - 1 and the cache advances; without one they sit at 0 .. T-1.
 // Returns logits [B, T, vocab] (or [B, 1, vocab] with last_only), f32.
 torch::Tensor forward(Phi3Weights& w, const torch::Tensor& ids, KvCache* cache, const ForwardOptions& opts = {});
+
+// One token at position cache.n_past through the same graph as forward(), for the decode loop:
+// every activation lives in buffers kept with the cache (made by the first call), so a step makes
+// no heap allocation after warm-up. Writes logits[vocab_size] (fp32) and advances n_past.
+// Returns false, touching nothing, where the graph needs forward(): a projection or embedding
+// without a row path (the dense baselines), bf16 activations, or a KV dtype other than f32/bf16.
+// Throws Error when the cache is full and std::out_of_range for a token id outside the vocabulary.
+bool decode_step(Phi3Weights& w, int64_t id, KvCache& cache, float* logits,
+                 torch::ScalarType act_dtype = torch::kFloat32);
 
 }  // namespace qins
