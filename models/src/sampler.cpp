@@ -1,10 +1,23 @@
 #include "qins/models/sampler.h"
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
 #include <chrono>
 #include <cmath>
 
 namespace qins {
+
+namespace {
+// Bin of a probability in (0, 1]: its float bits without the low 21 mantissa bits (8 exponent
+// bits and 2 mantissa bits; larger bins hold larger values).
+size_t bin_of(float p) {
+  uint32_t u;
+  std::memcpy(&u, &p, sizeof u);
+  return static_cast<size_t>(u >> 21) & 1023;
+}
+}  // namespace
 
 Sampler::Sampler(const SamplingParams& params)
     : p_(params),
@@ -49,6 +62,33 @@ int Sampler::sample(float* logits, int vocab, const std::vector<int>& history) {
     keep = static_cast<size_t>(p_.top_k);
     std::partial_sort(candidates_.begin(), candidates_.begin() + keep, candidates_.end(), by_prob);
     candidates_.resize(keep);
+  } else if (p_.top_p < 1.0f) {
+    // Top-p only needs the head of the order. One pass adds each probability's mass to a bin of
+    // its float bits (exponent and 2 mantissa bits: bins in the order of the values), the bins
+    // from the top show which value range holds top_p of the mass, and only the candidates at or
+    // above that range are sorted. The cut below then sees the prefix a full sort would give (the
+    // order is total: ties go by id). A full sort of Phi-3.5's 32k candidates: ~1.9 ms per token
+    // (bench_sampler).
+    std::array<double, 1024> bin{};  // [float bits >> 21] of a probability in (0, 1]
+    double all = 0.0;
+    for (const auto& c : candidates_) {
+      bin[bin_of(c.first)] += c.first;
+      all += c.first;
+    }
+    // The 1e-9 margin covers the different order of additions here and in the cut below.
+    const double want = p_.top_p * all * (1.0 + 1e-9);
+    double mass = 0.0;
+    size_t edge = 0;
+    for (size_t k = bin.size(); k-- > 0;) {
+      mass += bin[k];
+      if (mass >= want) {
+        edge = k;
+        break;
+      }
+    }
+    const auto head = std::partition(candidates_.begin(), candidates_.end(),
+                                     [&](const auto& c) { return bin_of(c.first) >= edge; });
+    std::sort(candidates_.begin(), head, by_prob);
   } else {
     std::sort(candidates_.begin(), candidates_.end(), by_prob);
   }

@@ -1,7 +1,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <algorithm>
 #include <map>
+#include <random>
 
 #include "qins/models/sampler.h"
 
@@ -86,6 +88,50 @@ TEST(Sampler, DistributionFollowsTemperature) {
     ones += s.sample(l.data(), 2, {}) == 1;
   }
   EXPECT_NEAR(ones / double(n), std::exp(1.0) / (1.0 + std::exp(1.0)), 0.03);
+}
+
+// The reference the sampler must equal: every candidate sorted, then the same top-p cut and draw.
+int reference_top_p(std::vector<float> logits, float t, float top_p, std::mt19937_64& rng) {
+  const float mx = *std::max_element(logits.begin(), logits.end());
+  std::vector<std::pair<float, int>> c;
+  for (int i = 0; i < static_cast<int>(logits.size()); ++i) {
+    const float pr = std::exp((logits[i] - mx) * (1.0f / t));
+    if (pr > 0.0f) c.emplace_back(pr, i);
+  }
+  std::sort(c.begin(), c.end(), [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  double total = 0.0;
+  for (const auto& e : c) total += e.first;
+  double mass = 0.0;
+  size_t n = 0;
+  while (n < c.size()) {
+    mass += c[n++].first;
+    if (mass >= top_p * total) break;
+  }
+  std::uniform_real_distribution<double> uni(0.0, mass);
+  double r = uni(rng);
+  for (size_t i = 0; i < n; ++i)
+    if ((r -= c[i].first) <= 0.0) return c[i].second;
+  return c[n - 1].second;
+}
+
+TEST(Sampler, TopPOnAPhiSizedVocabularyEqualsAFullSort) {
+  // 32064 logits, from peaked (a nucleus of a few tokens) to flat (tens of thousands): the
+  // sampler sorts only a growing head of the candidates; the draws must be the reference's.
+  std::mt19937_64 gen(3);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (float spread : {8.0f, 3.0f, 1.0f, 0.05f}) {
+    for (float top_p : {0.5f, 0.9f, 0.95f}) {
+      SamplingParams p = params(0.8f, top_p);
+      Sampler s(p);
+      std::mt19937_64 ref_rng(p.seed);
+      for (int i = 0; i < 6; ++i) {
+        std::vector<float> l(32064);
+        for (float& v : l) v = spread * normal(gen);
+        const int want = reference_top_p(l, 0.8f, top_p, ref_rng);
+        EXPECT_EQ(s.sample(l.data(), static_cast<int>(l.size()), {}), want) << "spread " << spread << " top_p " << top_p;
+      }
+    }
+  }
 }
 
 }  // namespace
