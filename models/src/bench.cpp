@@ -323,31 +323,51 @@ void run_variant(Engine& engine, BenchRun& run, const BenchOptions& o, const Ben
     res->peak_rss_run = m.peak_resident_bytes;
   }
 
+  // The projections alone at batch 1, called the way the decode step calls them (row path
+  // where there is one): what a perfect graph would cost per token.
+  std::vector<std::pair<LinearOp*, torch::Tensor>> ops;
+  int64_t widest = 0;
+  for (auto& l : w.layers)
+    for (LinearOp* op : {l.qkv.get(), l.o.get(), l.gate_up.get(), l.down.get()}) ops.emplace_back(op, torch::Tensor());
+  ops.emplace_back(w.lm_head.get(), torch::Tensor());
+  for (auto& [op, x] : ops) {
+    x = torch::randn({1, 1, op->in_features()}).to(e.act_dtype);  // [1, 1, in]
+    widest = std::max(widest, op->out_features());
+  }
+  std::vector<float> y_row(static_cast<size_t>(widest));
+  auto gemv_pass = [&] {
+    const auto t = Clock::now();
+    for (auto& [op, x] : ops) {
+      if (op->has_row_path() && x.scalar_type() == torch::kFloat32) op->forward_row(x.data_ptr<float>(), y_row.data());
+      else op->forward(x);
+    }
+    return since(t);
+  };
+
   // Decode deeper in the context: the cache holds `depth` positions (random K/V: attention costs
-  // the same whatever the values).
+  // the same whatever the values). Token by token, a projections-only pass and a whole step take
+  // turns (each step at the same depth), so both see the same memory bandwidth: the host's moves
+  // by tens of percent from one minute to the next, which made two separate measurements
+  // disagree about the graph's own overhead.
   if (!baseline && o.depth > 0 && o.depth + o.gen_tokens + 1 <= cache.capacity()) {
     cache.k.narrow(2, 0, o.depth).normal_();
     cache.v.narrow(2, 0, o.depth).normal_();
-    cache.n_past = o.depth;
-    const double dd = decode(o.gen_tokens);
-    run.decode_tps_depth = o.gen_tokens / dd;
-    run.step_s = dd / o.gen_tokens;
-    if (log) log(run.variant + ": decode at depth " + std::to_string(o.depth) + ": " + std::to_string(run.decode_tps_depth) + " tok/s");
-  }
-
-  // The projections alone, at batch 1 (what a perfect graph would cost per token).
-  if (!naive) {
-    std::vector<std::pair<LinearOp*, torch::Tensor>> ops;
-    auto add = [&](LinearOp* op) { ops.emplace_back(op, torch::randn({1, 1, op->in_features()}).to(e.act_dtype)); };
-    for (auto& l : w.layers)
-      for (LinearOp* op : {l.qkv.get(), l.o.get(), l.gate_up.get(), l.down.get()}) add(op);
-    add(w.lm_head.get());
-    double best = 1e30;
-    for (int rep = 0; rep < (baseline ? 1 : 3); ++rep) {
+    run.kv_bytes_depth = 2 * c.num_hidden_layers * c.num_key_value_heads * o.depth * c.head_dim * cache.k.element_size();
+    double steps = 0.0, gemvs = 0.0;
+    for (int i = 0; i < o.gen_tokens; ++i) {
+      gemvs += gemv_pass();
+      cache.n_past = o.depth;
       const auto t = Clock::now();
-      for (auto& [op, x] : ops) op->forward(x);
-      best = std::min(best, since(t));
+      id = greedy(sampler, step(w, id, cache, fo, step_buf, held), n_vocab, row, hist);
+      steps += since(t);
     }
+    run.decode_tps_depth = o.gen_tokens / steps;
+    run.step_s = steps / o.gen_tokens;
+    run.gemv_only_s = gemvs / o.gen_tokens;
+    if (log) log(run.variant + ": decode at depth " + std::to_string(o.depth) + ": " + std::to_string(run.decode_tps_depth) + " tok/s");
+  } else if (!naive) {
+    double best = 1e30;
+    for (int rep = 0; rep < (baseline ? 1 : 3); ++rep) best = std::min(best, gemv_pass());
     run.gemv_only_s = best;
   }
   run.ran = true;
@@ -620,6 +640,16 @@ std::string bench_text(const BenchResult& r) {
   }
   const BenchRun& q = r.runs.front();
   t << "\n";
+  if (q.ran && q.step_s > 0) {
+    std::snprintf(line, sizeof line,
+                  "qins at depth %d (projections and whole steps measured in turns, token by token): step %.1f ms = "
+                  "projections %.1f ms + %.1f ms the rest (%.1f %%); the step reads %.3f GB of K/V besides %.3f GB of "
+                  "weights (K/V = %.1f %% of its bytes)\n",
+                  r.depth, q.step_s * 1e3, q.gemv_only_s * 1e3, (q.step_s - q.gemv_only_s) * 1e3,
+                  100.0 * (q.step_s - q.gemv_only_s) / q.step_s, q.kv_bytes_depth / 1e9, q.bytes_per_token / 1e9,
+                  100.0 * static_cast<double>(q.kv_bytes_depth) / static_cast<double>(q.kv_bytes_depth + q.bytes_per_token));
+    t << line;
+  }
   if (q.ran && q.faults_per_token >= 0) {
     std::snprintf(line, sizeof line, "qins decode: %.1f minor page faults per token after warm-up\n", q.faults_per_token);
     t << line;
@@ -691,6 +721,7 @@ std::string bench_json(const BenchResult& r) {
                          {"decode_tps", run.decode_tps},
                          {"decode_tps_depth", run.decode_tps_depth},
                          {"gemv_only_s", run.gemv_only_s},
+                         {"kv_bytes_depth", run.kv_bytes_depth},
                          {"step_s", run.step_s},
                          {"bandwidth_pct", run.bandwidth_pct},
                          {"bandwidth_gbs", run.bandwidth_gbs},

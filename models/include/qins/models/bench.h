@@ -36,8 +36,10 @@ struct BenchRun {
   double prefill_tps = 0.0;
   double decode_tps = 0.0;       // decode right after the prompt
   double decode_tps_depth = 0.0; // decode with `depth` positions in the cache
-  double gemv_only_s = 0.0;      // one token's projections alone (every LinearOp at batch 1)
+  double gemv_only_s = 0.0;      // one token's projections alone (every LinearOp at batch 1; with a depth:
+                                 // measured in turns with the steps at depth)
   double step_s = 0.0;           // one decode step at depth (whole forward + sampling)
+  int64_t kv_bytes_depth = 0;    // K/V bytes one decode step at depth reads
   double bandwidth_gbs = 0.0;    // plain-read bandwidth measured right before this variant's decode
   double bandwidth_pct = 0.0;    // bytes_per_token * decode_tps / bandwidth_gbs
   double faults_per_token = -1;  // minor page faults per decode step after warm-up (fresh pages touched)
