@@ -7,6 +7,8 @@
 // Prefill: 64 rows, QINS (bf16 blocked GEMM, or tile-expand + BLAS GEMM on the exact paths) vs
 // fp32 torch::linear. Where the default path is the bf16 one, the exact path runs beside it.
 //
+// gemv_l2_one_thread: the kernels alone, 576 KB of codes in L2, one thread (compute-bound).
+//
 //   ./build/bench/bench_qins_linear --benchmark_min_time=0.2
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
@@ -83,6 +85,32 @@ void bm_qins(benchmark::State& st, Shape s, std::string isa) {
   for (auto _ : st) benchmark::DoNotOptimize((*w.layer)->forward(x));
   st.SetBytesProcessed(st.iterations() * s.out * s.in);
   st.SetLabel(qc::kernel_isa());
+  qc::set_kernel_isa("auto");
+}
+
+// The kernel's own speed, with the memory out of the way: 192 rows x 3072 (576 KB of codes,
+// resident in L2) on one thread. Decoding from DRAM runs at the memory's speed only while this
+// is well above the memory's share per core.
+void bm_qins_l2(benchmark::State& st, std::string isa) {
+  qc::QuantizedTensor q;
+  q.codebook = qc::Codebook::Projective;
+  q.pole = 300.0;
+  torch::manual_seed(2);
+  q.codes = torch::randint(0, 256, {192, 3072}, torch::kUInt8);  // [192, 3072] uint8
+  q.scales = torch::rand({192}) * 0.02 + 0.01;                    // [192] fp32
+  q.lut = qc::make_lut(q.codebook, q.pole);
+  qc::set_kernel_isa(isa);
+  const int saved = at::get_num_threads();
+  at::set_num_threads(1);
+  const torch::Tensor x = torch::randn({3072});  // [in] fp32
+  std::vector<float> y(192);
+  for (auto _ : st) {
+    qc::qins_matmul(q, x.data_ptr<float>(), 1, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.SetBytesProcessed(st.iterations() * 192 * 3072);
+  st.SetLabel(qc::kernel_isa());
+  at::set_num_threads(saved);
   qc::set_kernel_isa("auto");
 }
 
@@ -179,6 +207,8 @@ int main(int argc, char** argv) {
   const auto isas = qc::available_kernel_isas();
   const bool exact_too = qc::kernel_uses_bf16() && isas.size() >= 2;
   const std::string exact = exact_too ? isas[isas.size() - 2] : "";
+  benchmark::RegisterBenchmark("gemv_l2_one_thread/qins", bm_qins_l2, "auto")->UseRealTime();
+  if (exact_too) benchmark::RegisterBenchmark(("gemv_l2_one_thread/qins_" + exact).c_str(), bm_qins_l2, exact)->UseRealTime();
   for (const Shape& s : kShapes) {
     const std::string tag = std::string(s.name) + "/" + std::to_string(s.out) + "x" + std::to_string(s.in);
     benchmark::RegisterBenchmark(("gemv/qins/" + tag).c_str(), bm_qins, s, "auto")->UseRealTime();
