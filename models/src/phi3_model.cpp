@@ -305,6 +305,7 @@ inline void softmax_in_place(float* p, int64_t n) {
 // then warn about it once inlined here (a known false positive); nothing below reads one.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 QINS_AVX512F inline __m512 load16(const uint16_t* p) {
   const __m512i w = _mm512_cvtepu16_epi32( _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
@@ -376,6 +377,51 @@ QINS_AVX512F void weighted_rows_avx512(const float* p, const KT* v, int64_t n, f
   for (int j = 0; j < NV; ++j) _mm512_storeu_ps(out + 16 * j, acc[j]);
 }
 
+// exp(x) for x <= 0 (softmax arguments): 2^k * e^r with k = round(x / ln 2) and r = x - k ln 2
+// (ln 2 in two parts, so r is exact to a few ulp), |r| <= ln 2 / 2; e^r by its Taylor series to
+// r^7 (truncation below 6e-9 relative, under float's half ulp). vscalefps applies 2^k.
+QINS_AVX512F inline __m512 exp_nonpositive(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f));  // below, exp is 0 in float anyway
+  const __m512 k =
+      _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT);
+  __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 y = _mm512_set1_ps(1.0f / 5040);
+  for (const float c : {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f})
+    y = _mm512_fmadd_ps(y, r, _mm512_set1_ps(c));
+  return _mm512_scalef_ps(y, k);
+}
+
+// The softmax above, 16 scores at a time (the scalar one was ~16 % of the attention time at 1k
+// context: 1024 exp per head with the memory idle meanwhile).
+QINS_AVX512F void softmax_in_place_avx512(float* p, int64_t n) {
+  const int64_t n16 = n & ~int64_t{15};
+  const auto tail = static_cast<__mmask16>((1u << (n - n16)) - 1);
+  __m512 m = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int64_t s = 0; s < n16; s += 16) m = _mm512_max_ps(m, _mm512_loadu_ps(p + s));
+  m = _mm512_mask_max_ps(m, tail, m, _mm512_maskz_loadu_ps(tail, p + n16));
+  // The largest lane, in every lane: swap 256-bit halves, 128-bit quarters, pairs, neighbours.
+  m = _mm512_max_ps(m, _mm512_shuffle_f32x4(m, m, 0x4E));
+  m = _mm512_max_ps(m, _mm512_shuffle_f32x4(m, m, 0xB1));
+  m = _mm512_max_ps(m, _mm512_permute_ps(m, 0x4E));
+  const __m512 mx = _mm512_max_ps(m, _mm512_permute_ps(m, 0xB1));
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t s = 0; s < n16; s += 16) {
+    const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(p + s), mx));
+    _mm512_storeu_ps(p + s, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  if (tail) {
+    const __m512 e = _mm512_maskz_mov_ps(tail, exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, p + n16), mx)));
+    _mm512_mask_storeu_ps(p + n16, tail, e);
+    sum = _mm512_add_ps(sum, e);
+  }
+  const __m512 z = _mm512_setzero_ps();
+  const __m512 inv = _mm512_set1_ps(1.0f / _mm_cvtss_f32(sum4(sum, z, z, z)));
+  for (int64_t s = 0; s < n16; s += 16) _mm512_storeu_ps(p + s, _mm512_mul_ps(_mm512_loadu_ps(p + s), inv));
+  if (tail) _mm512_mask_storeu_ps(p + n16, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, p + n16), inv));
+}
+
 bool has_avx512f() {
   static const bool ok = __builtin_cpu_supports("avx512f");
   return ok;
@@ -393,7 +439,7 @@ void attend_rows(const float* q, const KT* k, const KT* v, int64_t n, int64_t hd
     auto run = [&](auto nv) {
       constexpr int NV = decltype(nv)::value;
       dot_rows_avx512<NV>(q, k, n, scale, scores);
-      softmax_in_place(scores, n);
+      softmax_in_place_avx512(scores, n);
       weighted_rows_avx512<NV>(scores, v, n, out);
     };
     if (hd == 64) run(std::integral_constant<int, 4>{});
