@@ -1,5 +1,6 @@
 #include "qins/models/linear.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace qins {

@@ -303,9 +303,11 @@ inline void softmax_in_place(float* p, int64_t n) {
 #define QINS_AVX512F __attribute__((target("avx512f")))
 // GCC 12's AVX-512 headers start many intrinsics from a self-initialised "undefined" vector and
 // then warn about it once inlined here (a known false positive); nothing below reads one.
+#if !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 
 QINS_AVX512F inline __m512 load16(const uint16_t* p) {
   const __m512i w = _mm512_cvtepu16_epi32( _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
@@ -426,7 +428,9 @@ bool has_avx512f() {
   static const bool ok = __builtin_cpu_supports("avx512f");
   return ok;
 }
+#if !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 #endif
 
 // The two attention loops for one head: the AVX-512 versions where the CPU and head size allow,
