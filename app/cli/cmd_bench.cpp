@@ -79,9 +79,20 @@ Runner add_bench(CLI::App& app) {
                  "Also keep QINS and the bf16 baseline loaded together and alternate N decode rounds "
                  "(same memory bandwidth for both; needs memory for both)")
       ->capture_default_str()->check(CLI::Range(0, 100));
+  app.add_option("--profile-steps", o->b.profile_steps,
+                 "Profile mode: load, then only this many decode steps at --depth (for perf record); "
+                 "prints the time per step")
+      ->capture_default_str()->check(CLI::Range(0, 1 << 20));
   app.add_flag("--json", o->json, "Print JSON instead of the table");
   app.add_option("--json-out", o->json_path, "Also write the JSON to this file");
   return [o]() {
+    auto log = [](const std::string& s) { std::fprintf(stderr, "[bench] %s\n", s.c_str()); };
+    if (o->b.profile_steps > 0) {
+      const double s = run_decode_profile(o->model, o->b, log);
+      std::printf("decode step at depth %d: %.2f ms (%.2f tok/s) over %d steps\n", o->b.depth, s * 1e3, 1.0 / s,
+                  o->b.profile_steps);
+      return 0;
+    }
     std::string list = o->baseline == "all" ? "naive,bf16,fp32" : o->baseline == "none" ? "" : o->baseline;
     for (size_t p = 0; p < list.size();) {
       const size_t c = std::min(list.find(',', p), list.size());
@@ -91,7 +102,7 @@ Runner add_bench(CLI::App& app) {
       o->b.baselines.push_back(v);
       p = c + 1;
     }
-    const auto r = run_bench(o->model, o->b, [](const std::string& s) { std::fprintf(stderr, "[bench] %s\n", s.c_str()); });
+    const auto r = run_bench(o->model, o->b, log);
     const std::string js = bench_json(r);
     if (!o->json_path.empty()) {
       std::ofstream out(o->json_path, std::ios::trunc);

@@ -482,6 +482,35 @@ void run_paired(const std::string& path, const LoadOptions& lo_in, const BenchOp
 
 }  // namespace
 
+double run_decode_profile(const std::string& path, const BenchOptions& o, const BenchLog& log) {
+  configure_threads(o.threads);
+  LoadOptions lo;
+  lo.threads = o.threads;
+  lo.context_length = std::max(o.context, o.depth + 8);
+  auto engine = Engine::load(path, lo);
+  engine->wait_for_background_work();
+  torch::NoGradGuard no_grad;
+  auto& e = engine->impl();
+  Phi3Weights& w = e.weights;
+  KvCache cache = make_kv_cache(w.config, lo.context_length, e.kv_dtype);
+  if (o.depth > 0) {  // random K/V: attention costs the same whatever the values
+    cache.k.narrow(2, 0, o.depth).normal_();
+    cache.v.narrow(2, 0, o.depth).normal_();
+  }
+  const ForwardOptions fo{e.act_dtype, /*last_only=*/true};
+  std::vector<float> buf;
+  torch::Tensor held;
+  auto one = [&](int64_t id) {
+    cache.n_past = o.depth;
+    step(w, id, cache, fo, buf, held);
+  };
+  for (int i = 0; i < 2; ++i) one(1);
+  if (log) log("profile: " + std::to_string(o.profile_steps) + " decode steps at depth " + std::to_string(o.depth));
+  const auto t = Clock::now();
+  for (int i = 0; i < o.profile_steps; ++i) one(1 + i % 64);
+  return o.profile_steps > 0 ? since(t) / o.profile_steps : 0.0;
+}
+
 BenchResult run_bench(const std::string& path, const BenchOptions& o, const BenchLog& log) {
   BenchResult r;
   r.model_path = path;

@@ -123,5 +123,19 @@ TEST(Bench, EveryVariantRunsAndBytesAddUp) {
   EXPECT_NE(bench_text(r).find("qins decode"), std::string::npos);
 }
 
+TEST(Bench, ProfileModeRunsOnlyDecodeSteps) {
+  BenchOptions o;
+  o.context = 64;
+  o.depth = 20;
+  o.profile_steps = 5;
+  std::vector<std::string> lines;
+  const double s = run_decode_profile(tiny_model(), o, [&](const std::string& l) { lines.push_back(l); });
+  EXPECT_GT(s, 0.0);
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_NE(lines[0].find("5 decode steps at depth 20"), std::string::npos);
+  o.profile_steps = 0;
+  EXPECT_EQ(run_decode_profile(tiny_model(), o, {}), 0.0);
+}
+
 }  // namespace
 }  // namespace qins

@@ -22,6 +22,8 @@ struct BenchOptions {
   // Paired decode: keep the QINS engine and the bf16 baseline loaded together and alternate
   // short decode rounds, so both see the same memory bandwidth (0 = off).
   int paired_rounds = 0;
+  // Profile mode (run_decode_profile): only this many decode steps at `depth`, nothing else.
+  int profile_steps = 0;
 };
 
 // One variant of the graph (qins, naive, bf16, fp32).
@@ -82,5 +84,11 @@ std::string bench_json(const BenchResult& r);
 
 // Plain streaming read bandwidth (bytes / s) over `bytes` with `threads` threads (best of passes).
 double measure_read_bandwidth(int64_t bytes, int threads);
+
+// For `perf record`: loads the model, waits for the background work, fills the cache to
+// `o.depth` positions and runs `o.profile_steps` decode steps there (each at the same depth)
+// after two warm-up steps; nothing else runs, so a profile of the process is a profile of the
+// decode step. Returns seconds per step.
+double run_decode_profile(const std::string& path, const BenchOptions& o, const BenchLog& log);
 
 }  // namespace qins
