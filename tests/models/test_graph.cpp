@@ -430,6 +430,24 @@ TEST(DecodeStepPath, DeclinesWhatItCannotRunAndLeavesTheCacheAlone) {
   EXPECT_EQ(c3.n_past, 0);
 }
 
+TEST(DecodeStepPath, EmbeddingRowsEqualTheTensorLookup) {
+  torch::manual_seed(4);
+  const auto table = torch::randn({50, 24});  // [vocab, hidden] f32
+  DenseEmbedding f32(table), bf16(table.to(torch::kBFloat16));
+  core::QuantizedTensor q = core::quantize(table, {});
+  QinsEmbedding qe(q);
+  std::vector<float> row(24);
+  for (EmbeddingOp* e : std::vector<EmbeddingOp*>{&f32, &bf16, &qe}) {
+    for (int64_t id : {0, 17, 49}) {
+      e->lookup_row(id, row.data());
+      const auto want = e->lookup(torch::tensor({id}, torch::kInt64)).reshape({-1});  // [hidden]
+      EXPECT_TRUE(torch::equal(torch::from_blob(row.data(), {24}, torch::kFloat32), want)) << "id " << id;
+    }
+    EXPECT_THROW(e->lookup_row(50, row.data()), std::out_of_range);
+    EXPECT_THROW(e->lookup_row(-1, row.data()), std::out_of_range);
+  }
+}
+
 TEST(DecodeStepPath, FullCacheAndBadIdAreErrors) {
   auto q = load_qins(test::fixture("mha", FixtureOptions{}));
   torch::NoGradGuard ng;
