@@ -67,6 +67,16 @@ struct Session::Impl {
   Engine::Impl* e = nullptr;
   KvCache cache;
   std::vector<int> cached;  // tokens whose K/V sit in the cache, in order
+  // Moves the cache onto huge pages in the background after the session is made (the engine's
+  // own move of the weights goes first); holds its own references to K and V, and is cancelled
+  // and joined when the session goes.
+  std::thread huge_pages;
+  std::atomic<bool> huge_pages_cancel{false};
+
+  ~Impl() {
+    huge_pages_cancel = true;
+    if (huge_pages.joinable()) huge_pages.join();
+  }
 
   GenerationStats run(std::vector<int> prompt, const SamplingParams& params, const TokenFn& on_piece,
                       const std::atomic<bool>* stop, std::vector<int>* out_ids);
@@ -267,6 +277,18 @@ std::unique_ptr<Session> Engine::new_session() {
   auto s = std::make_unique<Session::Impl>();
   s->e = impl_.get();
   s->cache = make_kv_cache(impl_->weights.config, impl_->info.context_length, impl_->kv_dtype);
+  if (core::huge_pages_enabled() && s->cache.bytes() >= (int64_t{4} << 20)) {
+    Engine::Impl* e = impl_.get();
+    s->huge_pages = std::thread([k = s->cache.k, v = s->cache.v, e, cancel = &s->huge_pages_cancel] {
+      // One collapse at a time: wait for the weights' (each takes a core while it runs).
+      while (!cancel->load() && !e->background_done.load())
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      KvCache c;
+      c.k = k;
+      c.v = v;
+      promote_kv_cache(c, cancel);
+    });
+  }
   return std::unique_ptr<Session>(new Session(std::move(s)));
 }
 

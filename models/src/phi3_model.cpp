@@ -17,6 +17,7 @@
 #include <optional>
 #include <type_traits>
 
+#include "qins/core/qins.h"
 #include "qins/models/engine.h"
 
 namespace qins {
@@ -46,9 +47,16 @@ int64_t Phi3Weights::n_params() const {
 KvCache make_kv_cache(const Phi3Config& c, int64_t capacity, torch::ScalarType dtype) {
   KvCache cache;
   const auto shape = std::vector<int64_t>{c.num_hidden_layers, c.num_key_value_heads, capacity, c.head_dim};
-  cache.k = torch::zeros(shape, torch::TensorOptions().dtype(dtype));
-  cache.v = torch::zeros(shape, torch::TensorOptions().dtype(dtype));
+  // Each in its own 2 MiB-aligned mapping (large caches), filled on small pages now (fast), so
+  // that promote_kv_cache can later move it onto huge pages.
+  cache.k = core::empty_large(shape, dtype).zero_();
+  cache.v = core::empty_large(shape, dtype).zero_();
   return cache;
+}
+
+int64_t promote_kv_cache(const KvCache& cache, const std::atomic<bool>* cancel) {
+  if (!cache.k.defined()) return 0;
+  return core::promote_to_huge_pages(cache.k, cancel) + core::promote_to_huge_pages(cache.v, cancel);
 }
 
 bool rope_needs_long(const Phi3Config& c, int64_t max_pos) {

@@ -219,5 +219,40 @@ TEST(Engine, QuantizedWeightFormatLoadsAndGenerates) {
   EXPECT_LE(r.stats.generated_tokens, 5);
 }
 
+// A long context makes a cache big enough (32 MiB) to be moved onto huge pages in the
+// background: the session answers while that runs, the move leaves the cached K/V as they were,
+// and a session destroyed mid-move goes at once (the move is cancelled and joined).
+TEST(Engine, SessionCacheMovesToHugePagesWhileInUse) {
+  FixtureOptions o;
+  o.original_max_position = 32768;  // a plain (no LongRoPE) 32k context
+  auto e = load_fixture("ctx32k", o, 32768);
+  auto s = e->new_session();
+  EXPECT_EQ(s->kv_cache_bytes(), int64_t{2} * 2 * 4 * 32768 * 16 * 4);  // K and V, 2 layers, 4 heads, f32
+  const auto first = chat(*s, {{Role::User, "Hello"}}, greedy(6));
+  EXPECT_GT(first.stats.generated_tokens, 0);
+  e->wait_for_background_work();
+  auto fresh = e->new_session();
+  const auto again = chat(*fresh, {{Role::User, "Hello"}}, greedy(6));
+  EXPECT_EQ(first.text, again.text);
+  // Destroyed right after it was made: its move is cancelled, not waited for to the end.
+  for (int i = 0; i < 3; ++i) e->new_session().reset();
+}
+
+TEST(KvCache, HugePageMoveKeepsTheContents) {
+  Phi3Config c = read_phi3_config(test::fixture("mha", {}) + "/config.json");
+  KvCache cache = make_kv_cache(c, 32768, torch::kBFloat16);  // 16 MiB each for K and V
+  torch::manual_seed(3);
+  cache.k.copy_(torch::randn(cache.k.sizes()));
+  cache.v.copy_(torch::randn(cache.v.sizes()));
+  const auto k = cache.k.clone(), v = cache.v.clone();
+  const int64_t moved = promote_kv_cache(cache);
+  EXPECT_GE(moved, 0);
+  EXPECT_LE(moved, cache.bytes());
+  EXPECT_TRUE(torch::equal(cache.k, k));
+  EXPECT_TRUE(torch::equal(cache.v, v));
+  std::atomic<bool> cancelled{true};
+  EXPECT_EQ(promote_kv_cache(make_kv_cache(c, 32768, torch::kBFloat16), &cancelled), 0);
+}
+
 }  // namespace
 }  // namespace qins

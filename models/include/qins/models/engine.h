@@ -138,6 +138,8 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   const ModelInfo& info() const;
+  // A conversation with its own preallocated KV cache (moved onto huge pages in the background
+  // once the weights are). A session uses the engine: destroy it before the engine.
   std::unique_ptr<Session> new_session();
 
   // Tokenizer access for tools (`qins tokenize`).

@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,6 +50,10 @@ struct KvCache {
 };
 
 KvCache make_kv_cache(const Phi3Config& c, int64_t capacity, torch::ScalarType dtype);
+// Moves a cache's K and V onto transparent huge pages in place (Linux, MADV_COLLAPSE; see
+// core::promote_to_huge_pages): attention streams them ~8 % faster. Safe while the cache is in
+// use; `cancel` is checked between 32 MiB pieces. Returns the bytes moved (0 where unsupported).
+int64_t promote_kv_cache(const KvCache& cache, const std::atomic<bool>* cancel = nullptr);
 
 // Rotary tables for absolute positions: cos, sin [T, rotary_dim] f32, attention factor applied.
 struct RopeTables {
