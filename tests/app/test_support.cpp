@@ -14,8 +14,16 @@ QStringList g_messages;
 QtMessageHandler g_previous = nullptr;
 int g_depth = 0;
 
+// Qt's font engine notes when the machine's fonts lack shaping tables for a script that some
+// text uses. The fixture model is random, so a reply can hold characters of any script (its
+// byte-fallback pieces form arbitrary UTF-8): whether this note appears depends on the reply and
+// on the fonts installed, not on our QML. Every other warning still fails the tests.
+bool font_environment_note(const QString& message) {
+  return message.trimmed().startsWith(QStringLiteral("OpenType support missing for"));
+}
+
 void collect(QtMsgType type, const QMessageLogContext& context, const QString& message) {
-  if (type == QtWarningMsg || type == QtCriticalMsg || type == QtFatalMsg) {
+  if ((type == QtWarningMsg || type == QtCriticalMsg || type == QtFatalMsg) && !font_environment_note(message)) {
     QMutexLocker lock(&g_mutex);
     g_messages.append(QStringLiteral("[%1] %2").arg(QString::fromLatin1(context.category), message));
   }
