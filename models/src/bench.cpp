@@ -241,6 +241,22 @@ std::string gb(int64_t b) {
   return s;
 }
 
+// A KV cache where a chat session's ends up: preallocated, then moved onto huge pages (the
+// session does that in the background; here it is done before measuring). Returns the bytes moved.
+KvCache session_like_cache(const Engine::Impl& e, int64_t capacity, int64_t* moved = nullptr) {
+  KvCache cache = make_kv_cache(e.weights.config, capacity, e.kv_dtype);
+  const int64_t n = promote_kv_cache(cache);
+  if (moved) *moved = n;
+  return cache;
+}
+
+// The first `depth` positions of every layer filled with random K/V (attention costs the same
+// whatever the values); n_past is left to the caller.
+void fill_depth(KvCache& cache, int64_t depth) {
+  cache.k.narrow(2, 0, depth).normal_();
+  cache.v.narrow(2, 0, depth).normal_();
+}
+
 // One decoded token as the chat loop runs it: decode_step where the graph has row paths (QINS),
 // else forward() (the dense baselines). Returns the logits: buf's, or held by `held`.
 const float* step(Phi3Weights& w, int64_t id, KvCache& cache, const ForwardOptions& fo, std::vector<float>& buf,
@@ -274,13 +290,11 @@ void run_variant(Engine& engine, BenchRun& run, const BenchOptions& o, const Ben
   run.bytes_per_token = streamed_bytes(w);
   const std::vector<int> ids = prompt_ids(engine, o.prompt_tokens);
   const int capacity = std::max<int>(o.context, o.prompt_tokens + o.gen_tokens + 8);
-  KvCache cache = make_kv_cache(c, capacity, e.kv_dtype);
-  // The chat session moves its cache onto huge pages in the background; measure after that.
-  {
-    const auto t = Clock::now();
-    const int64_t moved = promote_kv_cache(cache);
-    if (log && moved > 0) log(run.variant + ": KV cache " + gb(moved) + " moved onto huge pages in " + std::to_string(since(t)) + " s");
-  }
+  const auto t_cache = Clock::now();
+  int64_t moved = 0;
+  KvCache cache = session_like_cache(e, capacity, &moved);
+  if (log && moved > 0)
+    log(run.variant + ": KV cache " + gb(moved) + " moved onto huge pages in " + std::to_string(since(t_cache)) + " s");
   const ForwardOptions fo{e.act_dtype, /*last_only=*/true};
   SamplingParams sp;
   sp.temperature = 0.0f;
@@ -362,8 +376,7 @@ void run_variant(Engine& engine, BenchRun& run, const BenchOptions& o, const Ben
   // by tens of percent from one minute to the next, which made two separate measurements
   // disagree about the graph's own overhead.
   if (!baseline && o.depth > 0 && o.depth + o.gen_tokens + 1 <= cache.capacity()) {
-    cache.k.narrow(2, 0, o.depth).normal_();
-    cache.v.narrow(2, 0, o.depth).normal_();
+    fill_depth(cache, o.depth);
     run.kv_bytes_depth = 2 * c.num_hidden_layers * c.num_key_value_heads * o.depth * c.head_dim * cache.k.element_size();
     double steps = 0.0, gemvs = 0.0;
     for (int i = 0; i < o.gen_tokens; ++i) {
@@ -467,10 +480,8 @@ void run_paired(const std::string& path, const LoadOptions& lo_in, const BenchOp
     auto be = Engine::load(path, lo);
     be->stop_background_work();
     convert_weights(be->impl().weights, v);
-    DecodeRig a{qe.get(), make_kv_cache(qe->impl().weights.config, 512, qe->impl().kv_dtype), {}, 1};
-    DecodeRig b{be.get(), make_kv_cache(be->impl().weights.config, 512, be->impl().kv_dtype), {}, 1};
-    promote_kv_cache(a.cache);
-    promote_kv_cache(b.cache);
+    DecodeRig a{qe.get(), session_like_cache(qe->impl(), 512), {}, 1};
+    DecodeRig b{be.get(), session_like_cache(be->impl(), 512), {}, 1};
     decode_round(a, 2);  // warm-up
     decode_round(b, 2);
     std::vector<double> ratios;
@@ -500,12 +511,8 @@ double run_decode_profile(const std::string& path, const BenchOptions& o, const 
   torch::NoGradGuard no_grad;
   auto& e = engine->impl();
   Phi3Weights& w = e.weights;
-  KvCache cache = make_kv_cache(w.config, lo.context_length, e.kv_dtype);
-  promote_kv_cache(cache);  // where a chat session's cache ends up
-  if (o.depth > 0) {  // random K/V: attention costs the same whatever the values
-    cache.k.narrow(2, 0, o.depth).normal_();
-    cache.v.narrow(2, 0, o.depth).normal_();
-  }
+  KvCache cache = session_like_cache(e, lo.context_length);
+  if (o.depth > 0) fill_depth(cache, o.depth);
   const ForwardOptions fo{e.act_dtype, /*last_only=*/true};
   std::vector<float> buf;
   torch::Tensor held;

@@ -279,14 +279,11 @@ std::unique_ptr<Session> Engine::new_session() {
   s->cache = make_kv_cache(impl_->weights.config, impl_->info.context_length, impl_->kv_dtype);
   if (core::huge_pages_enabled() && s->cache.bytes() >= (int64_t{4} << 20)) {
     Engine::Impl* e = impl_.get();
-    s->huge_pages = std::thread([k = s->cache.k, v = s->cache.v, e, cancel = &s->huge_pages_cancel] {
+    s->huge_pages = std::thread([cache = s->cache, e, cancel = &s->huge_pages_cancel] {
       // One collapse at a time: wait for the weights' (each takes a core while it runs).
       while (!cancel->load() && !e->background_done.load())
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
-      KvCache c;
-      c.k = k;
-      c.v = v;
-      promote_kv_cache(c, cancel);
+      promote_kv_cache(cache, cancel);
     });
   }
   return std::unique_ptr<Session>(new Session(std::move(s)));

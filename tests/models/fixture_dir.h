@@ -9,6 +9,8 @@
 
 #include "qins/models/engine.h"
 #include "qins/models/fixture.h"
+#include "qins/models/hf_loader.h"
+#include "qins/models/safetensors.h"
 
 namespace qins::test {
 
@@ -49,6 +51,15 @@ inline SamplingParams greedy(int n) {
   p.random_seed = false;
   p.max_new_tokens = n;
   return p;
+}
+
+// The fixture's weights with every projection and the embedding as QINS codes (the graph the
+// decode step's row paths serve).
+inline Phi3Weights load_qins_weights(const std::string& dir) {
+  auto ck = st::Checkpoint::open_dir(dir);
+  WeightLoadOptions wo;
+  wo.mode = WeightMode::Qins;
+  return load_hf_weights(*ck, read_phi3_config(dir + "/config.json"), wo);
 }
 
 }  // namespace qins::test

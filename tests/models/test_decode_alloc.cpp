@@ -77,13 +77,6 @@ int posix_memalign(void** out, size_t a, size_t n) {
 namespace qins {
 namespace {
 
-Phi3Weights load_qins(const std::string& dir) {
-  auto ck = st::Checkpoint::open_dir(dir);
-  WeightLoadOptions wo;
-  wo.mode = WeightMode::Qins;
-  return load_hf_weights(*ck, read_phi3_config(dir + "/config.json"), wo);
-}
-
 // Calls of the malloc family while f runs (all threads).
 template <typename F>
 long allocations_during(F&& f) {
@@ -99,7 +92,7 @@ TEST(DecodeAllocations, NoneAfterWarmUp) {
   o.hidden_size = 192;  // head size 96 (the vectorised attention), grouped-query
   o.num_heads = 2;
   o.num_kv_heads = 1;
-  auto w = load_qins(test::fixture("alloc_hd96", o));
+  auto w = test::load_qins_weights(test::fixture("alloc_hd96", o));
   torch::NoGradGuard ng;
   KvCache cache = make_kv_cache(w.config, 64, torch::kBFloat16);
   forward(w, torch::tensor({{1, 2, 3}}, torch::kInt64), &cache);  // the prompt, through forward()

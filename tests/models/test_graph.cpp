@@ -337,11 +337,7 @@ TEST(HfLoader, WrongShapeNamesFileAndTensor) {
 // threads (one kv head per task, BLAS on one thread) and through the batched attention with one:
 // both must give the same logits, and match token-by-token decoding (the fused path).
 TEST(Forward, QinsPrefillAttentionPathsAgree) {
-  const std::string dir = test::fixture("gqa", opts_with([](FixtureOptions& o) { o.num_kv_heads = 2; }));
-  auto ck = st::Checkpoint::open_dir(dir);
-  WeightLoadOptions wo;
-  wo.mode = WeightMode::Qins;
-  auto w = load_hf_weights(*ck, read_phi3_config(dir + "/config.json"), wo);
+  auto w = test::load_qins_weights(test::fixture("gqa", opts_with([](FixtureOptions& o) { o.num_kv_heads = 2; })));
   torch::NoGradGuard ng;
   // An exact (fp32-product) kernel path: the bf16 one rounds x, which turns the last-bit
   // differences between a GEMM and a GEMV into ~1e-3 logit differences and would hide a real one.
@@ -369,20 +365,13 @@ TEST(Forward, QinsPrefillAttentionPathsAgree) {
 }
 
 // ---- The one-token decode step -----------------------------------------------------------------
-Phi3Weights load_qins(const std::string& dir) {
-  auto ck = st::Checkpoint::open_dir(dir);
-  WeightLoadOptions wo;
-  wo.mode = WeightMode::Qins;
-  return load_hf_weights(*ck, read_phi3_config(dir + "/config.json"), wo);
-}
-
 class DecodeStep : public ::testing::TestWithParam<Variant> {};
 
 // decode_step and forward() run the same kernels on the same numbers: the logits and the cache
 // agree to the last bit or nearly (the reductions are the same code), step after step.
 TEST_P(DecodeStep, EqualsForwardStepByStep) {
   const Variant& v = GetParam();
-  auto w = load_qins(test::fixture(v.name, v.opts));
+  auto w = test::load_qins_weights(test::fixture(v.name, v.opts));
   torch::NoGradGuard ng;
   const auto ids = some_ids(v.T, w.config.vocab_size, 11);
   for (auto kv : {torch::kBFloat16, torch::kFloat32}) {
@@ -422,7 +411,7 @@ TEST(DecodeStepPath, DeclinesWhatItCannotRunAndLeavesTheCacheAlone) {
   KvCache c1 = make_kv_cache(dense.config, 8, torch::kBFloat16);
   EXPECT_FALSE(decode_step(dense, 1, c1, logits.data()));
   EXPECT_EQ(c1.n_past, 0);
-  auto q = load_qins(dir);
+  auto q = test::load_qins_weights(dir);
   KvCache c2 = make_kv_cache(q.config, 8, torch::kBFloat16);
   EXPECT_FALSE(decode_step(q, 1, c2, logits.data(), torch::kBFloat16));  // bf16 activations
   KvCache c3 = make_kv_cache(q.config, 8, torch::kFloat16);
@@ -449,7 +438,7 @@ TEST(DecodeStepPath, EmbeddingRowsEqualTheTensorLookup) {
 }
 
 TEST(DecodeStepPath, FullCacheAndBadIdAreErrors) {
-  auto q = load_qins(test::fixture("mha", FixtureOptions{}));
+  auto q = test::load_qins_weights(test::fixture("mha", FixtureOptions{}));
   torch::NoGradGuard ng;
   std::vector<float> logits(static_cast<size_t>(q.config.vocab_size));
   KvCache cache = make_kv_cache(q.config, 2, torch::kBFloat16);
