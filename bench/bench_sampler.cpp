@@ -9,7 +9,7 @@
 #include <random>
 #include <vector>
 
-#include "qins/models/sampler.h"
+#include "qins/runtime/sampler.h"
 
 namespace {
 

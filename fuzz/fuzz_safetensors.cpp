@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "qins/models/engine.h"
-#include "qins/models/phi3_config.h"
-#include "qins/models/safetensors.h"
+#include "qins/runtime/engine.h"
+#include "qins/graph/phi3_config.h"
+#include "qins/io/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   try {

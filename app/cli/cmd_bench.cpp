@@ -5,9 +5,9 @@
 #include <memory>
 
 #include "commands.h"
-#include "qins/models/bench.h"
-#include "qins/models/engine.h"
-#include "qins/models/synth.h"
+#include "qins/tools/bench.h"
+#include "qins/runtime/engine.h"
+#include "qins/tools/synth.h"
 
 namespace qins::cli {
 

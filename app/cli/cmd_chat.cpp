@@ -6,7 +6,7 @@
 #include <string>
 
 #include "commands.h"
-#include "qins/models/engine.h"
+#include "qins/runtime/engine.h"
 
 namespace qins::cli {
 namespace {

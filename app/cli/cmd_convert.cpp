@@ -5,7 +5,8 @@
 
 #include "commands.h"
 #include "progress_bar.h"
-#include "qins/models/qins_file.h"
+#include "qins/io/converter.h"
+#include "qins/io/qins_file.h"
 
 namespace qins::cli {
 

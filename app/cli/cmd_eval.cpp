@@ -5,8 +5,8 @@
 #include <memory>
 
 #include "commands.h"
-#include "qins/models/engine.h"
-#include "qins/models/eval.h"
+#include "qins/runtime/engine.h"
+#include "qins/tools/eval.h"
 
 namespace qins::cli {
 

@@ -7,9 +7,9 @@
 #include <memory>
 
 #include "commands.h"
-#include "qins/models/engine.h"
-#include "qins/models/fixture.h"
-#include "qins/models/inspect.h"
+#include "qins/runtime/engine.h"
+#include "qins/tools/fixture.h"
+#include "qins/tools/inspect.h"
 
 namespace qins::cli {
 

@@ -4,7 +4,7 @@
 #include <memory>
 
 #include "commands.h"
-#include "qins/models/trainer.h"
+#include "qins/tools/trainer.h"
 
 namespace qins::cli {
 

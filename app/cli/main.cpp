@@ -3,7 +3,7 @@
 #include <map>
 
 #include "commands.h"
-#include "qins/models/engine.h"
+#include "qins/runtime/engine.h"
 
 namespace qins::cli {
 void print_error(const std::string& message) { std::cerr << "qins: error: " << message << "\n"; }

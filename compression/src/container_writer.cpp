@@ -1,5 +1,5 @@
 // ContainerWriter: streams chunks to a temp file next to the target, then directory + header,
-// fsync, rename. Chunks of a section are encoded in parallel in bounded batches.
+// fsync, rename (util/AtomicFile). Chunks of a section are encoded in parallel in bounded batches.
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -20,11 +20,11 @@
 #include "qins/compression/bitstream.h"
 #include "qins/compression/checksum.h"
 #include "qins/compression/container.h"
+#include "qins/util/files.h"
 
 namespace qins::comp {
 namespace {
 
-std::string errno_text() { return std::strerror(errno); }
 
 class DirWriter {
  public:
@@ -51,28 +51,14 @@ unsigned resolve_threads(unsigned t) {
 }  // namespace
 
 ContainerWriter::ContainerWriter(std::string path, WriterOptions opt)
-    : path_(std::move(path)), opt_(std::move(opt)) {
-  std::string templ = path_ + ".tmp-XXXXXX";
-  std::vector<char> buf(templ.begin(), templ.end());
-  buf.push_back('\0');
-  fd_ = ::mkstemp(buf.data());
-  if (fd_ < 0) throw std::runtime_error(path_ + ": cannot create temp file: " + errno_text());
-  tmp_path_ = buf.data();
-  ::fchmod(fd_, 0644);
-  try {
-    const uint8_t zeros[kHeaderSize] = {};
-    append(zeros, sizeof zeros);  // header placeholder, rewritten by commit()
-  } catch (...) {
-    ::close(fd_);
-    ::unlink(tmp_path_.c_str());
-    throw;
-  }
+    : path_(std::move(path)), opt_(std::move(opt)), file_(std::make_unique<AtomicFile>(path_)) {
+  const uint8_t zeros[kHeaderSize] = {};
+  append(zeros, sizeof zeros);  // header placeholder, rewritten by commit()
 }
 
-ContainerWriter::~ContainerWriter() {
-  if (fd_ >= 0) ::close(fd_);
-  if (!committed_ && !tmp_path_.empty()) ::unlink(tmp_path_.c_str());
-}
+ContainerWriter::~ContainerWriter() = default;  // not committed: AtomicFile removes the temp file
+
+const std::string& ContainerWriter::temp_path() const { return file_->temp_path(); }
 
 void ContainerWriter::check_open() const {
   if (committed_) throw std::logic_error(path_ + ": writer already committed");
@@ -82,15 +68,7 @@ void ContainerWriter::check_open() const {
 void ContainerWriter::write_at(uint64_t offset, const void* data, std::size_t size) {
   try {
     if (opt_.before_write) opt_.before_write(offset, size);
-    const uint8_t* p = static_cast<const uint8_t*>(data);
-    while (size > 0) {
-      const ssize_t w = ::pwrite(fd_, p, std::min<std::size_t>(size, 1u << 30), off_t(offset));
-      if (w < 0) {
-        if (errno == EINTR) continue;
-        throw std::runtime_error(path_ + ": write failed: " + errno_text());
-      }
-      p += w, size -= std::size_t(w), offset += uint64_t(w);
-    }
+    file_->write_at(offset, data, size);
   } catch (...) {
     failed_ = true;
     throw;
@@ -256,29 +234,13 @@ void ContainerWriter::commit() {
   store_le64(h + fmt::kOffHeaderChecksum, checksum64(h, fmt::kOffHeaderChecksum));
   write_at(0, h, sizeof h);
 
-  if (::fsync(fd_) != 0) {
+  try {
+    file_->commit();  // fsync, rename over the target, fsync the directory
+  } catch (...) {
     failed_ = true;
-    throw std::runtime_error(path_ + ": fsync failed: " + errno_text());
-  }
-  const int fd = fd_;
-  fd_ = -1;
-  if (::close(fd) != 0) {
-    failed_ = true;
-    throw std::runtime_error(path_ + ": close failed: " + errno_text());
-  }
-  if (::rename(tmp_path_.c_str(), path_.c_str()) != 0) {
-    failed_ = true;
-    throw std::runtime_error(path_ + ": rename from temp file failed: " + errno_text());
+    throw;
   }
   committed_ = true;
-  // Persist the rename itself (best effort: the file is complete either way).
-  const auto slash = path_.find_last_of('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path_.substr(0, slash);
-  const int dfd = ::open(dir.c_str(), O_RDONLY);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
 }
 
 }  // namespace qins::comp

@@ -6,7 +6,7 @@
 
 #include <memory>
 
-#include "qins/models/fixture.h"
+#include "qins/tools/fixture.h"
 
 namespace {
 QMutex g_mutex;

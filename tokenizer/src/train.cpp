@@ -18,6 +18,7 @@
 
 #include "spm_backend.h"
 #include "qins/tokenizer/tokenizer.h"
+#include "qins/util/files.h"
 
 namespace qins::tok {
 namespace {
@@ -49,40 +50,13 @@ constexpr Added kPhi3Added[] = {
     {"<|placeholder6|>", true}, {"<|user|>", true},
 };
 
-std::string errno_text() { return std::strerror(errno); }
 
-// Temp file in the same directory, fsync, rename over `path`, fsync the directory: a reader sees
-// the old file or the whole new one, never a torn write.
+// util's atomic write (temp file, fsync, rename), failures as the tokenizer's own error type.
 void write_atomic(const fs::path& path, const std::string& bytes) {
-  const fs::path tmp = path.string() + ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) throw TokenizerError(path.string() + ": cannot create (" + errno_text() + ")");
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ::ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      const std::string why = errno_text();
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw TokenizerError(path.string() + ": write failed (" + why + ")");
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const std::string why = errno_text();
-    ::unlink(tmp.c_str());
-    throw TokenizerError(path.string() + ": fsync/close failed (" + why + ")");
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const std::string why = errno_text();
-    ::unlink(tmp.c_str());
-    throw TokenizerError(path.string() + ": rename failed (" + why + ")");
-  }
-  const fs::path dir = path.has_parent_path() ? path.parent_path() : fs::path(".");
-  if (const int dfd = ::open(dir.c_str(), O_RDONLY); dfd >= 0) {  // make the rename durable
-    ::fsync(dfd);
-    ::close(dfd);
+  try {
+    write_file_atomic(path.string(), bytes);
+  } catch (const std::exception& e) {
+    throw TokenizerError(e.what());
   }
 }
 

@@ -11,7 +11,7 @@
 #include <mutex>
 #include <vector>
 
-#include "qins/models/engine.h"
+#include "qins/runtime/engine.h"
 
 Q_DECLARE_METATYPE(qins::ModelInfo)
 Q_DECLARE_METATYPE(qins::GenerationStats)

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "model_manager.h"
-#include "qins/models/engine.h"
+#include "qins/runtime/engine.h"
 
 MemoryMonitor::MemoryMonitor(QObject* parent) : QObject(parent) {
   m_timer.setInterval(kMaxIntervalMs);

@@ -6,7 +6,7 @@
 #include <QString>
 #include <QtQml/qqmlregistration.h>
 
-#include "qins/models/engine.h"
+#include "qins/runtime/engine.h"
 
 class SamplingSettings : public QObject {
   Q_OBJECT

@@ -25,6 +25,10 @@
 #include "qins/compression/codec.h"
 #include "qins/compression/errors.h"
 
+namespace qins {
+class AtomicFile;  // util/files.h
+}
+
 namespace qins::comp {
 
 constexpr uint16_t kFormatMajor = 1;
@@ -105,7 +109,7 @@ class ContainerWriter {
   // unusable and the destructor removes the temp file.
   void commit();
 
-  const std::string& temp_path() const { return tmp_path_; }
+  const std::string& temp_path() const;
   uint64_t bytes_written() const { return offset_; }
 
  private:
@@ -119,9 +123,9 @@ class ContainerWriter {
   void align();
   void check_open() const;
 
-  std::string path_, tmp_path_;
+  std::string path_;
   WriterOptions opt_;
-  int fd_ = -1;
+  std::unique_ptr<AtomicFile> file_;  // <path>.tmp-XXXXXX until commit()
   bool committed_ = false;
   bool failed_ = false;
   uint64_t offset_ = 0;

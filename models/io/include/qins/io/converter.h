@@ -1,0 +1,44 @@
+// The converter: a Hugging Face folder -> one .qins file (quantize + compress), one tensor at a
+// time from the mapped safetensors, with a report of what the quantization costs per tensor.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "qins/core/qins.h"
+
+namespace qins {
+
+struct ConvertOptions {
+  core::QuantizeOptions quant;   // codebook, pole, threads
+  // Opt-in lossy pruning: codes whose magnitude index j is <= prune_index become exact zeros
+  // (which the sparse codec then stores almost for free). 0 = off.
+  int prune_index = 0;
+};
+
+struct ConvertedTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  bool quantized = false;
+  double sqnr_db = 0.0, rel_error = 0.0;  // quantized only
+};
+
+struct ConvertReport {
+  std::vector<ConvertedTensor> tensors;
+  int64_t params = 0;
+  int64_t input_bytes = 0;
+  int64_t output_bytes = 0;
+  double seconds = 0.0;
+};
+
+// One tensor at a time from the mmapped safetensors: memory stays near one tensor in f32.
+// progress(fraction, tensor name) returning false cancels (throws Cancelled, no file written).
+ConvertReport convert_to_qins(const std::string& hf_dir, const std::string& out_path, const ConvertOptions& opts,
+                              const std::function<bool(double, const std::string&)>& progress = {});
+
+// Applies the opt-in pruning to codes in place; returns how many codes became zero.
+int64_t prune_codes(core::QuantizedTensor& q, int prune_index);
+
+}  // namespace qins

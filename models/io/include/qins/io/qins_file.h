@@ -1,0 +1,71 @@
+// The .qins model file's meaning (the bytes are compression/'s container): which metadata blobs
+// and tensors a model file holds, the writer, and the loader that decodes it in parallel straight
+// into ProjectiveLinear code buffers.
+//
+// Metadata blobs: "qins.json" (format marker + converter info), "config.json",
+// "generation_config.json" (optional), "tokenizer.model", "tokenizer_config.json".
+// Tensors (Phi-3 names): projections and the embedding as encoding "qins8" with sections
+// "codes" ([out, in] uint8), "scales" ([out] f32 LE), "lut" ([128] f32 LE), codebook name in the
+// directory, extras {"pole"}; norms as encoding "f32" with one section "data".
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "qins/core/qins.h"
+#include "qins/io/loaded_model.h"
+#include "qins/util/errors.h"
+#include "qins/util/progress.h"
+#include "qins/graph/phi3_config.h"
+
+namespace qins::comp {
+class ContainerWriter;
+}
+
+namespace qins {
+
+constexpr const char* kQinsFormatName = "qins-phi3";
+constexpr int kQinsModelVersion = 1;
+
+// Streams tensors into a .qins file: temp file, fsync, rename on commit(); nothing under the
+// target name until then (and an existing file there stays untouched).
+class QinsFileWriter {
+ public:
+  explicit QinsFileWriter(const std::string& path);
+  ~QinsFileWriter();
+  void put_metadata(const std::string& key, const std::string& bytes);
+  void add_quantized(const std::string& name, const core::QuantizedTensor& q);
+  void add_f32(const std::string& name, const torch::Tensor& t);  // any float tensor, stored f32
+  void commit();
+  // Test hook: called before every write (offset, size); may throw to inject a failure.
+  void set_write_hook(std::function<void(uint64_t, size_t)> hook);
+
+ private:
+  std::string path_;
+  std::function<void(uint64_t, size_t)> hook_;
+  std::unique_ptr<comp::ContainerWriter> w_;
+  void open();
+};
+
+// Shared by convert, synth and the trainer: the metadata every .qins model carries.
+struct QinsModelMeta {
+  std::string config_json;
+  std::string generation_config_json;  // may be empty
+  std::string tokenizer_model;
+  std::string tokenizer_config_json;
+  std::string info_json;               // free-form converter info stored in qins.json
+};
+void put_model_metadata(QinsFileWriter& w, const QinsModelMeta& m);
+
+// True when the file starts with the container's magic bytes.
+bool is_qins_file(const std::string& path);
+
+// Decodes every chunk in parallel (threads 0 = all cores) straight into the graph's buffers,
+// verifying checksums if asked; checks every tensor against the config. Throws qins::Error naming
+// the file; progress returning false cancels (qins::Cancelled).
+LoadedModel read_qins_model(const std::string& path, int threads, bool verify_checksums,
+                            const ProgressFn& progress = {});
+
+}  // namespace qins

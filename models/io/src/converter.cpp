@@ -1,0 +1,103 @@
+// The converter: a Hugging Face folder -> one .qins file, one tensor at a time.
+#include "qins/graph/phi3_layout.h"
+#include "qins/io/converter.h"
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <filesystem>
+
+#include "qins/core/qins.h"
+#include "qins/io/hf_folder.h"
+#include "qins/io/qins_file.h"
+#include "qins/io/safetensors.h"
+#include "qins/tokenizer/tokenizer.h"
+#include "qins/util/files.h"
+
+namespace fs = std::filesystem;
+
+namespace qins {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+}  // namespace
+
+int64_t prune_codes(core::QuantizedTensor& q, int prune_index) {
+  if (prune_index <= 0) return 0;
+  auto codes = q.codes.contiguous();
+  auto* p = codes.data_ptr<uint8_t>();
+  int64_t pruned = 0;
+  for (int64_t i = 0; i < codes.numel(); ++i) {
+    const int j = p[i] & 0x7F;
+    if (j != 0 && j <= prune_index) {
+      p[i] = 0;
+      ++pruned;
+    }
+  }
+  q.codes = codes;
+  return pruned;
+}
+
+ConvertReport convert_to_qins(const std::string& hf_dir, const std::string& out_path, const ConvertOptions& opts,
+                              const std::function<bool(double, const std::string&)>& progress) {
+  const auto t0 = Clock::now();
+  const HfPaths paths = find_hf_files(hf_dir);
+  const Phi3Config c = read_phi3_config(paths.config);
+  // The tokenizer must load before anything is written: a bad one fails the conversion early.
+  (void)tok::Tokenizer::from_files(paths.tokenizer_model, paths.tokenizer_config);
+  auto ckpt = st::Checkpoint::open_dir(hf_dir);
+
+  QinsModelMeta meta;
+  meta.config_json = c.source_json;
+  if (!paths.generation_config.empty()) meta.generation_config_json = read_file(paths.generation_config);
+  meta.tokenizer_model = read_file(paths.tokenizer_model);
+  meta.tokenizer_config_json = read_file(paths.tokenizer_config);
+  meta.info_json = nlohmann::json({{"source", fs::path(hf_dir).filename().string()},
+                                   {"codebook", core::codebook_name(opts.quant.codebook)},
+                                   {"pole", opts.quant.pole},
+                                   {"prune_index", opts.prune_index}})
+                       .dump();
+
+  // Tensor order: embedding, each layer, final norm, lm_head (the loader does not depend on it).
+  std::vector<std::string> names{"model.embed_tokens.weight"};
+  for (int il = 0; il < c.num_hidden_layers; ++il)
+    for (const char* s : {"input_layernorm.weight", "self_attn.qkv_proj.weight", "self_attn.o_proj.weight",
+                          "post_attention_layernorm.weight", "mlp.gate_up_proj.weight", "mlp.down_proj.weight"})
+      names.push_back(layer_tensor_name(il, s));
+  names.push_back("model.norm.weight");
+  if (!c.tie_word_embeddings) names.push_back("lm_head.weight");
+
+  int64_t total = 0;
+  for (const auto& n : names) total += ckpt->get(n).numel();
+
+  ConvertReport report;
+  report.input_bytes = ckpt->total_bytes();
+  QinsFileWriter w(out_path);
+  put_model_metadata(w, meta);
+  int64_t done = 0;
+  for (const auto& name : names) {
+    if (progress && !progress(static_cast<double>(done) / static_cast<double>(total), name)) throw Cancelled();
+    torch::Tensor t = read_tensor_f32(*ckpt, c, name);  // one tensor in f32 at a time
+    ConvertedTensor ct{name, t.sizes().vec(), t.dim() == 2, 0.0, 0.0};
+    if (t.dim() == 2) {
+      core::QuantizedTensor q = core::quantize(t, opts.quant);
+      prune_codes(q, opts.prune_index);
+      const auto err = core::measure_error(t, q);
+      ct.sqnr_db = err.sqnr_db;
+      ct.rel_error = err.rel_error;
+      w.add_quantized(name, q);
+    } else {
+      w.add_f32(name, t);
+    }
+    done += t.numel();
+    report.params += t.numel();
+    report.tensors.push_back(std::move(ct));
+  }
+  w.commit();
+  if (progress) progress(1.0, "done");
+  report.output_bytes = static_cast<int64_t>(fs::file_size(out_path));
+  report.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  return report;
+}
+
+}  // namespace qins

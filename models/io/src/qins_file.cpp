@@ -1,0 +1,238 @@
+// .qins model files: the writer and the parallel loader (the bytes are compression/'s container).
+#include "qins/graph/phi3_layout.h"
+#include "qins/io/qins_file.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "qins/compression/container.h"
+#include "qins/core/qins.h"
+
+namespace fs = std::filesystem;
+
+namespace qins {
+
+namespace {
+
+std::vector<uint64_t> u64_shape(const torch::Tensor& t) {
+  std::vector<uint64_t> s;
+  for (auto d : t.sizes()) s.push_back(static_cast<uint64_t>(d));
+  return s;
+}
+
+std::string fmt_pole(double pole) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.17g", pole);
+  return buf;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Writer
+
+QinsFileWriter::QinsFileWriter(const std::string& path) : path_(path) { open(); }
+QinsFileWriter::~QinsFileWriter() = default;
+
+void QinsFileWriter::open() {
+  comp::WriterOptions wo;
+  wo.before_write = [this](uint64_t off, std::size_t n) {
+    if (hook_) hook_(off, n);
+  };
+  try {
+    w_ = std::make_unique<comp::ContainerWriter>(path_, wo);
+  } catch (const std::exception& e) {
+    throw Error(path_ + ": cannot create (" + e.what() + ")");
+  }
+}
+
+void QinsFileWriter::set_write_hook(std::function<void(uint64_t, size_t)> hook) { hook_ = std::move(hook); }
+
+void QinsFileWriter::put_metadata(const std::string& key, const std::string& bytes) { w_->put_metadata(key, bytes); }
+
+void QinsFileWriter::add_quantized(const std::string& name, const core::QuantizedTensor& q) {
+  const auto codes = q.codes.contiguous();
+  const auto scales = q.scales.to(torch::kFloat32).contiguous();
+  const auto lut = q.lut.to(torch::kFloat32).contiguous();
+  comp::TensorRecord rec{name, u64_shape(codes), "qins8", core::codebook_name(q.codebook), {{"pole", fmt_pole(q.pole)}}};
+  w_->add_tensor(rec, {{"codes", codes.data_ptr(), static_cast<size_t>(codes.numel())},
+                       {"scales", scales.data_ptr(), static_cast<size_t>(scales.numel()) * 4},
+                       {"lut", lut.data_ptr(), static_cast<size_t>(lut.numel()) * 4}});
+}
+
+void QinsFileWriter::add_f32(const std::string& name, const torch::Tensor& t) {
+  const auto data = t.to(torch::kFloat32).contiguous();
+  comp::TensorRecord rec{name, u64_shape(data), "f32", "", {}};
+  w_->add_tensor(rec, {{"data", data.data_ptr(), static_cast<size_t>(data.numel()) * 4}});
+}
+
+void QinsFileWriter::commit() {
+  try {
+    w_->commit();
+  } catch (const std::exception& e) {
+    throw Error(path_ + ": writing failed, nothing was written under this name (" + e.what() + ")");
+  }
+}
+
+void put_model_metadata(QinsFileWriter& w, const QinsModelMeta& m) {
+  nlohmann::json info = {{"format", kQinsFormatName}, {"version", kQinsModelVersion}};
+  if (!m.info_json.empty()) info["converter"] = nlohmann::json::parse(m.info_json);
+  w.put_metadata("qins.json", info.dump(2));
+  w.put_metadata("config.json", m.config_json);
+  if (!m.generation_config_json.empty()) w.put_metadata("generation_config.json", m.generation_config_json);
+  w.put_metadata("tokenizer.model", m.tokenizer_model);
+  w.put_metadata("tokenizer_config.json", m.tokenizer_config_json);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loader
+
+bool is_qins_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[8] = {};
+  if (!in.read(magic, 8)) return false;
+  static const char kMagic[8] = {'\x89', 'Q', 'I', 'N', 'S', '\r', '\n', '\x1a'};
+  return std::memcmp(magic, kMagic, 8) == 0;
+}
+
+namespace {
+
+// Where a decoded tensor lands.
+struct Pending {
+  const comp::TensorInfo* info = nullptr;
+  core::QuantizedTensor q;  // qins8
+  torch::Tensor f;          // f32
+};
+
+std::vector<int64_t> i64_shape(const comp::TensorInfo& t) {
+  std::vector<int64_t> s;
+  for (auto d : t.shape) s.push_back(static_cast<int64_t>(d));
+  return s;
+}
+
+}  // namespace
+
+LoadedModel read_qins_model(const std::string& path, int threads, bool verify_checksums, const ProgressFn& progress) {
+  auto fail = [&](const std::string& what) -> Error { return Error(path + ": " + what); };
+  try {
+    const comp::ContainerReader r = comp::ContainerReader::open(path);
+    if (!r.has_metadata("qins.json")) throw fail("not a QINS model (no qins.json metadata)");
+    const auto info = nlohmann::json::parse(r.metadata("qins.json"));
+    if (info.value("format", "") != kQinsFormatName) throw fail("not a QINS Phi-3 model file");
+    if (info.value("version", 0) > kQinsModelVersion)
+      throw fail("model version " + std::to_string(info.value("version", 0)) + " is newer than this build reads (" +
+                 std::to_string(kQinsModelVersion) + ")");
+    for (const char* k : {"config.json", "tokenizer.model", "tokenizer_config.json"})
+      if (!r.has_metadata(k)) throw fail(std::string("missing metadata '") + k + "'");
+
+    LoadedModel m;
+    const Phi3Config c = parse_phi3_config(r.metadata("config.json"), path + " (config.json)");
+    if (r.has_metadata("generation_config.json"))
+      m.generation = parse_generation_config(r.metadata("generation_config.json"), path + " (generation_config.json)");
+    m.tokenizer = std::make_unique<tok::Tokenizer>(
+        tok::Tokenizer::from_memory(r.metadata("tokenizer.model"), r.metadata("tokenizer_config.json"), path));
+
+    // Allocate every destination, then decode all chunks in parallel straight into them.
+    std::map<std::string, Pending> pending;
+    std::vector<comp::DecodeJob> jobs;
+    for (const auto& t : r.tensors()) {
+      Pending p;
+      p.info = &t;
+      const auto shape = i64_shape(t);
+      std::vector<int64_t> want;
+      try {
+        want = expected_shape(c, t.name);
+      } catch (const Error&) {
+        throw fail("unexpected tensor '" + t.name + "'");
+      }
+      if (shape != want) throw fail("tensor '" + t.name + "' has the wrong shape for config.json");
+      if (t.encoding == "qins8") {
+        if (shape.size() != 2) throw fail("tensor '" + t.name + "': qins8 needs 2 dimensions");
+        p.q.codebook = core::codebook_from_name(t.codebook);
+        p.q.pole = t.extras.count("pole") ? std::strtod(t.extras.at("pole").c_str(), nullptr) : 0.0;
+        p.q.codes = core::empty_large(shape, torch::kUInt8);  // huge pages: decoding streams it per token
+        p.q.scales = torch::empty({shape[0]}, torch::kFloat32);
+        p.q.lut = torch::empty({128}, torch::kFloat32);
+        jobs.push_back({t.name, "codes", p.q.codes.data_ptr(), static_cast<size_t>(p.q.codes.numel())});
+        jobs.push_back({t.name, "scales", p.q.scales.data_ptr(), static_cast<size_t>(shape[0]) * 4});
+        jobs.push_back({t.name, "lut", p.q.lut.data_ptr(), 128 * 4});
+      } else if (t.encoding == "f32") {
+        p.f = torch::empty(shape, torch::kFloat32);
+        jobs.push_back({t.name, "data", p.f.data_ptr(), static_cast<size_t>(p.f.numel()) * 4});
+      } else {
+        throw fail("tensor '" + t.name + "' has unsupported encoding '" + t.encoding + "'");
+      }
+      pending.emplace(t.name, std::move(p));
+    }
+    comp::DecodeOptions dopt;
+    dopt.threads = threads > 0 ? static_cast<unsigned>(threads) : 0;
+    dopt.verify = verify_checksums;
+    r.decode_parallel(jobs, dopt, [&](double f) { return !progress || progress(f, "decompressing"); });
+
+    // Assemble the graph: every projection becomes a QinsLinear over the decoded codes.
+    auto take = [&](const std::string& name) -> Pending& {
+      auto it = pending.find(name);
+      if (it == pending.end()) throw fail("missing tensor '" + name + "'");
+      return it->second;
+    };
+    auto quantized = [&](const std::string& name) -> core::QuantizedTensor& {
+      Pending& p = take(name);
+      if (!p.q.codes.defined()) throw fail("tensor '" + name + "' must be qins8");
+      return p.q;
+    };
+    auto norm = [&](const std::string& name) -> torch::Tensor {
+      Pending& p = take(name);
+      if (!p.f.defined()) throw fail("tensor '" + name + "' must be f32");
+      return p.f;
+    };
+    auto linear = [&](const std::string& name) {
+      return std::make_unique<QinsLinear>(core::ProjectiveLinear(quantized(name)));
+    };
+    Phi3Weights& w = m.weights;
+    w.config = c;
+    const auto& embed_q = quantized("model.embed_tokens.weight");
+    w.embed = std::make_unique<QinsEmbedding>(embed_q);
+    w.layers.resize(static_cast<size_t>(c.num_hidden_layers));
+    for (int il = 0; il < c.num_hidden_layers; ++il) {
+      Phi3Layer& L = w.layers[static_cast<size_t>(il)];
+      L.input_norm = norm(layer_tensor_name(il, "input_layernorm.weight"));
+      L.post_norm = norm(layer_tensor_name(il, "post_attention_layernorm.weight"));
+      L.qkv = linear(layer_tensor_name(il, "self_attn.qkv_proj.weight"));
+      L.o = linear(layer_tensor_name(il, "self_attn.o_proj.weight"));
+      L.gate_up = linear(layer_tensor_name(il, "mlp.gate_up_proj.weight"));
+      L.down = linear(layer_tensor_name(il, "mlp.down_proj.weight"));
+    }
+    w.final_norm = norm("model.norm.weight");
+    w.lm_head = c.tie_word_embeddings ? std::make_unique<QinsLinear>(core::ProjectiveLinear(embed_q))
+                                      : linear("lm_head.weight");
+
+    // The name of the model the file was converted from ("demo"), else the file's stem.
+    m.name = fs::path(path).stem().string();
+    if (info.contains("converter") && info["converter"].is_object() && info["converter"].contains("source") &&
+        info["converter"]["source"].is_string() && !info["converter"]["source"].get<std::string>().empty())
+      m.name = info["converter"]["source"].get<std::string>();
+    m.path = path;
+    m.format = "qins";
+    m.codebook = core::codebook_name(embed_q.codebook);
+    m.file_bytes = static_cast<int64_t>(r.file_size());
+    return m;
+  } catch (const comp::Cancelled&) {
+    throw Cancelled();
+  } catch (const comp::FormatError& e) {
+    throw Error(e.what());  // already names the file
+  } catch (const tok::TokenizerError& e) {
+    throw Error(e.what());
+  } catch (const nlohmann::json::exception& e) {
+    throw fail(std::string("bad metadata JSON (") + e.what() + ")");
+  } catch (const std::invalid_argument& e) {
+    throw fail(e.what());
+  }
+}
+
+}  // namespace qins

@@ -1,0 +1,59 @@
+// The runtime's internal header: the torch side of Engine, for the tools (eval, bench, synth) and
+// the tests. The app never includes it (qins-chat links qins_runtime, whose public include folder
+// holds engine.h alone); this folder is on the include path of the qins_runtime_internal target.
+//
+// What a tool may do through it: read and swap a loaded engine's weights (bench, eval), read its
+// tokenizer and stop ids, and set the thread policy the engine uses.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "qins/graph/phi3_config.h"
+#include "qins/graph/phi3_model.h"
+#include "qins/io/loaded_model.h"
+#include "qins/runtime/engine.h"
+#include "qins/tokenizer/tokenizer.h"
+
+namespace qins {
+
+struct Engine::Impl {
+  LoadOptions options;
+  ModelInfo info;
+  GenerationConfig generation;
+  std::unique_ptr<tok::Tokenizer> tokenizer;
+  Phi3Weights weights;                      // weights.config is the model's Phi3Config
+  std::vector<int> stop_ids;                // generation_config eos ids, else config eos + <|end|>
+  torch::ScalarType act_dtype = torch::kFloat32;
+  torch::ScalarType kv_dtype = torch::kBFloat16;
+
+  // Background work after load: moving the weight buffers onto huge pages
+  // (core::promote_to_huge_pages; decoding streams them ~1.5x faster afterwards on Linux).
+  std::thread background;
+  std::atomic<bool> background_cancel{false};
+  std::atomic<bool> background_done{true};
+  std::atomic<int64_t> background_bytes{0};
+  std::atomic<double> background_seconds{0.0};
+  void start_background_work();
+  void stop_background_work();  // cancels and joins; safe to call twice
+  ~Impl() { stop_background_work(); }
+};
+
+// The one door into a loaded engine's internals (Engine::impl is private).
+struct EngineInternals {
+  static Engine::Impl& of(Engine& e) { return *e.impl_; }
+  static const Engine::Impl& of(const Engine& e) { return *e.impl_; }
+  // Builds the engine around what a loader read (stop ids, dtypes, info, background work).
+  static std::unique_ptr<Engine> make(LoadedModel model, const LoadOptions& options);
+};
+inline Engine::Impl& engine_internals(Engine& e) { return EngineInternals::of(e); }
+
+torch::ScalarType kv_scalar_type(KvDtype d);
+// Sets the intra-op thread count (0 = all cores). Debian's libtorch starts with 1 thread.
+void configure_threads(int threads);
+// Engine messages as the tokenizer's chat turns.
+std::vector<tok::ChatTurn> to_turns(const std::vector<ChatMessage>& messages);
+
+}  // namespace qins

@@ -1,0 +1,237 @@
+// Session: one conversation with its KV cache, and the generate loop (prefill, then one token at
+// a time through decode_step, sampling, streaming, stopping).
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "qins/runtime/engine.h"
+#include "qins/runtime/internal.h"
+#include "qins/runtime/sampler.h"
+#include "qins/util/timing.h"
+
+namespace qins {
+
+namespace {
+constexpr int64_t kPrefillChunk = 256;  // prompt tokens per forward call; the stop flag is checked between chunks
+}  // namespace
+
+struct Session::Impl {
+  Engine::Impl* e = nullptr;
+  KvCache cache;
+  std::vector<int> cached;  // tokens whose K/V sit in the cache, in order
+  // Moves the cache onto huge pages in the background after the session is made (the engine's
+  // own move of the weights goes first); holds its own references to K and V, and is cancelled
+  // and joined when the session goes.
+  std::thread huge_pages;
+  std::atomic<bool> huge_pages_cancel{false};
+
+  ~Impl() {
+    huge_pages_cancel = true;
+    if (huge_pages.joinable()) huge_pages.join();
+  }
+
+  GenerationStats run(std::vector<int> prompt, const SamplingParams& params, const TokenFn& on_piece,
+                      const std::atomic<bool>* stop, std::vector<int>* out_ids);
+  // Runs `ids[from:]` through the model over the cache; returns logits of the last position [vocab] f32.
+  torch::Tensor prefill(const std::vector<int>& ids, size_t from, const std::atomic<bool>* stop, bool* cancelled);
+};
+
+Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Session::~Session() = default;
+
+void Session::reset() {
+  impl_->cache.n_past = 0;
+  impl_->cached.clear();
+}
+int64_t Session::kv_cache_bytes() const { return impl_->cache.bytes(); }
+int Session::cached_tokens() const { return static_cast<int>(impl_->cached.size()); }
+
+torch::Tensor Session::Impl::prefill(const std::vector<int>& ids, size_t from, const std::atomic<bool>* stop,
+                                     bool* cancelled) {
+  torch::Tensor logits;
+  ForwardOptions fo{e->act_dtype, /*last_only=*/true};
+  for (size_t pos = from; pos < ids.size(); pos += kPrefillChunk) {
+    if (stop && stop->load(std::memory_order_relaxed)) {
+      *cancelled = true;
+      return {};
+    }
+    const size_t n = std::min<size_t>(kPrefillChunk, ids.size() - pos);
+    auto chunk = torch::from_blob(const_cast<int*>(ids.data() + pos), {1, static_cast<int64_t>(n)}, torch::kInt32)
+                     .to(torch::kInt64);
+    logits = forward(e->weights, chunk, &cache, fo);
+    cached.insert(cached.end(), ids.begin() + static_cast<long>(pos), ids.begin() + static_cast<long>(pos + n));
+  }
+  return logits.reshape({-1});
+}
+
+GenerationStats Session::Impl::run(std::vector<int> prompt, const SamplingParams& params, const TokenFn& on_piece,
+                                   const std::atomic<bool>* stop, std::vector<int>* out_ids) {
+  torch::NoGradGuard no_grad;
+  const Phi3Config& c = e->weights.config;
+  GenerationStats stats;
+  const auto t0 = Clock::now();
+  stats.prompt_tokens = static_cast<int>(prompt.size());
+  const int64_t capacity = cache.capacity();
+  if (static_cast<int64_t>(prompt.size()) >= capacity) {
+    // Keep the most recent tokens; the caller has already dropped whole turns where it could.
+    prompt.erase(prompt.begin(), prompt.end() - (capacity - 1));
+  }
+
+  // LongRoPE: a sequence past original_max_position_embeddings is rotated with the long factors;
+  // when a conversation first crosses it, the cache is dropped and the whole sequence re-run.
+  const bool need_long = rope_needs_long(c, static_cast<int64_t>(prompt.size()) - 1);
+  if (need_long != cache.long_rope) {
+    cache.long_rope = need_long;
+    cache.n_past = 0;
+    cached.clear();
+  }
+  size_t common = 0;
+  while (common < cached.size() && common < prompt.size() && cached[common] == prompt[common]) ++common;
+  if (common == prompt.size()) --common;  // the last prompt token must run to give logits
+  cached.resize(common);
+  cache.n_past = static_cast<int64_t>(common);
+  stats.prefilled_tokens = static_cast<int>(prompt.size() - common);
+
+  bool cancelled = false;
+  torch::Tensor logits = prefill(prompt, common, stop, &cancelled);
+  const double prefill_s = seconds_since(t0);
+  stats.prefill_tokens_per_s = prefill_s > 0 ? stats.prefilled_tokens / prefill_s : 0.0;
+  if (cancelled) {
+    stats.stop_reason = "cancelled";
+    stats.total_s = seconds_since(t0);
+    return stats;
+  }
+
+  Sampler sampler(params);
+  tok::StreamDecoder decoder(*e->tokenizer);
+  // Rows past the tokenizer's vocabulary are padding (Phi-3.5: 32011..32063): never sampled.
+  const auto n_vocab = std::min<size_t>(static_cast<size_t>(logits.numel()),
+                                         static_cast<size_t>(e->tokenizer->vocab_size()));
+  std::vector<float> row(n_vocab);
+  // The decode loop allocates nothing per token on the QINS graph: decode_step writes into
+  // step_logits and keeps its activations with the cache; `cached` has room for the context.
+  std::vector<float> step_logits(static_cast<size_t>(logits.numel()));
+  const float* lp = logits.data_ptr<float>();
+  cached.reserve(static_cast<size_t>(capacity));
+  Clock::time_point t_first{};
+  stats.stop_reason = "max_tokens";
+  ForwardOptions fo{e->act_dtype, /*last_only=*/true};
+  for (int n = 0; n < params.max_new_tokens; ++n) {
+    std::copy_n(lp, row.size(), row.begin());
+    const int id = sampler.sample(row.data(), static_cast<int>(row.size()), cached);
+    if (n == 0) {
+      t_first = Clock::now();
+      stats.time_to_first_token_s = seconds_since(t0);
+    }
+    if (std::find(e->stop_ids.begin(), e->stop_ids.end(), id) != e->stop_ids.end()) {
+      stats.stop_reason = "stop_token";
+      break;
+    }
+    ++stats.generated_tokens;
+    if (out_ids) out_ids->push_back(id);
+    const std::string piece = decoder.push(id);
+    if (!piece.empty() && on_piece && !on_piece(piece)) {
+      stats.stop_reason = "cancelled";
+      break;
+    }
+    if (stop && stop->load(std::memory_order_relaxed)) {
+      stats.stop_reason = "cancelled";
+      break;
+    }
+    if (n + 1 == params.max_new_tokens) break;
+    if (cache.n_past + 1 > capacity) {
+      stats.stop_reason = "context_full";
+      break;
+    }
+    if (!cache.long_rope && rope_needs_long(c, cache.n_past)) {
+      // Crossing original_max_position_embeddings: re-run everything with the long factors.
+      std::vector<int> all = cached;
+      all.push_back(id);
+      cache.long_rope = true;
+      cache.n_past = 0;
+      cached.clear();
+      logits = prefill(all, 0, stop, &cancelled);
+      if (cancelled) {
+        stats.stop_reason = "cancelled";
+        break;
+      }
+      lp = logits.data_ptr<float>();
+      continue;
+    }
+    if (decode_step(e->weights, id, cache, step_logits.data(), e->act_dtype)) {
+      lp = step_logits.data();
+    } else {  // dense weights, bf16 activations: the general graph
+      const int64_t one = id;
+      auto input = torch::from_blob(const_cast<int64_t*>(&one), {1, 1}, torch::kInt64);
+      logits = forward(e->weights, input, &cache, fo).reshape({-1}).contiguous();
+      lp = logits.data_ptr<float>();
+    }
+    cached.push_back(id);
+  }
+  const std::string rest = decoder.flush();
+  if (!rest.empty() && on_piece) on_piece(rest);
+  stats.total_s = seconds_since(t0);
+  if (stats.generated_tokens > 1) {
+    const double decode_s = std::chrono::duration<double>(Clock::now() - t_first).count();
+    stats.tokens_per_s = decode_s > 0 ? (stats.generated_tokens - 1) / decode_s : 0.0;
+  }
+  return stats;
+}
+
+GenerationStats Session::generate(const std::vector<ChatMessage>& messages, const SamplingParams& params,
+                                  const TokenFn& on_piece, const std::atomic<bool>* stop,
+                                  std::vector<int>* out_ids) {
+  const auto& tok = *impl_->e->tokenizer;
+  std::vector<ChatMessage> kept = messages;
+  std::vector<int> ids = tok.encode_chat(to_turns(kept), /*add_generation_prompt=*/true);
+  // Context overflow policy: drop the oldest turns (never the system prompt, never the last
+  // message) until the prompt plus room for the reply fits.
+  const int64_t capacity = impl_->cache.capacity();
+  const int64_t reserve = std::min<int64_t>(std::max(1, params.max_new_tokens), capacity / 2);
+  int dropped = 0;
+  while (static_cast<int64_t>(ids.size()) + reserve > capacity) {
+    auto first = std::find_if(kept.begin(), kept.end(), [](const ChatMessage& m) { return m.role != Role::System; });
+    if (first == kept.end() || first + 1 >= kept.end()) break;
+    first = kept.erase(first);
+    ++dropped;
+    // Keep the history starting with a user turn.
+    while (first != kept.end() && first + 1 != kept.end() && first->role == Role::Assistant) {
+      first = kept.erase(first);
+      ++dropped;
+    }
+    ids = tok.encode_chat(to_turns(kept), true);
+  }
+  auto stats = impl_->run(std::move(ids), params, on_piece, stop, out_ids);
+  stats.dropped_messages = dropped;
+  return stats;
+}
+
+GenerationStats Session::complete(const std::string& prompt, const SamplingParams& params, const TokenFn& on_piece,
+                                  const std::atomic<bool>* stop, bool allow_special, std::vector<int>* out_ids) {
+  const auto& tok = *impl_->e->tokenizer;
+  std::vector<int> ids;
+  const bool bos = tok.add_bos() || prompt.empty();  // an empty prompt generates from BOS alone
+  if (bos) ids.push_back(impl_->e->weights.config.bos_token_id);
+  const auto body = tok.encode(prompt, allow_special);
+  ids.insert(ids.end(), body.begin(), body.end());
+  return impl_->run(std::move(ids), params, on_piece, stop, out_ids);
+}
+
+std::unique_ptr<Session> Engine::new_session() {
+  auto s = std::make_unique<Session::Impl>();
+  s->e = impl_.get();
+  s->cache = make_kv_cache(impl_->weights.config, impl_->info.context_length, impl_->kv_dtype);
+  if (core::huge_pages_enabled() && s->cache.bytes() >= (int64_t{4} << 20)) {
+    Engine::Impl* e = impl_.get();
+    s->huge_pages = std::thread([cache = s->cache, e, cancel = &s->huge_pages_cancel] {
+      // One collapse at a time: wait for the weights' (each takes a core while it runs).
+      while (!cancel->load() && !e->background_done.load())
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      promote_kv_cache(cache, cancel);
+    });
+  }
+  return std::unique_ptr<Session>(new Session(std::move(s)));
+}
+
+}  // namespace qins

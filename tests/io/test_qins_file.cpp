@@ -1,0 +1,180 @@
+// .qins model files: convert -> load round trip (bit-exact codes, same generation as quantizing
+// at load), every codebook, atomic writes under injected failures, corrupt files.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "fixture_dir.h"
+#include "qins/io/converter.h"
+#include "qins/runtime/internal.h"
+#include "qins/tools/inspect.h"
+#include "qins/io/qins_file.h"
+
+namespace qins {
+namespace {
+
+namespace fs = std::filesystem;
+
+using test::greedy;
+
+std::string convert(const std::string& name, core::Codebook cb, int prune = 0) {
+  const auto out = (test::temp_root() / (name + ".qins")).string();
+  if (fs::exists(out)) return out;
+  ConvertOptions o;
+  o.quant.codebook = cb;
+  o.prune_index = prune;
+  convert_to_qins(test::fixture("mha", {}), out, o);
+  return out;
+}
+
+std::vector<int> reply_ids(Engine& e, const std::string& text, int n = 12) {
+  engine_internals(e).stop_ids.clear();
+  auto s = e.new_session();
+  std::vector<int> ids;
+  s->generate({{Role::User, text}}, greedy(n), {}, nullptr, &ids);
+  return ids;
+}
+
+TEST(QinsFile, RoundTripMatchesQuantizingAtLoad) {
+  for (auto cb : {core::Codebook::Inverse, core::Codebook::Projective, core::Codebook::Uniform}) {
+    const std::string name = core::codebook_name(cb);
+    const auto file = convert("rt_" + name, cb);
+    ASSERT_TRUE(is_qins_file(file));
+    LoadOptions lo;
+    lo.context_length = 128;
+    auto from_file = Engine::load(file, lo);
+    EXPECT_EQ(from_file->info().format, "qins");
+    EXPECT_EQ(from_file->info().codebook, name);
+    lo.weight_format = name;
+    auto at_load = Engine::load(test::fixture("mha", {}), lo);
+    // Quantization is deterministic: the decoded codes are the very bytes quantize() gives.
+    auto* a = dynamic_cast<QinsLinear*>(engine_internals(*from_file).weights.layers[1].gate_up.get());
+    auto* b = dynamic_cast<QinsLinear*>(engine_internals(*at_load).weights.layers[1].gate_up.get());
+    ASSERT_TRUE(a && b);
+    EXPECT_TRUE(torch::equal(a->module()->quantized().codes, b->module()->quantized().codes)) << name;
+    EXPECT_TRUE(torch::equal(a->module()->quantized().scales, b->module()->quantized().scales)) << name;
+    EXPECT_EQ(reply_ids(*from_file, "What does harbour mean?"), reply_ids(*at_load, "What does harbour mean?")) << name;
+  }
+}
+
+TEST(QinsFile, CarriesEverythingNeededToChat) {
+  const auto file = convert("alone", core::Codebook::Projective);
+  // Copy the file somewhere with nothing else around it.
+  const auto lonely = test::temp_root() / "lonely";
+  fs::create_directories(lonely);
+  fs::copy_file(file, lonely / "m.qins", fs::copy_options::overwrite_existing);
+  auto e = Engine::load((lonely / "m.qins").string());
+  auto s = e->new_session();
+  std::string text;
+  auto st = s->generate({{Role::System, "Be brief."}, {Role::User, "Hello"}}, greedy(6),
+                        [&](std::string_view p) { text.append(p); return true; });
+  EXPECT_GT(st.prompt_tokens, 3);
+  EXPECT_EQ(e->info().chat_template_note, "");
+}
+
+TEST(QinsFile, PruningZeroesSmallCodes) {
+  const auto plain = convert("p0", core::Codebook::Projective);
+  const auto pruned = convert("p8", core::Codebook::Projective, 8);
+  auto a = Engine::load(plain), b = Engine::load(pruned);
+  auto* qa = dynamic_cast<QinsLinear*>(engine_internals(*a).weights.layers[0].down.get());
+  auto* qb = dynamic_cast<QinsLinear*>(engine_internals(*b).weights.layers[0].down.get());
+  const auto za = (qa->module()->quantized().codes == 0).sum().item<int64_t>();
+  const auto zb = (qb->module()->quantized().codes == 0).sum().item<int64_t>();
+  EXPECT_GT(zb, za);
+}
+
+TEST(QinsFile, InjectedWriteFailureLeavesNoFileAndKeepsTheOldOne) {
+  const auto target = (test::temp_root() / "atomic.qins").string();
+  // No file before: after a failure there is still none (and no temp file left behind).
+  for (uint64_t fail_after : {0ull, 100ull, 3000ull}) {
+    try {
+      QinsFileWriter w(target);
+      uint64_t written = 0;
+      w.set_write_hook([&](uint64_t, size_t n) {
+        written += n;
+        if (written > fail_after) throw std::runtime_error("injected failure");
+      });
+      put_model_metadata(w, {"{}", "", "model", "{}", ""});
+      w.add_f32("x", torch::randn({4096}));
+      w.commit();
+      FAIL() << "expected the injected failure";
+    } catch (const std::exception&) {
+    }
+    EXPECT_FALSE(fs::exists(target));
+  }
+  for (const auto& entry : fs::directory_iterator(test::temp_root()))
+    EXPECT_EQ(entry.path().filename().string().find("atomic.qins.tmp"), std::string::npos) << entry.path();
+  // An existing file stays byte-for-byte untouched.
+  fs::copy_file(convert("keep", core::Codebook::Uniform), target, fs::copy_options::overwrite_existing);
+  const auto before = fs::file_size(target);
+  try {
+    QinsFileWriter w(target);
+    uint64_t written = 0;
+    w.set_write_hook([&](uint64_t, size_t n) {
+      written += n;
+      if (written > 1000) throw std::runtime_error("disk full");
+    });
+    put_model_metadata(w, {"{}", "", "model", "{}", ""});
+    w.add_f32("x", torch::randn({4096}));
+    w.commit();
+    FAIL();
+  } catch (const std::exception&) {
+  }
+  EXPECT_EQ(fs::file_size(target), before);
+  EXPECT_NO_THROW(Engine::load(target));
+}
+
+TEST(QinsFile, CorruptChunkIsACleanErrorNamingTheFile) {
+  const auto good = convert("corrupt_src", core::Codebook::Projective);
+  const auto bad = (test::temp_root() / "corrupt.qins").string();
+  std::string bytes;
+  {
+    std::ifstream in(good, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    bytes = ss.str();
+  }
+  bytes[bytes.size() / 2] ^= 0x5A;  // somewhere in the chunk data
+  std::ofstream(bad, std::ios::binary) << bytes;
+  try {
+    Engine::load(bad);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("corrupt.qins"), std::string::npos) << e.what();
+  }
+  auto report = inspect_model(bad, /*verify=*/true);
+  EXPECT_FALSE(report.ok);
+  // Truncated.
+  std::ofstream(bad, std::ios::binary | std::ios::trunc) << bytes.substr(0, bytes.size() / 3);
+  try {
+    Engine::load(bad);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("corrupt.qins"), std::string::npos) << e.what();
+  }
+}
+
+TEST(QinsFile, InspectReportsEveryTensor) {
+  const auto file = convert("inspect", core::Codebook::Projective);
+  auto r = inspect_model(file, true);
+  EXPECT_TRUE(r.ok);
+  EXPECT_NE(r.text.find("model.layers.1.mlp.down_proj.weight"), std::string::npos);
+  EXPECT_NE(r.text.find("checksums: all chunks and metadata verified"), std::string::npos) << r.text;
+}
+
+TEST(QinsFile, LoadProgressIsMonotoneAndCancellable) {
+  const auto file = convert("progress", core::Codebook::Projective);
+  std::vector<double> seen;
+  Engine::load(file, {}, [&](double f, std::string_view) {
+    seen.push_back(f);
+    return true;
+  });
+  ASSERT_FALSE(seen.empty());
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+  EXPECT_DOUBLE_EQ(seen.back(), 1.0);
+  EXPECT_THROW(Engine::load(file, {}, [](double, std::string_view) { return false; }), Cancelled);
+}
+
+}  // namespace
+}  // namespace qins

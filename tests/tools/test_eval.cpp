@@ -1,0 +1,317 @@
+// qins eval on fixture models: the reference perplexity equals exp(mean NLL) computed here from
+// plain forward passes; a model against itself has KL 0 and 100 % top-1 agreement; quantized rows
+// have KL > 0; a .qins file with --reference reproduces the in-memory row; chat text scores
+// assistant tokens only; JSON carries the documented keys; synthetic SQNR ordering.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "fixture_dir.h"
+#include "qins/io/converter.h"
+#include "qins/runtime/engine.h"
+#include "qins/tools/eval.h"
+#include "qins/io/hf_folder.h"
+#include "qins/io/qins_file.h"
+#include "qins/tokenizer/tokenizer.h"
+
+namespace qins {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Gaussian weights (std 0.08), 2 layers, untied: the fixture every test here shares.
+std::string model_dir() { return test::fixture("eval", FixtureOptions{}); }
+
+std::string write_file(const std::string& name, const std::string& bytes) {
+  const auto p = (test::temp_root() / name).string();
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out << bytes;
+  return p;
+}
+
+std::string text_file() {
+  static const std::string p = write_file("eval.txt", std::string(fixture_corpus()) + fixture_corpus());
+  return p;
+}
+
+tok::Tokenizer tokenizer(const std::string& dir) {
+  const HfPaths p = find_hf_files(dir);
+  return tok::Tokenizer::from_files(p.tokenizer_model, p.tokenizer_config);
+}
+
+Phi3Weights load_f32(const std::string& dir) {
+  auto ckpt = st::Checkpoint::open_dir(dir);
+  return load_hf_weights(*ckpt, read_phi3_config(find_hf_files(dir).config), WeightLoadOptions{});
+}
+
+EvalOptions small_options() {
+  EvalOptions o;
+  o.window = 48;
+  o.max_tokens = 300;
+  o.batch_tokens = 256;
+  return o;
+}
+
+// One evaluation of every codebook (plus pruning) shared by the tests that read it.
+const EvalReport& all_report() {
+  static const EvalReport r = [] {
+    EvalOptions o = small_options();
+    o.codebooks = "all";
+    o.prune_index = 3;
+    return evaluate(model_dir(), text_file(), o);
+  }();
+  return r;
+}
+
+const EvalRow& row(const EvalReport& r, const std::string& label) {
+  for (const auto& x : r.rows)
+    if (x.label == label) return x;
+  throw std::runtime_error("no row " + label);
+}
+
+TEST(Eval, ReferencePerplexityIsExpMeanNll) {
+  const EvalReport& r = all_report();
+  ASSERT_FALSE(r.rows.empty());
+  EXPECT_FALSE(r.rows.front().quantized);
+  // Independently: the same token stream cut into 48-token windows, one forward per window.
+  const tok::Tokenizer tok = tokenizer(model_dir());
+  std::vector<int> ids = tok.encode(std::string(fixture_corpus()) + fixture_corpus(), false);
+  if (tok.add_bos()) ids.insert(ids.begin(), tok.bos_id());
+  ids.resize(std::min<size_t>(ids.size(), 300));
+  Phi3Weights w = load_f32(model_dir());
+  torch::NoGradGuard ng;
+  double nll = 0;
+  int64_t n = 0;
+  for (size_t s = 0; s + 1 < ids.size(); s += 48) {
+    const size_t e = std::min(ids.size(), s + 48);
+    std::vector<int64_t> win(ids.begin() + static_cast<long>(s), ids.begin() + static_cast<long>(e));
+    const auto x = torch::tensor(win, torch::kInt64).unsqueeze(0);            // [1, T]
+    const auto lp = torch::log_softmax(forward(w, x, nullptr)[0], -1);         // [T, V]
+    for (size_t t = 0; t + 1 < win.size(); ++t) nll -= lp[static_cast<long>(t)][win[t + 1]].item<double>(), ++n;
+  }
+  EXPECT_EQ(r.text.targets, n);
+  EXPECT_EQ(r.rows.front().scores.targets, n);
+  EXPECT_NEAR(r.rows.front().scores.perplexity, std::exp(nll / static_cast<double>(n)),
+              1e-5 * std::exp(nll / static_cast<double>(n)));
+  // A random-weight model over a 331-token vocabulary: perplexity near the vocabulary size, not 1.
+  EXPECT_GT(r.rows.front().scores.perplexity, 50.0);
+}
+
+TEST(Eval, ModelAgainstItselfHasZeroKlAndFullAgreement) {
+  const tok::Tokenizer tok = tokenizer(model_dir());
+  const EvalText text = load_eval_text(text_file(), tok, 48, 300);
+  Phi3Weights a = load_f32(model_dir());
+  Phi3Weights b = load_f32(model_dir());  // a second copy: the comparison path, not a shortcut
+  const EvalScores s = score_model(a, &b, text, 100);
+  EXPECT_NEAR(s.kl, 0.0, 1e-9);
+  EXPECT_EQ(s.top1, 1.0);
+  const EvalScores self = score_model(a, &a, text, 100);
+  EXPECT_EQ(self.kl, 0.0);
+  EXPECT_EQ(self.top1, 1.0);
+  EXPECT_EQ(self.nll_delta_se, 0.0);
+  // Batching (padding) does not change the scores.
+  const EvalScores one = score_model(a, nullptr, text, 1);
+  EXPECT_NEAR(one.nll, s.nll, 1e-5);
+  EXPECT_TRUE(std::isnan(one.kl));
+}
+
+TEST(Eval, QuantizedRowsCostSomething) {
+  const EvalReport& r = all_report();
+  // fp32, inverse, projective C=300, projective fitted C, uniform, then one pruned row per codebook.
+  ASSERT_EQ(r.rows.size(), 8u);
+  const int n_tensors = 1 + 4 * 2 + 1;  // embed, 2 layers x (qkv, o, gate_up, down), lm_head
+  for (size_t i = 1; i < r.rows.size(); ++i) {
+    const EvalRow& x = r.rows[i];
+    EXPECT_TRUE(x.quantized);
+    EXPECT_GT(x.scores.kl, 0.0) << x.label;
+    EXPECT_GT(x.scores.nll_delta_se, 0.0) << x.label;
+    EXPECT_LE(x.scores.top1, 1.0) << x.label;
+    EXPECT_TRUE(std::isfinite(x.scores.perplexity)) << x.label;
+    EXPECT_EQ(static_cast<int>(x.tensors.size()), n_tensors) << x.label;
+    for (const auto& t : x.tensors) {
+      EXPECT_GT(t.rel_error, 0.0) << t.name;
+      EXPECT_NEAR(t.sqnr_db, -20.0 * std::log10(t.rel_error), 1e-6) << t.name;
+    }
+  }
+  // The original inverse rule is by far the worst: its levels crowd near zero.
+  EXPECT_GT(row(r, "inverse").scores.kl, 10 * row(r, "uniform").scores.kl);
+  EXPECT_GT(row(r, "inverse").scores.kl, 10 * row(r, "projective C=300").scores.kl);
+  // Pruning only removes codes: more zeros, lower SQNR than the same codebook unpruned.
+  const EvalRow& pruned = row(r, "uniform, prune j<=3");
+  EXPECT_GT(pruned.pruned_codes, 0);
+  EXPECT_GT(pruned.zero_codes, row(r, "uniform").zero_codes);
+  EXPECT_LT(pruned.weight_sqnr_db, row(r, "uniform").weight_sqnr_db);
+}
+
+TEST(Eval, SqnrOrderingOnGaussianWeights) {
+  const EvalReport& r = all_report();
+  const double inv = row(r, "inverse").weight_sqnr_db, uni = row(r, "uniform").weight_sqnr_db;
+  const double proj = row(r, "projective C=300").weight_sqnr_db, fit = row(r, "projective fitted C").weight_sqnr_db;
+  EXPECT_GT(proj, uni);
+  EXPECT_GT(uni, inv + 10.0);
+  // The fitted pole minimises weight MSE over a grid that contains 300.
+  EXPECT_GE(fit, proj - 0.05);
+  for (const auto& t : row(r, "projective fitted C").tensors) EXPECT_GT(t.pole, 127.0) << t.name;
+}
+
+TEST(Eval, JsonHasTheDocumentedKeys) {
+  const auto j = nlohmann::json::parse(eval_report_json(all_report()));
+  for (const char* k : {"model", "model_format", "n_params", "reference", "text", "rows"}) EXPECT_TRUE(j.contains(k)) << k;
+  EXPECT_EQ(j["text"]["mode"], "text");
+  ASSERT_EQ(j["rows"].size(), 8u);
+  EXPECT_EQ(j["rows"][0]["quantized"], false);
+  EXPECT_EQ(j["rows"][0]["kl"], 0.0);
+  for (size_t i = 1; i < j["rows"].size(); ++i) {
+    const auto& x = j["rows"][i];
+    for (const char* k : {"name", "codebook", "pole", "prune_index", "perplexity", "perplexity_delta_pct", "perplexity_delta_se_pct", "kl",
+                          "top1_agreement", "weight_sqnr_db", "tensors"})
+      EXPECT_TRUE(x.contains(k)) << k;
+    EXPECT_GT(x["kl"].get<double>(), 0.0);
+    for (const char* k : {"name", "shape", "sqnr_db", "rel_error"}) EXPECT_TRUE(x["tensors"][0].contains(k)) << k;
+  }
+  EXPECT_EQ(j["rows"][3]["pole"], "fitted");
+  const std::string md = eval_report_markdown(all_report());
+  EXPECT_NE(md.find("| fp32 (reference) |"), std::string::npos);
+  EXPECT_NE(md.find("| model.layers.1.mlp.down_proj.weight | 64x128 |"), std::string::npos);
+}
+
+TEST(Eval, QinsFileWithReferenceMatchesQuantizingInMemory) {
+  const auto file = (test::temp_root() / "eval_uniform.qins").string();
+  ConvertOptions co;
+  co.quant.codebook = core::Codebook::Uniform;
+  convert_to_qins(model_dir(), file, co);
+  EvalOptions o = small_options();
+  o.reference = model_dir();
+  const EvalReport r = evaluate(file, text_file(), o);
+  ASSERT_EQ(r.rows.size(), 2u);
+  EXPECT_EQ(r.model_format, "qins");
+  const EvalRow& mem = row(all_report(), "uniform");
+  const EvalRow& f = r.rows[1];
+  EXPECT_NEAR(f.scores.perplexity, mem.scores.perplexity, 1e-6 * mem.scores.perplexity);
+  EXPECT_NEAR(f.scores.kl, mem.scores.kl, 1e-6);
+  ASSERT_EQ(f.tensors.size(), mem.tensors.size());
+  for (size_t i = 0; i < f.tensors.size(); ++i) {
+    EXPECT_EQ(f.tensors[i].name, mem.tensors[i].name);
+    EXPECT_NEAR(f.tensors[i].sqnr_db, mem.tensors[i].sqnr_db, 1e-9);
+  }
+  // Without a reference: perplexity alone, and the report says so.
+  const EvalReport alone = evaluate(file, text_file(), small_options());
+  ASSERT_EQ(alone.rows.size(), 1u);
+  EXPECT_FALSE(alone.has_reference);
+  EXPECT_NE(alone.note.find("no --reference"), std::string::npos);
+  EXPECT_NEAR(alone.rows[0].scores.perplexity, mem.scores.perplexity, 1e-6 * mem.scores.perplexity);
+  EXPECT_TRUE(std::isnan(alone.rows[0].scores.kl));
+}
+
+TEST(Eval, ChatTextScoresAssistantTokensOnly) {
+  const std::string path = write_file(
+      "chat.jsonl",
+      "{\"messages\": [{\"role\": \"user\", \"content\": \"What does harbour mean?\"}, "
+      "{\"role\": \"assistant\", \"content\": \"A sheltered place for boats.\"}]}\n\n"
+      "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"Define gentle.\"}, "
+      "{\"role\": \"assistant\", \"content\": \"Kind and calm.\"}, {\"role\": \"user\", \"content\": \"Use it in a sentence.\"}, "
+      "{\"role\": \"assistant\", \"content\": \"The nurse was gentle.\"}]}\n");
+  const tok::Tokenizer tok = tokenizer(model_dir());
+  const EvalText t = load_eval_text(path, tok, 256, 4096);
+  EXPECT_EQ(t.mode, "chat");
+  ASSERT_EQ(t.seqs.size(), 2u);
+  std::string scored;
+  for (size_t i = 0; i < t.seqs.size(); ++i) {
+    std::vector<int> ids;
+    for (size_t k = 0; k < t.seqs[i].size(); ++k)
+      if (t.is_target[i][k]) ids.push_back(static_cast<int>(t.seqs[i][k]));
+    scored += tok.decode(ids) + "|";
+  }
+  EXPECT_NE(scored.find("A sheltered place for boats."), std::string::npos) << scored;
+  EXPECT_NE(scored.find("The nurse was gentle."), std::string::npos) << scored;
+  EXPECT_EQ(scored.find("harbour"), std::string::npos) << scored;
+  EXPECT_EQ(scored.find("brief"), std::string::npos) << scored;
+  EXPECT_EQ(scored.find("sentence"), std::string::npos) << scored;
+  // Each reply's <|end|> is a target (the model must learn to stop).
+  int ends = 0;
+  for (size_t i = 0; i < t.seqs.size(); ++i)
+    for (size_t k = 0; k < t.seqs[i].size(); ++k)
+      ends += t.is_target[i][k] && t.seqs[i][k] == tok.token_id("<|end|>");
+  EXPECT_EQ(ends, 3);
+  // Bad lines name the file and line.
+  const std::string bad = write_file("bad.jsonl", "{\"messages\": []}\n{\"messages\": [{\"role\": \"robot\", \"content\": \"x\"}]}\n");
+  try {
+    load_eval_text(bad, tok, 256, 4096);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("bad.jsonl:2"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("robot"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(load_eval_text(write_file("broken.jsonl", "{not json\n"), tok, 256, 4096), Error);
+  EXPECT_THROW(load_eval_text((test::temp_root() / "missing.txt").string(), tok, 256, 4096), Error);
+}
+
+TEST(Eval, SyntheticWeights) {
+  // Deterministic, and heavier tails where asked for.
+  EXPECT_TRUE(torch::equal(synthetic_weights("t5", 4, 100, 7), synthetic_weights("t5", 4, 100, 7)));
+  auto kurtosis = [](const torch::Tensor& w) {
+    const auto x = w.to(torch::kFloat64);
+    const auto c = x - x.mean();
+    return (c.pow(4).mean() / c.pow(2).mean().pow(2)).item<double>();
+  };
+  const double kg = kurtosis(synthetic_weights("gaussian", 64, 1024, 1));
+  const double kl = kurtosis(synthetic_weights("laplace", 64, 1024, 1));
+  EXPECT_NEAR(kg, 3.0, 0.2);
+  EXPECT_NEAR(kl, 6.0, 1.0);
+  EXPECT_GT(kurtosis(synthetic_weights("t5", 64, 1024, 1)), kg + 1.0);
+  const auto r = evaluate_synthetic("gaussian", 64, 1024, 1, 300.0);
+  ASSERT_EQ(r.size(), 1u);
+  ASSERT_EQ(r[0].errors.size(), 4u);  // inverse, projective C=300, projective fitted, uniform
+  EXPECT_GT(r[0].errors[1].sqnr_db, r[0].errors[3].sqnr_db);
+  EXPECT_GT(r[0].errors[3].sqnr_db, r[0].errors[0].sqnr_db + 15.0);
+  EXPECT_THROW(synthetic_weights("cauchy", 2, 2, 1), Error);
+}
+
+TEST(Eval, VariantsAndBadOptions) {
+  EXPECT_EQ(eval_variants("projective", 300, 0).size(), 2u);
+  EXPECT_EQ(eval_variants("projective", 0, 0).size(), 1u);
+  EXPECT_EQ(eval_variants("all", 300, 2).size(), 7u);
+  EXPECT_THROW(eval_variants("fp4", 300, 0), Error);
+  EXPECT_THROW(eval_variants("projective", 100, 0), Error);
+  EvalOptions o = small_options();
+  o.reference = model_dir();
+  EXPECT_THROW(evaluate(model_dir(), text_file(), o), Error);  // --reference is for .qins files
+}
+
+#ifdef QINS_CLI_PATH
+std::string run(const std::string& args, int* status) {
+  const std::string cmd = std::string(QINS_CLI_PATH) + " " + args + " 2>/dev/null </dev/null";
+  std::string out;
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int st = pclose(p);
+  *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return out;
+}
+
+TEST(EvalCli, JsonAndMarkdown) {
+  int st = -1;
+  const std::string js = run("eval " + model_dir() + " --text " + text_file() +
+                                 " --codebook projective --window 48 --max-tokens 200 --json -q",
+                             &st);
+  ASSERT_EQ(st, 0);
+  const auto j = nlohmann::json::parse(js);
+  ASSERT_EQ(j["rows"].size(), 3u);  // fp32, C=300, fitted C
+  EXPECT_EQ(j["rows"][1]["name"], "projective C=300");
+  const std::string md = run("eval --synthetic laplace --rows 8 --cols 256", &st);
+  ASSERT_EQ(st, 0);
+  EXPECT_NE(md.find("| Laplace |"), std::string::npos) << md;
+  run("eval " + model_dir(), &st);
+  EXPECT_EQ(st, 1);  // no --text: one clear error
+}
+#endif
+
+}  // namespace
+}  // namespace qins

@@ -1,0 +1,49 @@
+// Files read with a size cap and written atomically: the one place the project opens a file whole
+// or replaces one. Torch-free, Qt-free; errors are qins::Error naming the path.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace qins {
+
+// Reads of whole files (config.json, tokenizer files, ...) are capped: a file larger than this (or
+// a link to /dev/zero) is an error, not gigabytes of memory.
+constexpr uint64_t kMaxReadBytes = uint64_t{1} << 30;
+
+// The whole file as bytes. Refuses anything but a regular file (a FIFO would block, a device would
+// never end) and files over max_bytes; throws qins::Error naming the path.
+std::string read_file(const std::string& path, uint64_t max_bytes = kMaxReadBytes);
+
+// A file written under a temporary name next to its target (`<path>.tmp-XXXXXX`, mode 0644) and
+// renamed over the target by commit(), after an fsync; the directory is fsynced after the rename.
+// A reader sees the old file or the whole new one. Destroyed without commit(), the temporary file
+// is removed.
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string path);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  void write(const void* data, std::size_t n);                    // appends
+  void write_at(uint64_t offset, const void* data, std::size_t n);  // e.g. a header written last
+  void commit();
+
+  const std::string& path() const { return path_; }
+  const std::string& temp_path() const { return tmp_; }
+  uint64_t size() const { return size_; }
+
+ private:
+  std::string path_, tmp_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+  bool committed_ = false;
+};
+
+// Writes `bytes` to `path` through an AtomicFile.
+void write_file_atomic(const std::string& path, std::string_view bytes);
+
+}  // namespace qins
