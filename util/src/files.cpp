@@ -60,7 +60,7 @@ AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   std::vector<char> buf(templ.begin(), templ.end());
   buf.push_back('\0');
   fd_ = ::mkstemp(buf.data());
-  if (fd_ < 0) throw Error(path_ + ": cannot create a temporary file next to it (" + errno_text() + ")");
+  if (fd_ < 0) throw Error(path_ + ": cannot create temporary file next to it (" + errno_text() + ")");
   tmp_ = buf.data();
   ::fchmod(fd_, 0644);
 }
@@ -92,7 +92,7 @@ void AtomicFile::commit() {
   const int fd = fd_;
   fd_ = -1;
   if (::close(fd) != 0) throw Error(path_ + ": close failed (" + errno_text() + ")");
-  if (::rename(tmp_.c_str(), path_.c_str()) != 0) throw Error(path_ + ": rename from temporary file failed (" + errno_text() + ")");
+  if (::rename(tmp_.c_str(), path_.c_str()) != 0) throw Error(path_ + ": rename failed, from temporary file (" + errno_text() + ")");
   committed_ = true;
   // Make the rename itself durable (best effort: some file systems refuse fsync on a directory).
   const int dfd = ::open(parent_dir(path_).c_str(), O_RDONLY);
