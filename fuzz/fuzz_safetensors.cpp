@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "qins/runtime/engine.h"
 #include "qins/graph/phi3_config.h"
 #include "qins/io/safetensors.h"
+#include "qins/util/errors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   try {
