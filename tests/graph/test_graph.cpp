@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "fixture_dir.h"
+#include "qins/core/blas_threads.h"
 #include "qins/runtime/engine.h"
 #include "qins/io/hf_folder.h"
 #include "qins/graph/phi3_model.h"
@@ -334,8 +335,10 @@ TEST(HfLoader, WrongShapeNamesFileAndTensor) {
 
 
 // The QINS graph runs prompt chunks (> 16 tokens) through attention_per_head when it has two
-// threads (one kv head per task, BLAS on one thread) and through the batched attention with one:
-// both must give the same logits, and match token-by-token decoding (the fused path).
+// threads and BLAS runs on one (core::set_blas_threads(1), the engine's policy for a bf16 QINS
+// kernel; one kv head per task) and through the batched attention otherwise: both must give the
+// same logits, and match token-by-token decoding (the fused path). Without OpenBLAS both runs
+// take the batched attention.
 TEST(Forward, QinsPrefillAttentionPathsAgree) {
   auto w = test::load_qins_weights(test::fixture("gqa", opts_with([](FixtureOptions& o) { o.num_kv_heads = 2; })));
   torch::NoGradGuard ng;
@@ -351,10 +354,12 @@ TEST(Forward, QinsPrefillAttentionPathsAgree) {
   const int saved = at::get_num_threads();
   auto run = [&](int threads) {
     at::set_num_threads(threads);
+    core::set_blas_threads(threads == 1 ? saved : 1);
     KvCache cache = make_kv_cache(w.config, 64, torch::kFloat32);
     return forward(w, ids_tensor(ids), &cache).squeeze(0);  // [T, V]
   };
   const auto one = run(1), two = run(2);
+  core::set_blas_threads(saved);
   KvCache cache = make_kv_cache(w.config, 64, torch::kFloat32);
   std::vector<torch::Tensor> steps;
   for (int64_t id : ids) steps.push_back(forward(w, ids_tensor({id}), &cache).squeeze(0));

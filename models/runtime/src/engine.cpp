@@ -10,6 +10,8 @@
 #include <sstream>
 #include <thread>
 
+#include "qins/core/blas_threads.h"
+#include "qins/core/projective_linear.h"
 #include "qins/io/hf_folder.h"
 #include "qins/io/qins_file.h"
 #include "qins/runtime/internal.h"
@@ -52,6 +54,11 @@ torch::ScalarType kv_scalar_type(KvDtype d) {
 void configure_threads(int threads) {
   const int n = threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   if (at::get_num_threads() != n) at::set_num_threads(n);
+}
+
+void apply_thread_policy(const Phi3Weights& w) {
+  const bool own_gemm = !w.layers.empty() && w.layers[0].qkv->uses_qins_kernels() && core::kernel_uses_bf16();
+  core::set_blas_threads(own_gemm ? 1 : at::get_num_threads());
 }
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -112,6 +119,7 @@ std::unique_ptr<Engine> EngineInternals::make(LoadedModel m, const LoadOptions& 
       e.info.device_note = (gpu.empty() ? "no GPU backend in this libtorch build" : gpu + " is available but the engine runs on the CPU in this version") +
                            std::string("; running on the CPU");
   }
+  apply_thread_policy(e.weights);
   impl->start_background_work();
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }

@@ -25,6 +25,9 @@ class LinearOp {
   // such a path say false in has_row_path() and the graph takes forward() instead.
   virtual bool has_row_path() const { return false; }
   virtual void forward_row(const float* x, float* y);
+  // True when the products run on core's QINS kernels (their own GEMM and GEMV on the OpenMP
+  // threads) rather than on the BLAS: what the engine's BLAS thread policy asks.
+  virtual bool uses_qins_kernels() const { return false; }
 };
 
 // torch::linear over a dense weight [out, in] (f32 or bf16). The weight may require grad (training).
@@ -53,6 +56,7 @@ class QinsLinear final : public LinearOp {
   std::string kind() const override;
   bool has_row_path() const override { return true; }
   void forward_row(const float* x, float* y) override { m_->forward_row(x, y); }
+  bool uses_qins_kernels() const override { return true; }
   core::ProjectiveLinear& module() { return m_; }
 
  private:

@@ -53,6 +53,13 @@ inline Engine::Impl& engine_internals(Engine& e) { return EngineInternals::of(e)
 torch::ScalarType kv_scalar_type(KvDtype d);
 // Sets the intra-op thread count (0 = all cores). Debian's libtorch starts with 1 thread.
 void configure_threads(int threads);
+// The BLAS thread policy for these weights at the current intra-op thread count
+// (qins/core/blas_threads.h): QINS projections on a kernel with its own GEMM
+// (core::kernel_uses_bf16) -> BLAS on 1 thread, attention per kv head on our threads; otherwise
+// BLAS on at::get_num_threads(), attention in batched matmuls. EngineInternals::make applies it;
+// call it again after swapping an engine's projections, changing the kernel path
+// (core::set_kernel_isa) or the thread count, and before running weights built outside an engine.
+void apply_thread_policy(const Phi3Weights& w);
 // Engine messages as the tokenizer's chat turns.
 std::vector<tok::ChatTurn> to_turns(const std::vector<ChatMessage>& messages);
 

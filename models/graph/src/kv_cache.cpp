@@ -1,0 +1,22 @@
+// The KV cache's storage: one large mapping each for K and V, movable onto huge pages.
+#include "qins/core/qins.h"
+#include "qins/graph/phi3_model.h"
+
+namespace qins {
+
+KvCache make_kv_cache(const Phi3Config& c, int64_t capacity, torch::ScalarType dtype) {
+  KvCache cache;
+  const auto shape = std::vector<int64_t>{c.num_hidden_layers, c.num_key_value_heads, capacity, c.head_dim};
+  // Each in its own 2 MiB-aligned mapping (large caches), filled on small pages now (fast), so
+  // that promote_kv_cache can later move it onto huge pages.
+  cache.k = core::empty_large(shape, dtype).zero_();  // [n_layers, n_kv_head, capacity, head_dim]
+  cache.v = core::empty_large(shape, dtype).zero_();
+  return cache;
+}
+
+int64_t promote_kv_cache(const KvCache& cache, const std::atomic<bool>* cancel) {
+  if (!cache.k.defined()) return 0;
+  return core::promote_to_huge_pages(cache.k, cancel) + core::promote_to_huge_pages(cache.v, cancel);
+}
+
+}  // namespace qins
