@@ -20,7 +20,9 @@ std::string read_file(const std::string& path, uint64_t max_bytes = kMaxReadByte
 // A file written under a temporary name next to its target (`<path>.tmp-XXXXXX`, mode 0644) and
 // renamed over the target by commit(), after an fsync; the directory is fsynced after the rename.
 // A reader sees the old file or the whole new one. Destroyed without commit(), the temporary file
-// is removed.
+// is removed; so is it when the process gets SIGINT or SIGTERM (a handler is installed for signals
+// still at their default action). A writer holds an exclusive flock on its temporary file, and
+// creating an AtomicFile removes `<path>.tmp-XXXXXX` files no living writer holds (left by SIGKILL).
 class AtomicFile {
  public:
   explicit AtomicFile(std::string path);
@@ -41,6 +43,7 @@ class AtomicFile {
   int fd_ = -1;
   uint64_t size_ = 0;
   bool committed_ = false;
+  int slot_ = -1;  // in the table the signal handler cleans up
 };
 
 // Writes `bytes` to `path` through an AtomicFile.
