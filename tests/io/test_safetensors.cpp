@@ -1,6 +1,7 @@
 // safetensors: write/read round trips, dtype conversions, sharded checkpoints, and one test per
 // rejection of PHI3.md §6 (each asserting the message names the file and the problem).
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cmath>
 #include <cstring>
@@ -613,4 +614,17 @@ TEST(SafetensorsReject, NotARegularFile) {
   EXPECT_ERROR_NAMES(error_of([&] { st::File::open(dir.path()); }), dir.path(), "not a regular file");
   EXPECT_ERROR_NAMES(error_of([&] { st::File::open(dir.file("missing.safetensors")); }), "missing.safetensors",
                      "cannot open");
+}
+
+// A named pipe (or a link to a device) where a safetensors file or the index should be: a clear
+// error at once, never an open() or read that blocks or never ends.
+TEST(Safetensors, AFifoOrADeviceIsRefusedWithoutBlocking) {
+  TempDir dir;
+  ASSERT_EQ(::mkfifo(dir.file("model.safetensors").c_str(), 0600), 0);
+  EXPECT_ERROR_NAMES(error_of([&] { st::Checkpoint::open_dir(dir.path()); }), dir.file("model.safetensors"),
+                     "not a regular file");
+  TempDir sharded;
+  std::filesystem::create_symlink("/dev/zero", sharded.file("model.safetensors.index.json"));
+  EXPECT_ERROR_NAMES(error_of([&] { st::Checkpoint::open_dir(sharded.path()); }),
+                     sharded.file("model.safetensors.index.json"), "not a regular file");
 }

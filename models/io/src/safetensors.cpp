@@ -274,7 +274,8 @@ std::unique_ptr<File> File::parse(const uint8_t* data, std::size_t size, const s
 }
 
 std::unique_ptr<File> File::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: a named pipe must not block the open; its type is refused just below.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) fail(path, "cannot open: " + errno_text());
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
@@ -327,23 +328,7 @@ std::unique_ptr<Checkpoint> Checkpoint::open_dir(const std::string& dir) {
   if (::stat(index_path.c_str(), &st) != 0)
     fail(dir, "no model.safetensors or model.safetensors.index.json in the model directory");
 
-  std::string text;
-  {
-    FILE* fp = std::fopen(index_path.c_str(), "rb");
-    if (!fp) fail(index_path, "cannot open: " + errno_text());
-    char buf[65536];
-    std::size_t got;
-    while ((got = std::fread(buf, 1, sizeof buf, fp)) > 0) {
-      text.append(buf, got);
-      if (text.size() > kMaxHeaderBytes) {
-        std::fclose(fp);
-        fail(index_path, "index is larger than 100000000 bytes");
-      }
-    }
-    const bool err = std::ferror(fp);
-    std::fclose(fp);
-    if (err) fail(index_path, "read error");
-  }
+  const std::string text = read_file(index_path, kMaxHeaderBytes);  // regular files only, capped
   json index = parse_json_strict(text.data(), text.data() + text.size(), index_path, "index");
   if (!index.is_object()) fail(index_path, "index is not a JSON object");
   auto wm = index.find("weight_map");
