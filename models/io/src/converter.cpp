@@ -52,11 +52,12 @@ ConvertReport convert_to_qins(const std::string& hf_dir, const std::string& out_
   if (!paths.generation_config.empty()) meta.generation_config_json = read_file(paths.generation_config);
   meta.tokenizer_model = read_file(paths.tokenizer_model);
   meta.tokenizer_config_json = read_file(paths.tokenizer_config);
-  meta.info_json = nlohmann::json({{"source", fs::path(hf_dir).filename().string()},
-                                   {"codebook", core::codebook_name(opts.quant.codebook)},
-                                   {"pole", opts.quant.pole},
-                                   {"prune_index", opts.prune_index}})
-                       .dump();
+  nlohmann::json info({{"source", opts.source_name.empty() ? fs::path(hf_dir).filename().string() : opts.source_name},
+                       {"codebook", core::codebook_name(opts.quant.codebook)},
+                       {"pole", opts.quant.pole},
+                       {"prune_index", opts.prune_index}});
+  if (!opts.origin_json.empty()) info["origin"] = nlohmann::json::parse(opts.origin_json);
+  meta.info_json = info.dump();
 
   // Tensor order: embedding, each layer, final norm, lm_head (the loader does not depend on it).
   std::vector<std::string> names{"model.embed_tokens.weight"};
