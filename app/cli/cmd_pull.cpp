@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -36,7 +37,9 @@ class DownloadBar {
   void update(const hub::PullProgress& p) {
     if (p.stage != stage_) {
       stage_ = p.stage;
-      if (!tty_ && !quiet_ && stage_.rfind("downloading", 0) != 0 && stage_ != "done")
+      const bool worth_a_line = stage_.rfind("retrying", 0) == 0 || stage_.rfind("resuming", 0) == 0 ||
+                                stage_.rfind("waiting", 0) == 0 || stage_.rfind("the file changed", 0) == 0;
+      if (!tty_ && !quiet_ && worth_a_line)
         std::fprintf(stderr, "qins pull: %s\n", stage_.c_str());
     }
     if (!tty_) return;
@@ -90,6 +93,9 @@ Runner add_pull(CLI::App& app) {
       ->check(CLI::Range(0, 100));
   app.add_flag("-q,--quiet", o->quiet, "No progress output");
   return [o]() {
+    // Past a file size limit (ulimit -f), a write fails with EFBIG (a clear error, the partial
+    // file kept) instead of the signal killing the process.
+    std::signal(SIGXFSZ, SIG_IGN);
     const auto [repo, revision] = hub::parse_repo_ref(o->ref);
     hub::HubOptions ho;
     ho.cache_dir = o->cache_dir;

@@ -300,6 +300,10 @@ void sleep_cancellable(double seconds, const std::atomic<bool>* cancel, const st
   }
 }
 
+std::string retry_stage(double wait) {
+  return wait < 0.5 ? std::string("retrying now: ") : "retrying in " + std::to_string(static_cast<int>(wait + 0.5)) + " s: ";
+}
+
 bool transient_status(long s) { return s == 429 || s >= 500; }
 
 double retry_after_s(const Response& r, double fallback, double cap) {
@@ -537,7 +541,7 @@ Response Puller::api_get(const std::string& url0, const std::string& repo, const
       throw http_error(r, repo, what, false);
     }
     const double wait = r.status == 429 ? retry_after_s(r, backoff(failures), opt_.retry_after_max_s) : backoff(failures);
-    set_stage("retrying in " + std::to_string(static_cast<int>(wait + 0.5)) + " s: " + what + ": " +
+    set_stage(retry_stage(wait) + what + ": " +
               describe_failure(r, opt_.stall_timeout_s));
     sleep_cancellable(wait, cancel_, tick_);
   }
@@ -792,7 +796,7 @@ void Puller::fetch_file(const std::string& repo, const std::string& commit, cons
       }
       const double wait =
           head.status == 429 ? retry_after_s(head, backoff(failures), opt_.retry_after_max_s) : backoff(failures);
-      set_stage("retrying in " + std::to_string(static_cast<int>(wait + 0.5)) + " s: " + f.path + ": " +
+      set_stage(retry_stage(wait) + f.path + ": " +
                 describe_failure(head, opt_.stall_timeout_s));
       sleep_cancellable(wait, cancel_, tick_);
       continue;
@@ -889,7 +893,7 @@ void Puller::fetch_file(const std::string& repo, const std::string& commit, cons
         }
         const double wait = r.status == 429 ? retry_after_s(r, backoff(failures), opt_.retry_after_max_s)
                                             : (have > before ? 0.0 : backoff(failures));
-        set_stage("retrying in " + std::to_string(static_cast<int>(wait + 0.5)) + " s: " + f.path + ": " +
+        set_stage(retry_stage(wait) + f.path + ": " +
                   (r.code == CURLE_OK && r.status < 300 ? std::string("the connection closed early")
                                                        : describe_failure(r, opt_.stall_timeout_s)));
         sleep_cancellable(wait, cancel_, tick_);
