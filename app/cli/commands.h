@@ -17,6 +17,7 @@ Runner add_tokenize(CLI::App& app);
 Runner add_inspect(CLI::App& app);
 Runner add_fixture(CLI::App& app);
 Runner add_convert(CLI::App& app);
+Runner add_pull(CLI::App& app);
 Runner add_synth(CLI::App& app);
 Runner add_bench(CLI::App& app);
 Runner add_eval(CLI::App& app);

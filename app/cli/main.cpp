@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   add("tokenize", "Print the token ids the engine would feed the model", qins::cli::add_tokenize);
   add("inspect", "Show a model's config, tensors, parameter count and memory estimate", qins::cli::add_inspect);
   add("convert", "Convert a Hugging Face Phi-3 folder into one compressed .qins file", qins::cli::add_convert);
+  add("pull", "Download a model from the Hugging Face Hub (resumable, verified) and convert it to .qins", qins::cli::add_pull);
   add("synth", "Write a .qins with Phi-3 shapes and random weights (phi-3.5-mini | mid | demo)", qins::cli::add_synth);
   add("bench", "Measure load time, memory, prefill and decode speed against baselines", qins::cli::add_bench);
   add("eval", "Accuracy report: weight SQNR, perplexity, KL and top-1 agreement of each codebook vs fp32", qins::cli::add_eval);

@@ -481,7 +481,7 @@ TEST_F(TokenizerTest, BadConfigsGiveClearErrors) {
   expect_config_error(m, "{not json", "invalid JSON");
   expect_config_error(m, "[1, 2]", "JSON object");
   expect_config_error(m, std::string(100, '[') + std::string(100, ']'), "nested");
-  expect_config_error(m, R"({"chat_template": "x"})", "neither");
+  // (A config with no added tokens at all is not an error: see ConfigWithoutAddedTokensUsesTheFilesBesideIt.)
   expect_config_error(m, R"({"added_tokens_decoder": []})", "must be an object");
   expect_config_error(m, R"({"added_tokens_decoder": {"-1": {"content": "<a>"}}})", "\"-1\"");
   expect_config_error(m, R"({"added_tokens_decoder": {"abc": {"content": "<a>"}}})", "\"abc\"");
@@ -609,5 +609,44 @@ TEST(Phi3Golden, KnownIds) {
   }
 }
 
+
+// Folders on the Hub vary: a tokenizer_config.json without added_tokens_decoder takes its added
+// tokens from tokenizer.json beside it, bos/eos from special_tokens_map.json, or has none; raw
+// text still encodes, and chat says plainly that there is no usable template.
+TEST_F(TokenizerTest, ConfigWithoutAddedTokensUsesTheFilesBesideIt) {
+  const fs::path d = *dir_ / "llama_style";
+  fs::create_directories(d);
+  fs::copy_file(*dir_ / "tokenizer.model", d / "tokenizer.model", fs::copy_options::overwrite_existing);
+  write_all(d / "tokenizer_config.json", R"({"add_bos_token": true})");
+  const std::string model = (d / "tokenizer.model").string(), config = (d / "tokenizer_config.json").string();
+
+  // Neither tokenizer.json nor special_tokens_map.json: no added tokens; raw text works, chat says why not.
+  const Tokenizer bare = Tokenizer::from_files(model, config);
+  EXPECT_TRUE(bare.added_tokens().empty());
+  EXPECT_EQ(bare.encode("Hello world", false), plain("Hello world"));
+  try {
+    bare.encode_chat({{ChatRole::User, "hi"}}, true);
+    ADD_FAILURE() << "expected a TokenizerError";
+  } catch (const TokenizerError& e) {
+    EXPECT_NE(std::string(e.what()).find("no chat template qins can use"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("raw completion"), std::string::npos) << e.what();
+  }
+
+  // special_tokens_map.json names the BOS token.
+  write_all(d / "special_tokens_map.json", R"({"bos_token": {"content": "<s>"}, "eos_token": "</s>"})");
+  EXPECT_EQ(Tokenizer::from_files(model, config).bos_id(), 1);
+
+  // tokenizer.json's added_tokens: the Phi-3 chat tokens, so chat works; the merged config travels.
+  nlohmann::json added = nlohmann::json::array();
+  for (const auto& t : tok().added_tokens())
+    added.push_back({{"id", t.id}, {"content", t.content}, {"special", t.special}, {"rstrip", t.rstrip}, {"lstrip", t.lstrip}});
+  write_all(d / "tokenizer.json", nlohmann::json({{"added_tokens", added}}).dump());
+  const Tokenizer merged = Tokenizer::from_files(model, config);
+  EXPECT_EQ(merged.added_tokens().size(), tok().added_tokens().size());
+  EXPECT_EQ(merged.token_id("<|user|>"), tok().token_id("<|user|>"));
+  const std::vector<ChatTurn> chat{{ChatRole::User, "Hello"}};
+  EXPECT_EQ(merged.encode_chat(chat, true), Tokenizer::from_memory(merged.model_bytes(), merged.config_json(), "copy").encode_chat(chat, true));
+  fs::remove_all(d);
+}
 }  // namespace
 }  // namespace qins::tok

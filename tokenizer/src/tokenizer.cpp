@@ -8,6 +8,7 @@
 #include <array>
 #include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -322,10 +323,7 @@ auto Tokenizer::Impl::load(std::string_view model_bytes, const std::string& mode
         throw TokenizerError(where + ": id " + std::to_string(v) + " is outside [0, 1000000)");
       added.push_back(parse_added_token(entry, static_cast<int>(v), where));
     }
-  } else {
-    throw TokenizerError(config_name + ": neither added_tokens_decoder (tokenizer_config.json) nor added_tokens "
-                                       "(tokenizer.json) is present");
-  }
+  }  // neither: a tokenizer without added tokens (from_files has already looked beside the config)
 
   std::sort(added.begin(), added.end(), [](const AddedToken& a, const AddedToken& b) { return a.id < b.id; });
   std::unordered_map<std::string, int> by_content;
@@ -426,9 +424,47 @@ Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
 Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 Tokenizer::~Tokenizer() = default;
 
+namespace {
+
+// Folders on the Hub vary: a tokenizer_config.json without added_tokens_decoder (older Llama-style
+// folders) takes its added tokens from tokenizer.json's added_tokens beside it, and bos/eos/unk
+// names it lacks from special_tokens_map.json; with neither file the tokenizer has no added tokens.
+// The result is the config the tokenizer keeps (config_json()), so a converted model carries it.
+std::string merge_sibling_token_files(const std::string& config, const std::string& config_path) {
+  json cfg;
+  try {
+    cfg = json::parse(config);
+  } catch (const json::exception&) {
+    return config;  // Impl::load reports it
+  }
+  if (!cfg.is_object() || cfg.contains("added_tokens_decoder") || cfg.contains("added_tokens")) return config;
+  const std::filesystem::path dir = std::filesystem::path(config_path).parent_path();
+  const auto read_json = [&](const char* name, json& out) {
+    const auto p = dir / name;
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(p, ec)) return false;
+    check_json_depth(read_file_or_throw(p.string(), name), p.string());
+    try {
+      out = json::parse(read_file_or_throw(p.string(), name));
+    } catch (const json::exception& e) {
+      throw TokenizerError(p.string() + ": invalid JSON (" + e.what() + ")");
+    }
+    return out.is_object();
+  };
+  json tj, sm;
+  if (read_json("tokenizer.json", tj) && tj.contains("added_tokens")) cfg["added_tokens"] = tj["added_tokens"];
+  else cfg["added_tokens"] = json::array();
+  if (read_json("special_tokens_map.json", sm))
+    for (const char* k : {"bos_token", "eos_token", "unk_token"})
+      if (!cfg.contains(k) && sm.contains(k)) cfg[k] = sm[k];
+  return cfg.dump();
+}
+
+}  // namespace
+
 Tokenizer Tokenizer::from_files(const std::string& model_path, const std::string& config_path) {
   const std::string model = read_file_or_throw(model_path, "tokenizer model");
-  const std::string config = read_file_or_throw(config_path, "tokenizer config");
+  const std::string config = merge_sibling_token_files(read_file_or_throw(config_path, "tokenizer config"), config_path);
   return Tokenizer(Impl::load(model, model_path, config, config_path));
 }
 
@@ -448,7 +484,9 @@ std::vector<int> Tokenizer::encode_chat(const std::vector<ChatTurn>& turns, bool
   for (const auto& [id, name] : {std::pair{m.id_user, "<|user|>"}, {m.id_assistant, "<|assistant|>"},
                                  {m.id_end, "<|end|>"}, {m.id_system, "<|system|>"}}) {
     if (id < 0)
-      throw TokenizerError(m.config_name + ": no " + name + " added token, which the Phi-3 chat template needs");
+      throw TokenizerError(m.config_name + ": this model has no chat template qins can use (no " + name +
+                         " added token, which the Phi-3 chat template needs); raw completion still works "
+                         "(qins generate --raw)");
   }
   // The rendered template alternates template tokens and text; the text between two tokens is the
   // "\n" the template writes plus the (plain) message content, encoded as one segment.

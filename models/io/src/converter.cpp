@@ -44,19 +44,20 @@ ConvertReport convert_to_qins(const std::string& hf_dir, const std::string& out_
   const HfPaths paths = find_hf_files(hf_dir);
   const Phi3Config c = read_phi3_config(paths.config);
   // The tokenizer must load before anything is written: a bad one fails the conversion early.
-  (void)tok::Tokenizer::from_files(paths.tokenizer_model, paths.tokenizer_config);
+  const tok::Tokenizer tokenizer = tok::Tokenizer::from_files(paths.tokenizer_model, paths.tokenizer_config);
   auto ckpt = st::Checkpoint::open_dir(hf_dir);
 
   QinsModelMeta meta;
   meta.config_json = c.source_json;
   if (!paths.generation_config.empty()) meta.generation_config_json = read_file(paths.generation_config);
   meta.tokenizer_model = read_file(paths.tokenizer_model);
-  meta.tokenizer_config_json = read_file(paths.tokenizer_config);
-  meta.info_json = nlohmann::json({{"source", fs::path(hf_dir).filename().string()},
-                                   {"codebook", core::codebook_name(opts.quant.codebook)},
-                                   {"pole", opts.quant.pole},
-                                   {"prune_index", opts.prune_index}})
-                       .dump();
+  meta.tokenizer_config_json = tokenizer.config_json();  // with the added tokens found beside it
+  nlohmann::json info({{"source", opts.source_name.empty() ? fs::path(hf_dir).filename().string() : opts.source_name},
+                       {"codebook", core::codebook_name(opts.quant.codebook)},
+                       {"pole", opts.quant.pole},
+                       {"prune_index", opts.prune_index}});
+  if (!opts.origin_json.empty()) info["origin"] = nlohmann::json::parse(opts.origin_json);
+  meta.info_json = info.dump();
 
   // Tensor order: embedding, each layer, final norm, lm_head (the loader does not depend on it).
   std::vector<std::string> names{"model.embed_tokens.weight"};

@@ -27,6 +27,11 @@ ModelReport inspect_qins(const std::string& path, bool verify) {
     std::ostringstream t;
     t << "model file: " << path << " (format " << j["version"].get<std::string>() << ", " << r.file_size()
       << " bytes)\n";
+    if (const auto& q = j["qins"]; q.contains("converter") && q["converter"].contains("origin")) {
+      const auto& o = q["converter"]["origin"];  // written by `qins pull`
+      t << "origin: " << o.value("repo", "?") << " at commit " << o.value("commit", "?") << " (" << o.value("hub", "")
+        << ")\n";
+    }
     t << "config: hidden " << c.hidden_size << ", intermediate " << c.intermediate_size << ", layers "
       << c.num_hidden_layers << ", heads " << c.num_attention_heads << " (kv " << c.num_key_value_heads << "), vocab "
       << c.vocab_size << "\n\n";

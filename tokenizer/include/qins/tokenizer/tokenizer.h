@@ -54,7 +54,10 @@ struct ChatTurn {
 class Tokenizer {
  public:
   // `model_path`: tokenizer.model. `config_path`: tokenizer_config.json (added_tokens_decoder,
-  // add_bos_token, chat_template) or tokenizer.json (added_tokens). Errors name the file.
+  // add_bos_token, chat_template) or tokenizer.json (added_tokens). A tokenizer_config.json with
+  // neither added_tokens_decoder nor added_tokens takes them from tokenizer.json beside it (and
+  // bos/eos/unk it lacks from special_tokens_map.json), or has none; config_json() is then that
+  // merged config. Errors name the file.
   static Tokenizer from_files(const std::string& model_path, const std::string& config_path);
   // Same, from bytes (the .qins file carries both). `origin` names the source in errors.
   static Tokenizer from_memory(std::string_view model_bytes, std::string_view config_json,

@@ -16,6 +16,11 @@ struct ConvertOptions {
   // Opt-in lossy pruning: codes whose magnitude index j is <= prune_index become exact zeros
   // (which the sparse codec then stores almost for free). 0 = off.
   int prune_index = 0;
+  // Where the model came from, recorded in qins.json's "converter" object: `source_name` replaces
+  // the folder's name as "source" (the model's display name) when set; `origin_json`, a JSON object
+  // (qins pull: hub, repo, revision, commit, files with sha256), is stored as "origin".
+  std::string source_name;
+  std::string origin_json;
 };
 
 struct ConvertedTensor {
