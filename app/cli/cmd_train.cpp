@@ -1,12 +1,36 @@
 // qins train: the demo model's trainer (models/src/trainer.cpp does the work).
+#include <unistd.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <string>
 
 #include "commands.h"
 #include "qins/tools/trainer.h"
 
 namespace qins::cli {
+
+namespace {
+
+// The trainer's progress line on stderr: redrawn in place on a terminal, else one line per
+// train_log.csv row.
+void draw_train_progress(const train::TrainProgress& p, bool tty) {
+  if (!tty && !p.logged) return;
+  const bool eval = !std::isnan(p.val_loss);
+  const int filled = static_cast<int>(std::clamp(p.fraction, 0.0, 1.0) * 24);
+  std::string bar(static_cast<size_t>(filled), '#');
+  bar.resize(24, '.');
+  const std::string of = p.steps > 0 ? "/" + std::to_string(p.steps) : "";
+  const std::string val = eval ? " val " + std::to_string(p.val_loss) : "";
+  std::fprintf(stderr, "%s[%s] step %lld%s loss %.3f lr %.2e %.0f tok/s ETA %s%s%s%s", tty ? "\r" : "", bar.c_str(),
+               (long long)p.step, of.c_str(), p.loss_ema, p.lr, p.tokens_per_s, train::format_duration(p.eta_s).c_str(),
+               val.c_str(), tty ? "   " : "", tty && !eval ? "" : "\n");
+  std::fflush(stderr);
+}
+
+}  // namespace
 
 Runner add_train(CLI::App& app) {
   auto o = std::make_shared<train::TrainOptions>();
@@ -41,7 +65,18 @@ Runner add_train(CLI::App& app) {
   app.add_option("--threads", o->threads, "Intra-op threads")->capture_default_str();
   return [=]() {
     o->bf16 = *dtype == "bf16";
-    const train::TrainResult r = train::run_training(*o);
+    const bool tty = ::isatty(2) != 0;
+    bool mid_line = false;  // a redrawn progress line is on screen
+    train::TrainCallbacks cb;
+    cb.log = [&](const std::string& line) {
+      std::fprintf(stderr, "%s%s\n", mid_line ? "\n" : "", line.c_str());
+      mid_line = false;
+    };
+    cb.progress = [&](const train::TrainProgress& p) {
+      draw_train_progress(p, tty);
+      mid_line = tty && std::isnan(p.val_loss);
+    };
+    const train::TrainResult r = train::run_training(*o, cb);
     std::printf("steps %lld, tokens %lld, %.0f s, parameters %lld, final train loss %.4f, validation loss %.4f (perplexity %.2f)\n",
                 (long long)r.steps_done, (long long)r.tokens_seen, r.seconds, (long long)r.n_params, r.final_train_loss,
                 r.final_val_loss, std::exp(r.final_val_loss));

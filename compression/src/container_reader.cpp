@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -176,50 +177,127 @@ ContainerReader ContainerReader::from_memory(const void* data, std::size_t size,
   return r;
 }
 
-void ContainerReader::parse() {
-  if (size_ < kHeaderSize)
-    fail("truncated: " + std::to_string(size_) + " bytes, the header alone needs " +
-         std::to_string(kHeaderSize));
-  const uint8_t* h = base_;
+namespace {
+
+[[noreturn]] void fail_in(const std::string& file, const std::string& what) { throw FormatError(file + ": " + what); }
+
+// The fixed header, checked: version, checksums, sizes, where the directory lies.
+struct Header {
+  uint16_t major = 0, minor = 0;
+  uint64_t header_size = 0, dir_off = 0, dir_size = 0;
+};
+
+Header read_header(const uint8_t* h, uint64_t size, const std::string& file) {
+  auto fail = [&](const std::string& what) { fail_in(file, what); };
+  if (size < kHeaderSize)
+    fail("truncated: " + std::to_string(size) + " bytes, the header alone needs " + std::to_string(kHeaderSize));
   if (std::memcmp(h + fmt::kOffMagic, fmt::kMagic, 8) != 0) fail("not a .qins file (wrong magic)");
-  major_ = uint16_t(h[fmt::kOffMajor] | h[fmt::kOffMajor + 1] << 8);
-  minor_ = uint16_t(h[fmt::kOffMinor] | h[fmt::kOffMinor + 1] << 8);
-  if (major_ != kFormatMajor)
-    fail("unsupported version " + std::to_string(major_) + "." + std::to_string(minor_) +
+  Header r;
+  r.major = uint16_t(h[fmt::kOffMajor] | h[fmt::kOffMajor + 1] << 8);
+  r.minor = uint16_t(h[fmt::kOffMinor] | h[fmt::kOffMinor + 1] << 8);
+  if (r.major != kFormatMajor)
+    fail("unsupported version " + std::to_string(r.major) + "." + std::to_string(r.minor) +
          " (this reader understands " + std::to_string(kFormatMajor) + ".x)");
-  if (load_le64(h + fmt::kOffHeaderChecksum) != checksum64(h, fmt::kOffHeaderChecksum))
-    fail("bad header checksum");
-  const uint64_t header_size = load_le32(h + fmt::kOffHeaderSize);
+  if (load_le64(h + fmt::kOffHeaderChecksum) != checksum64(h, fmt::kOffHeaderChecksum)) fail("bad header checksum");
+  r.header_size = load_le32(h + fmt::kOffHeaderSize);
   const uint64_t file_size = load_le64(h + fmt::kOffFileSize);
-  const uint64_t dir_off = load_le64(h + fmt::kOffDirOffset);
-  const uint64_t dir_size = load_le64(h + fmt::kOffDirSize);
-  if (header_size < kHeaderSize || header_size > size_)
-    fail("header size " + std::to_string(header_size) + " out of range");
-  if (file_size != size_)
-    fail(file_size > size_ ? "truncated: header says " + std::to_string(file_size) +
-                                 " bytes, file has " + std::to_string(size_)
-                           : "trailing data: header says " + std::to_string(file_size) +
-                                 " bytes, file has " + std::to_string(size_));
+  r.dir_off = load_le64(h + fmt::kOffDirOffset);
+  r.dir_size = load_le64(h + fmt::kOffDirSize);
+  if (r.header_size < kHeaderSize || r.header_size > size)
+    fail("header size " + std::to_string(r.header_size) + " out of range");
+  if (file_size != size)
+    fail(file_size > size ? "truncated: header says " + std::to_string(file_size) + " bytes, file has " +
+                                std::to_string(size)
+                          : "trailing data: header says " + std::to_string(file_size) + " bytes, file has " +
+                                std::to_string(size));
   uint64_t dir_end;
-  if (add_overflows(dir_off, dir_size, &dir_end)) fail("directory offset + size overflows");
-  if (dir_off < header_size || dir_end > size_)
-    fail("directory offset " + std::to_string(dir_off) + " + size " + std::to_string(dir_size) +
-         " out of range of the " + std::to_string(size_) + "-byte file");
-  if (dir_size > kMaxDirectorySize) fail("directory size " + std::to_string(dir_size) + " exceeds the cap");
-  if (load_le64(h + fmt::kOffDirChecksum) != checksum64(base_ + dir_off, dir_size))
-    fail("bad directory checksum");
+  if (add_overflows(r.dir_off, r.dir_size, &dir_end)) fail("directory offset + size overflows");
+  if (r.dir_off < r.header_size || dir_end > size)
+    fail("directory offset " + std::to_string(r.dir_off) + " + size " + std::to_string(r.dir_size) +
+         " out of range of the " + std::to_string(size) + "-byte file");
+  if (r.dir_size > kMaxDirectorySize) fail("directory size " + std::to_string(r.dir_size) + " exceeds the cap");
+  if (load_le64(h + fmt::kOffDirChecksum) != checksum64(h + r.dir_off, r.dir_size)) fail("bad directory checksum");
+  return r;
+}
 
-  // Blob / chunk payloads must lie in [header_size, dir_off).
-  auto check_range = [&](uint64_t off, uint64_t n, const std::string& what) {
-    uint64_t end;
-    if (add_overflows(off, n, &end)) fail(what + ": offset + size overflows");
-    if (off < header_size || end > dir_off)
-      fail(what + ": offset " + std::to_string(off) + " size " + std::to_string(n) +
-           " out of range of the data region [" + std::to_string(header_size) + ", " +
-           std::to_string(dir_off) + ")");
-  };
+// Blob / chunk payloads must lie in the data region [header_size, dir_off).
+struct DataRegion {
+  const std::string& file;
+  uint64_t begin, end;
+  void check(uint64_t off, uint64_t n, const std::string& what) const {
+    uint64_t stop;
+    if (add_overflows(off, n, &stop)) fail_in(file, what + ": offset + size overflows");
+    if (off < begin || stop > end)
+      fail_in(file, what + ": offset " + std::to_string(off) + " size " + std::to_string(n) +
+                        " out of range of the data region [" + std::to_string(begin) + ", " + std::to_string(end) + ")");
+  }
+};
 
-  Cursor c(base_ + dir_off, dir_size, name_);
+ChunkInfo read_chunk(Cursor& c, const std::string& cw, const DataRegion& region) {
+  ChunkInfo ch;
+  const uint8_t codec = c.u8("chunk codec");
+  ch.offset = c.u64("chunk offset");
+  ch.stored_size = c.u64("chunk size");
+  ch.raw_size = c.u32("chunk raw size");
+  ch.checksum = c.u64("chunk checksum");
+  if (!codec_valid(codec)) fail_in(region.file, cw + ": unknown codec " + std::to_string(codec));
+  ch.codec = Codec(codec);
+  if (ch.raw_size == 0 || ch.raw_size > kMaxChunkRaw)
+    fail_in(region.file, cw + ": raw size " + std::to_string(ch.raw_size) + " out of range");
+  if (ch.codec == Codec::raw && ch.stored_size != ch.raw_size) fail_in(region.file, cw + ": raw chunk size mismatch");
+  region.check(ch.offset, ch.stored_size, cw);
+  return ch;
+}
+
+SectionInfo read_section(Cursor& c, const TensorInfo& t, const DataRegion& region) {
+  SectionInfo s;
+  s.name = c.str(1, "section name");
+  s.raw_size = c.u64("section raw size");
+  const std::string where = "tensor '" + t.name + "' section '" + s.name + "'";
+  if (t.section(s.name)) fail_in(region.file, where + ": duplicate section");
+  const uint64_t n_chunks = c.count(c.u32("chunk count"), fmt::kChunkRecordSize, "chunks");
+  s.chunks.reserve(n_chunks);
+  uint64_t total = 0;
+  for (uint64_t ci = 0; ci < n_chunks; ++ci) {
+    s.chunks.push_back(read_chunk(c, where + " chunk " + std::to_string(ci), region));
+    if (add_overflows(total, s.chunks.back().raw_size, &total)) fail_in(region.file, where + ": size overflow");
+  }
+  if (total != s.raw_size)
+    fail_in(region.file, where + ": raw size " + std::to_string(s.raw_size) + " does not match its chunks (" +
+                             std::to_string(total) + ")");
+  return s;
+}
+
+TensorInfo read_tensor(Cursor& c, const DataRegion& region) {
+  TensorInfo t;
+  t.name = c.str(2, "tensor name");
+  t.encoding = c.str(1, "tensor encoding");
+  t.codebook = c.str(2, "tensor codebook");
+  const unsigned ndim = c.u8("tensor rank");
+  if (ndim > kMaxDims)
+    fail_in(region.file, "tensor '" + t.name + "': rank " + std::to_string(ndim) + " exceeds " + std::to_string(kMaxDims));
+  for (unsigned d = 0; d < ndim; ++d) t.shape.push_back(c.u64("tensor dim"));
+  const uint64_t n_extra = c.count(c.u32("extra count"), 2 + 4, "tensor extras");
+  for (uint64_t e = 0; e < n_extra; ++e) {
+    std::string k = c.str(2, "extra key");
+    std::string v = c.str(4, "extra value");
+    if (!t.extras.emplace(std::move(k), std::move(v)).second)
+      fail_in(region.file, "tensor '" + t.name + "': duplicate extra key");
+  }
+  const uint64_t n_sec = c.count(c.u16("section count"), 1 + 8 + 4, "sections");
+  for (uint64_t si = 0; si < n_sec; ++si) t.sections.push_back(read_section(c, t, region));
+  return t;
+}
+
+}  // namespace
+
+void ContainerReader::parse() {
+  const Header h = read_header(base_, size_, name_);
+  major_ = h.major;
+  minor_ = h.minor;
+  const DataRegion region{name_, h.header_size, h.dir_off};
+
+  Cursor c(base_ + h.dir_off, h.dir_size, name_);
   const uint64_t n_meta = c.count(c.u32("metadata count"), 2 + 1 + 32, "metadata entries");
   meta_.reserve(n_meta);
   for (uint64_t i = 0; i < n_meta; ++i) {
@@ -236,7 +314,7 @@ void ContainerReader::parse() {
     m.codec = Codec(codec);
     if (m.raw_size > kMaxMetadataRaw) fail(what + ": raw size " + std::to_string(m.raw_size) + " exceeds the cap");
     if (m.codec == Codec::raw && m.stored_size != m.raw_size) fail(what + ": raw blob size mismatch");
-    check_range(m.offset, m.stored_size, what);
+    region.check(m.offset, m.stored_size, what);
     for (const auto& o : meta_)
       if (o.key == m.key) fail("duplicate metadata key '" + m.key + "'");
     meta_.push_back(std::move(m));
@@ -244,54 +322,8 @@ void ContainerReader::parse() {
   const uint64_t n_tensors = c.count(c.u32("tensor count"), 2 + 1 + 2 + 1 + 4 + 2, "tensors");
   tensors_.reserve(n_tensors);
   for (uint64_t ti = 0; ti < n_tensors; ++ti) {
-    TensorInfo t;
-    t.name = c.str(2, "tensor name");
-    t.encoding = c.str(1, "tensor encoding");
-    t.codebook = c.str(2, "tensor codebook");
-    const unsigned ndim = c.u8("tensor rank");
-    if (ndim > kMaxDims) fail("tensor '" + t.name + "': rank " + std::to_string(ndim) + " exceeds " + std::to_string(kMaxDims));
-    for (unsigned d = 0; d < ndim; ++d) t.shape.push_back(c.u64("tensor dim"));
-    const uint64_t n_extra = c.count(c.u32("extra count"), 2 + 4, "tensor extras");
-    for (uint64_t e = 0; e < n_extra; ++e) {
-      std::string k = c.str(2, "extra key");
-      std::string v = c.str(4, "extra value");
-      if (!t.extras.emplace(std::move(k), std::move(v)).second)
-        fail("tensor '" + t.name + "': duplicate extra key");
-    }
-    const uint64_t n_sec = c.count(c.u16("section count"), 1 + 8 + 4, "sections");
-    for (uint64_t si = 0; si < n_sec; ++si) {
-      SectionInfo s;
-      s.name = c.str(1, "section name");
-      s.raw_size = c.u64("section raw size");
-      const std::string where = "tensor '" + t.name + "' section '" + s.name + "'";
-      if (t.section(s.name)) fail(where + ": duplicate section");
-      const uint64_t n_chunks = c.count(c.u32("chunk count"), fmt::kChunkRecordSize, "chunks");
-      s.chunks.reserve(n_chunks);
-      uint64_t total = 0;
-      for (uint64_t ci = 0; ci < n_chunks; ++ci) {
-        ChunkInfo ch;
-        const uint8_t codec = c.u8("chunk codec");
-        ch.offset = c.u64("chunk offset");
-        ch.stored_size = c.u64("chunk size");
-        ch.raw_size = c.u32("chunk raw size");
-        ch.checksum = c.u64("chunk checksum");
-        const std::string cw = where + " chunk " + std::to_string(ci);
-        if (!codec_valid(codec)) fail(cw + ": unknown codec " + std::to_string(codec));
-        ch.codec = Codec(codec);
-        if (ch.raw_size == 0 || ch.raw_size > kMaxChunkRaw)
-          fail(cw + ": raw size " + std::to_string(ch.raw_size) + " out of range");
-        if (ch.codec == Codec::raw && ch.stored_size != ch.raw_size) fail(cw + ": raw chunk size mismatch");
-        check_range(ch.offset, ch.stored_size, cw);
-        if (add_overflows(total, ch.raw_size, &total)) fail(where + ": size overflow");
-        s.chunks.push_back(ch);
-      }
-      if (total != s.raw_size)
-        fail(where + ": raw size " + std::to_string(s.raw_size) + " does not match its chunks (" +
-             std::to_string(total) + ")");
-      t.sections.push_back(std::move(s));
-    }
-    if (!tensor_index_.emplace(t.name, tensors_.size()).second)
-      fail("duplicate tensor '" + t.name + "'");
+    TensorInfo t = read_tensor(c, region);
+    if (!tensor_index_.emplace(t.name, tensors_.size()).second) fail("duplicate tensor '" + t.name + "'");
     tensors_.push_back(std::move(t));
   }
   if (c.left() != 0) fail("directory has " + std::to_string(c.left()) + " trailing bytes");
@@ -369,10 +401,11 @@ void ContainerReader::decode_section(const std::string& tensor, const std::strin
   decode_section(*t, section, dst, dst_size, verify);
 }
 
-void ContainerReader::run_items(const std::vector<WorkItem>& items, const DecodeOptions& opt,
-                                const ProgressFn& progress) const {
-  uint64_t total = 0;
-  for (const auto& it : items) total += it.weight;
+namespace {
+
+// The state a decode pool shares: workers take items two at a time and add the bytes they
+// decoded; the calling thread waits on it to report progress.
+struct PoolState {
   std::atomic<std::size_t> next{0};
   std::atomic<bool> stop{false};
   std::mutex mu;
@@ -380,6 +413,80 @@ void ContainerReader::run_items(const std::vector<WorkItem>& items, const Decode
   uint64_t done = 0;
   std::size_t finished_workers = 0;
   std::exception_ptr err;
+};
+
+// One worker: takes pairs of items until none are left or the pool stops. decode(i, n, weight)
+// decodes items [i, i + n) and adds their weights; its exception stops the pool.
+void pool_worker(PoolState& st, std::size_t n_items, const std::function<void(std::size_t, std::size_t, uint64_t&)>& decode) {
+  for (;;) {
+    if (st.stop.load(std::memory_order_relaxed)) break;
+    const std::size_t i = st.next.fetch_add(2);
+    if (i >= n_items) break;
+    uint64_t weight = 0;
+    try {
+      decode(i, std::min<std::size_t>(2, n_items - i), weight);
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(st.mu);
+      if (!st.err) st.err = std::current_exception();
+      st.stop = true;
+    }
+    {
+      std::lock_guard<std::mutex> lk(st.mu);
+      st.done += weight;
+    }
+    st.cv.notify_one();
+  }
+  {
+    std::lock_guard<std::mutex> lk(st.mu);
+    ++st.finished_workers;
+  }
+  st.cv.notify_one();
+}
+
+// Runs `nt` workers while the calling thread reports progress; joins them all. Returns false
+// when progress cancelled; rethrows a worker's first exception.
+bool run_pool(PoolState& st, unsigned nt, uint64_t total, const std::function<void()>& work, const ProgressFn& progress) {
+  std::vector<std::thread> pool;
+  pool.reserve(nt);
+  try {
+    for (unsigned t = 0; t < nt; ++t) pool.emplace_back(work);
+  } catch (...) {
+    st.stop = true;
+    for (auto& th : pool) th.join();
+    throw;
+  }
+  bool cancelled = false;
+  {
+    std::unique_lock<std::mutex> lk(st.mu);
+    double last = -1;
+    for (;;) {
+      st.cv.wait(lk, [&] { return st.finished_workers == nt || (total && double(st.done) / double(total) > last); });
+      const double f = total ? double(st.done) / double(total) : 1.0;
+      if (progress && !cancelled && !st.err && f > last) {
+        last = f;
+        lk.unlock();
+        const bool go = progress(f);
+        lk.lock();
+        if (!go) {
+          cancelled = true;
+          st.stop = true;
+        }
+      }
+      last = std::max(last, f);
+      if (st.finished_workers == nt) break;
+    }
+  }
+  for (auto& th : pool) th.join();
+  if (st.err) std::rethrow_exception(st.err);
+  return !cancelled;
+}
+
+}  // namespace
+
+void ContainerReader::run_items(const std::vector<WorkItem>& items, const DecodeOptions& opt,
+                                const ProgressFn& progress) const {
+  uint64_t total = 0;
+  for (const auto& it : items) total += it.weight;
   const unsigned nt = unsigned(std::min<std::size_t>(resolve_threads(opt.threads), std::max<std::size_t>((items.size() + 1) / 2, 1)));
 
   // After an item is decoded into dst: checks its checksum (if asked) and drops its source pages.
@@ -393,106 +500,52 @@ void ContainerReader::run_items(const std::vector<WorkItem>& items, const Decode
   auto is_huffman = [](const WorkItem& it) {
     return it.tensor && it.section->chunks[it.chunk].codec == Codec::huffman;
   };
-  auto work = [&] {
-    std::vector<uint8_t> scratch[2];
-    for (;;) {
-      if (stop.load(std::memory_order_relaxed)) break;
-      // Items are taken two at a time: two Huffman chunks decode together through
-      // huf::huffman_decode2 (8 independent bit streams per loop instead of 4, ~1.4x faster).
-      const std::size_t i = next.fetch_add(2);
-      if (i >= items.size()) break;
-      const std::size_t n = std::min<std::size_t>(2, items.size() - i);
-      uint64_t weight = 0;
+  // Items are taken two at a time: two Huffman chunks decode together through
+  // huf::huffman_decode2 (8 independent bit streams per loop instead of 4, ~1.4x faster).
+  auto decode = [&](std::vector<uint8_t> (&scratch)[2], std::size_t i, std::size_t n, uint64_t& weight) {
+    uint8_t* dst[2] = {nullptr, nullptr};
+    for (std::size_t k = 0; k < n; ++k) {
+      const WorkItem& it = items[i + k];
+      weight += it.weight;
+      if (!it.tensor) continue;
+      const uint64_t raw = it.section->chunks[it.chunk].raw_size;
+      if (it.dst) {
+        dst[k] = it.dst;
+        populate_destination(dst[k], raw);
+      } else {
+        scratch[k].resize(raw);
+        dst[k] = scratch[k].data();
+      }
+    }
+    bool paired = false;
+    if (n == 2 && is_huffman(items[i]) && is_huffman(items[i + 1])) {
+      const ChunkInfo& a = items[i].section->chunks[items[i].chunk];
+      const ChunkInfo& b = items[i + 1].section->chunks[items[i + 1].chunk];
       try {
-        uint8_t* dst[2] = {nullptr, nullptr};
-        for (std::size_t k = 0; k < n; ++k) {
-          const WorkItem& it = items[i + k];
-          weight += it.weight;
-          if (!it.tensor) continue;
-          const uint64_t raw = it.section->chunks[it.chunk].raw_size;
-          if (it.dst) {
-            dst[k] = it.dst;
-            populate_destination(dst[k], raw);
-          } else {
-            scratch[k].resize(raw);
-            dst[k] = scratch[k].data();
-          }
-        }
-        bool paired = false;
-        if (n == 2 && is_huffman(items[i]) && is_huffman(items[i + 1])) {
-          const ChunkInfo& a = items[i].section->chunks[items[i].chunk];
-          const ChunkInfo& b = items[i + 1].section->chunks[items[i + 1].chunk];
-          try {
-            huf::huffman_decode2(base_ + a.offset, std::size_t(a.stored_size), dst[0], a.raw_size,
-                                 base_ + b.offset, std::size_t(b.stored_size), dst[1], b.raw_size);
-            paired = true;
-          } catch (const CodecError&) {
-            // One of the two is corrupt: decode them one by one below, which names it.
-          }
-        }
-        for (std::size_t k = 0; k < n; ++k) {
-          const WorkItem& it = items[i + k];
-          if (!it.tensor) {
-            (void)metadata(meta_[it.chunk].key);
-          } else if (paired) {
-            finish_item(it, dst[k]);
-          } else {
-            decode_chunk_into(*it.tensor, *it.section, it.chunk, dst[k], false);
-            finish_item(it, dst[k]);
-          }
-        }
-      } catch (...) {
-        std::lock_guard<std::mutex> lk(mu);
-        if (!err) err = std::current_exception();
-        stop = true;
+        huf::huffman_decode2(base_ + a.offset, std::size_t(a.stored_size), dst[0], a.raw_size,
+                             base_ + b.offset, std::size_t(b.stored_size), dst[1], b.raw_size);
+        paired = true;
+      } catch (const CodecError&) {
+        // One of the two is corrupt: decode them one by one below, which names it.
       }
-      {
-        std::lock_guard<std::mutex> lk(mu);
-        done += weight;
+    }
+    for (std::size_t k = 0; k < n; ++k) {
+      const WorkItem& it = items[i + k];
+      if (!it.tensor) {
+        (void)metadata(meta_[it.chunk].key);
+      } else {
+        if (!paired) decode_chunk_into(*it.tensor, *it.section, it.chunk, dst[k], false);
+        finish_item(it, dst[k]);
       }
-      cv.notify_one();
     }
-    {
-      std::lock_guard<std::mutex> lk(mu);
-      ++finished_workers;
-    }
-    cv.notify_one();
   };
 
-  std::vector<std::thread> pool;
-  pool.reserve(nt);
-  try {
-    for (unsigned t = 0; t < nt; ++t) pool.emplace_back(work);
-  } catch (...) {
-    stop = true;
-    for (auto& th : pool) th.join();
-    throw;
-  }
-  // The calling thread reports progress while the pool decodes.
-  bool cancelled = false;
-  {
-    std::unique_lock<std::mutex> lk(mu);
-    double last = -1;
-    for (;;) {
-      cv.wait(lk, [&] { return finished_workers == nt || (total && double(done) / double(total) > last); });
-      const double f = total ? double(done) / double(total) : 1.0;
-      if (progress && !cancelled && !err && f > last) {
-        last = f;
-        lk.unlock();
-        const bool go = progress(f);
-        lk.lock();
-        if (!go) {
-          cancelled = true;
-          stop = true;
-        }
-      }
-      last = std::max(last, f);
-      if (finished_workers == nt) break;
-    }
-  }
-  for (auto& th : pool) th.join();
-  if (err) std::rethrow_exception(err);
-  if (cancelled) throw Cancelled(name_ + ": decoding cancelled");
+  PoolState st;
+  auto work = [&] {
+    std::vector<uint8_t> scratch[2];
+    pool_worker(st, items.size(), [&](std::size_t i, std::size_t n, uint64_t& weight) { decode(scratch, i, n, weight); });
+  };
+  if (!run_pool(st, nt, total, work, progress)) throw Cancelled(name_ + ": decoding cancelled");
 }
 
 void ContainerReader::decode_parallel(const std::vector<DecodeJob>& jobs, const DecodeOptions& opt,

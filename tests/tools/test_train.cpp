@@ -115,7 +115,7 @@ class TrainTest : public ::testing::Test {
     o.steps = 40;
     o.eval_every = 20;
     o.log_every = 10;
-    o.progress = false;
+
     o.bf16 = false;
     o.seed = 3;
     o.threads = 1;  // tiny tensors: a second thread costs more than it saves on a busy machine

@@ -137,20 +137,18 @@ std::vector<float> get_factors(const json& rs, const char* key, std::size_t expe
   return out;
 }
 
+// sqrt(1 + ln(max/orig) / ln(orig)): LongRoPE's attention factor when the context is extended.
+double derived_attention_factor(int max_pos, int orig_max_pos) {
+  const double scale = static_cast<double>(max_pos) / orig_max_pos;
+  return std::sqrt(1.0 + std::log(scale) / std::log(static_cast<double>(orig_max_pos)));
+}
+
 }  // namespace
 
-Phi3Config parse_phi3_config(const std::string& json_text, const std::string& origin) {
-  const json j = parse_strict(json_text, origin);
-  Phi3Config c;
-  c.source_json = json_text;
+namespace {
 
-  if (const json* mt = find_value(j, "model_type")) {
-    if (!mt->is_string()) fail(origin, "'model_type' must be a string");
-    c.model_type = mt->get<std::string>();
-    if (c.model_type != "phi3")
-      fail(origin, "unsupported model_type '" + c.model_type + "' (only 'phi3' is supported)");
-  }
-
+// Sizes: hidden, intermediate, layers, heads, key/value heads, head_dim, vocab.
+void parse_sizes(const json& j, const std::string& origin, Phi3Config& c) {
   c.hidden_size = get_int(j, "hidden_size", origin);
   c.intermediate_size = get_int(j, "intermediate_size", origin);
   c.num_hidden_layers = get_int(j, "num_hidden_layers", origin);
@@ -179,6 +177,10 @@ Phi3Config parse_phi3_config(const std::string& json_text, const std::string& or
     c.head_dim = c.hidden_size / c.num_attention_heads;
   }
 
+}
+
+// The norm epsilon and the rotary embedding: theta, partial rotary factor, positions, LongRoPE.
+void parse_rope(const json& j, const std::string& origin, Phi3Config& c) {
   c.rms_norm_eps = get_double_or(j, "rms_norm_eps", 1e-5, origin);
   if (!(c.rms_norm_eps > 0)) fail(origin, "'rms_norm_eps' must be positive");
   c.rope_theta = get_double_or(j, "rope_theta", 10000.0, origin);
@@ -214,12 +216,14 @@ Phi3Config parse_phi3_config(const std::string& json_text, const std::string& or
     } else if (c.max_position_embeddings > c.original_max_position_embeddings) {
       if (c.original_max_position_embeddings < 2)
         fail(origin, "'original_max_position_embeddings' must be at least 2 for longrope");
-      const double scale = static_cast<double>(c.max_position_embeddings) / c.original_max_position_embeddings;
-      c.attention_factor =
-          std::sqrt(1.0 + std::log(scale) / std::log(static_cast<double>(c.original_max_position_embeddings)));
+      c.attention_factor = derived_attention_factor(c.max_position_embeddings, c.original_max_position_embeddings);
     }
   }
 
+}
+
+// Sliding window, tied embeddings, special token ids, dtype.
+void parse_rest(const json& j, const std::string& origin, Phi3Config& c) {
   if (const json* sw = find_value(j, "sliding_window")) {
     c.sliding_window = as_int(*sw, origin, "sliding_window");
     require_positive(*c.sliding_window, "sliding_window", origin);
@@ -240,6 +244,25 @@ Phi3Config parse_phi3_config(const std::string& json_text, const std::string& or
     if (!dt->is_string()) fail(origin, "'torch_dtype' must be a string");
     c.torch_dtype = dt->get<std::string>();
   }
+}
+
+}  // namespace
+
+Phi3Config parse_phi3_config(const std::string& json_text, const std::string& origin) {
+  const json j = parse_strict(json_text, origin);
+  Phi3Config c;
+  c.source_json = json_text;
+
+  if (const json* mt = find_value(j, "model_type")) {
+    if (!mt->is_string()) fail(origin, "'model_type' must be a string");
+    c.model_type = mt->get<std::string>();
+    if (c.model_type != "phi3")
+      fail(origin, "unsupported model_type '" + c.model_type + "' (only 'phi3' is supported)");
+  }
+
+  parse_sizes(j, origin, c);
+  parse_rope(j, origin, c);
+  parse_rest(j, origin, c);
   return c;
 }
 
@@ -276,9 +299,8 @@ std::string phi3_config_to_json(const Phi3Config& c) {
     if (c.max_position_embeddings <= c.original_max_position_embeddings) {
       explicit_factor = c.attention_factor != 1.0;
     } else if (c.original_max_position_embeddings >= 2) {
-      const double scale = static_cast<double>(c.max_position_embeddings) / c.original_max_position_embeddings;
-      explicit_factor = c.attention_factor !=
-          std::sqrt(1.0 + std::log(scale) / std::log(static_cast<double>(c.original_max_position_embeddings)));
+      explicit_factor =
+          c.attention_factor != derived_attention_factor(c.max_position_embeddings, c.original_max_position_embeddings);
     }
     if (explicit_factor) rs["attention_factor"] = c.attention_factor;
     j["rope_scaling"] = std::move(rs);
@@ -291,6 +313,16 @@ std::string phi3_config_to_json(const Phi3Config& c) {
   j["pad_token_id"] = c.pad_token_id ? json(*c.pad_token_id) : json(nullptr);
   j["torch_dtype"] = c.torch_dtype;
   return j.dump(2) + "\n";
+}
+
+Phi3Config complete_phi3_config(Phi3Config c, const std::string& origin) {
+  if (c.head_dim == 0 && c.num_attention_heads > 0) c.head_dim = c.hidden_size / c.num_attention_heads;
+  c.rotary_dim = static_cast<int>(c.head_dim * c.partial_rotary_factor);
+  c.attention_factor = 1.0;
+  if (c.has_longrope() && c.max_position_embeddings > c.original_max_position_embeddings &&
+      c.original_max_position_embeddings >= 2)
+    c.attention_factor = derived_attention_factor(c.max_position_embeddings, c.original_max_position_embeddings);
+  return parse_phi3_config(phi3_config_to_json(c), origin);
 }
 
 GenerationConfig parse_generation_config(const std::string& json_text, const std::string& origin) {

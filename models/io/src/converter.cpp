@@ -4,7 +4,6 @@
 
 #include <nlohmann/json.hpp>
 
-#include <chrono>
 #include <filesystem>
 
 #include "qins/core/qins.h"
@@ -13,14 +12,11 @@
 #include "qins/io/safetensors.h"
 #include "qins/tokenizer/tokenizer.h"
 #include "qins/util/files.h"
+#include "qins/util/timing.h"
 
 namespace fs = std::filesystem;
 
 namespace qins {
-
-namespace {
-using Clock = std::chrono::steady_clock;
-}  // namespace
 
 int64_t prune_codes(core::QuantizedTensor& q, int prune_index) {
   if (prune_index <= 0) return 0;
@@ -59,24 +55,18 @@ ConvertReport convert_to_qins(const std::string& hf_dir, const std::string& out_
   if (!opts.origin_json.empty()) info["origin"] = nlohmann::json::parse(opts.origin_json);
   meta.info_json = info.dump();
 
-  // Tensor order: embedding, each layer, final norm, lm_head (the loader does not depend on it).
-  std::vector<std::string> names{"model.embed_tokens.weight"};
-  for (int il = 0; il < c.num_hidden_layers; ++il)
-    for (const char* s : {"input_layernorm.weight", "self_attn.qkv_proj.weight", "self_attn.o_proj.weight",
-                          "post_attention_layernorm.weight", "mlp.gate_up_proj.weight", "mlp.down_proj.weight"})
-      names.push_back(layer_tensor_name(il, s));
-  names.push_back("model.norm.weight");
-  if (!c.tie_word_embeddings) names.push_back("lm_head.weight");
-
+  // Tensor order: the layout's (the loader does not depend on it).
+  const std::vector<TensorSpec> specs = phi3_tensors(c);
   int64_t total = 0;
-  for (const auto& n : names) total += ckpt->get(n).numel();
+  for (const auto& s : specs) total += ckpt->get(s.name).numel();
 
   ConvertReport report;
   report.input_bytes = ckpt->total_bytes();
   QinsFileWriter w(out_path);
   put_model_metadata(w, meta);
   int64_t done = 0;
-  for (const auto& name : names) {
+  for (const TensorSpec& spec : specs) {
+    const std::string& name = spec.name;
     if (progress && !progress(static_cast<double>(done) / static_cast<double>(total), name)) throw Cancelled();
     torch::Tensor t = read_tensor_f32(*ckpt, c, name);  // one tensor in f32 at a time
     ConvertedTensor ct{name, t.sizes().vec(), t.dim() == 2, 0.0, 0.0};
@@ -97,7 +87,7 @@ ConvertReport convert_to_qins(const std::string& hf_dir, const std::string& out_
   w.commit();
   if (progress) progress(1.0, "done");
   report.output_bytes = static_cast<int64_t>(fs::file_size(out_path));
-  report.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  report.seconds = seconds_since(t0);
   return report;
 }
 

@@ -11,14 +11,6 @@ namespace fs = std::filesystem;
 
 namespace qins {
 
-namespace {
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-}  // namespace
-
 torch::Tensor read_tensor_f32(const st::Checkpoint& ckpt, const Phi3Config& c, const std::string& name) {
   const st::TensorView& t = ckpt.get(name);
   const auto want = expected_shape(c, name);
@@ -51,46 +43,30 @@ std::unique_ptr<LinearOp> make_linear(torch::Tensor w /*[out, in] f32*/, const W
 
 Phi3Weights load_hf_weights(const st::Checkpoint& ckpt, const Phi3Config& c, const WeightLoadOptions& opts,
                             const std::function<bool(double)>& progress) {
-  Phi3Weights w;
-  w.config = c;
-  const double steps = c.num_hidden_layers + 2.0;
-  auto report = [&](double done) {
-    if (progress && !progress(done / steps)) throw Cancelled();
+  const bool quantized = opts.mode == WeightMode::Qins || opts.mode == WeightMode::Naive;
+  WeightMakers make;
+  make.embedding = [&](const TensorSpec& s) -> std::unique_ptr<EmbeddingOp> {
+    auto embed = read_tensor_f32(ckpt, c, s.name);  // [vocab, hidden]
+    if (quantized) return std::make_unique<QinsEmbedding>(core::quantize(embed, opts.quant));
+    if (opts.mode == WeightMode::BF16) embed = embed.to(torch::kBFloat16);
+    if (opts.requires_grad) embed.set_requires_grad(true);
+    return std::make_unique<DenseEmbedding>(embed);
   };
-  auto norm = [&](const std::string& name) {
-    auto t = read_tensor_f32(ckpt, c, name);
+  make.norm = [&](const TensorSpec& s) {
+    auto t = read_tensor_f32(ckpt, c, s.name);
     if (opts.requires_grad) t.set_requires_grad(true);
     return t;
   };
-
-  auto embed = read_tensor_f32(ckpt, c, "model.embed_tokens.weight");  // [vocab, hidden]
-  const bool quantized = opts.mode == WeightMode::Qins || opts.mode == WeightMode::Naive;
-  if (quantized) {
-    auto q = core::quantize(embed, opts.quant);
-    w.embed = std::make_unique<QinsEmbedding>(q);
-    if (c.tie_word_embeddings) w.lm_head = std::make_unique<QinsLinear>(core::ProjectiveLinear(q));
-  } else {
-    if (opts.mode == WeightMode::BF16) embed = embed.to(torch::kBFloat16);
-    if (opts.requires_grad) embed.set_requires_grad(true);
-    w.embed = std::make_unique<DenseEmbedding>(embed);
-    if (c.tie_word_embeddings) w.lm_head = std::make_unique<DenseLinear>(embed);
-  }
-  report(1);
-  w.layers.resize(static_cast<size_t>(c.num_hidden_layers));
-  for (int il = 0; il < c.num_hidden_layers; ++il) {
-    Phi3Layer& L = w.layers[static_cast<size_t>(il)];
-    L.input_norm = norm(layer_tensor_name(il, "input_layernorm.weight"));
-    L.post_norm = norm(layer_tensor_name(il, "post_attention_layernorm.weight"));
-    L.qkv = make_linear(read_tensor_f32(ckpt, c, layer_tensor_name(il, "self_attn.qkv_proj.weight")), opts);
-    L.o = make_linear(read_tensor_f32(ckpt, c, layer_tensor_name(il, "self_attn.o_proj.weight")), opts);
-    L.gate_up = make_linear(read_tensor_f32(ckpt, c, layer_tensor_name(il, "mlp.gate_up_proj.weight")), opts);
-    L.down = make_linear(read_tensor_f32(ckpt, c, layer_tensor_name(il, "mlp.down_proj.weight")), opts);
-    report(il + 2);
-  }
-  w.final_norm = norm("model.norm.weight");
-  if (!c.tie_word_embeddings) w.lm_head = make_linear(read_tensor_f32(ckpt, c, "lm_head.weight"), opts);
-  report(steps);
-  return w;
+  make.linear = [&](const TensorSpec& s) { return make_linear(read_tensor_f32(ckpt, c, s.name), opts); };
+  // Progress in steps of the embedding, each layer, and the rest.
+  const double steps = c.num_hidden_layers + 2.0;
+  make.after = [&](size_t i, const std::vector<TensorSpec>& specs) {
+    const TensorSpec& s = specs[i];
+    const bool step_done = s.slot == LayerSlot::Embed || s.slot == LayerSlot::Down || i + 1 == specs.size();
+    const double done = i + 1 == specs.size() ? steps : s.slot == LayerSlot::Embed ? 1.0 : s.layer + 2.0;
+    if (step_done && progress && !progress(done / steps)) throw Cancelled();
+  };
+  return assemble_weights(c, make);
 }
 
 HfPaths find_hf_files(const std::string& dir) {

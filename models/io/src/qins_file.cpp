@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <sstream>
 
@@ -118,19 +119,100 @@ std::vector<int64_t> i64_shape(const comp::TensorInfo& t) {
 
 }  // namespace
 
+namespace {
+
+using FailFn = std::function<Error(const std::string&)>;
+
+// The file's qins.json, checked to be a Phi-3 model this build reads.
+nlohmann::json read_model_info(const comp::ContainerReader& r, const FailFn& fail) {
+  if (!r.has_metadata("qins.json")) throw fail("not a QINS model (no qins.json metadata)");
+  auto info = nlohmann::json::parse(r.metadata("qins.json"));
+  if (info.value("format", "") != kQinsFormatName) throw fail("not a QINS Phi-3 model file");
+  if (info.value("version", 0) > kQinsModelVersion)
+    throw fail("model version " + std::to_string(info.value("version", 0)) + " is newer than this build reads (" +
+               std::to_string(kQinsModelVersion) + ")");
+  for (const char* k : {"config.json", "tokenizer.model", "tokenizer_config.json"})
+    if (!r.has_metadata(k)) throw fail(std::string("missing metadata '") + k + "'");
+  return info;
+}
+
+// A destination for every tensor of the file (checked against the config), and the decode jobs
+// that fill them.
+std::map<std::string, Pending> allocate_tensors(const comp::ContainerReader& r, const Phi3Config& c,
+                                                std::vector<comp::DecodeJob>& jobs, const FailFn& fail) {
+  std::map<std::string, Pending> pending;
+  for (const auto& t : r.tensors()) {
+    Pending p;
+    p.info = &t;
+    const auto shape = i64_shape(t);
+    std::vector<int64_t> want;
+    try {
+      want = expected_shape(c, t.name);
+    } catch (const Error&) {
+      throw fail("unexpected tensor '" + t.name + "'");
+    }
+    if (shape != want) throw fail("tensor '" + t.name + "' has the wrong shape for config.json");
+    if (t.encoding == "qins8") {
+      if (shape.size() != 2) throw fail("tensor '" + t.name + "': qins8 needs 2 dimensions");
+      p.q.codebook = core::codebook_from_name(t.codebook);
+      p.q.pole = t.extras.count("pole") ? std::strtod(t.extras.at("pole").c_str(), nullptr) : 0.0;
+      p.q.codes = core::empty_large(shape, torch::kUInt8);  // huge pages: decoding streams it per token
+      p.q.scales = torch::empty({shape[0]}, torch::kFloat32);
+      p.q.lut = torch::empty({128}, torch::kFloat32);
+      jobs.push_back({t.name, "codes", p.q.codes.data_ptr(), static_cast<size_t>(p.q.codes.numel())});
+      jobs.push_back({t.name, "scales", p.q.scales.data_ptr(), static_cast<size_t>(shape[0]) * 4});
+      jobs.push_back({t.name, "lut", p.q.lut.data_ptr(), 128 * 4});
+    } else if (t.encoding == "f32") {
+      p.f = torch::empty(shape, torch::kFloat32);
+      jobs.push_back({t.name, "data", p.f.data_ptr(), static_cast<size_t>(p.f.numel()) * 4});
+    } else {
+      throw fail("tensor '" + t.name + "' has unsupported encoding '" + t.encoding + "'");
+    }
+    pending.emplace(t.name, std::move(p));
+  }
+  return pending;
+}
+
+// The graph over the decoded tensors: every projection becomes a QinsLinear over its codes.
+Phi3Weights assemble_decoded(const Phi3Config& c, std::map<std::string, Pending>& pending, const FailFn& fail) {
+  auto take = [&](const std::string& name) -> Pending& {
+    auto it = pending.find(name);
+    if (it == pending.end()) throw fail("missing tensor '" + name + "'");
+    return it->second;
+  };
+  auto quantized = [&](const TensorSpec& s) -> core::QuantizedTensor& {
+    Pending& p = take(s.name);
+    if (!p.q.codes.defined()) throw fail("tensor '" + s.name + "' must be qins8");
+    return p.q;
+  };
+  WeightMakers make;
+  make.embedding = [&](const TensorSpec& s) { return std::make_unique<QinsEmbedding>(quantized(s)); };
+  make.norm = [&](const TensorSpec& s) -> torch::Tensor {
+    Pending& p = take(s.name);
+    if (!p.f.defined()) throw fail("tensor '" + s.name + "' must be f32");
+    return p.f;
+  };
+  make.linear = [&](const TensorSpec& s) {
+    return std::make_unique<QinsLinear>(core::ProjectiveLinear(quantized(s)));
+  };
+  return assemble_weights(c, make);
+}
+
+// The name of the model the file was converted from ("demo"), else the file's stem.
+std::string model_name(const nlohmann::json& info, const std::string& path) {
+  if (info.contains("converter") && info["converter"].is_object() && info["converter"].contains("source") &&
+      info["converter"]["source"].is_string() && !info["converter"]["source"].get<std::string>().empty())
+    return info["converter"]["source"].get<std::string>();
+  return fs::path(path).stem().string();
+}
+
+}  // namespace
+
 LoadedModel read_qins_model(const std::string& path, int threads, bool verify_checksums, const ProgressFn& progress) {
-  auto fail = [&](const std::string& what) -> Error { return Error(path + ": " + what); };
+  const FailFn fail = [&](const std::string& what) -> Error { return Error(path + ": " + what); };
   try {
     const comp::ContainerReader r = comp::ContainerReader::open(path);
-    if (!r.has_metadata("qins.json")) throw fail("not a QINS model (no qins.json metadata)");
-    const auto info = nlohmann::json::parse(r.metadata("qins.json"));
-    if (info.value("format", "") != kQinsFormatName) throw fail("not a QINS Phi-3 model file");
-    if (info.value("version", 0) > kQinsModelVersion)
-      throw fail("model version " + std::to_string(info.value("version", 0)) + " is newer than this build reads (" +
-                 std::to_string(kQinsModelVersion) + ")");
-    for (const char* k : {"config.json", "tokenizer.model", "tokenizer_config.json"})
-      if (!r.has_metadata(k)) throw fail(std::string("missing metadata '") + k + "'");
-
+    const nlohmann::json info = read_model_info(r, fail);
     LoadedModel m;
     const Phi3Config c = parse_phi3_config(r.metadata("config.json"), path + " (config.json)");
     if (r.has_metadata("generation_config.json"))
@@ -139,87 +221,18 @@ LoadedModel read_qins_model(const std::string& path, int threads, bool verify_ch
         tok::Tokenizer::from_memory(r.metadata("tokenizer.model"), r.metadata("tokenizer_config.json"), path));
 
     // Allocate every destination, then decode all chunks in parallel straight into them.
-    std::map<std::string, Pending> pending;
     std::vector<comp::DecodeJob> jobs;
-    for (const auto& t : r.tensors()) {
-      Pending p;
-      p.info = &t;
-      const auto shape = i64_shape(t);
-      std::vector<int64_t> want;
-      try {
-        want = expected_shape(c, t.name);
-      } catch (const Error&) {
-        throw fail("unexpected tensor '" + t.name + "'");
-      }
-      if (shape != want) throw fail("tensor '" + t.name + "' has the wrong shape for config.json");
-      if (t.encoding == "qins8") {
-        if (shape.size() != 2) throw fail("tensor '" + t.name + "': qins8 needs 2 dimensions");
-        p.q.codebook = core::codebook_from_name(t.codebook);
-        p.q.pole = t.extras.count("pole") ? std::strtod(t.extras.at("pole").c_str(), nullptr) : 0.0;
-        p.q.codes = core::empty_large(shape, torch::kUInt8);  // huge pages: decoding streams it per token
-        p.q.scales = torch::empty({shape[0]}, torch::kFloat32);
-        p.q.lut = torch::empty({128}, torch::kFloat32);
-        jobs.push_back({t.name, "codes", p.q.codes.data_ptr(), static_cast<size_t>(p.q.codes.numel())});
-        jobs.push_back({t.name, "scales", p.q.scales.data_ptr(), static_cast<size_t>(shape[0]) * 4});
-        jobs.push_back({t.name, "lut", p.q.lut.data_ptr(), 128 * 4});
-      } else if (t.encoding == "f32") {
-        p.f = torch::empty(shape, torch::kFloat32);
-        jobs.push_back({t.name, "data", p.f.data_ptr(), static_cast<size_t>(p.f.numel()) * 4});
-      } else {
-        throw fail("tensor '" + t.name + "' has unsupported encoding '" + t.encoding + "'");
-      }
-      pending.emplace(t.name, std::move(p));
-    }
+    std::map<std::string, Pending> pending = allocate_tensors(r, c, jobs, fail);
     comp::DecodeOptions dopt;
     dopt.threads = threads > 0 ? static_cast<unsigned>(threads) : 0;
     dopt.verify = verify_checksums;
     r.decode_parallel(jobs, dopt, [&](double f) { return !progress || progress(f, "decompressing"); });
 
-    // Assemble the graph: every projection becomes a QinsLinear over the decoded codes.
-    auto take = [&](const std::string& name) -> Pending& {
-      auto it = pending.find(name);
-      if (it == pending.end()) throw fail("missing tensor '" + name + "'");
-      return it->second;
-    };
-    auto quantized = [&](const std::string& name) -> core::QuantizedTensor& {
-      Pending& p = take(name);
-      if (!p.q.codes.defined()) throw fail("tensor '" + name + "' must be qins8");
-      return p.q;
-    };
-    auto norm = [&](const std::string& name) -> torch::Tensor {
-      Pending& p = take(name);
-      if (!p.f.defined()) throw fail("tensor '" + name + "' must be f32");
-      return p.f;
-    };
-    auto linear = [&](const std::string& name) {
-      return std::make_unique<QinsLinear>(core::ProjectiveLinear(quantized(name)));
-    };
-    Phi3Weights& w = m.weights;
-    w.config = c;
-    const auto& embed_q = quantized("model.embed_tokens.weight");
-    w.embed = std::make_unique<QinsEmbedding>(embed_q);
-    w.layers.resize(static_cast<size_t>(c.num_hidden_layers));
-    for (int il = 0; il < c.num_hidden_layers; ++il) {
-      Phi3Layer& L = w.layers[static_cast<size_t>(il)];
-      L.input_norm = norm(layer_tensor_name(il, "input_layernorm.weight"));
-      L.post_norm = norm(layer_tensor_name(il, "post_attention_layernorm.weight"));
-      L.qkv = linear(layer_tensor_name(il, "self_attn.qkv_proj.weight"));
-      L.o = linear(layer_tensor_name(il, "self_attn.o_proj.weight"));
-      L.gate_up = linear(layer_tensor_name(il, "mlp.gate_up_proj.weight"));
-      L.down = linear(layer_tensor_name(il, "mlp.down_proj.weight"));
-    }
-    w.final_norm = norm("model.norm.weight");
-    w.lm_head = c.tie_word_embeddings ? std::make_unique<QinsLinear>(core::ProjectiveLinear(embed_q))
-                                      : linear("lm_head.weight");
-
-    // The name of the model the file was converted from ("demo"), else the file's stem.
-    m.name = fs::path(path).stem().string();
-    if (info.contains("converter") && info["converter"].is_object() && info["converter"].contains("source") &&
-        info["converter"]["source"].is_string() && !info["converter"]["source"].get<std::string>().empty())
-      m.name = info["converter"]["source"].get<std::string>();
+    m.weights = assemble_decoded(c, pending, fail);
+    m.name = model_name(info, path);
     m.path = path;
     m.format = "qins";
-    m.codebook = core::codebook_name(embed_q.codebook);
+    m.codebook = core::codebook_name(dynamic_cast<QinsEmbedding&>(*m.weights.embed).quantized().codebook);
     m.file_bytes = static_cast<int64_t>(r.file_size());
     return m;
   } catch (const comp::Cancelled&) {

@@ -35,6 +35,12 @@ struct Session::Impl {
                       const std::atomic<bool>* stop, std::vector<int>* out_ids);
   // Runs `ids[from:]` through the model over the cache; returns logits of the last position [vocab] f32.
   torch::Tensor prefill(const std::vector<int>& ids, size_t from, const std::atomic<bool>* stop, bool* cancelled);
+  // Fits the prompt to the cache and keeps the cached prefix it shares; returns that prefix's length.
+  size_t reuse_cache(std::vector<int>& prompt);
+  // Logits after token `id` (sampled, not yet cached): decode_step where it can, forward() where
+  // it cannot, a re-run with the long factors where the sequence crosses into LongRoPE. Points
+  // into step_logits or logits; nullptr when the re-run was cancelled.
+  const float* step(int id, torch::Tensor& logits, std::vector<float>& step_logits, const std::atomic<bool>* stop);
 };
 
 Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -65,22 +71,15 @@ torch::Tensor Session::Impl::prefill(const std::vector<int>& ids, size_t from, c
   return logits.reshape({-1});
 }
 
-GenerationStats Session::Impl::run(std::vector<int> prompt, const SamplingParams& params, const TokenFn& on_piece,
-                                   const std::atomic<bool>* stop, std::vector<int>* out_ids) {
-  torch::NoGradGuard no_grad;
-  const Phi3Config& c = e->weights.config;
-  GenerationStats stats;
-  const auto t0 = Clock::now();
-  stats.prompt_tokens = static_cast<int>(prompt.size());
+size_t Session::Impl::reuse_cache(std::vector<int>& prompt) {
   const int64_t capacity = cache.capacity();
   if (static_cast<int64_t>(prompt.size()) >= capacity) {
     // Keep the most recent tokens; the caller has already dropped whole turns where it could.
     prompt.erase(prompt.begin(), prompt.end() - (capacity - 1));
   }
-
   // LongRoPE: a sequence past original_max_position_embeddings is rotated with the long factors;
   // when a conversation first crosses it, the cache is dropped and the whole sequence re-run.
-  const bool need_long = rope_needs_long(c, static_cast<int64_t>(prompt.size()) - 1);
+  const bool need_long = rope_needs_long(e->weights.config, static_cast<int64_t>(prompt.size()) - 1);
   if (need_long != cache.long_rope) {
     cache.long_rope = need_long;
     cache.n_past = 0;
@@ -91,6 +90,41 @@ GenerationStats Session::Impl::run(std::vector<int> prompt, const SamplingParams
   if (common == prompt.size()) --common;  // the last prompt token must run to give logits
   cached.resize(common);
   cache.n_past = static_cast<int64_t>(common);
+  return common;
+}
+
+const float* Session::Impl::step(int id, torch::Tensor& logits, std::vector<float>& step_logits,
+                                 const std::atomic<bool>* stop) {
+  if (!cache.long_rope && rope_needs_long(e->weights.config, cache.n_past)) {
+    // Crossing original_max_position_embeddings: re-run everything with the long factors.
+    std::vector<int> all = cached;
+    all.push_back(id);
+    cache.long_rope = true;
+    cache.n_past = 0;
+    cached.clear();
+    bool cancelled = false;
+    logits = prefill(all, 0, stop, &cancelled);
+    return cancelled ? nullptr : logits.data_ptr<float>();
+  }
+  if (decode_step(e->weights, id, cache, step_logits.data(), e->act_dtype)) {
+    cached.push_back(id);
+    return step_logits.data();
+  }
+  // Dense weights, bf16 activations: the general graph.
+  const int64_t one = id;
+  auto input = torch::from_blob(const_cast<int64_t*>(&one), {1, 1}, torch::kInt64);
+  logits = forward(e->weights, input, &cache, ForwardOptions{e->act_dtype, /*last_only=*/true}).reshape({-1}).contiguous();
+  cached.push_back(id);
+  return logits.data_ptr<float>();
+}
+
+GenerationStats Session::Impl::run(std::vector<int> prompt, const SamplingParams& params, const TokenFn& on_piece,
+                                   const std::atomic<bool>* stop, std::vector<int>* out_ids) {
+  torch::NoGradGuard no_grad;
+  GenerationStats stats;
+  const auto t0 = Clock::now();
+  stats.prompt_tokens = static_cast<int>(prompt.size());
+  const size_t common = reuse_cache(prompt);
   stats.prefilled_tokens = static_cast<int>(prompt.size() - common);
 
   bool cancelled = false;
@@ -113,10 +147,9 @@ GenerationStats Session::Impl::run(std::vector<int> prompt, const SamplingParams
   // step_logits and keeps its activations with the cache; `cached` has room for the context.
   std::vector<float> step_logits(static_cast<size_t>(logits.numel()));
   const float* lp = logits.data_ptr<float>();
-  cached.reserve(static_cast<size_t>(capacity));
+  cached.reserve(static_cast<size_t>(cache.capacity()));
   Clock::time_point t_first{};
   stats.stop_reason = "max_tokens";
-  ForwardOptions fo{e->act_dtype, /*last_only=*/true};
   for (int n = 0; n < params.max_new_tokens; ++n) {
     std::copy_n(lp, row.size(), row.begin());
     const int id = sampler.sample(row.data(), static_cast<int>(row.size()), cached);
@@ -131,49 +164,26 @@ GenerationStats Session::Impl::run(std::vector<int> prompt, const SamplingParams
     ++stats.generated_tokens;
     if (out_ids) out_ids->push_back(id);
     const std::string piece = decoder.push(id);
-    if (!piece.empty() && on_piece && !on_piece(piece)) {
-      stats.stop_reason = "cancelled";
-      break;
-    }
-    if (stop && stop->load(std::memory_order_relaxed)) {
+    if ((!piece.empty() && on_piece && !on_piece(piece)) || (stop && stop->load(std::memory_order_relaxed))) {
       stats.stop_reason = "cancelled";
       break;
     }
     if (n + 1 == params.max_new_tokens) break;
-    if (cache.n_past + 1 > capacity) {
+    if (cache.n_past + 1 > cache.capacity()) {
       stats.stop_reason = "context_full";
       break;
     }
-    if (!cache.long_rope && rope_needs_long(c, cache.n_past)) {
-      // Crossing original_max_position_embeddings: re-run everything with the long factors.
-      std::vector<int> all = cached;
-      all.push_back(id);
-      cache.long_rope = true;
-      cache.n_past = 0;
-      cached.clear();
-      logits = prefill(all, 0, stop, &cancelled);
-      if (cancelled) {
-        stats.stop_reason = "cancelled";
-        break;
-      }
-      lp = logits.data_ptr<float>();
-      continue;
+    lp = step(id, logits, step_logits, stop);
+    if (!lp) {
+      stats.stop_reason = "cancelled";
+      break;
     }
-    if (decode_step(e->weights, id, cache, step_logits.data(), e->act_dtype)) {
-      lp = step_logits.data();
-    } else {  // dense weights, bf16 activations: the general graph
-      const int64_t one = id;
-      auto input = torch::from_blob(const_cast<int64_t*>(&one), {1, 1}, torch::kInt64);
-      logits = forward(e->weights, input, &cache, fo).reshape({-1}).contiguous();
-      lp = logits.data_ptr<float>();
-    }
-    cached.push_back(id);
   }
   const std::string rest = decoder.flush();
   if (!rest.empty() && on_piece) on_piece(rest);
   stats.total_s = seconds_since(t0);
   if (stats.generated_tokens > 1) {
-    const double decode_s = std::chrono::duration<double>(Clock::now() - t_first).count();
+    const double decode_s = seconds_since(t_first);
     stats.tokens_per_s = decode_s > 0 ? (stats.generated_tokens - 1) / decode_s : 0.0;
   }
   return stats;

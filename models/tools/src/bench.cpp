@@ -1,6 +1,7 @@
 // `qins bench`. Order matters for the memory figures: the bandwidth buffer is freed and the
 // peak-RSS counter reset before the model loads; the QINS run comes first, then the baselines,
 // each loaded afresh (warm page cache) and freed before the next.
+#include "qins/util/timing.h"
 #include "qins/tools/bench.h"
 
 #include <ATen/Parallel.h>
@@ -21,6 +22,7 @@
 #include "qins/graph/linear.h"
 #include "qins/graph/phi3_model.h"
 #include "qins/runtime/sampler.h"
+#include "bench_system.h"
 
 #if defined(__linux__) || defined(__APPLE__)
 #include <fcntl.h>
@@ -36,8 +38,6 @@ namespace qins {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 // ---- plain-read bandwidth -------------------------------------------------------------------
 
@@ -79,109 +79,6 @@ uint64_t sum_words(const uint64_t* p, int64_t n) {
   if (avx512) return sum_avx512(p, n);
 #endif
   return sum_plain(p, n);
-}
-
-// ---- OS helpers -----------------------------------------------------------------------------
-
-std::string read_text(const char* path) {
-  std::ifstream in(path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-std::string cpuinfo_field(const std::string& key) {
-  std::istringstream in(read_text("/proc/cpuinfo"));
-  std::string line;
-  while (std::getline(in, line))
-    if (line.compare(0, key.size(), key) == 0) {
-      auto c = line.find(':');
-      return c == std::string::npos ? "" : line.substr(c + 2);
-    }
-  return "";
-}
-
-long minor_faults() {
-#if defined(__linux__) || defined(__APPLE__)
-  rusage u{};
-  ::getrusage(RUSAGE_SELF, &u);
-  return u.ru_minflt;
-#else
-  return -1;
-#endif
-}
-
-std::string relevant_flags() {
-  std::istringstream flags(cpuinfo_field("flags"));
-  std::string f, out;
-  for (; flags >> f;)
-    for (const char* want : {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "avx512_bf16", "amx_bf16"})
-      if (f == want) out += (out.empty() ? "" : " ") + f;
-  return out;
-}
-
-// Resets VmHWM to the current RSS (Linux >= 4.0): the load's peak is then the load's own.
-bool reset_peak_rss() {
-#if defined(__linux__)
-  std::ofstream out("/proc/self/clear_refs");
-  out << "5";
-  out.flush();
-  return static_cast<bool>(out);
-#else
-  return false;
-#endif
-}
-
-// Share of `path`'s pages in the page cache (mincore), or -1.
-double page_cache_fraction(const std::string& path) {
-#if defined(__linux__)
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return -1;
-  const off_t size = ::lseek(fd, 0, SEEK_END);
-  double frac = -1;
-  if (size > 0) {
-    void* m = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_SHARED, fd, 0);
-    if (m != MAP_FAILED) {
-      const long page = ::sysconf(_SC_PAGESIZE);
-      std::vector<unsigned char> vec(static_cast<size_t>((size + page - 1) / page));
-      if (::mincore(m, static_cast<size_t>(size), vec.data()) == 0) {
-        size_t in = 0;
-        for (unsigned char v : vec) in += v & 1;
-        frac = static_cast<double>(in) / static_cast<double>(vec.size());
-      }
-      ::munmap(m, static_cast<size_t>(size));
-    }
-  }
-  ::close(fd);
-  return frac;
-#else
-  (void)path;
-  return -1;
-#endif
-}
-
-// Drops the model file from the page cache. Returns how (or "" when it could not).
-std::string drop_page_cache(const std::string& path) {
-#if defined(__linux__)
-  ::sync();
-  {
-    std::ofstream dc("/proc/sys/vm/drop_caches");
-    if (dc) {
-      dc << "1";
-      dc.flush();
-      if (dc) return "drop_caches";
-    }
-  }
-  // Without the global switch: evict this file's clean pages only (enough for a cold load of it).
-  const int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) return "";
-  const int rc = ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
-  ::close(fd);
-  return rc == 0 ? "posix_fadvise(DONTNEED) on the file" : "";
-#else
-  (void)path;
-  return "";
-#endif
 }
 
 // ---- the measured runs ----------------------------------------------------------------------
@@ -235,11 +132,6 @@ void convert_weights(Phi3Weights& w, const std::string& variant) {
   swap(w.lm_head);
 }
 
-std::string gb(int64_t b) {
-  char s[32];
-  std::snprintf(s, sizeof s, "%.2f GB", static_cast<double>(b) / 1e9);
-  return s;
-}
 
 // A KV cache where a chat session's ends up: preallocated, then moved onto huge pages (the
 // session does that in the background; here it is done before measuring). Returns the bytes moved.
@@ -275,6 +167,117 @@ int greedy(Sampler& s, const float* logits, int n_vocab, std::vector<float>& row
   return id;
 }
 
+// What one variant's measurements share: the graph, a session-like cache, greedy sampling.
+struct VariantRig {
+  Engine::Impl& e;
+  Phi3Weights& w;
+  KvCache cache;
+  ForwardOptions fo;
+  Sampler sampler;
+  int n_vocab;
+  std::vector<float> row, step_buf;
+  std::vector<int> hist;
+  torch::Tensor held;
+  int id = 0;  // the last token sampled
+
+  // Greedy next token after `id`, one decode step.
+  void next() { id = greedy(sampler, step(w, id, cache, fo, step_buf, held), n_vocab, row, hist); }
+};
+
+SamplingParams greedy_params() {
+  SamplingParams sp;
+  sp.temperature = 0.0f;
+  sp.random_seed = false;
+  return sp;
+}
+
+torch::Tensor ids_tensor(const std::vector<int>& v) {
+  return torch::tensor(std::vector<int64_t>(v.begin(), v.end()), torch::kInt64).unsqueeze(0);  // [1, T]
+}
+
+// Warm-up (first-call allocations, lazy initialisation): a short prompt and two steps.
+void warm_up(VariantRig& r, const std::vector<int>& ids) {
+  forward(r.w, ids_tensor(std::vector<int>(ids.begin(), ids.begin() + std::min<size_t>(8, ids.size()))), &r.cache, r.fo);
+  std::vector<float> buf;
+  torch::Tensor held;
+  for (int i = 0; i < 2; ++i) step(r.w, ids[0], r.cache, r.fo, buf, held);
+  r.cache.n_past = 0;
+}
+
+// The projections alone at batch 1, called the way the decode step calls them (row path
+// where there is one): what a perfect graph would cost per token.
+class ProjectionPass {
+ public:
+  ProjectionPass(Phi3Weights& w, torch::ScalarType act_dtype) {
+    int64_t widest = 0;
+    for (auto& l : w.layers)
+      for (LinearOp* op : {l.qkv.get(), l.o.get(), l.gate_up.get(), l.down.get()}) ops_.emplace_back(op, torch::Tensor());
+    ops_.emplace_back(w.lm_head.get(), torch::Tensor());
+    for (auto& [op, x] : ops_) {
+      x = torch::randn({1, 1, op->in_features()}).to(act_dtype);  // [1, 1, in]
+      widest = std::max(widest, op->out_features());
+    }
+    y_row_.resize(static_cast<size_t>(widest));
+  }
+  double seconds() {
+    const auto t = Clock::now();
+    for (auto& [op, x] : ops_) {
+      if (op->has_row_path() && x.scalar_type() == torch::kFloat32) op->forward_row(x.data_ptr<float>(), y_row_.data());
+      else op->forward(x);
+    }
+    return seconds_since(t);
+  }
+
+ private:
+  std::vector<std::pair<LinearOp*, torch::Tensor>> ops_;
+  std::vector<float> y_row_;
+};
+
+// Prompt -> first token; then `gen` tokens right after the prompt.
+void measure_prompt_and_decode(VariantRig& r, const std::vector<int>& ids, int gen, BenchRun& run,
+                               const BenchOptions& o, const BenchLog& log) {
+  auto t0 = Clock::now();
+  torch::Tensor logits = forward(r.w, ids_tensor(ids), &r.cache, r.fo).reshape({-1});
+  const double prefill_s = seconds_since(t0);
+  r.id = greedy(r.sampler, logits.data_ptr<float>(), r.n_vocab, r.row, r.hist);
+  run.ttft_s = seconds_since(t0);
+  run.prefill_tps = o.prompt_tokens / prefill_s;
+  if (log) log(run.variant + ": prefill " + std::to_string(run.prefill_tps) + " tok/s");
+
+  // The memory bandwidth of this shared machine moves from minute to minute (other tenants of the
+  // host): measure it again right before this variant's decode, and rate the decode against it.
+  run.bandwidth_gbs = measure_read_bandwidth(o.decode_bandwidth_bytes, at::get_num_threads()) / 1e9;
+  const long faults0 = minor_faults();
+  const auto t = Clock::now();
+  for (int i = 0; i < gen; ++i) r.next();
+  run.decode_tps = gen / seconds_since(t);
+  if (faults0 >= 0) run.faults_per_token = static_cast<double>(minor_faults() - faults0) / gen;
+  if (log) log(run.variant + ": decode " + std::to_string(run.decode_tps) + " tok/s");
+}
+
+// Decode deeper in the context: the cache holds `depth` positions (random K/V: attention costs
+// the same whatever the values). Token by token, a projections-only pass and a whole step take
+// turns (each step at the same depth), so both see the same memory bandwidth: the host's moves
+// by tens of percent from one minute to the next, which made two separate measurements
+// disagree about the graph's own overhead.
+void measure_depth(VariantRig& r, ProjectionPass& gemv, BenchRun& run, const BenchOptions& o, const BenchLog& log) {
+  const Phi3Config& c = r.w.config;
+  fill_depth(r.cache, o.depth);
+  run.kv_bytes_depth = 2 * c.num_hidden_layers * c.num_key_value_heads * o.depth * c.head_dim * r.cache.k.element_size();
+  double steps = 0.0, gemvs = 0.0;
+  for (int i = 0; i < o.gen_tokens; ++i) {
+    gemvs += gemv.seconds();
+    r.cache.n_past = o.depth;
+    const auto t = Clock::now();
+    r.next();
+    steps += seconds_since(t);
+  }
+  run.decode_tps_depth = o.gen_tokens / steps;
+  run.step_s = steps / o.gen_tokens;
+  run.gemv_only_s = gemvs / o.gen_tokens;
+  if (log) log(run.variant + ": decode at depth " + std::to_string(o.depth) + ": " + std::to_string(run.decode_tps_depth) + " tok/s");
+}
+
 // `res` is given for the QINS run only (its memory figures); baselines decode fewer tokens
 // (min(gen, 8), naive 2) and skip the depth run: they are 3-30x slower and only their ratio matters.
 void run_variant(Engine& engine, BenchRun& run, const BenchOptions& o, const BenchLog& log, BenchResult* res) {
@@ -284,115 +287,32 @@ void run_variant(Engine& engine, BenchRun& run, const BenchOptions& o, const Ben
   const int gen = baseline ? std::min(o.gen_tokens, naive ? 2 : 8) : o.gen_tokens;
   torch::NoGradGuard no_grad;
   auto& e = engine_internals(engine);
-  Phi3Weights& w = e.weights;
-  const Phi3Config& c = w.config;
-  run.weight_bytes = w.weight_bytes();
-  run.bytes_per_token = streamed_bytes(w);
+  run.weight_bytes = e.weights.weight_bytes();
+  run.bytes_per_token = streamed_bytes(e.weights);
   const std::vector<int> ids = prompt_ids(engine, o.prompt_tokens);
   const int capacity = std::max<int>(o.context, o.prompt_tokens + o.gen_tokens + 8);
   const auto t_cache = Clock::now();
   int64_t moved = 0;
   KvCache cache = session_like_cache(e, capacity, &moved);
   if (log && moved > 0)
-    log(run.variant + ": KV cache " + gb(moved) + " moved onto huge pages in " + std::to_string(since(t_cache)) + " s");
-  const ForwardOptions fo{e.act_dtype, /*last_only=*/true};
-  SamplingParams sp;
-  sp.temperature = 0.0f;
-  sp.random_seed = false;
-  Sampler sampler(sp);
-  const int n_vocab = std::min<int>(c.vocab_size, e.tokenizer->vocab_size());
-  std::vector<float> row(static_cast<size_t>(n_vocab));
-  std::vector<int> hist = ids;
-  auto tensor_of = [](const std::vector<int>& v) {
-    return torch::tensor(std::vector<int64_t>(v.begin(), v.end()), torch::kInt64).unsqueeze(0);  // [1, T]
-  };
+    log(run.variant + ": KV cache " + gb(moved) + " moved onto huge pages in " + std::to_string(seconds_since(t_cache)) + " s");
+  const int n_vocab = std::min<int>(e.weights.config.vocab_size, e.tokenizer->vocab_size());
+  VariantRig r{e, e.weights, std::move(cache), ForwardOptions{e.act_dtype, /*last_only=*/true}, Sampler(greedy_params()),
+               n_vocab, std::vector<float>(static_cast<size_t>(n_vocab)), {}, ids, torch::Tensor()};
 
-  // Warm-up (first-call allocations, lazy initialisation): a short prompt and two steps.
-  {
-    auto warm = tensor_of(std::vector<int>(ids.begin(), ids.begin() + std::min<size_t>(8, ids.size())));
-    forward(w, warm, &cache, fo);
-    std::vector<float> buf;
-    torch::Tensor held;
-    for (int i = 0; i < 2; ++i) step(w, ids[0], cache, fo, buf, held);
-    cache.n_past = 0;
-  }
-
-  // Prompt -> first token.
-  auto prompt = tensor_of(ids);
-  auto t0 = Clock::now();
-  torch::Tensor logits = forward(w, prompt, &cache, fo).reshape({-1});
-  const double prefill_s = since(t0);
-  int id = greedy(sampler, logits.data_ptr<float>(), n_vocab, row, hist);
-  run.ttft_s = since(t0);
-  run.prefill_tps = o.prompt_tokens / prefill_s;
-  if (log) log(run.variant + ": prefill " + std::to_string(run.prefill_tps) + " tok/s");
-
-  // Decode right after the prompt.
-  std::vector<float> step_buf;
-  torch::Tensor held;
-  auto decode = [&](int n) {
-    const auto t = Clock::now();
-    for (int i = 0; i < n; ++i) id = greedy(sampler, step(w, id, cache, fo, step_buf, held), n_vocab, row, hist);
-    return since(t);
-  };
-  // The memory bandwidth of this shared machine moves from minute to minute (other tenants of the
-  // host): measure it again right before this variant's decode, and rate the decode against it.
-  run.bandwidth_gbs = measure_read_bandwidth(o.decode_bandwidth_bytes, at::get_num_threads()) / 1e9;
-  const long faults0 = minor_faults();
-  const double dt = decode(gen);
-  run.decode_tps = gen / dt;
-  if (faults0 >= 0) run.faults_per_token = static_cast<double>(minor_faults() - faults0) / gen;
-  if (log) log(run.variant + ": decode " + std::to_string(run.decode_tps) + " tok/s");
+  warm_up(r, ids);
+  measure_prompt_and_decode(r, ids, gen, run, o, log);
   if (res && res->rss_after_session == 0) {
     const MemoryReading m = read_memory();
     res->rss_after_session = m.resident_bytes;
     res->peak_rss_run = m.peak_resident_bytes;
   }
-
-  // The projections alone at batch 1, called the way the decode step calls them (row path
-  // where there is one): what a perfect graph would cost per token.
-  std::vector<std::pair<LinearOp*, torch::Tensor>> ops;
-  int64_t widest = 0;
-  for (auto& l : w.layers)
-    for (LinearOp* op : {l.qkv.get(), l.o.get(), l.gate_up.get(), l.down.get()}) ops.emplace_back(op, torch::Tensor());
-  ops.emplace_back(w.lm_head.get(), torch::Tensor());
-  for (auto& [op, x] : ops) {
-    x = torch::randn({1, 1, op->in_features()}).to(e.act_dtype);  // [1, 1, in]
-    widest = std::max(widest, op->out_features());
-  }
-  std::vector<float> y_row(static_cast<size_t>(widest));
-  auto gemv_pass = [&] {
-    const auto t = Clock::now();
-    for (auto& [op, x] : ops) {
-      if (op->has_row_path() && x.scalar_type() == torch::kFloat32) op->forward_row(x.data_ptr<float>(), y_row.data());
-      else op->forward(x);
-    }
-    return since(t);
-  };
-
-  // Decode deeper in the context: the cache holds `depth` positions (random K/V: attention costs
-  // the same whatever the values). Token by token, a projections-only pass and a whole step take
-  // turns (each step at the same depth), so both see the same memory bandwidth: the host's moves
-  // by tens of percent from one minute to the next, which made two separate measurements
-  // disagree about the graph's own overhead.
-  if (!baseline && o.depth > 0 && o.depth + o.gen_tokens + 1 <= cache.capacity()) {
-    fill_depth(cache, o.depth);
-    run.kv_bytes_depth = 2 * c.num_hidden_layers * c.num_key_value_heads * o.depth * c.head_dim * cache.k.element_size();
-    double steps = 0.0, gemvs = 0.0;
-    for (int i = 0; i < o.gen_tokens; ++i) {
-      gemvs += gemv_pass();
-      cache.n_past = o.depth;
-      const auto t = Clock::now();
-      id = greedy(sampler, step(w, id, cache, fo, step_buf, held), n_vocab, row, hist);
-      steps += since(t);
-    }
-    run.decode_tps_depth = o.gen_tokens / steps;
-    run.step_s = steps / o.gen_tokens;
-    run.gemv_only_s = gemvs / o.gen_tokens;
-    if (log) log(run.variant + ": decode at depth " + std::to_string(o.depth) + ": " + std::to_string(run.decode_tps_depth) + " tok/s");
+  ProjectionPass gemv(r.w, e.act_dtype);
+  if (!baseline && o.depth > 0 && o.depth + o.gen_tokens + 1 <= r.cache.capacity()) {
+    measure_depth(r, gemv, run, o, log);
   } else if (!naive) {
     double best = 1e30;
-    for (int rep = 0; rep < (baseline ? 1 : 3); ++rep) best = std::min(best, gemv_pass());
+    for (int rep = 0; rep < (baseline ? 1 : 3); ++rep) best = std::min(best, gemv.seconds());
     run.gemv_only_s = best;
   }
   run.ran = true;
@@ -428,7 +348,7 @@ double measure_read_bandwidth(int64_t bytes, int threads) {
         sums[static_cast<size_t>(t)] = sum_words(buf + a, b - a);
       });
     for (auto& th : pool) th.join();
-    const double s = since(t0);
+    const double s = seconds_since(t0);
     for (auto v : sums) sink = sink + v;
     best = std::max(best, static_cast<double>(words * 8) / s);
   }
@@ -459,7 +379,7 @@ double decode_round(DecodeRig& d, int n) {
   torch::Tensor held;
   const auto t = Clock::now();
   for (int i = 0; i < n; ++i) d.id = greedy(sampler, step(e.weights, d.id, d.cache, fo, buf, held), n_vocab, row, d.hist);
-  return n / since(t);
+  return n / seconds_since(t);
 }
 
 // Both engines stay loaded (QINS + one dense baseline at a time) and decode in alternating rounds.
@@ -524,8 +444,82 @@ double run_decode_profile(const std::string& path, const BenchOptions& o, const 
   if (log) log("profile: " + std::to_string(o.profile_steps) + " decode steps at depth " + std::to_string(o.depth));
   const auto t = Clock::now();
   for (int i = 0; i < o.profile_steps; ++i) one(1 + i % 64);
-  return o.profile_steps > 0 ? since(t) / o.profile_steps : 0.0;
+  return o.profile_steps > 0 ? seconds_since(t) / o.profile_steps : 0.0;
 }
+
+namespace {
+
+// Cold load (page cache dropped for the file, if we can), then a warm one for the memory figures;
+// returns the warm engine once its background move onto huge pages is done.
+std::unique_ptr<Engine> load_measured(const std::string& path, const LoadOptions& lo, BenchResult& r, const BenchLog& log) {
+  r.cold_method = drop_page_cache(path);
+  if (!r.cold_method.empty()) {
+    r.cold_resident_fraction = page_cache_fraction(path);
+    auto t = Clock::now();
+    auto cold = Engine::load(path, lo);
+    r.load_cold_s = seconds_since(t);
+    if (log) log("cold load: " + std::to_string(r.load_cold_s) + " s (" + r.cold_method + ")");
+  } else {
+    r.cold_method = "not possible here (no drop_caches, no posix_fadvise)";
+  }
+  reset_peak_rss();
+  auto t = Clock::now();
+  auto engine = Engine::load(path, lo);
+  r.load_warm_s = seconds_since(t);
+  const MemoryReading m = read_memory();
+  r.rss_after_load = m.resident_bytes;
+  r.peak_rss_load = m.peak_resident_bytes;
+  const ModelInfo& info = engine->info();
+  r.model_name = info.name;
+  r.n_params = info.n_params;
+  r.file_bytes = info.file_bytes;
+  r.weight_bytes = info.weight_bytes;
+  r.kv_cache_bytes = info.kv_cache_bytes;
+  if (log) log("warm load: " + std::to_string(r.load_warm_s) + " s, RSS " + gb(r.rss_after_load) + ", peak " + gb(r.peak_rss_load));
+  // The engine moves its weights onto huge pages in the background after load; measure speed
+  // once that is done (and report how long it took).
+  engine->wait_for_background_work();
+  const Engine::BackgroundWork bw = engine->background_work();
+  r.huge_page_s = bw.seconds;
+  r.huge_page_bytes = bw.bytes;
+  r.resident_huge_bytes = read_memory().huge_page_bytes;
+  if (log)
+    log("huge pages: " + gb(bw.bytes) + " moved in " + std::to_string(bw.seconds) + " s after load (background); " +
+        gb(r.resident_huge_bytes) + " of the process on huge pages");
+  return engine;
+}
+
+// One dense / naive baseline: loaded afresh, its projections swapped, measured; skipped where
+// the machine has not the memory for it.
+BenchRun run_baseline(const std::string& path, const LoadOptions& lo, const std::string& v, const BenchOptions& o,
+                      const BenchResult& r, const BenchLog& log) {
+  BenchRun b;
+  b.variant = v;
+  // Memory the baseline needs: its weights plus the KV cache plus working room.
+  const int64_t elem = v.rfind("fp32", 0) == 0 ? 4 : v.rfind("bf16", 0) == 0 ? 2 : 1;
+  const int64_t need = r.n_params * elem + r.kv_cache_bytes + (int64_t(1) << 29);
+  const int64_t avail = read_memory().available_bytes;
+  if (avail > 0 && need > avail) {
+    b.note = "skipped: needs about " + gb(need) + ", " + gb(avail) + " available";
+    if (log) log(v + ": " + b.note);
+    return b;
+  }
+  try {
+    const auto t = Clock::now();
+    auto eng = Engine::load(path, lo);
+    eng->stop_background_work();  // the codes are about to be replaced
+    convert_weights(engine_internals(*eng).weights, v);
+    b.setup_s = seconds_since(t);
+    run_variant(*eng, b, o, log, nullptr);
+  } catch (const std::bad_alloc&) {
+    b.note = "out of memory";
+  } catch (const c10::Error& ex) {
+    b.note = std::string("failed: ") + ex.what_without_backtrace();
+  }
+  return b;
+}
+
+}  // namespace
 
 BenchResult run_bench(const std::string& path, const BenchOptions& o, const BenchLog& log) {
   BenchResult r;
@@ -546,46 +540,7 @@ BenchResult run_bench(const std::string& path, const BenchOptions& o, const Benc
   LoadOptions lo;
   lo.threads = o.threads;
   lo.context_length = std::max(o.context, o.prompt_tokens + o.gen_tokens + 8);
-
-  // Cold load (page cache dropped for the file, if we can), then a warm one for the memory figures.
-  r.cold_method = drop_page_cache(path);
-  if (!r.cold_method.empty()) {
-    r.cold_resident_fraction = page_cache_fraction(path);
-    auto t = Clock::now();
-    auto cold = Engine::load(path, lo);
-    r.load_cold_s = since(t);
-    if (log) log("cold load: " + std::to_string(r.load_cold_s) + " s (" + r.cold_method + ")");
-  } else {
-    r.cold_method = "not possible here (no drop_caches, no posix_fadvise)";
-  }
-  reset_peak_rss();
-  auto t = Clock::now();
-  auto engine = Engine::load(path, lo);
-  r.load_warm_s = since(t);
-  {
-    const MemoryReading m = read_memory();
-    r.rss_after_load = m.resident_bytes;
-    r.peak_rss_load = m.peak_resident_bytes;
-  }
-  const ModelInfo& info = engine->info();
-  r.model_name = info.name;
-  r.n_params = info.n_params;
-  r.file_bytes = info.file_bytes;
-  r.weight_bytes = info.weight_bytes;
-  r.kv_cache_bytes = info.kv_cache_bytes;
-  if (log) log("warm load: " + std::to_string(r.load_warm_s) + " s, RSS " + gb(r.rss_after_load) + ", peak " + gb(r.peak_rss_load));
-  // The engine moves its weights onto huge pages in the background after load; measure speed
-  // once that is done (and report how long it took).
-  engine->wait_for_background_work();
-  {
-    const Engine::BackgroundWork bw = engine->background_work();
-    r.huge_page_s = bw.seconds;
-    r.huge_page_bytes = bw.bytes;
-    r.resident_huge_bytes = read_memory().huge_page_bytes;
-    if (log)
-      log("huge pages: " + gb(bw.bytes) + " moved in " + std::to_string(bw.seconds) + " s after load (background); " +
-          gb(r.resident_huge_bytes) + " of the process on huge pages");
-  }
+  auto engine = load_measured(path, lo, r, log);
 
   BenchRun q;
   q.variant = "qins";
@@ -594,33 +549,7 @@ BenchResult run_bench(const std::string& path, const BenchOptions& o, const Benc
   r.runs.push_back(q);
   engine.reset();
 
-  for (const std::string& v : o.baselines) {
-    BenchRun b;
-    b.variant = v;
-    // Memory the baseline needs: its weights plus the KV cache plus working room.
-    const int64_t elem = v.rfind("fp32", 0) == 0 ? 4 : v.rfind("bf16", 0) == 0 ? 2 : 1;
-    const int64_t need = r.n_params * elem + r.kv_cache_bytes + (int64_t(1) << 29);
-    const int64_t avail = read_memory().available_bytes;
-    if (avail > 0 && need > avail) {
-      b.note = "skipped: needs about " + gb(need) + ", " + gb(avail) + " available";
-      if (log) log(v + ": " + b.note);
-      r.runs.push_back(b);
-      continue;
-    }
-    try {
-      t = Clock::now();
-      auto eng = Engine::load(path, lo);
-      eng->stop_background_work();  // the codes are about to be replaced
-      convert_weights(engine_internals(*eng).weights, v);
-      b.setup_s = since(t);
-      run_variant(*eng, b, o, log, nullptr);
-    } catch (const std::bad_alloc&) {
-      b.note = "out of memory";
-    } catch (const c10::Error& ex) {
-      b.note = std::string("failed: ") + ex.what_without_backtrace();
-    }
-    r.runs.push_back(b);
-  }
+  for (const std::string& v : o.baselines) r.runs.push_back(run_baseline(path, lo, v, o, r, log));
   if (o.paired_rounds > 0) run_paired(path, lo, o, log, &r);
   const double bw = r.bandwidth_gbs * 1e9;
   for (auto& run : r.runs)
@@ -628,156 +557,6 @@ BenchResult run_bench(const std::string& path, const BenchOptions& o, const Benc
       run.bandwidth_pct = 100.0 * static_cast<double>(run.bytes_per_token) * run.decode_tps /
                           (run.bandwidth_gbs > 0 ? run.bandwidth_gbs * 1e9 : bw);
   return r;
-}
-
-std::string bench_text(const BenchResult& r) {
-  std::ostringstream t;
-  char line[400];
-  t << "model: " << r.model_path << " (" << r.n_params / 1e9 << " G params, file " << gb(r.file_bytes) << ")\n";
-  if (r.huge_page_bytes > 0 || r.huge_page_s > 0)
-    t << "huge pages: " << gb(r.huge_page_bytes) << " of weights moved onto 2 MiB pages in " << r.huge_page_s
-      << " s after load (background; speeds below measured after it); process memory on huge pages: "
-      << gb(r.resident_huge_bytes) << "\n";
-  t << "cpu: " << r.cpu << ", " << r.threads << " threads, flags: " << r.cpu_flags << ", kernel " << r.kernel_isa << "\n";
-  std::snprintf(line, sizeof line, "plain-read bandwidth: %.1f GB/s at the start (%d threads); \"bw GB/s\" below: measured again right before each decode\n", r.bandwidth_gbs, r.threads);
-  t << line;
-  if (r.load_cold_s >= 0)
-    std::snprintf(line, sizeof line, "load: cold %.2f s (%s; %.0f %% of the file cached before), warm %.2f s\n",
-                  r.load_cold_s, r.cold_method.c_str(), 100.0 * r.cold_resident_fraction, r.load_warm_s);
-  else
-    std::snprintf(line, sizeof line, "load: warm %.2f s (cold: %s)\n", r.load_warm_s, r.cold_method.c_str());
-  t << line;
-  const int64_t other = r.rss_after_load - r.weight_bytes;
-  std::snprintf(line, sizeof line,
-                "memory: RSS after load %s (weights %s, other %s), peak during load %s = %.3fx after load\n",
-                gb(r.rss_after_load).c_str(), gb(r.weight_bytes).c_str(), gb(other).c_str(),
-                gb(r.peak_rss_load).c_str(), static_cast<double>(r.peak_rss_load) / std::max<int64_t>(1, r.rss_after_load));
-  t << line;
-  std::snprintf(line, sizeof line,
-                "memory: RSS with a %d-position bf16 KV cache after a reply %s = weights %s + KV %s + other %s "
-                "(peak %s)\n",
-                r.context, gb(r.rss_after_session).c_str(), gb(r.weight_bytes).c_str(), gb(r.kv_cache_bytes).c_str(),
-                gb(r.rss_after_session - r.weight_bytes - r.kv_cache_bytes).c_str(), gb(r.peak_rss_run).c_str());
-  t << line;
-  t << "prompt " << r.prompt_tokens << " tokens, " << r.gen_tokens << " generated; decode also at depth " << r.depth
-    << "\n\n";
-  std::snprintf(line, sizeof line, "%-7s %8s %9s %8s %10s %10s %10s %9s %7s %7s %9s %9s %9s\n", "variant", "setup s",
-                "weights", "TTFT s", "prefill/s", "decode/s", "@depth/s", "GB/token", "bw GB/s", "% bw", "gemv ms",
-                "step ms", "overhead");
-  t << line;
-  double bf16_decode = 0, fp32_prefill = 0, bf16_4k_decode = 0;
-  for (const auto& run : r.runs) {
-    if (run.variant == "bf16" && run.ran) bf16_decode = run.decode_tps;
-    if (run.variant == "bf16-4k" && run.ran) bf16_4k_decode = run.decode_tps;
-    if (run.variant == "fp32" && run.ran) fp32_prefill = run.prefill_tps;
-  }
-  for (const auto& run : r.runs) {
-    if (!run.ran) {
-      t << run.variant << ": " << run.note << "\n";
-      continue;
-    }
-    const double overhead = run.step_s > 0 ? 100.0 * (run.step_s - run.gemv_only_s) / run.step_s : 0.0;
-    std::snprintf(line, sizeof line, "%-7s %8.2f %9s %8.3f %10.2f %10.2f %10.2f %9.3f %7.1f %6.1f%% %9.1f %9.1f %8.1f%%\n",
-                  run.variant.c_str(), run.setup_s, gb(run.weight_bytes).c_str(), run.ttft_s, run.prefill_tps,
-                  run.decode_tps, run.decode_tps_depth, run.bytes_per_token / 1e9, run.bandwidth_gbs, run.bandwidth_pct,
-                  run.gemv_only_s * 1e3, run.step_s * 1e3, overhead);
-    t << line;
-  }
-  const BenchRun& q = r.runs.front();
-  t << "\n";
-  if (q.ran && q.step_s > 0) {
-    std::snprintf(line, sizeof line,
-                  "qins at depth %d (projections and whole steps measured in turns, token by token): step %.1f ms = "
-                  "projections %.1f ms + %.1f ms the rest (%.1f %%); the step reads %.3f GB of K/V besides %.3f GB of "
-                  "weights (K/V = %.1f %% of its bytes)\n",
-                  r.depth, q.step_s * 1e3, q.gemv_only_s * 1e3, (q.step_s - q.gemv_only_s) * 1e3,
-                  100.0 * (q.step_s - q.gemv_only_s) / q.step_s, q.kv_bytes_depth / 1e9, q.bytes_per_token / 1e9,
-                  100.0 * static_cast<double>(q.kv_bytes_depth) / static_cast<double>(q.kv_bytes_depth + q.bytes_per_token));
-    t << line;
-  }
-  if (q.ran && q.faults_per_token >= 0) {
-    std::snprintf(line, sizeof line, "qins decode: %.1f minor page faults per token after warm-up\n", q.faults_per_token);
-    t << line;
-  }
-  for (const PairedDecode& pd : r.paired) {
-    t << "paired decode vs " << pd.baseline << " (both loaded, alternating rounds): qins/" << pd.baseline << " =";
-    for (size_t i = 0; i < pd.qins_tps.size(); ++i) {
-      std::snprintf(line, sizeof line, " %.2f/%.2f", pd.qins_tps[i], pd.base_tps[i]);
-      t << line;
-    }
-    std::snprintf(line, sizeof line, " tok/s; median ratio %.2fx\n", pd.median_ratio);
-    t << line;
-  }
-  if (q.ran && (bf16_decode > 0 || fp32_prefill > 0)) {
-    if (bf16_decode > 0) {
-      std::snprintf(line, sizeof line, "qins decode = %.2fx the bf16 baseline\n", q.decode_tps / bf16_decode);
-      t << line;
-    }
-    if (fp32_prefill > 0) {
-      std::snprintf(line, sizeof line, "qins prefill = %.2fx the fp32 baseline\n", q.prefill_tps / fp32_prefill);
-      t << line;
-    }
-  }
-  if (q.ran && bf16_4k_decode > 0) {
-    std::snprintf(line, sizeof line, "qins decode = %.2fx the bf16 baseline on torch's default (4 KiB) pages\n",
-                  q.decode_tps / bf16_4k_decode);
-    t << line;
-  }
-  return t.str();
-}
-
-std::string bench_json(const BenchResult& r) {
-  nlohmann::json j = {{"model", r.model_path},
-                      {"name", r.model_name},
-                      {"cpu", r.cpu},
-                      {"cpu_flags", r.cpu_flags},
-                      {"kernel_isa", r.kernel_isa},
-                      {"huge_page_s", r.huge_page_s},
-                      {"paired", nlohmann::json::array()},
-                      {"huge_page_bytes", r.huge_page_bytes},
-                      {"resident_huge_bytes", r.resident_huge_bytes},
-                      {"threads", r.threads},
-                      {"n_params", r.n_params},
-                      {"file_bytes", r.file_bytes},
-                      {"weight_bytes", r.weight_bytes},
-                      {"kv_cache_bytes", r.kv_cache_bytes},
-                      {"context", r.context},
-                      {"depth", r.depth},
-                      {"prompt_tokens", r.prompt_tokens},
-                      {"gen_tokens", r.gen_tokens},
-                      {"bandwidth_gbs", r.bandwidth_gbs},
-                      {"load_cold_s", r.load_cold_s},
-                      {"cold_method", r.cold_method},
-                      {"cold_resident_fraction", r.cold_resident_fraction},
-                      {"load_warm_s", r.load_warm_s},
-                      {"rss_after_load", r.rss_after_load},
-                      {"peak_rss_load", r.peak_rss_load},
-                      {"rss_after_session", r.rss_after_session},
-                      {"peak_rss_run", r.peak_rss_run}};
-  for (const auto& run : r.runs)
-    j["runs"].push_back({{"variant", run.variant},
-                         {"ran", run.ran},
-                         {"note", run.note},
-                         {"setup_s", run.setup_s},
-                         {"weight_bytes", run.weight_bytes},
-                         {"bytes_per_token", run.bytes_per_token},
-                         {"ttft_s", run.ttft_s},
-                         {"prefill_tps", run.prefill_tps},
-                         {"decode_tps", run.decode_tps},
-                         {"decode_tps_depth", run.decode_tps_depth},
-                         {"gemv_only_s", run.gemv_only_s},
-                         {"kv_bytes_depth", run.kv_bytes_depth},
-                         {"step_s", run.step_s},
-                         {"bandwidth_pct", run.bandwidth_pct},
-                         {"bandwidth_gbs", run.bandwidth_gbs},
-                         {"faults_per_token", run.faults_per_token}});
-  for (const PairedDecode& pd : r.paired)
-    j["paired"].push_back({{"baseline", pd.baseline},
-                           {"tokens", pd.tokens},
-                           {"qins_tps", pd.qins_tps},
-                           {"base_tps", pd.base_tps},
-                           {"median_ratio", pd.median_ratio}});
-  return j.dump(2) + "\n";
 }
 
 }  // namespace qins

@@ -4,7 +4,11 @@
 // they fit in memory), then quantization itself (the fitted pole tries 13 tables per tensor).
 #include "qins/io/converter.h"
 #include "qins/graph/phi3_layout.h"
+#include "qins/util/timing.h"
+#include "qins/tools/chat_corpus.h"
+#include "qins/tools/nll.h"
 #include "qins/tools/eval.h"
+#include "eval_format.h"
 
 #include <nlohmann/json.hpp>
 
@@ -29,23 +33,8 @@
 namespace qins {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
-namespace {
-
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof buf, f, v);
-  return buf;
-}
-
-std::string pole_label(double pole) { return fmt("%g", pole); }
-
-EvalVariant make_variant(core::Codebook cb, double pole, int prune) {
+EvalVariant make_eval_variant(core::Codebook cb, double pole, int prune) {
   EvalVariant v;
   v.codebook = cb;
   v.pole = cb == core::Codebook::Projective ? pole : 0.0;
@@ -55,8 +44,6 @@ EvalVariant make_variant(core::Codebook cb, double pole, int prune) {
   if (prune > 0) v.name += ", prune j<=" + std::to_string(prune);
   return v;
 }
-
-}  // namespace
 
 std::vector<EvalVariant> eval_variants(const std::string& codebooks, double pole, int prune_index) {
   std::vector<core::Codebook> cbs;
@@ -74,14 +61,14 @@ std::vector<EvalVariant> eval_variants(const std::string& codebooks, double pole
   std::vector<EvalVariant> out;
   for (const core::Codebook cb : cbs) {
     if (cb == core::Codebook::Projective) {
-      if (pole > 0) out.push_back(make_variant(cb, pole, 0));
-      out.push_back(make_variant(cb, 0.0, 0));
+      if (pole > 0) out.push_back(make_eval_variant(cb, pole, 0));
+      out.push_back(make_eval_variant(cb, 0.0, 0));
     } else {
-      out.push_back(make_variant(cb, 0.0, 0));
+      out.push_back(make_eval_variant(cb, 0.0, 0));
     }
   }
   if (prune_index > 0)
-    for (const core::Codebook cb : cbs) out.push_back(make_variant(cb, pole > 0 ? pole : 0.0, prune_index));
+    for (const core::Codebook cb : cbs) out.push_back(make_eval_variant(cb, pole > 0 ? pole : 0.0, prune_index));
   return out;
 }
 
@@ -97,13 +84,6 @@ std::string read_prefix(const std::string& path, size_t max_bytes) {
   in.read(s.data(), static_cast<std::streamsize>(max_bytes));
   s.resize(static_cast<size_t>(in.gcount()));
   return s;
-}
-
-tok::ChatRole parse_role(const std::string& role, const std::string& where) {
-  if (role == "system") return tok::ChatRole::System;
-  if (role == "user") return tok::ChatRole::User;
-  if (role == "assistant") return tok::ChatRole::Assistant;
-  throw Error(where + ": unknown role '" + role + "' (expected system, user or assistant)");
 }
 
 void add_sequence(EvalText& t, std::vector<int64_t> ids, std::vector<uint8_t> target) {
@@ -151,46 +131,18 @@ EvalText load_eval_text(const std::string& path, const tok::Tokenizer& tok, int 
   const int id_end = tok.token_id("<|end|>");
   if (id_assistant < 0 || id_end < 0)
     throw Error(path + ": the model's tokenizer has no <|assistant|> / <|end|> tokens, needed to score chat text");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot open the evaluation text");
-  std::string line;
-  int64_t line_no = 0;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = path + ":" + std::to_string(line_no);
-    std::vector<tok::ChatTurn> turns;
-    try {
-      const auto j = nlohmann::json::parse(line);
-      if (!j.is_object() || !j.contains("messages") || !j["messages"].is_array())
-        throw Error(where + ": expected {\"messages\": [...]}");
-      for (const auto& m : j["messages"]) {
-        if (!m.is_object() || !m.contains("role") || !m.contains("content") || !m["role"].is_string() ||
-            !m["content"].is_string())
-          throw Error(where + ": each message needs string \"role\" and \"content\"");
-        turns.push_back({parse_role(m["role"].get<std::string>(), where), m["content"].get<std::string>()});
-      }
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(where + ": not valid JSON (" + std::string(e.what()) + ")");
-    }
+  read_chat_jsonl(path, [&](const std::vector<tok::ChatTurn>& turns, const std::string&) {
     std::vector<int> ids = tok.encode_chat(turns, /*add_generation_prompt=*/false);
-    if (ids.size() < 2) continue;
+    if (ids.size() < 2) return true;
     if (static_cast<int64_t>(ids.size()) > window) {
       ids.resize(static_cast<size_t>(window));
       ++t.truncated;
     }
-    if (!t.seqs.empty() && t.tokens + static_cast<int64_t>(ids.size()) > max_tokens) break;
-    std::vector<int64_t> seq(ids.begin(), ids.end());
-    std::vector<uint8_t> target(seq.size(), 0);
-    bool in_reply = false;
-    for (size_t i = 0; i < seq.size(); ++i) {
-      if (in_reply) target[i] = 1;
-      if (seq[i] == id_assistant) in_reply = true;
-      else if (seq[i] == id_end) in_reply = false;
-    }
-    add_sequence(t, std::move(seq), std::move(target));
-    if (t.tokens >= max_tokens) break;
-  }
+    if (!t.seqs.empty() && t.tokens + static_cast<int64_t>(ids.size()) > max_tokens) return false;
+    std::vector<uint8_t> target = assistant_mask(ids, tok);
+    add_sequence(t, std::vector<int64_t>(ids.begin(), ids.end()), std::move(target));
+    return t.tokens < max_tokens;
+  });
   if (t.targets == 0) throw Error(path + ": no assistant tokens to score (expected chat lines {\"messages\": [...]})");
   return t;
 }
@@ -242,12 +194,7 @@ std::vector<Batch> make_batches(const EvalText& text, int batch_tokens) {
 }
 
 // log_softmax of the logits at the batch's target-predicting positions: [N, V] f32.
-torch::Tensor target_log_probs(Phi3Weights& w, const Batch& b) {
-  torch::NoGradGuard ng;
-  const torch::Tensor logits = forward(w, b.ids, nullptr);  // [B, T, V] f32
-  const int64_t V = logits.size(2);
-  return torch::log_softmax(logits.reshape({-1, V}).index_select(0, b.rows).to(torch::kFloat32), -1);
-}
+torch::Tensor target_log_probs(Phi3Weights& w, const Batch& b) { return log_probs_at(w, b.ids, b.rows); }
 
 // Reference log-probs per batch, computed once when they fit in `budget_bytes`.
 struct RefCache {
@@ -322,17 +269,6 @@ TensorError tensor_error(const std::string& name, const torch::Tensor& w, const 
   return e;
 }
 
-// The matrices of the Phi-3 layout, in file order.
-std::vector<std::string> quantized_tensor_names(const Phi3Config& c) {
-  std::vector<std::string> names{"model.embed_tokens.weight"};
-  for (int il = 0; il < c.num_hidden_layers; ++il)
-    for (const char* s : {"self_attn.qkv_proj.weight", "self_attn.o_proj.weight", "mlp.gate_up_proj.weight",
-                          "mlp.down_proj.weight"})
-      names.push_back(layer_tensor_name(il, s));
-  if (!c.tie_word_embeddings) names.push_back("lm_head.weight");
-  return names;
-}
-
 }  // namespace
 
 Phi3Weights quantize_checkpoint(const st::Checkpoint& ckpt, const Phi3Config& c, const EvalVariant& v,
@@ -341,34 +277,18 @@ Phi3Weights quantize_checkpoint(const st::Checkpoint& ckpt, const Phi3Config& c,
   qo.codebook = v.codebook;
   qo.pole = v.pole;
   qo.threads = threads;
-  auto quant = [&](const std::string& name) {
-    const torch::Tensor t = read_tensor_f32(ckpt, c, name);  // [out, in] f32
+  auto quant = [&](const TensorSpec& s) {
+    const torch::Tensor t = read_tensor_f32(ckpt, c, s.name);  // [out, in] f32
     core::QuantizedTensor q = core::quantize(t, qo);
     const int64_t pruned = prune_codes(q, v.prune_index);
-    if (errors) errors->push_back(tensor_error(name, t, q, pruned));
+    if (errors) errors->push_back(tensor_error(s.name, t, q, pruned));
     return q;
   };
-  auto linear = [&](const std::string& name) -> std::unique_ptr<LinearOp> {
-    return std::make_unique<QinsLinear>(core::ProjectiveLinear(quant(name)));
-  };
-  Phi3Weights w;
-  w.config = c;
-  const core::QuantizedTensor embed = quant("model.embed_tokens.weight");
-  w.embed = std::make_unique<QinsEmbedding>(embed);
-  if (c.tie_word_embeddings) w.lm_head = std::make_unique<QinsLinear>(core::ProjectiveLinear(embed));
-  w.layers.resize(static_cast<size_t>(c.num_hidden_layers));
-  for (int il = 0; il < c.num_hidden_layers; ++il) {
-    Phi3Layer& L = w.layers[static_cast<size_t>(il)];
-    L.input_norm = read_tensor_f32(ckpt, c, layer_tensor_name(il, "input_layernorm.weight"));
-    L.post_norm = read_tensor_f32(ckpt, c, layer_tensor_name(il, "post_attention_layernorm.weight"));
-    L.qkv = linear(layer_tensor_name(il, "self_attn.qkv_proj.weight"));
-    L.o = linear(layer_tensor_name(il, "self_attn.o_proj.weight"));
-    L.gate_up = linear(layer_tensor_name(il, "mlp.gate_up_proj.weight"));
-    L.down = linear(layer_tensor_name(il, "mlp.down_proj.weight"));
-  }
-  w.final_norm = read_tensor_f32(ckpt, c, "model.norm.weight");
-  if (!c.tie_word_embeddings) w.lm_head = linear("lm_head.weight");
-  return w;
+  WeightMakers make;
+  make.embedding = [&](const TensorSpec& s) { return std::make_unique<QinsEmbedding>(quant(s)); };
+  make.norm = [&](const TensorSpec& s) { return read_tensor_f32(ckpt, c, s.name); };
+  make.linear = [&](const TensorSpec& s) { return std::make_unique<QinsLinear>(core::ProjectiveLinear(quant(s))); };
+  return assemble_weights(c, make);
 }
 
 namespace {
@@ -394,21 +314,14 @@ void summarize(EvalRow& row) {
   row.worst_tensor_sqnr_db = worst;
 }
 
-// The quantized tensors of a loaded .qins model, by Phi-3 name.
-std::map<std::string, const core::QuantizedTensor*> qins_tensors(Phi3Weights& w) {
-  std::map<std::string, const core::QuantizedTensor*> out;
-  auto lin = [&](const std::string& name, LinearOp* op) {
-    if (auto* q = dynamic_cast<QinsLinear*>(op)) out[name] = &q->module()->quantized();
-  };
-  if (auto* e = dynamic_cast<QinsEmbedding*>(w.embed.get())) out["model.embed_tokens.weight"] = &e->quantized();
-  for (size_t il = 0; il < w.layers.size(); ++il) {
-    const int i = static_cast<int>(il);
-    lin(layer_tensor_name(i, "self_attn.qkv_proj.weight"), w.layers[il].qkv.get());
-    lin(layer_tensor_name(i, "self_attn.o_proj.weight"), w.layers[il].o.get());
-    lin(layer_tensor_name(i, "mlp.gate_up_proj.weight"), w.layers[il].gate_up.get());
-    lin(layer_tensor_name(i, "mlp.down_proj.weight"), w.layers[il].down.get());
+// The quantized tensors of a loaded .qins model with their Phi-3 names, in file order.
+std::vector<std::pair<std::string, const core::QuantizedTensor*>> qins_tensors(Phi3Weights& w) {
+  std::vector<std::pair<std::string, const core::QuantizedTensor*>> out;
+  const std::vector<TensorSpec> specs = phi3_tensors(w.config);
+  for (const WeightRef& r : weight_refs(w, specs)) {
+    if (auto* e = dynamic_cast<QinsEmbedding*>(r.embedding)) out.emplace_back(r.spec->name, &e->quantized());
+    if (auto* q = dynamic_cast<QinsLinear*>(r.linear)) out.emplace_back(r.spec->name, &q->module()->quantized());
   }
-  if (!w.config.tie_word_embeddings) lin("lm_head.weight", w.lm_head.get());
   return out;
 }
 
@@ -443,57 +356,50 @@ EvalRow reference_row(Phi3Weights& ref, const std::vector<Batch>& batches, RefCa
 
 }  // namespace
 
-EvalReport evaluate(const std::string& model_path, const std::string& text_path, const EvalOptions& o) {
-  configure_threads(o.threads);
-  EvalReport r;
-  r.model = model_path;
-  std::error_code ec;
-  const bool hf = fs::is_directory(model_path, ec);
-  r.model_format = hf ? "hf" : "qins";
-  auto log = [&](const std::string& s) {
-    if (o.log) o.log(s);
-  };
+namespace {
 
-  if (hf) {
-    if (!o.reference.empty()) throw Error("--reference: only for a .qins model (a Hugging Face folder is its own reference)");
-    const std::vector<EvalVariant> variants = eval_variants(o.codebooks, o.pole, o.prune_index);
-    const HfPaths paths = find_hf_files(model_path);
-    const Phi3Config c = read_phi3_config(paths.config);
-    const tok::Tokenizer tok = tok::Tokenizer::from_files(paths.tokenizer_model, paths.tokenizer_config);
-    EvalText text = load_eval_text(text_path, tok, o.window, o.max_tokens);
-    log("text: " + std::to_string(text.seqs.size()) + " sequences, " + std::to_string(text.tokens) + " tokens, " +
-        std::to_string(text.targets) + " targets");
-    const auto batches = make_batches(text, o.batch_tokens);
-    auto ckpt = st::Checkpoint::open_dir(model_path);
-    WeightLoadOptions wo;
-    wo.mode = WeightMode::F32;
-    Phi3Weights ref = load_hf_weights(*ckpt, c, wo);
-    r.n_params = ref.n_params();
-    r.reference = model_path;
-    r.has_reference = true;
-    RefCache cache;
-    r.rows.push_back(reference_row(ref, batches, cache, c.vocab_size, o));
-    for (const EvalVariant& v : variants) {
-      EvalRow row;
-      row.variant = v;
-      row.label = v.name;
-      log(v.name + ": quantizing");
-      const auto t0 = Clock::now();
-      Phi3Weights qw = quantize_checkpoint(*ckpt, c, v, &row.tensors, o.threads);
-      row.quantize_seconds = seconds_since(t0);
-      summarize(row);
-      log(v.name + ": scoring (weight SQNR " + fmt("%.2f", row.weight_sqnr_db) + " dB)");
-      row.scores = score_batches(qw, &ref, batches, &cache);
-      log(v.name + ": perplexity " + fmt("%.4f", row.scores.perplexity) + ", KL " + fmt("%.5f", row.scores.kl));
-      r.rows.push_back(std::move(row));
-    }
-    text.seqs.clear();
-    text.is_target.clear();
-    r.text = std::move(text);
-    return r;
+// A Hugging Face folder: its fp32 weights are the reference, each variant is quantized from it.
+void evaluate_hf(const std::string& model_path, const std::string& text_path, const EvalOptions& o, EvalReport& r,
+                 const std::function<void(const std::string&)>& log) {
+  if (!o.reference.empty()) throw Error("--reference: only for a .qins model (a Hugging Face folder is its own reference)");
+  const std::vector<EvalVariant> variants = eval_variants(o.codebooks, o.pole, o.prune_index);
+  const HfPaths paths = find_hf_files(model_path);
+  const Phi3Config c = read_phi3_config(paths.config);
+  const tok::Tokenizer tok = tok::Tokenizer::from_files(paths.tokenizer_model, paths.tokenizer_config);
+  EvalText text = load_eval_text(text_path, tok, o.window, o.max_tokens);
+  log("text: " + std::to_string(text.seqs.size()) + " sequences, " + std::to_string(text.tokens) + " tokens, " +
+      std::to_string(text.targets) + " targets");
+  const auto batches = make_batches(text, o.batch_tokens);
+  auto ckpt = st::Checkpoint::open_dir(model_path);
+  WeightLoadOptions wo;
+  wo.mode = WeightMode::F32;
+  Phi3Weights ref = load_hf_weights(*ckpt, c, wo);
+  r.n_params = ref.n_params();
+  r.reference = model_path;
+  r.has_reference = true;
+  RefCache cache;
+  r.rows.push_back(reference_row(ref, batches, cache, c.vocab_size, o));
+  for (const EvalVariant& v : variants) {
+    EvalRow row;
+    row.variant = v;
+    row.label = v.name;
+    log(v.name + ": quantizing");
+    const auto t0 = Clock::now();
+    Phi3Weights qw = quantize_checkpoint(*ckpt, c, v, &row.tensors, o.threads);
+    row.quantize_seconds = seconds_since(t0);
+    summarize(row);
+    log(v.name + ": scoring (weight SQNR " + fmt("%.2f", row.weight_sqnr_db) + " dB)");
+    row.scores = score_batches(qw, &ref, batches, &cache);
+    log(v.name + ": perplexity " + fmt("%.4f", row.scores.perplexity) + ", KL " + fmt("%.5f", row.scores.kl));
+    r.rows.push_back(std::move(row));
   }
+  text.seqs.clear();
+  text.is_target.clear();
+  r.text = std::move(text);
+}
 
-  // A .qins file: its codebook is fixed; the reference (if any) is the HF folder it came from.
+// A .qins file: its codebook is fixed; the reference (if any) is the HF folder it came from.
+void evaluate_qins(const std::string& model_path, const std::string& text_path, const EvalOptions& o, EvalReport& r) {
   LoadOptions lo;
   lo.threads = o.threads;
   lo.context_length = 16;  // no KV cache is used here
@@ -528,15 +434,10 @@ EvalReport evaluate(const std::string& model_path, const std::string& text_path,
     r.has_reference = true;
     RefCache cache;
     r.rows.push_back(reference_row(ref, batches, cache, c.vocab_size, o));
-    for (const auto& [name, q] : qins_tensors(model)) {
+    for (const auto& [name, q] : qins_tensors(model)) {  // in the Phi-3 file order
       row.tensors.push_back(tensor_error(name, read_tensor_f32(*ckpt, c, name), *q, 0));
       if (q->codebook == core::Codebook::Projective) row.variant.pole = q->pole;
     }
-    // Keep the Phi-3 file order in the table.
-    const auto order = quantized_tensor_names(c);
-    std::stable_sort(row.tensors.begin(), row.tensors.end(), [&](const TensorError& a, const TensorError& b) {
-      return std::find(order.begin(), order.end(), a.name) < std::find(order.begin(), order.end(), b.name);
-    });
     summarize(row);
     row.scores = score_batches(model, &ref, batches, &cache);
     r.rows.push_back(std::move(row));
@@ -544,280 +445,24 @@ EvalReport evaluate(const std::string& model_path, const std::string& text_path,
   text.seqs.clear();
   text.is_target.clear();
   r.text = std::move(text);
+}
+
+}  // namespace
+
+EvalReport evaluate(const std::string& model_path, const std::string& text_path, const EvalOptions& o) {
+  configure_threads(o.threads);
+  EvalReport r;
+  r.model = model_path;
+  std::error_code ec;
+  const bool hf = fs::is_directory(model_path, ec);
+  r.model_format = hf ? "hf" : "qins";
+  if (hf)
+    evaluate_hf(model_path, text_path, o, r, [&](const std::string& s) {
+      if (o.log) o.log(s);
+    });
+  else
+    evaluate_qins(model_path, text_path, o, r);
   return r;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Output
-
-namespace {
-
-std::string num(double v, const char* f) {
-  if (std::isnan(v)) return "n/a";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  return fmt(f, v);
-}
-
-nlohmann::json jnum(double v) {
-  if (std::isfinite(v)) return v;
-  return nullptr;
-}
-
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string out;
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? "x" : "") + std::to_string(s[i]);
-  return out;
-}
-
-}  // namespace
-
-std::string eval_report_markdown(const EvalReport& r) {
-  std::ostringstream o;
-  o << "## qins eval: `" << r.model << "`\n\n";
-  o << "Model: " << r.model_format << ", " << r.n_params << " parameters. ";
-  o << "Text: `" << r.text.path << "` (" << r.text.mode << ": "
-    << (r.text.mode == "chat" ? "Phi-3 chat template, assistant tokens scored"
-                              : "plain text, every token after the first of a window scored")
-    << "), " << r.text.tokens << " tokens, " << r.text.targets << " targets, window " << r.text.window;
-  if (r.text.truncated) o << ", " << r.text.truncated << " conversation(s) cut to the window";
-  o << ".\n";
-  if (!r.note.empty()) o << "\nNote: " << r.note << ".\n";
-  if (r.has_reference)
-    o << "\n\"vs fp32\": perplexity change ± one standard error of the paired per-token difference.\n";
-  o << "\n| model | perplexity | vs fp32 | mean KL (nats) | top-1 agree | weight SQNR (dB) | worst tensor (dB) | zero codes |\n";
-  o << "|---|---:|---:|---:|---:|---:|---:|---:|\n";
-  const double ref_ppl = r.has_reference ? r.rows.front().scores.perplexity : kNaN;
-  for (const auto& row : r.rows) {
-    const auto& s = row.scores;
-    const bool has_err = row.quantized && !row.tensors.empty();
-    o << "| " << row.label << " | " << num(s.perplexity, "%.4f") << " | "
-      << (row.quantized && r.has_reference
-              ? num(100.0 * (s.perplexity / ref_ppl - 1.0), "%+.2f") + " ± " + num(100.0 * s.perplexity / ref_ppl * s.nll_delta_se, "%.2f %%")
-              : "")
-      << " | "
-      << num(s.kl, "%.5f") << " | " << num(100.0 * s.top1, "%.2f %%") << " | "
-      << (has_err ? num(row.weight_sqnr_db, "%.2f") : "") << " | "
-      << (has_err ? num(row.worst_tensor_sqnr_db, "%.2f") : "") << " | "
-      << (row.quantized && row.codes ? num(100.0 * static_cast<double>(row.zero_codes) / static_cast<double>(row.codes), "%.2f %%")
-                                      : "")
-      << " |\n";
-  }
-  // Per tensor: one column per quantized row that has tensors.
-  std::vector<const EvalRow*> cols;
-  for (const auto& row : r.rows)
-    if (row.quantized && !row.tensors.empty()) cols.push_back(&row);
-  if (!cols.empty()) {
-    o << "\nPer tensor: SQNR dB / relative error |W-Q|/|W|";
-    bool fitted = false;
-    for (const auto* c : cols) fitted |= c->variant.codebook == core::Codebook::Projective && c->variant.pole <= 0;
-    if (fitted) o << " (fitted pole C in brackets)";
-    o << ".\n\n| tensor | shape |";
-    for (const auto* c : cols) o << " " << c->label << " |";
-    o << "\n|---|---|";
-    for (size_t i = 0; i < cols.size(); ++i) o << "---:|";
-    o << "\n";
-    for (size_t k = 0; k < cols.front()->tensors.size(); ++k) {
-      const TensorError& t0 = cols.front()->tensors[k];
-      o << "| " << t0.name << " | " << shape_str(t0.shape) << " |";
-      for (const auto* c : cols) {
-        if (k >= c->tensors.size()) {
-          o << " |";
-          continue;
-        }
-        const TensorError& t = c->tensors[k];
-        o << " " << num(t.sqnr_db, "%.2f") << " / " << num(t.rel_error, "%.4f");
-        if (c->variant.codebook == core::Codebook::Projective && c->variant.pole <= 0) o << " [" << pole_label(t.pole) << "]";
-        o << " |";
-      }
-      o << "\n";
-    }
-  }
-  return o.str();
-}
-
-std::string eval_report_json(const EvalReport& r) {
-  using nlohmann::json;
-  json j;
-  j["model"] = r.model;
-  j["model_format"] = r.model_format;
-  j["n_params"] = r.n_params;
-  j["reference"] = r.has_reference ? json(r.reference) : json(nullptr);
-  if (!r.note.empty()) j["note"] = r.note;
-  j["text"] = {{"path", r.text.path},     {"mode", r.text.mode},       {"window", r.text.window},
-               {"tokens", r.text.tokens}, {"targets", r.text.targets}, {"truncated", r.text.truncated},
-               {"scored", r.text.mode == "chat" ? "assistant tokens" : "every token after the first of a window"}};
-  const double ref_ppl = r.has_reference ? r.rows.front().scores.perplexity : kNaN;
-  json rows = json::array();
-  for (const auto& row : r.rows) {
-    json jr;
-    jr["name"] = row.label;
-    jr["quantized"] = row.quantized;
-    if (row.quantized) {
-      jr["codebook"] = row.variant.name == "none" ? "none" : core::codebook_name(row.variant.codebook);
-      jr["pole"] = row.variant.codebook == core::Codebook::Projective ? json(row.variant.pole > 0 ? json(row.variant.pole) : json("fitted"))
-                                                                       : json(nullptr);
-      jr["prune_index"] = row.variant.prune_index;
-    }
-    const auto& s = row.scores;
-    jr["perplexity"] = jnum(s.perplexity);
-    jr["nll"] = jnum(s.nll);
-    jr["perplexity_delta_pct"] = row.quantized ? jnum(100.0 * (s.perplexity / ref_ppl - 1.0)) : json(0.0);
-    jr["perplexity_delta_se_pct"] = row.quantized ? jnum(100.0 * s.perplexity / ref_ppl * s.nll_delta_se) : json(0.0);
-    jr["kl"] = jnum(s.kl);
-    jr["top1_agreement"] = jnum(s.top1);
-    jr["targets"] = s.targets;
-    jr["score_seconds"] = s.seconds;
-    if (row.quantized) {
-      jr["quantize_seconds"] = row.quantize_seconds;
-      jr["weight_sqnr_db"] = jnum(row.weight_sqnr_db);
-      jr["mean_tensor_sqnr_db"] = jnum(row.mean_tensor_sqnr_db);
-      jr["worst_tensor_sqnr_db"] = jnum(row.worst_tensor_sqnr_db);
-      jr["codes"] = row.codes;
-      jr["zero_codes"] = row.zero_codes;
-      jr["pruned_codes"] = row.pruned_codes;
-      json ts = json::array();
-      for (const auto& t : row.tensors)
-        ts.push_back({{"name", t.name},
-                      {"shape", t.shape},
-                      {"sqnr_db", jnum(t.sqnr_db)},
-                      {"rel_error", jnum(t.rel_error)},
-                      {"pole", t.pole > 0 ? json(t.pole) : json(nullptr)},
-                      {"zero_codes", t.zero_codes},
-                      {"pruned_codes", t.pruned_codes}});
-      jr["tensors"] = ts;
-    }
-    rows.push_back(jr);
-  }
-  j["rows"] = rows;
-  return j.dump(2) + "\n";
-}
-
-// ---------------------------------------------------------------------------------------------
-// Synthetic weights
-
-namespace {
-
-// Uniform in (0, 1), never 0 or 1: the top 53 bits plus half a step.
-double uniform01(std::mt19937_64& g) { return (static_cast<double>(g() >> 11) + 0.5) * (1.0 / 9007199254740992.0); }
-
-// Box-Muller, both outputs used.
-struct Normal {
-  bool have = false;
-  double next = 0;
-  double operator()(std::mt19937_64& g) {
-    if (have) {
-      have = false;
-      return next;
-    }
-    const double r = std::sqrt(-2.0 * std::log(uniform01(g))), th = 2.0 * M_PI * uniform01(g);
-    next = r * std::sin(th);
-    have = true;
-    return r * std::cos(th);
-  }
-};
-
-}  // namespace
-
-torch::Tensor synthetic_weights(const std::string& dist, int64_t rows, int64_t cols, uint64_t seed) {
-  if (rows <= 0 || cols <= 0) throw Error("--rows / --cols: must be positive");
-  if (dist != "gaussian" && dist != "laplace" && dist != "t5")
-    throw Error("--synthetic: unknown distribution '" + dist + "' (expected gaussian, laplace, t5 or all)");
-  torch::Tensor w = torch::empty({rows, cols}, torch::kFloat32);  // [rows, cols] f32
-  float* p = w.data_ptr<float>();
-  std::mt19937_64 g(seed);
-  Normal normal;
-  const int64_t n = rows * cols;
-  constexpr double kStd = 0.02;  // a typical trained weight scale (the codebooks are scale-invariant)
-  for (int64_t i = 0; i < n; ++i) {
-    double x;
-    if (dist == "gaussian") {
-      x = normal(g);
-    } else if (dist == "laplace") {
-      // Inverse CDF; b = 1/sqrt(2) gives unit variance.
-      const double u = uniform01(g) - 0.5;
-      x = -(1.0 / std::sqrt(2.0)) * (u < 0 ? -1.0 : 1.0) * std::log(1.0 - 2.0 * std::fabs(u));
-    } else {
-      // Student-t(5) = Z / sqrt(chi2_5 / 5); variance 5/3, scaled to unit variance.
-      const double z = normal(g);
-      double chi2 = 0;
-      for (int k = 0; k < 5; ++k) {
-        const double e = normal(g);
-        chi2 += e * e;
-      }
-      x = z / std::sqrt(chi2 / 5.0) * std::sqrt(3.0 / 5.0);
-    }
-    p[i] = static_cast<float>(kStd * x);
-  }
-  return w;
-}
-
-std::vector<SyntheticResult> evaluate_synthetic(const std::string& dists, int64_t rows, int64_t cols, uint64_t seed,
-                                                double pole, int threads) {
-  configure_threads(threads);
-  if (!(pole > 127.0)) throw Error("--pole: the fixed projective pole must be > 127 for --synthetic");
-  std::vector<std::string> names =
-      dists == "all" ? std::vector<std::string>{"gaussian", "laplace", "t5"} : std::vector<std::string>{dists};
-  std::vector<SyntheticResult> out;
-  for (const auto& d : names) {
-    SyntheticResult r;
-    r.dist = d;
-    r.rows = rows;
-    r.cols = cols;
-    r.seed = seed;
-    const torch::Tensor w = synthetic_weights(d, rows, cols, seed);
-    r.variants = {make_variant(core::Codebook::Inverse, 0, 0), make_variant(core::Codebook::Projective, pole, 0),
-                  make_variant(core::Codebook::Projective, 0, 0), make_variant(core::Codebook::Uniform, 0, 0)};
-    for (const auto& v : r.variants) {
-      core::QuantizeOptions qo;
-      qo.codebook = v.codebook;
-      qo.pole = v.pole;
-      qo.threads = threads;
-      const core::QuantizedTensor q = core::quantize(w, qo);
-      r.errors.push_back(core::measure_error(w, q));
-      r.poles.push_back(v.codebook == core::Codebook::Projective ? q.pole : 0.0);
-    }
-    out.push_back(std::move(r));
-  }
-  return out;
-}
-
-std::string synthetic_markdown(const std::vector<SyntheticResult>& rs) {
-  std::ostringstream o;
-  if (rs.empty()) return "";
-  o << "Synthetic weights [" << rs.front().rows << " x " << rs.front().cols << "], seed " << rs.front().seed
-    << ": SQNR dB (relative error |W-Q|/|W|).\n\n| weights |";
-  for (const auto& v : rs.front().variants) o << " " << v.name << " |";
-  o << "\n|---|";
-  for (size_t i = 0; i < rs.front().variants.size(); ++i) o << "---:|";
-  o << "\n";
-  for (const auto& r : rs) {
-    o << "| " << (r.dist == "t5" ? "Student-t(5)" : r.dist == "gaussian" ? "Gaussian" : "Laplace") << " |";
-    for (size_t i = 0; i < r.errors.size(); ++i) {
-      o << " " << num(r.errors[i].sqnr_db, "%.2f") << " (" << num(r.errors[i].rel_error, "%.4f") << ")";
-      if (r.variants[i].codebook == core::Codebook::Projective && r.variants[i].pole <= 0)
-        o << " C=" << pole_label(r.poles[i]);
-      o << " |";
-    }
-    o << "\n";
-  }
-  return o.str();
-}
-
-std::string synthetic_json(const std::vector<SyntheticResult>& rs) {
-  using nlohmann::json;
-  json arr = json::array();
-  for (const auto& r : rs) {
-    json cols = json::array();
-    for (size_t i = 0; i < r.errors.size(); ++i)
-      cols.push_back({{"name", r.variants[i].name},
-                      {"codebook", core::codebook_name(r.variants[i].codebook)},
-                      {"pole", r.poles[i] > 0 ? json(r.poles[i]) : json(nullptr)},
-                      {"pole_fitted", r.variants[i].codebook == core::Codebook::Projective && r.variants[i].pole <= 0},
-                      {"sqnr_db", jnum(r.errors[i].sqnr_db)},
-                      {"rel_error", jnum(r.errors[i].rel_error)}});
-    arr.push_back({{"dist", r.dist}, {"rows", r.rows}, {"cols", r.cols}, {"seed", r.seed}, {"codebooks", cols}});
-  }
-  return json({{"synthetic", arr}}).dump(2) + "\n";
 }
 
 }  // namespace qins

@@ -9,6 +9,7 @@
 
 #include "qins/runtime/engine.h"
 #include "qins/graph/phi3_config.h"
+#include "qins/graph/phi3_layout.h"
 #include "qins/io/safetensors.h"
 #include "qins/tokenizer/tokenizer.h"
 
@@ -73,6 +74,38 @@ st::TensorData make_tensor(const std::string& name, std::vector<int64_t> shape, 
 
 }  // namespace
 
+namespace {
+
+// Longrope factors come from rng (before the weights do).
+Phi3Config fixture_config(const FixtureOptions& o, int vocab, std::mt19937_64& rng) {
+  Phi3Config c;
+  c.hidden_size = o.hidden_size;
+  c.intermediate_size = o.intermediate_size;
+  c.num_hidden_layers = o.num_layers;
+  c.num_attention_heads = o.num_heads;
+  c.num_key_value_heads = o.num_kv_heads;
+  c.vocab_size = vocab;
+  c.max_position_embeddings = o.longrope ? o.max_position : o.original_max_position;
+  c.original_max_position_embeddings = o.original_max_position;
+  c.tie_word_embeddings = o.tie_embeddings;
+  c.eos_token_ids = {o.base_vocab};
+  c.pad_token_id = o.base_vocab;
+  c.torch_dtype = o.bf16 ? "bfloat16" : "float32";
+  c.sliding_window = o.sliding_window;
+  if (o.longrope) {
+    std::uniform_real_distribution<float> f(1.0f, 3.0f);
+    const size_t half = static_cast<size_t>(o.hidden_size / o.num_heads / 2);
+    c.rope_scaling_type = "longrope";
+    c.short_factor.resize(half);
+    c.long_factor.resize(half);
+    for (auto& v : c.short_factor) v = f(rng);
+    for (auto& v : c.long_factor) v = 2.0f * f(rng);
+  }
+  return complete_phi3_config(c, "fixture config");
+}
+
+}  // namespace
+
 void write_fixture_model(const std::string& dir_str, const FixtureOptions& o) {
   const fs::path dir(dir_str);
   fs::create_directories(dir);
@@ -85,57 +118,22 @@ void write_fixture_model(const std::string& dir_str, const FixtureOptions& o) {
   fs::remove(corpus);
   const int vocab = o.base_vocab + 16;  // 11 added tokens + padding rows, as Phi-3.5 pads 32011 to 32064
 
-  const int head_dim = o.hidden_size / o.num_heads;
-  nlohmann::json cfg = {
-      {"architectures", {"Phi3ForCausalLM"}},
-      {"model_type", "phi3"},
-      {"hidden_size", o.hidden_size},
-      {"intermediate_size", o.intermediate_size},
-      {"num_hidden_layers", o.num_layers},
-      {"num_attention_heads", o.num_heads},
-      {"num_key_value_heads", o.num_kv_heads},
-      {"vocab_size", vocab},
-      {"rms_norm_eps", 1e-5},
-      {"rope_theta", 10000.0},
-      {"max_position_embeddings", o.longrope ? o.max_position : o.original_max_position},
-      {"original_max_position_embeddings", o.original_max_position},
-      {"tie_word_embeddings", o.tie_embeddings},
-      {"bos_token_id", 1},
-      {"eos_token_id", o.base_vocab},
-      {"pad_token_id", o.base_vocab},
-      {"torch_dtype", o.bf16 ? "bfloat16" : "float32"},
-  };
-  cfg["sliding_window"] = o.sliding_window ? nlohmann::json(*o.sliding_window) : nlohmann::json(nullptr);
-  if (o.longrope) {
-    std::uniform_real_distribution<float> f(1.0f, 3.0f);
-    std::vector<float> short_f(static_cast<size_t>(head_dim / 2)), long_f(short_f.size());
-    for (auto& v : short_f) v = f(rng);
-    for (auto& v : long_f) v = 2.0f * f(rng);
-    cfg["rope_scaling"] = {{"type", "longrope"}, {"short_factor", short_f}, {"long_factor", long_f}};
-  } else {
-    cfg["rope_scaling"] = nullptr;
-  }
-  write_text(dir / "config.json", cfg.dump(2));
+  const Phi3Config c = fixture_config(o, vocab, rng);
+  write_text(dir / "config.json", phi3_config_to_json(c));
   const int end_id = o.base_vocab + 7, assistant_id = o.base_vocab + 1, eot_id = o.base_vocab;
   write_text(dir / "generation_config.json",
              nlohmann::json({{"bos_token_id", 1}, {"eos_token_id", {eot_id, assistant_id, end_id}}}).dump(2));
 
-  // Weights: N(0, std) projections, norms near 1.
-  const int64_t H = o.hidden_size, I = o.intermediate_size;
-  const int64_t qkv_rows = int64_t(o.num_heads + 2 * o.num_kv_heads) * head_dim;
+  // Weights: N(0, std) matrices (the embedding and lm_head 4x wider), norms near 1.
   std::vector<st::TensorData> tensors;
-  tensors.push_back(make_tensor("model.embed_tokens.weight", {vocab, H}, o.bf16, rng, 0.0f, o.weight_std * 4));
-  for (int il = 0; il < o.num_layers; ++il) {
-    const std::string p = "model.layers." + std::to_string(il) + ".";
-    tensors.push_back(make_tensor(p + "input_layernorm.weight", {H}, o.bf16, rng, 1.0f, 0.05f));
-    tensors.push_back(make_tensor(p + "self_attn.qkv_proj.weight", {qkv_rows, H}, o.bf16, rng, 0.0f, o.weight_std));
-    tensors.push_back(make_tensor(p + "self_attn.o_proj.weight", {H, int64_t(o.num_heads) * head_dim}, o.bf16, rng, 0.0f, o.weight_std));
-    tensors.push_back(make_tensor(p + "post_attention_layernorm.weight", {H}, o.bf16, rng, 1.0f, 0.05f));
-    tensors.push_back(make_tensor(p + "mlp.gate_up_proj.weight", {2 * I, H}, o.bf16, rng, 0.0f, o.weight_std));
-    tensors.push_back(make_tensor(p + "mlp.down_proj.weight", {H, I}, o.bf16, rng, 0.0f, o.weight_std));
+  for (const TensorSpec& s : phi3_tensors(c)) {
+    if (s.kind == TensorKind::Norm)
+      tensors.push_back(make_tensor(s.name, s.shape, o.bf16, rng, 1.0f, 0.05f));
+    else if (s.kind == TensorKind::Projection)
+      tensors.push_back(make_tensor(s.name, s.shape, o.bf16, rng, 0.0f, o.weight_std));
+    else
+      tensors.push_back(make_tensor(s.name, s.shape, o.bf16, rng, 0.0f, o.weight_std * 4));
   }
-  tensors.push_back(make_tensor("model.norm.weight", {H}, o.bf16, rng, 1.0f, 0.05f));
-  if (!o.tie_embeddings) tensors.push_back(make_tensor("lm_head.weight", {vocab, H}, o.bf16, rng, 0.0f, o.weight_std * 4));
 
   if (!o.sharded) {
     st::write_file((dir / "model.safetensors").string(), tensors, {{"format", "pt"}});

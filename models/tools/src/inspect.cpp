@@ -10,6 +10,7 @@
 #include "qins/io/qins_file.h"
 #include "qins/io/hf_folder.h"
 #include "qins/graph/phi3_config.h"
+#include "qins/graph/phi3_layout.h"
 #include "qins/io/safetensors.h"
 
 namespace fs = std::filesystem;
@@ -30,11 +31,6 @@ std::string human_bytes(double b) {
   return buf;
 }
 
-std::string shape_str(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
 
 ModelReport inspect_hf(const std::string& dir) {
   const HfPaths paths = find_hf_files(dir);

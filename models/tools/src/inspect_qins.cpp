@@ -7,10 +7,86 @@
 
 #include "qins/compression/container.h"
 #include "qins/graph/phi3_config.h"
+#include "qins/graph/phi3_layout.h"
 #include "qins/tools/inspect.h"
 #include "qins/util/errors.h"
 
 namespace qins {
+
+namespace {
+
+// One tensor's row of the table and its JSON entry.
+struct TensorRow {
+  std::string line;
+  nlohmann::json json;
+  int64_t params = 0;
+  uint64_t stored = 0, raw = 0;
+  bool ok = true;
+};
+
+TensorRow inspect_tensor(const comp::ContainerReader& r, const comp::TensorInfo& ti, bool verify,
+                         std::vector<uint8_t>& scratch) {
+  TensorRow row;
+  const auto st = comp::tensor_stats(ti);
+  std::vector<int64_t> shape(ti.shape.begin(), ti.shape.end());
+  int64_t n = 1;
+  for (auto d : shape) n *= d;
+  row.params = n;
+  row.stored = st.stored_bytes;
+  row.raw = st.raw_bytes;
+  // Empirical order-0 entropy of the codes: the bound a per-symbol code could reach.
+  double entropy = 0.0;
+  std::string status = "not checked";
+  const comp::SectionInfo* codes = ti.section(ti.encoding == "qins8" ? "codes" : "data");
+  if (codes) {
+    scratch.resize(codes->raw_size);
+    try {
+      r.decode_section(ti, codes->name, scratch.data(), scratch.size(), verify);
+      entropy = comp::entropy_bits_per_byte(scratch.data(), scratch.size());
+      status = verify ? "ok" : "not checked";
+    } catch (const comp::FormatError& e) {
+      status = std::string("BAD: ") + e.what();
+      row.ok = false;
+    }
+  }
+  std::string codecs;
+  for (unsigned k = 0; k < comp::kNumCodecs; ++k)
+    if (st.chunks[k]) codecs += (codecs.empty() ? "" : ",") + std::string(comp::codec_name(static_cast<comp::Codec>(k))) + "x" + std::to_string(st.chunks[k]);
+  const double bits = 8.0 * static_cast<double>(st.stored_bytes) / static_cast<double>(n);
+  char line[320];
+  std::snprintf(line, sizeof line, "%-48s %-10s %-18s %12llu %7.3f %8.3f %6.2fx %6.2fx  %s%s\n", ti.name.c_str(),
+                ti.codebook.empty() ? ti.encoding.c_str() : ti.codebook.c_str(), shape_str(shape).c_str(),
+                static_cast<unsigned long long>(st.stored_bytes), bits, entropy, 2.0 * n / st.stored_bytes,
+                4.0 * n / st.stored_bytes, codecs.c_str(), verify ? ("  " + status).c_str() : "");
+  row.line = line;
+  row.json = {{"name", ti.name},
+              {"encoding", ti.encoding},
+              {"codebook", ti.codebook},
+              {"shape", ti.shape},
+              {"stored_bytes", st.stored_bytes},
+              {"raw_bytes", st.raw_bytes},
+              {"bits_per_weight", bits},
+              {"code_entropy_bits", entropy},
+              {"codecs", codecs},
+              {"checksum", status}};
+  return row;
+}
+
+// Decodes every metadata blob; a bad one is reported in t.
+bool verify_metadata(const comp::ContainerReader& r, std::ostringstream& t) {
+  bool ok = true;
+  for (const auto& k : r.metadata_keys()) {
+    try {
+      (void)r.metadata(k);
+    } catch (const comp::FormatError& e) {
+      t << "metadata '" << k << "': BAD: " << e.what() << "\n";
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+}  // namespace
 
 ModelReport inspect_qins(const std::string& path, bool verify) {
   ModelReport rep;
@@ -44,60 +120,15 @@ ModelReport inspect_qins(const std::string& path, bool verify) {
     bool all_ok = true;
     std::vector<uint8_t> scratch;
     for (const auto& ti : r.tensors()) {
-      const auto st = comp::tensor_stats(ti);
-      int64_t n = 1;
-      for (auto d : ti.shape) n *= static_cast<int64_t>(d);
-      params += n;
-      stored_total += st.stored_bytes;
-      raw_total += st.raw_bytes;
-      // Empirical order-0 entropy of the codes: the bound a per-symbol code could reach.
-      double entropy = 0.0;
-      std::string status = "not checked";
-      const comp::SectionInfo* codes = ti.section(ti.encoding == "qins8" ? "codes" : "data");
-      if (codes) {
-        scratch.resize(codes->raw_size);
-        try {
-          r.decode_section(ti, codes->name, scratch.data(), scratch.size(), verify);
-          entropy = comp::entropy_bits_per_byte(scratch.data(), scratch.size());
-          status = verify ? "ok" : "not checked";
-        } catch (const comp::FormatError& e) {
-          status = std::string("BAD: ") + e.what();
-          all_ok = false;
-        }
-      }
-      std::string codecs;
-      for (unsigned k = 0; k < comp::kNumCodecs; ++k)
-        if (st.chunks[k]) codecs += (codecs.empty() ? "" : ",") + std::string(comp::codec_name(static_cast<comp::Codec>(k))) + "x" + std::to_string(st.chunks[k]);
-      std::string shape = "[";
-      for (size_t i = 0; i < ti.shape.size(); ++i) shape += (i ? ", " : "") + std::to_string(ti.shape[i]);
-      shape += "]";
-      const double bits = 8.0 * static_cast<double>(st.stored_bytes) / static_cast<double>(n);
-      std::snprintf(line, sizeof line, "%-48s %-10s %-18s %12llu %7.3f %8.3f %6.2fx %6.2fx  %s%s\n", ti.name.c_str(),
-                    ti.codebook.empty() ? ti.encoding.c_str() : ti.codebook.c_str(), shape.c_str(),
-                    static_cast<unsigned long long>(st.stored_bytes), bits, entropy, 2.0 * n / st.stored_bytes,
-                    4.0 * n / st.stored_bytes, codecs.c_str(), verify ? ("  " + status).c_str() : "");
-      t << line;
-      j["tensors"].push_back({{"name", ti.name},
-                              {"encoding", ti.encoding},
-                              {"codebook", ti.codebook},
-                              {"shape", ti.shape},
-                              {"stored_bytes", st.stored_bytes},
-                              {"raw_bytes", st.raw_bytes},
-                              {"bits_per_weight", bits},
-                              {"code_entropy_bits", entropy},
-                              {"codecs", codecs},
-                              {"checksum", status}});
+      TensorRow row = inspect_tensor(r, ti, verify, scratch);
+      params += row.params;
+      stored_total += row.stored;
+      raw_total += row.raw;
+      all_ok &= row.ok;
+      t << row.line;
+      j["tensors"].push_back(std::move(row.json));
     }
-    if (verify) {
-      for (const auto& k : r.metadata_keys()) {
-        try {
-          (void)r.metadata(k);
-        } catch (const comp::FormatError& e) {
-          t << "metadata '" << k << "': BAD: " << e.what() << "\n";
-          all_ok = false;
-        }
-      }
-    }
+    if (verify) all_ok &= verify_metadata(r, t);
     const double fsz = static_cast<double>(r.file_size());
     std::snprintf(line, sizeof line,
                   "\ntotal: %lld parameters, file %.1f MB = %.3f bits/weight; %.2fx smaller than bf16, %.2fx than f32; "

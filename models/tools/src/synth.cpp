@@ -4,12 +4,12 @@
 // between threads, so rows fill in parallel and the output does not depend on the thread count).
 #include "qins/graph/phi3_layout.h"
 #include "qins/util/files.h"
+#include "qins/util/timing.h"
 #include "qins/tools/synth.h"
 
 #include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
 
-#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -28,9 +28,6 @@ namespace fs = std::filesystem;
 namespace qins {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 struct SynthShape {
   int hidden, intermediate, layers, heads, kv_heads, vocab;
@@ -117,26 +114,16 @@ void synth_fill(float* out, int64_t n, SynthDist dist, double std_dev, uint64_t 
   }
 }
 
-SynthReport write_synthetic_model(const std::string& out_path, const SynthOptions& o,
-                                  const std::function<bool(double, const std::string&)>& progress) {
-  const auto t0 = Clock::now();
-  const SynthShape s = shape_for(o.like);
-  configure_threads(o.quant.threads);  // Debian's libtorch starts with one thread
-  const int head_dim = s.hidden / s.heads;
-  const int base_vocab = 320;  // the tiny tokenizer; the config's vocab stays Phi-3.5's (rows past it are never sampled)
+namespace {
 
-  // Tokenizer: trained on the built-in corpus in a scratch folder next to the output.
+// The tiny tokenizer, trained on the built-in corpus in a scratch folder next to the output.
+void synth_tokenizer(const std::string& out_path, int base_vocab, QinsModelMeta& meta) {
   const fs::path out(out_path);
   const fs::path scratch = (out.has_parent_path() ? out.parent_path() : fs::path(".")) /
                            (out.filename().string() + ".synth-tok");
   fs::create_directories(scratch);
-  QinsModelMeta meta;
   try {
-    {
-      std::ofstream c(scratch / "corpus.txt", std::ios::binary | std::ios::trunc);
-      c << fixture_corpus();
-      if (!c.flush()) throw Error((scratch / "corpus.txt").string() + ": write failed");
-    }
+    write_file_atomic((scratch / "corpus.txt").string(), fixture_corpus());
     tok::train_phi3_style_tokenizer((scratch / "corpus.txt").string(), base_vocab, scratch.string());
     meta.tokenizer_model = read_file((scratch / "tokenizer.model").string());
     meta.tokenizer_config_json = read_file((scratch / "tokenizer_config.json").string());
@@ -147,120 +134,129 @@ SynthReport write_synthetic_model(const std::string& out_path, const SynthOption
   }
   std::error_code ec;
   fs::remove_all(scratch, ec);
+}
 
-  nlohmann::json cfg = {
-      {"architectures", {"Phi3ForCausalLM"}},
-      {"model_type", "phi3"},
-      {"hidden_size", s.hidden},
-      {"intermediate_size", s.intermediate},
-      {"num_hidden_layers", s.layers},
-      {"num_attention_heads", s.heads},
-      {"num_key_value_heads", s.kv_heads},
-      {"vocab_size", s.vocab},
-      {"rms_norm_eps", 1e-5},
-      {"rope_theta", 10000.0},
-      {"max_position_embeddings", s.max_position},
-      {"original_max_position_embeddings", s.original_max_position},
-      {"tie_word_embeddings", false},
-      {"bos_token_id", 1},
-      {"eos_token_id", base_vocab + 7},  // <|end|> of the tiny tokenizer
-      {"pad_token_id", base_vocab},
-      {"sliding_window", s.max_position * 2},
-      {"torch_dtype", "bfloat16"},
-  };
+Phi3Config synth_config(const SynthShape& s, int base_vocab, const std::string& origin) {
+  Phi3Config c;
+  c.hidden_size = s.hidden;
+  c.intermediate_size = s.intermediate;
+  c.num_hidden_layers = s.layers;
+  c.num_attention_heads = s.heads;
+  c.num_key_value_heads = s.kv_heads;
+  c.vocab_size = s.vocab;
+  c.max_position_embeddings = s.max_position;
+  c.original_max_position_embeddings = s.original_max_position;
+  c.eos_token_ids = {base_vocab + 7};  // <|end|> of the tiny tokenizer
+  c.pad_token_id = base_vocab;
+  c.sliding_window = s.max_position * 2;
+  c.torch_dtype = "bfloat16";
   if (s.longrope) {
     // Plausible LongRoPE factors (not Phi-3.5's): short ~1 rising gently, long rising
     // geometrically towards the low-frequency end, as a 32x context extension needs.
-    std::vector<float> short_f, long_f;
-    const int half = head_dim / 2;
+    c.rope_scaling_type = "longrope";
+    const int half = s.hidden / s.heads / 2;
     for (int j = 0; j < half; ++j) {
       const double t = static_cast<double>(j) / (half - 1);
-      short_f.push_back(static_cast<float>(1.0 + 0.1 * t * t));
-      long_f.push_back(static_cast<float>(std::pow(48.0, t * t)));
+      c.short_factor.push_back(static_cast<float>(1.0 + 0.1 * t * t));
+      c.long_factor.push_back(static_cast<float>(std::pow(48.0, t * t)));
     }
-    cfg["rope_scaling"] = {{"type", "longrope"}, {"short_factor", short_f}, {"long_factor", long_f}};
-  } else {
-    cfg["rope_scaling"] = nullptr;
   }
-  meta.config_json = cfg.dump(2);
-  const Phi3Config c = parse_phi3_config(meta.config_json, out_path + " (config.json)");
+  return complete_phi3_config(c, origin);
+}
+
+std::string synth_info_json(const SynthOptions& o) {
+  static const char* kDistNames[] = {"gaussian", "laplace", "t5"};
+  return nlohmann::json({{"source", "synthetic"},
+                         {"like", o.like},
+                         {"dist", kDistNames[static_cast<int>(o.dist)]},
+                         {"std", o.weight_std},
+                         {"seed", o.seed},
+                         {"codebook", core::codebook_name(o.quant.codebook)},
+                         {"pole", o.quant.pole}})
+      .dump();
+}
+
+// One tensor's random values: matrices row by row in parallel (stream = tensor index, row),
+// norm gains near 1 (trained RMSNorm gains sit around 1 with small spread).
+torch::Tensor synth_tensor(const TensorSpec& spec, size_t ti, const SynthOptions& o) {
+  torch::Tensor t = torch::empty(spec.shape, torch::kFloat32);  // [out, in] or [hidden] f32
+  float* p = t.data_ptr<float>();
+  if (spec.is_matrix()) {
+    const int64_t rows = spec.shape[0], cols = spec.shape[1];
+    at::parallel_for(0, rows, 16, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        synth_fill(p + r * cols, cols, o.dist, o.weight_std, o.seed, (static_cast<uint64_t>(ti) << 32) | r);
+    });
+  } else {
+    synth_fill(p, spec.shape[0], SynthDist::Gaussian, 0.05, o.seed, static_cast<uint64_t>(ti) << 32);
+    t += 1.0f;
+  }
+  return t;
+}
+
+// Generates, quantizes and writes every tensor of c, one at a time.
+void write_synth_tensors(QinsFileWriter& w, const Phi3Config& c, const SynthOptions& o, SynthReport& rep,
+                         const std::function<bool(double, const std::string&)>& progress) {
+  const std::vector<TensorSpec> specs = phi3_tensors(c);
+  const int64_t total = phi3_numel(specs);
+  int64_t done = 0;
+  for (size_t ti = 0; ti < specs.size(); ++ti) {
+    const TensorSpec& spec = specs[ti];
+    if (progress && !progress(static_cast<double>(done) / static_cast<double>(total), spec.name)) throw Cancelled();
+    auto t1 = Clock::now();
+    torch::Tensor t = synth_tensor(spec, ti, o);
+    rep.generate_seconds += seconds_since(t1);
+    t1 = Clock::now();
+    if (spec.is_matrix()) {
+      core::QuantizedTensor q = core::quantize(t, o.quant);
+      rep.quantize_seconds += seconds_since(t1);
+      t = torch::Tensor();  // free the f32 copy before compressing
+      rep.code_bytes += q.codes.numel() + q.scales.numel() * 4;
+      t1 = Clock::now();
+      w.add_quantized(spec.name, q);
+    } else {
+      w.add_f32(spec.name, t);
+    }
+    rep.write_seconds += seconds_since(t1);
+    done += spec.numel();
+  }
+  rep.params = total;
+}
+
+std::string config_summary(const std::string& like, const Phi3Config& c) {
+  std::ostringstream cs;
+  cs << like << ": hidden " << c.hidden_size << ", intermediate " << c.intermediate_size << ", layers "
+     << c.num_hidden_layers << ", heads " << c.num_attention_heads << " (kv " << c.num_key_value_heads << "), vocab "
+     << c.vocab_size << (c.has_longrope() ? ", longrope" : "");
+  return cs.str();
+}
+
+}  // namespace
+
+SynthReport write_synthetic_model(const std::string& out_path, const SynthOptions& o,
+                                  const std::function<bool(double, const std::string&)>& progress) {
+  const auto t0 = Clock::now();
+  const SynthShape s = shape_for(o.like);
+  configure_threads(o.quant.threads);  // Debian's libtorch starts with one thread
+  const int base_vocab = 320;  // the tiny tokenizer; the config's vocab stays Phi-3.5's (rows past it are never sampled)
+
+  QinsModelMeta meta;
+  synth_tokenizer(out_path, base_vocab, meta);
+  const Phi3Config c = synth_config(s, base_vocab, out_path + " (config.json)");
+  meta.config_json = c.source_json;
   meta.generation_config_json =
       nlohmann::json({{"bos_token_id", 1}, {"eos_token_id", {base_vocab, base_vocab + 7}}}).dump(2);
-  static const char* kDistNames[] = {"gaussian", "laplace", "t5"};
-  meta.info_json = nlohmann::json({{"source", "synthetic"},
-                                   {"like", o.like},
-                                   {"dist", kDistNames[static_cast<int>(o.dist)]},
-                                   {"std", o.weight_std},
-                                   {"seed", o.seed},
-                                   {"codebook", core::codebook_name(o.quant.codebook)},
-                                   {"pole", o.quant.pole}})
-                       .dump();
-
-  std::vector<std::string> names{"model.embed_tokens.weight"};
-  for (int il = 0; il < c.num_hidden_layers; ++il)
-    for (const char* n : {"input_layernorm.weight", "self_attn.qkv_proj.weight", "self_attn.o_proj.weight",
-                          "post_attention_layernorm.weight", "mlp.gate_up_proj.weight", "mlp.down_proj.weight"})
-      names.push_back(layer_tensor_name(il, n));
-  names.push_back("model.norm.weight");
-  names.push_back("lm_head.weight");
-  int64_t total = 0;
-  for (const auto& n : names) {
-    int64_t k = 1;
-    for (auto d : expected_shape(c, n)) k *= d;
-    total += k;
-  }
+  meta.info_json = synth_info_json(o);
 
   SynthReport rep;
   QinsFileWriter w(out_path);
   put_model_metadata(w, meta);
-  int64_t done = 0;
-  for (size_t ti = 0; ti < names.size(); ++ti) {
-    const std::string& name = names[ti];
-    if (progress && !progress(static_cast<double>(done) / static_cast<double>(total), name)) throw Cancelled();
-    const auto shape = expected_shape(c, name);
-    auto t1 = Clock::now();
-    torch::Tensor t = torch::empty(shape, torch::kFloat32);  // [out, in] or [hidden] f32
-    float* p = t.data_ptr<float>();
-    if (shape.size() == 2) {
-      const int64_t rows = shape[0], cols = shape[1];
-      at::parallel_for(0, rows, 16, [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r)
-          synth_fill(p + r * cols, cols, o.dist, o.weight_std, o.seed, (static_cast<uint64_t>(ti) << 32) | r);
-      });
-    } else {
-      // Norm weights near 1 (trained RMSNorm gains sit around 1 with small spread).
-      synth_fill(p, shape[0], SynthDist::Gaussian, 0.05, o.seed, static_cast<uint64_t>(ti) << 32);
-      t += 1.0f;
-    }
-    rep.generate_seconds += since(t1);
-    if (shape.size() == 2) {
-      t1 = Clock::now();
-      core::QuantizedTensor q = core::quantize(t, o.quant);
-      rep.quantize_seconds += since(t1);
-      t = torch::Tensor();  // free the f32 copy before compressing
-      rep.code_bytes += q.codes.numel() + q.scales.numel() * 4;
-      t1 = Clock::now();
-      w.add_quantized(name, q);
-      rep.write_seconds += since(t1);
-    } else {
-      t1 = Clock::now();
-      w.add_f32(name, t);
-      rep.write_seconds += since(t1);
-    }
-    int64_t k = 1;
-    for (auto d : shape) k *= d;
-    done += k;
-  }
+  write_synth_tensors(w, c, o, rep, progress);
   w.commit();
   if (progress) progress(1.0, "done");
-  rep.params = total;
   rep.file_bytes = static_cast<int64_t>(fs::file_size(out_path));
-  rep.seconds = since(t0);
-  std::ostringstream cs;
-  cs << o.like << ": hidden " << c.hidden_size << ", intermediate " << c.intermediate_size << ", layers "
-     << c.num_hidden_layers << ", heads " << c.num_attention_heads << " (kv " << c.num_key_value_heads << "), vocab "
-     << c.vocab_size << (c.has_longrope() ? ", longrope" : "");
-  rep.config_summary = cs.str();
+  rep.seconds = seconds_since(t0);
+  rep.config_summary = config_summary(o.like, c);
   return rep;
 }
 

@@ -51,6 +51,10 @@ Phi3Config parse_phi3_config(const std::string& json_text, const std::string& or
 Phi3Config read_phi3_config(const std::string& path);
 // Serialize back to config.json (round-trips through parse_phi3_config).
 std::string phi3_config_to_json(const Phi3Config& c);
+// A config built in code (the fixture, synthetic and trained models): its derived values
+// (head_dim when 0, rotary_dim, attention_factor) filled in, checked and given its source_json by
+// a round trip through phi3_config_to_json / parse_phi3_config. Throws qins::Error.
+Phi3Config complete_phi3_config(Phi3Config c, const std::string& origin);
 
 struct GenerationConfig {
   std::vector<int> eos_token_ids;   // stop ids

@@ -40,6 +40,8 @@ struct EvalVariant {
 // projective gives two rows, the fixed pole (`pole`, when > 0) and the per-tensor MSE-fitted pole.
 // With prune_index > 0 each codebook also gets one pruned row (projective: at the fixed pole, or
 // the fitted one when pole <= 0). Throws qins::Error for an unknown name.
+// One variant: its codebook, pole (projective only; <= 0: fitted per tensor), pruning and name.
+EvalVariant make_eval_variant(core::Codebook cb, double pole, int prune_index);
 std::vector<EvalVariant> eval_variants(const std::string& codebooks, double pole, int prune_index);
 
 // The evaluation text as token sequences of at most `window` tokens and the targets scored in each.

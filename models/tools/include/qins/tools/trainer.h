@@ -48,7 +48,6 @@ struct TrainOptions {
   bool bf16 = true;                // model.safetensors dtype (bf16 or f32)
   int64_t tokenizer_sample_bytes = 4'000'000;  // SentencePiece input: a seeded sample of lines
   int threads = 2;                 // at::set_num_threads
-  bool progress = true;            // progress bar on stderr
   bool train_tokenizer = true;     // false: out_dir already holds tokenizer.model / tokenizer_config.json
 };
 
@@ -98,7 +97,28 @@ struct TrainResult {
   Phi3Weights weights;             // the trained weights (f32, still trainable)
 };
 
+// Where a run stands after a step (for a progress display; the trainer draws nothing itself).
+struct TrainProgress {
+  int64_t step = 0;                // 1-based step just finished
+  int64_t steps = 0;               // planned steps (0: the run follows --minutes)
+  double fraction = 0.0;           // of the planned steps or minutes, whichever is further
+  double loss_ema = 0.0;           // smoothed training loss
+  double lr = 0.0;
+  double tokens_per_s = 0.0;       // over this call's steps
+  double eta_s = 0.0;              // NaN when unknown
+  double val_loss = 0.0;           // NaN unless this step ran a validation pass
+  bool logged = false;             // this step wrote a train_log.csv row (or ran a validation pass)
+};
+
+struct TrainCallbacks {
+  std::function<void(const std::string& line)> log;          // news: tokenizer, corpus, model, resume, done
+  std::function<void(const TrainProgress& p)> progress;     // after every step
+};
+
 // The whole run. Throws qins::Error with a clear message on bad input.
-TrainResult run_training(const TrainOptions& options);
+TrainResult run_training(const TrainOptions& options, const TrainCallbacks& callbacks = {});
+
+// "mm:ss" or "h:mm:ss"; "--:--" for NaN or negative.
+std::string format_duration(double seconds);
 
 }  // namespace qins::train
