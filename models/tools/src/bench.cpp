@@ -400,6 +400,7 @@ void run_paired(const std::string& path, const LoadOptions& lo_in, const BenchOp
     auto be = Engine::load(path, lo);
     be->stop_background_work();
     convert_weights(engine_internals(*be).weights, v);
+    apply_thread_policy(engine_internals(*be).weights);  // dense baselines get the BLAS threads back
     DecodeRig a{qe.get(), session_like_cache(engine_internals(*qe), 512), {}, 1};
     DecodeRig b{be.get(), session_like_cache(engine_internals(*be), 512), {}, 1};
     decode_round(a, 2);  // warm-up
@@ -509,6 +510,7 @@ BenchRun run_baseline(const std::string& path, const LoadOptions& lo, const std:
     auto eng = Engine::load(path, lo);
     eng->stop_background_work();  // the codes are about to be replaced
     convert_weights(engine_internals(*eng).weights, v);
+    apply_thread_policy(engine_internals(*eng).weights);  // dense baselines get the BLAS threads back
     b.setup_s = seconds_since(t);
     run_variant(*eng, b, o, log, nullptr);
   } catch (const std::bad_alloc&) {

@@ -194,7 +194,12 @@ std::vector<Batch> make_batches(const EvalText& text, int batch_tokens) {
 }
 
 // log_softmax of the logits at the batch's target-predicting positions: [N, V] f32.
-torch::Tensor target_log_probs(Phi3Weights& w, const Batch& b) { return log_probs_at(w, b.ids, b.rows); }
+// Scoring alternates the QINS model and the fp32 reference batch by batch: each gets its own BLAS
+// thread policy (a no-op when it does not change).
+torch::Tensor target_log_probs(Phi3Weights& w, const Batch& b) {
+  apply_thread_policy(w);
+  return log_probs_at(w, b.ids, b.rows);
+}
 
 // Reference log-probs per batch, computed once when they fit in `budget_bytes`.
 struct RefCache {

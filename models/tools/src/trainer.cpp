@@ -1,6 +1,7 @@
 // The trainer behind `qins train`. Where time goes: almost all of it in forward()/backward()
 // (the lm_head matmul and the MLP for small models); tokenizing the corpus takes a few seconds
 // up front, SentencePiece training on the sampled tokenizer text well under a minute.
+#include "qins/core/blas_threads.h"
 #include "qins/graph/phi3_layout.h"
 #include "qins/tools/chat_corpus.h"
 #include "qins/tools/nll.h"
@@ -528,6 +529,7 @@ void finish_training(TrainRun& run, const LogFn& say) {
 
 TrainResult run_training(const TrainOptions& o, const TrainCallbacks& cb) {
   at::set_num_threads(std::max(1, o.threads));
+  core::set_blas_threads(at::get_num_threads());  // dense training: BLAS does the GEMMs on every thread
   const auto t_start = Clock::now();
   check_options(o);
   fs::create_directories(o.out_dir);
