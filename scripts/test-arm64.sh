@@ -123,8 +123,8 @@ echo "test-arm64: running under $qemu -L $sysroot ($("$qemu" --version | head -1
 export QT_QPA_PLATFORM=offscreen
 run_tests() {  # run_tests BINARY: all its tests under qemu, output kept for the checks below
   local log=$top/$(basename "$1").log
-  "$qemu" -L "$sysroot" "$1" 2>&1 | tee "$log"
-  local rc=${PIPESTATUS[0]}
+  local rc=0
+  "$qemu" -L "$sysroot" "$1" 2>&1 | tee "$log" || rc=$?
   ((rc == 0)) || { echo "test-arm64: $(basename "$1") FAILED under qemu (exit $rc)" >&2; exit 1; }
 }
 run_tests "$build/tests/core/test_core"
