@@ -21,6 +21,7 @@ sysroot=$top/sysroot
 build=$top/build
 [ $# -eq 0 ] || { echo "usage: scripts/test-arm64.sh (no arguments)" >&2; exit 2; }
 t0=$(date +%s)
+rm -f "$top/test_core.log"  # .ci/run reports this log: never a previous run's
 phase_start=$t0
 phase() {  # phase NAME: prints the time the previous phase took
   local now; now=$(date +%s)
