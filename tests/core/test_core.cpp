@@ -253,6 +253,22 @@ TEST(Kernels, ScalarIsAlwaysAvailable) {
   EXPECT_THROW(qc::set_kernel_isa("sse9"), std::invalid_argument);
 }
 
+// On aarch64 the NEON path must be built in and chosen by default: the kernel tests below iterate
+// available_kernel_isas(), so without it they would compare the scalar path with itself.
+// (scripts/test-arm64.sh runs this one by name under qemu and requires it to pass, not skip.)
+TEST(Kernels, NeonIsAvailableAndDefaultOnArm64) {
+#if defined(__aarch64__)
+  KernelGuard kg;
+  const auto isas = qc::available_kernel_isas();
+  EXPECT_NE(std::find(isas.begin(), isas.end(), "neon"), isas.end());
+  qc::set_kernel_isa("auto");
+  EXPECT_EQ(std::string(qc::kernel_isa()), "neon");
+  EXPECT_FALSE(qc::kernel_uses_bf16());
+#else
+  GTEST_SKIP() << "not an aarch64 build";
+#endif
+}
+
 // Every path x codebook x shape x batch, fp32, against forward_reference.
 TEST(Kernels, EveryPathMatchesReference) {
   KernelGuard kg;
