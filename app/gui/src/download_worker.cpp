@@ -133,7 +133,7 @@ void DownloadWorker::run(const DownloadJob& job) {
     p.etaSeconds = -1.0;
     p.done = p.total;
     qins::convert_model(r.snapshot_dir, out.toStdString(), job.codebook.toStdString(), origin,
-                        [&](double fraction, const std::string&) {
+                        [&](double fraction, std::string_view) {
                           p.convertFraction = fraction;
                           report(p);
                           return !m_stop->load();

@@ -102,6 +102,7 @@ class ModelDownloads : public QAbstractListModel {
 
  private:
   struct Row {
+    explicit Row(CatalogModel m) : model(std::move(m)) {}
     CatalogModel model;
     QString revision = QStringLiteral("main");
     bool custom = false;
