@@ -3,8 +3,6 @@
 #include <QDir>
 #include <QFile>
 #include <QFileInfo>
-#include <QJsonDocument>
-#include <QJsonObject>
 #include <QSettings>
 
 #include <cmath>
@@ -17,20 +15,6 @@ namespace hub = qins::hub;
 namespace {
 
 QString bytesText(qint64 n) { return QString::fromStdString(hub::format_bytes(static_cast<uint64_t>(std::max<qint64>(n, 0)))); }
-
-// A snapshot folder with the config and every weight file the index names (dangling symlinks do
-// not count: their blobs are not downloaded).
-bool snapshotComplete(const QDir& snap) {
-  if (!snap.exists(QStringLiteral("config.json")) || !snap.exists(QStringLiteral("tokenizer.model"))) return false;
-  if (snap.exists(QStringLiteral("model.safetensors"))) return true;
-  QFile index(snap.filePath(QStringLiteral("model.safetensors.index.json")));
-  if (!index.open(QIODevice::ReadOnly)) return false;
-  const QJsonObject map = QJsonDocument::fromJson(index.readAll()).object().value(QStringLiteral("weight_map")).toObject();
-  if (map.isEmpty()) return false;
-  for (const auto& v : map)
-    if (!snap.exists(v.toString())) return false;
-  return true;
-}
 
 }  // namespace
 
@@ -213,7 +197,7 @@ void ModelDownloads::readDiskState(Row& r) const {
   QFile ref(repoDir.filePath(QStringLiteral("refs/") + r.revision));
   QString commit = r.revision;
   if (ref.open(QIODevice::ReadOnly)) commit = QString::fromUtf8(ref.readAll()).trimmed();
-  if (snapshotComplete(QDir(repoDir.filePath(QStringLiteral("snapshots/") + commit)))) {
+  if (ModelLibrary::isCompleteFolder(QDir(repoDir.filePath(QStringLiteral("snapshots/") + commit)))) {
     r.state = Downloaded;
     return;
   }

@@ -3,6 +3,8 @@
 #include <QDir>
 #include <QDirIterator>
 #include <QFileInfo>
+#include <QJsonDocument>
+#include <QJsonObject>
 
 #include "qins/io/hub.h"
 #include "qins/runtime/engine.h"
@@ -21,6 +23,18 @@ qint64 folderBytes(const QString& dir) {
   return total;
 }
 }  // namespace
+
+bool ModelLibrary::isCompleteFolder(const QDir& snap) {
+  if (!snap.exists(QStringLiteral("config.json")) || !snap.exists(QStringLiteral("tokenizer.model"))) return false;
+  if (snap.exists(QStringLiteral("model.safetensors"))) return true;
+  QFile index(snap.filePath(QStringLiteral("model.safetensors.index.json")));
+  if (!index.open(QIODevice::ReadOnly)) return false;
+  const QJsonObject map = QJsonDocument::fromJson(index.readAll()).object().value(QStringLiteral("weight_map")).toObject();
+  if (map.isEmpty()) return false;
+  for (const auto& v : map)
+    if (!snap.exists(v.toString())) return false;
+  return true;
+}
 
 ModelLibrary::ModelLibrary(QObject* parent)
     : QAbstractListModel(parent),
@@ -108,7 +122,7 @@ void ModelLibrary::refresh() {
     const QString repo = repoDir.mid(8).replace(QStringLiteral("--"), QStringLiteral("/"));
     for (const QString& commit : snapshots.entryList(QDir::Dirs | QDir::NoDotAndDotDot, QDir::Name)) {
       const QDir snap(snapshots.filePath(commit));
-      if (!snap.exists(QStringLiteral("config.json"))) continue;
+      if (!isCompleteFolder(snap)) continue;  // a paused download is not a model yet
       Entry e;
       e.kind = QStringLiteral("folder");
       e.name = repo;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <QAbstractListModel>
+#include <QDir>
 #include <QtQml/qqmlregistration.h>
 
 #include <vector>
@@ -40,6 +41,9 @@ class ModelLibrary : public QAbstractListModel {
   // cache). Confirmed by the view first. False (errorMessage set) when it could not.
   Q_INVOKABLE bool remove(const QString& path);
   Q_INVOKABLE int rowOfPath(const QString& path) const;
+  // A Hugging Face folder with its config, tokenizer and every weight file its index names
+  // (dangling snapshot symlinks, whose blobs are not downloaded yet, do not count).
+  static bool isCompleteFolder(const QDir& folder);
 
   QString modelsDir() const { return m_modelsDir; }
   void setModelsDir(const QString& dir);
