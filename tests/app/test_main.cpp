@@ -24,6 +24,9 @@ int main(int argc, char** argv) {
   QQuickStyle::setStyle(QStringLiteral("Fusion"));  // as qins-chat does; must precede any QML
   const QString settingsFile = QSettings().fileName();
   const QString dataDir = QStandardPaths::writableLocation(QStandardPaths::AppDataLocation);
+  // The Models page's default folders (the Hub cache, converted models): the test's, never the user's.
+  qputenv("QINS_MODELS_DIR", QDir(dataDir).filePath(QStringLiteral("models")).toUtf8());
+  qputenv("HF_HUB_CACHE", QDir(dataDir).filePath(QStringLiteral("hf-cache")).toUtf8());
   const int rc = RUN_ALL_TESTS();
   QFile::remove(settingsFile);
   QDir(dataDir).removeRecursively();

@@ -13,6 +13,7 @@
 #include <QTest>
 
 #include "chat_controller.h"
+#include "model_downloads.h"
 #include "test_support.h"
 
 namespace {
@@ -100,6 +101,14 @@ TEST(Qml, MainWindowRunsAChatWithoutWarnings) {
     QTest::qWait(50);
     theme->setProperty("mode", QStringLiteral("system"));
     controller->newChat();  // the empty chat with example prompts
+    QTest::qWait(50);
+    // The Models page with its catalog and local list, then back to the chat.
+    auto* downloads = rootObject<ModelDownloads>(root, "modelDownloads");
+    ASSERT_NE(downloads, nullptr);
+    downloads->highlight(QStringLiteral("microsoft/Phi-3.5-mini-instruct"));
+    root->setProperty("page", QStringLiteral("models"));
+    QTest::qWait(50);
+    root->setProperty("page", QStringLiteral("chat"));
     QTest::qWait(50);
   }
   qunsetenv("QINS_MODEL");

@@ -10,9 +10,15 @@ Item {
 
     required property ChatController controller
     property string modelName
+    // What the loaded model is ("a 3 M-parameter dictionary model trained by this project ...").
+    property string modelDescription
+    // "Get Phi-3.5-mini — 7.6 GB download, ..." ("" hides the card).
+    property string offerText
     signal examplePicked(string prompt)
+    signal getModelRequested()
 
-    readonly property list<string> examples: [
+    // The loaded model's example prompts (ModelProfile); general ones until a model says otherwise.
+    property list<string> examples: [
         qsTr("Explain the difference between a process and a thread, with an example."),
         qsTr("Write a C++ function that reverses the words in a string."),
         qsTr("Give me three ideas for a weekend trip near the mountains."),
@@ -71,6 +77,42 @@ Item {
                   ? qsTr("%1 runs on this computer. Nothing you type leaves it.").arg(root.modelName)
                   : qsTr("A language model running on this computer. Nothing you type leaves it.")
             color: Theme.mutedText
+        }
+        Label {
+            Layout.fillWidth: true
+            visible: root.modelDescription.length > 0
+            horizontalAlignment: Text.AlignHCenter
+            wrapMode: Text.Wrap
+            text: qsTr("Loaded: %1 — %2.").arg(root.modelName).arg(root.modelDescription)
+            color: Theme.text
+        }
+        Rectangle {
+            Layout.fillWidth: true
+            Layout.topMargin: 6
+            visible: root.offerText.length > 0
+            implicitHeight: offerRow.implicitHeight + 20
+            radius: 8
+            color: Qt.rgba(Theme.accent.r, Theme.accent.g, Theme.accent.b, 0.10)
+            border.color: Theme.accent
+            RowLayout {
+                id: offerRow
+                x: 14
+                y: 10
+                width: parent.width - 28
+                Label {
+                    Layout.fillWidth: true
+                    text: root.offerText
+                    wrapMode: Text.Wrap
+                    font.bold: true
+                    color: Theme.text
+                }
+                Button {
+                    text: qsTr("Open the download…")
+                    highlighted: true
+                    Accessible.name: qsTr("Open the download of Phi-3.5-mini on the Models page")
+                    onClicked: root.getModelRequested()
+                }
+            }
         }
         GridLayout {
             Layout.fillWidth: true

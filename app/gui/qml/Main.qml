@@ -13,9 +13,22 @@ ApplicationWindow {
 
     // Which side panel shows: "" (none), "sampling" or "stats".
     property string sidePanel: ""
+    // Which page fills the chat column: "chat" or "models" (Models, or Ctrl+M).
+    property string page: "chat"
     // The window's C++ objects, for tests and tools that drive the window from outside.
     readonly property ModelManager modelManager: models
     readonly property ChatController chatController: controller
+    readonly property ModelDownloads modelDownloads: downloads
+    readonly property ModelLibrary modelLibrary: library
+
+    // "Get Phi-3.5-mini" and the Models button: the Models page, with `repo` shown first.
+    function showModels(repo: string) {
+        if (repo.length > 0)
+            downloads.highlight(repo)
+        library.refresh()
+        downloads.refresh()
+        window.page = "models"
+    }
 
     function togglePanel(name: string) {
         window.sidePanel = window.sidePanel === name ? "" : name
@@ -68,6 +81,17 @@ ApplicationWindow {
         id: models
         autoLoad: true
     }
+    ModelLibrary {
+        id: library
+    }
+    ModelDownloads {
+        id: downloads
+        library: library
+    }
+    ModelProfile {
+        id: profile
+        modelManager: models
+    }
     MemoryMonitor {
         id: memory
         modelManager: models
@@ -113,6 +137,10 @@ ApplicationWindow {
     Shortcut {
         sequence: "Ctrl+O"
         onActivated: openFileDialog.open()
+    }
+    Shortcut {
+        sequence: "Ctrl+M"
+        onActivated: window.page === "models" ? window.page = "chat" : window.showModels("")
     }
     Shortcut {
         sequence: "Ctrl+B"
@@ -207,11 +235,25 @@ ApplicationWindow {
                         color: Theme.text
                     }
                     Label {
-                        text: models.ready ? models.modelName + " · " + models.device
+                        text: models.ready ? profile.title + " · " + models.device
                                            : models.loading ? qsTr("Loading model…") : qsTr("No model")
                         color: Theme.mutedText
                         elide: Text.ElideMiddle
                         Layout.maximumWidth: 260
+                        ToolTip.visible: modelLabelHover.hovered && models.ready
+                        ToolTip.text: profile.title + ": " + profile.description
+                        HoverHandler {
+                            id: modelLabelHover
+                        }
+                    }
+                    ToolButton {
+                        text: qsTr("Models")
+                        checkable: true
+                        checked: window.page === "models"
+                        Accessible.name: qsTr("Models: download, convert, load and delete models")
+                        ToolTip.visible: hovered
+                        ToolTip.text: qsTr("Get and manage models (Ctrl+M)")
+                        onClicked: window.page === "models" ? window.page = "chat" : window.showModels("")
                     }
                     ToolButton {
                         text: qsTr("Open…")
@@ -288,11 +330,30 @@ ApplicationWindow {
                 onCloseRequested: controller.clearError()
             }
 
+            ModelsPage {
+                Layout.fillWidth: true
+                Layout.fillHeight: true
+                visible: window.page === "models"
+                downloads: downloads
+                library: library
+                models: models
+                onCloseRequested: window.page = "chat"
+                onLoadRequested: (path) => {
+                    models.load(path)
+                    window.page = "chat"
+                }
+            }
+
             ChatView {
                 Layout.fillWidth: true
                 Layout.fillHeight: true
+                visible: window.page === "chat"
                 controller: controller
-                modelName: models.modelName
+                modelName: models.ready ? profile.title : ""
+                modelDescription: models.ready ? profile.description : ""
+                examples: profile.examples
+                offerText: profile.offerDownload ? profile.offerText : ""
+                onGetModelRequested: window.showModels(profile.offerRepo)
                 onExamplePicked: (prompt) => {
                     if (!controller.send(prompt))
                         composer.setText(prompt)
@@ -302,6 +363,7 @@ ApplicationWindow {
             Composer {
                 id: composer
                 Layout.fillWidth: true
+                visible: window.page === "chat"
                 controller: controller
                 models: models
             }

@@ -9,7 +9,14 @@ namespace qins {
 
 void convert_model(const std::string& hf_dir, const std::string& out_path, const std::string& codebook,
                    const ProgressFn& progress) {
+  convert_model(hf_dir, out_path, codebook, ModelOrigin{}, progress);
+}
+
+void convert_model(const std::string& hf_dir, const std::string& out_path, const std::string& codebook,
+                   const ModelOrigin& origin, const ProgressFn& progress) {
   ConvertOptions o;
+  o.source_name = origin.name;
+  o.origin_json = origin.origin_json;
   try {
     o.quant.codebook = core::codebook_from_name(codebook);
   } catch (const std::invalid_argument& e) {

@@ -160,6 +160,29 @@ class Engine {
 // Cancelled; nothing is left under out_path).
 void convert_model(const std::string& hf_dir, const std::string& out_path, const std::string& codebook,
                    const ProgressFn& progress = {});
+// Where a converted model came from, recorded in the file (`qins inspect` shows it): `name` is the
+// model's display name ("" = the folder's name); `origin_json` a JSON object (the Hub pull: hub,
+// repo, revision, commit, files with sha256), "" for none.
+struct ModelOrigin {
+  std::string name;
+  std::string origin_json;
+};
+void convert_model(const std::string& hf_dir, const std::string& out_path, const std::string& codebook,
+                   const ModelOrigin& origin, const ProgressFn& progress = {});
+
+// What a .qins file says about itself, read from its directory and metadata only (no tensor is
+// decoded: cheap enough for listing a folder of models). Throws Error for a file that is not a
+// readable .qins.
+struct ModelFileInfo {
+  std::string name;         // the converter's "source" (the model's display name)
+  std::string codebook;     // inverse | projective | uniform | "none"
+  int64_t n_params = 0;
+  int64_t file_bytes = 0;
+  std::string origin_repo;    // "" unless converted from a Hub pull
+  std::string origin_commit;
+  std::string origin_json;    // the whole origin object ("" when none)
+};
+ModelFileInfo read_model_file_info(const std::string& path);
 
 // Resident memory of this process as the OS reports it (Linux /proc, macOS task_info).
 struct MemoryReading {
