@@ -24,7 +24,7 @@ targets=()
 for src in "$root"/fuzz/fuzz_*.cpp; do targets+=("$(basename "$src" .cpp)"); done
 CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DQINS_BUILD_APP=OFF -DQINS_BUILD_TESTS=OFF -DQINS_BUILD_BENCHMARKS=OFF -DQINS_BUILD_FUZZERS=ON > /dev/null
-cmake --build "$build" -j "${QINS_JOBS:-$(nproc)}" --target "${targets[@]}"
+cmake --build "$build" -j "${QINS_JOBS:-$(nproc)}" --target "${targets[@]}" > "$build/build.log" || { tail -40 "$build/build.log"; exit 1; }
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -44,5 +44,5 @@ for t in "${targets[@]}"; do
     failed=$((failed + 1))
   fi
 done
-echo "fuzz: $passed passed, $failed failed"
+echo "fuzz: $passed passed, $failed failed" | tee "$build/summary.log"
 [ "$failed" -eq 0 ]
