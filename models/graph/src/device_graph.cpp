@@ -137,6 +137,7 @@ Phi3Weights to_device_graph(const Phi3Weights& w, const DeviceOptions& o, Device
   auto linear = [&](LinearOp* op) -> std::unique_ptr<LinearOp> {
     ++rep.projections;
     if (auto* ql = dynamic_cast<QinsLinear*>(op)) {
+      ++rep.qins_projections;
       const auto& m = ql->module();
       if (resident) {
         try {

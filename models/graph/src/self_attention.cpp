@@ -43,8 +43,10 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   auto kf = k.to(torch::kFloat32);                                          // [B, n_kv, S, hd]
   auto vf = v.to(torch::kFloat32);
   auto scores = torch::matmul(qg, kf.transpose(-1, -2)) * (1.0 / std::sqrt(static_cast<double>(hd)));
-  scores = scores.view({B, n_kv, n_rep, T, S}) + mask;                       // mask [T, S] broadcast
-  auto probs = torch::softmax(scores, -1).view({B, n_kv, n_rep * T, S});
+  // mask [T, S] repeated for the n_rep heads folded into the rows: every tensor stays 4-D (some
+  // devices' kernels handle at most 4 dimensions).
+  scores = scores + (n_rep > 1 ? mask.repeat({n_rep, 1}) : mask);           // [B, n_kv, n_rep*T, S]
+  auto probs = torch::softmax(scores, -1);
   auto out = torch::matmul(probs, vf).view({B, c.num_attention_heads, T, hd});  // head-major
   return out.transpose(1, 2).reshape({B, T, c.num_attention_heads * hd}).to(q.scalar_type());
 }

@@ -122,8 +122,9 @@ void place_on_device(Engine::Impl& e) {
     e.info.device = choice.device;
     e.info.weight_bytes = e.weights.weight_bytes();
     std::string m = std::string("generic path, ") + dtype_name(o.compute) + " products, ";
-    if (rep.resident_projections == rep.projections && rep.projections > 0) m += "weights resident (expanded)";
-    else if (rep.resident_projections > 0) m += std::to_string(rep.resident_projections) + " of " + std::to_string(rep.projections) + " projections resident, the rest expanded per layer";
+    if (rep.qins_projections == 0) m += "dense weights";
+    else if (rep.resident_projections == rep.qins_projections) m += "weights resident (expanded)";
+    else if (rep.resident_projections > 0) m += std::to_string(rep.resident_projections) + " of " + std::to_string(rep.qins_projections) + " projections resident, the rest expanded per layer";
     else m += "weights expanded per layer";
     if (rep.scratch_bytes > 0) m += " (scratch " + mib(rep.scratch_bytes) + ")";
     m += ", " + mib(rep.device_bytes) + " on the device";

@@ -81,6 +81,7 @@ struct DeviceReport {
   int64_t device_bytes = 0;       // weights + scratch on the device
   int64_t scratch_bytes = 0;      // the shared expansion buffers
   int projections = 0;            // LinearOps converted
+  int qins_projections = 0;       // of those, QINS codes (the rest dense weights moved as they are)
   int resident_projections = 0;   // of those, kept expanded (resident mode; fewer when memory ran out)
   std::string note;               // e.g. why resident mode stopped early
 };
