@@ -36,8 +36,7 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
                         const torch::Tensor& mask, const Phi3Config& c) {
   const int64_t B = q.size(0), T = q.size(2), hd = c.head_dim;
   const int64_t n_kv = c.num_key_value_heads, n_rep = c.n_rep();
-  const int64_t S = k.size(2);
-  // Grouped-query attention without copying K/V: the n_rep query heads of each kv head are
+  // Grouped-query attention without copying K/V (S = k.size(2) keys): the n_rep query heads of each kv head are
   // folded into the query length, so one batched matmul per kv head serves them all.
   auto qg = q.to(torch::kFloat32).reshape({B, n_kv, n_rep * T, hd});       // [B, n_kv, n_rep*T, hd]
   auto kf = k.to(torch::kFloat32);                                          // [B, n_kv, S, hd]
