@@ -33,6 +33,8 @@ struct CommonOptions {
   std::string kv = "bf16";
   bool bf16_activations = false;
   bool stats = false;
+  std::string device = "auto";
+  std::string gpu_weights = "expand";
 };
 
 void add_common(CLI::App& app, CommonOptions& o) {
@@ -50,6 +52,18 @@ void add_common(CLI::App& app, CommonOptions& o) {
   app.add_option("--kv", o.kv, "KV cache precision: f32 | bf16 | f16")->capture_default_str()->check(CLI::IsMember({"f32", "bf16", "f16"}));
   app.add_flag("--bf16-activations", o.bf16_activations, "Compute activations in bf16 instead of f32");
   app.add_flag("--stats", o.stats, "Print speed statistics after each reply");
+  app.add_option("--device", o.device,
+                 "auto (MPS, then CUDA, then CPU) | cpu (fused QINS kernels) | cuda | mps | cpu-generic (the device path on CPU tensors)")
+      ->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda", "mps", "cpu-generic"}));
+  app.add_option("--gpu-weights", o.gpu_weights,
+                 "Device path: expand (1 byte per weight, expanded per layer) | resident (kept expanded, 2 bytes per weight)")
+      ->capture_default_str()->check(CLI::IsMember({"expand", "resident"}));
+}
+
+// Where the model runs, and why not where it was asked to (stderr).
+void print_device(const ModelInfo& info) {
+  std::fprintf(stderr, "device: %s, %s\n", info.device.c_str(), info.device_mode.c_str());
+  if (!info.device_note.empty()) std::fprintf(stderr, "note: %s\n", info.device_note.c_str());
 }
 
 std::unique_ptr<Engine> load(const CommonOptions& o) {
@@ -59,6 +73,8 @@ std::unique_ptr<Engine> load(const CommonOptions& o) {
   lo.weight_format = o.weights;
   lo.kv_dtype = o.kv == "f32" ? KvDtype::F32 : o.kv == "f16" ? KvDtype::F16 : KvDtype::BF16;
   lo.bf16_activations = o.bf16_activations;
+  lo.device = o.device;
+  lo.gpu_weights = o.gpu_weights;
   return Engine::load(o.model, lo);
 }
 
@@ -100,7 +116,7 @@ Runner add_chat(CLI::App& app) {
                  "Ctrl-C stops a reply.\n",
                  info.name.c_str(), info.format.c_str(), info.n_params / 1e6, info.codebook.c_str(), info.load_seconds);
     if (!info.chat_template_note.empty()) std::fprintf(stderr, "note: %s\n", info.chat_template_note.c_str());
-    if (!info.device_note.empty()) std::fprintf(stderr, "note: %s\n", info.device_note.c_str());
+    print_device(info);
     install_sigint();
     auto session = engine->new_session();
     std::vector<ChatMessage> history;
@@ -160,6 +176,7 @@ Runner add_generate(CLI::App& app) {
   app.add_flag("--special", *special, "--raw only: recognise added-token strings in the prompt");
   return [=]() {
     auto engine = load(*o);
+    if (o->device != "auto" || !engine->info().device_note.empty() || o->stats) print_device(engine->info());
     install_sigint();
     auto session = engine->new_session();
     std::vector<int> out_ids;

@@ -43,10 +43,18 @@ Runner add_inspect(CLI::App& app) {
   app.add_option("model", *model, "A .qins file or a Hugging Face model folder")->required();
   app.add_flag("--json", *json, "Machine-readable output");
   app.add_flag("--verify", *verify, ".qins: decode every chunk and check its checksum");
+  auto device = std::make_shared<std::string>("auto");
+  app.add_option("--device", *device, "Also say where this device choice would run: auto | cpu | cuda | mps | cpu-generic")
+      ->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda", "mps", "cpu-generic"}));
   return [=]() {
     const ModelReport r = inspect_model(*model, *verify);
     std::cout << (*json ? r.json : r.text);
     if (!*json && r.text.back() != '\n') std::cout << "\n";
+    if (!*json) {
+      const DeviceChoice d = resolve_device(*device);
+      std::cout << "device (--device " << *device << "): " << d.device << (d.device == "cpu" ? " (fused QINS kernels)" : " (generic device path)") << "\n";
+      if (!d.note.empty()) std::cout << "device note: " << d.note << "\n";
+    }
     return r.ok ? 0 : 1;
   };
 }

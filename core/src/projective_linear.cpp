@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "qins/core/projective_linear.h"
+
+#include "qins/core/device_expand.h"
 #include "qins_kernels.h"
 
 namespace qins::core {
@@ -229,22 +231,21 @@ void ProjectiveLinearImpl::forward_row(const float* x, float* y) const {
   }
 }
 
-// GPU path (MPS / CUDA): codes, scales and table are copied to the device once; each call expands
-// this layer's weight there through the table (sign * lut[j] * scale) and calls torch::linear.
-// Correct and simple; the tuned path is the CPU one.
+// A non-CPU input (MPS / CUDA): codes, scales and the signed table are copied to the device once;
+// each call expands this layer's weight there in x's dtype through the signed table (int32
+// indices, one gather; core/device_expand.h) and calls torch::linear. The engine's device graph
+// uses qins::DeviceQinsLinear instead (a scratch buffer shared by the layers); this keeps a lone
+// module usable on a device.
 torch::Tensor ProjectiveLinearImpl::forward_on_device(const torch::Tensor& x) {
-  if (!dev_codes_.defined() || dev_codes_.device() != x.device()) {
-    dev_codes_ = q_.codes.to(x.device());
-    dev_scales_ = q_.scales.to(x.device());
-    dev_lut_ = q_.lut.to(x.device());
-    dev_bias_ = bias_.defined() ? bias_.to(x.device()) : torch::Tensor();
-  }
-  const torch::Tensor idx = dev_codes_.bitwise_and(0x7f).to(torch::kLong);        // [out, in] int64
-  torch::Tensor w = dev_lut_.index_select(0, idx.view({-1})).view(idx.sizes());  // [out, in] fp32
-  w = torch::where(dev_codes_.ge(128), -w, w).mul_(dev_scales_.unsqueeze(1));
   const auto dt = x.scalar_type();
-  if (dt == torch::kFloat32) return torch::linear(x, w, dev_bias_);
-  return torch::linear(x, w.to(dt), dev_bias_.defined() ? dev_bias_.to(dt) : dev_bias_);
+  if (!dev_codes_.defined() || dev_codes_.device() != x.device() || dev_lut_.scalar_type() != dt) {
+    dev_codes_ = q_.codes.to(x.device());
+    dev_scales_ = q_.scales.to(x.device(), dt);
+    dev_lut_ = signed_table(q_, dt, x.device());  // [256] signed
+    dev_bias_ = bias_.defined() ? bias_.to(x.device(), dt) : torch::Tensor();
+  }
+  const torch::Tensor w = expand_rows(dev_codes_, dev_lut_, dev_scales_);  // [out, in] in x's dtype
+  return torch::linear(x, w, dev_bias_);
 }
 
 torch::Tensor ProjectiveLinearImpl::forward_reference(const torch::Tensor& x) {

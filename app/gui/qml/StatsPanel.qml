@@ -147,6 +147,12 @@ ScrollView {
             }
             Label {
                 Layout.fillWidth: true
+                text: root.models.deviceMode
+                wrapMode: Text.Wrap
+                opacity: 0.7
+            }
+            Label {
+                Layout.fillWidth: true
                 visible: root.models.deviceNote.length > 0
                 text: root.models.deviceNote
                 wrapMode: Text.Wrap
@@ -158,6 +164,20 @@ ScrollView {
                 text: root.models.chatTemplateNote
                 wrapMode: Text.Wrap
                 color: Theme.warning
+            }
+        }
+        RowLayout {
+            Layout.fillWidth: true
+            Label {
+                text: qsTr("Run on (next load)")
+                Layout.fillWidth: true
+            }
+            ComboBox {
+                id: deviceBox
+                objectName: "deviceBox"
+                model: ["auto", "cpu", "cuda", "mps", "cpu-generic"]
+                currentIndex: Math.max(0, model.indexOf(root.models.preferredDevice))
+                onActivated: index => root.models.preferredDevice = deviceBox.model[index]
             }
         }
         Item {

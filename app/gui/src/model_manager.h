@@ -36,6 +36,7 @@ class ModelManager : public QObject, public QQmlParserStatus {
   Q_PROPERTY(QString codebook READ codebook NOTIFY infoChanged)
   Q_PROPERTY(QString device READ device NOTIFY infoChanged)
   Q_PROPERTY(QString deviceNote READ deviceNote NOTIFY infoChanged)
+  Q_PROPERTY(QString deviceMode READ deviceMode NOTIFY infoChanged)
   Q_PROPERTY(QString chatTemplateNote READ chatTemplateNote NOTIFY infoChanged)
   Q_PROPERTY(qint64 parameterCount READ parameterCount NOTIFY infoChanged)
   Q_PROPERTY(qint64 fileBytes READ fileBytes NOTIFY infoChanged)
@@ -90,6 +91,7 @@ class ModelManager : public QObject, public QQmlParserStatus {
   QString codebook() const { return QString::fromStdString(m_info.codebook); }
   QString device() const { return QString::fromStdString(m_info.device); }
   QString deviceNote() const { return QString::fromStdString(m_info.device_note); }
+  QString deviceMode() const { return QString::fromStdString(m_info.device_mode); }
   QString chatTemplateNote() const { return QString::fromStdString(m_info.chat_template_note); }
   qint64 parameterCount() const { return m_info.n_params; }
   qint64 fileBytes() const { return m_info.file_bytes; }

@@ -14,8 +14,18 @@ KvCache make_kv_cache(const Phi3Config& c, int64_t capacity, torch::ScalarType d
   return cache;
 }
 
+KvCache make_kv_cache(const Phi3Weights& w, int64_t capacity, torch::ScalarType dtype) {
+  if (w.device.is_cpu()) return make_kv_cache(w.config, capacity, dtype);
+  const Phi3Config& c = w.config;
+  const auto opts = torch::TensorOptions().device(w.device).dtype(dtype);
+  KvCache cache;
+  cache.k = torch::zeros({c.num_hidden_layers, c.num_key_value_heads, capacity, c.head_dim}, opts);
+  cache.v = torch::zeros({c.num_hidden_layers, c.num_key_value_heads, capacity, c.head_dim}, opts);
+  return cache;
+}
+
 int64_t promote_kv_cache(const KvCache& cache, const std::atomic<bool>* cancel) {
-  if (!cache.k.defined()) return 0;
+  if (!cache.k.defined() || !cache.k.device().is_cpu()) return 0;
   return core::promote_to_huge_pages(cache.k, cancel) + core::promote_to_huge_pages(cache.v, cancel);
 }
 

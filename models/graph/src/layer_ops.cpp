@@ -18,8 +18,8 @@ void rms_norm_row(const float* x, const float* w, int64_t n, float eps, float* y
 
 // y = x / sqrt(mean(x^2) + eps) in fp32, cast back to the activation dtype, THEN times the weight.
 // f32 activations (the decode path): one pass per row, no temporaries.
-torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps) {
-  if (x.scalar_type() == torch::kFloat32 && x.is_contiguous() && weight.scalar_type() == torch::kFloat32 &&
+torch::Tensor rms_norm(const torch::Tensor& x, const torch::Tensor& weight, double eps, bool generic) {
+  if (!generic && x.device().is_cpu() && weight.device().is_cpu() && x.scalar_type() == torch::kFloat32 && x.is_contiguous() && weight.scalar_type() == torch::kFloat32 &&
       !x.requires_grad() && !weight.requires_grad()) {
     const int64_t n = x.size(-1), rows = x.numel() / n;
     auto y = torch::empty_like(x);  // [..., hidden] f32
@@ -46,9 +46,9 @@ void swiglu_rows(const float* g, int64_t rows, int64_t inter, float* y) {
 }
 
 // up * silu(gate) for gate_up [..., 2 * inter] (gate first). f32: one fused pass.
-torch::Tensor swiglu(const torch::Tensor& gate_up) {
+torch::Tensor swiglu(const torch::Tensor& gate_up, bool generic) {
   const int64_t inter = gate_up.size(-1) / 2;
-  if (gate_up.scalar_type() == torch::kFloat32 && gate_up.is_contiguous() && !gate_up.requires_grad()) {
+  if (!generic && gate_up.device().is_cpu() && gate_up.scalar_type() == torch::kFloat32 && gate_up.is_contiguous() && !gate_up.requires_grad()) {
     auto shape = gate_up.sizes().vec();
     shape.back() = inter;
     auto y = torch::empty(shape, gate_up.options());  // [..., inter] f32

@@ -44,17 +44,17 @@ class TensorOps {
  public:
   using Act = torch::Tensor;  // [B, T, width] in the activation dtype
 
-  TensorOps(const Phi3Config& c, const torch::Tensor& ids, KvCache* cache, const ForwardOptions& opts)
-      : c_(c), ids_(ids), cache_(cache), opts_(opts), q0_(cache ? cache->n_past : 0),
+  TensorOps(const Phi3Config& c, const torch::Tensor& ids, KvCache* cache, const ForwardOptions& opts, bool generic)
+      : c_(c), ids_(ids), cache_(cache), opts_(opts), generic_(generic), q0_(cache ? cache->n_past : 0),
         long_rope_(cache ? cache->long_rope : rope_needs_long(c, ids.size(1) - 1)) {}
 
   Act embed(EmbeddingOp& e) { return e.lookup(ids_).to(opts_.act_dtype).contiguous(); }
-  Act rms_norm(const Act& x, const torch::Tensor& weight) { return graph_detail::rms_norm(x, weight, c_.rms_norm_eps); }
+  Act rms_norm(const Act& x, const torch::Tensor& weight) { return graph_detail::rms_norm(x, weight, c_.rms_norm_eps, generic_); }
   Act linear(LinearOp& op, const Act& x) { return op.forward(x); }
   Act attention(const Act& qkv, int64_t il) {
-    return graph_detail::self_attention(qkv, cache_, il, q0_, long_rope_, c_, rope_);
+    return graph_detail::self_attention(qkv, cache_, il, q0_, long_rope_, c_, rope_, generic_);
   }
-  Act swiglu(const Act& gate_up) { return graph_detail::swiglu(gate_up); }
+  Act swiglu(const Act& gate_up) { return graph_detail::swiglu(gate_up, generic_); }
   void add_residual(Act& h, const Act& y) { graph_detail::add_residual(h, y); }
   Act last_rows(const Act& h) { return opts_.last_only ? h.narrow(1, h.size(1) - 1, 1).contiguous() : h; }
   Act logits(LinearOp& head, const Act& x) { return head.forward(x).to(torch::kFloat32); }
@@ -64,6 +64,7 @@ class TensorOps {
   const torch::Tensor& ids_;  // [B, T] int64
   KvCache* cache_;
   const ForwardOptions& opts_;
+  const bool generic_;              // torch ops only (the device path): no CPU-only fast path
   const int64_t q0_;                // position of the first token
   const bool long_rope_;
   std::optional<RopeTables> rope_;  // built by the first layer that takes the batched attention
@@ -102,9 +103,15 @@ torch::Tensor forward(Phi3Weights& w, const torch::Tensor& ids, KvCache* cache, 
       throw Error("context full: " + std::to_string(cache->n_past + T) + " positions needed, the KV cache holds " +
                   std::to_string(cache->capacity()));
   }
-  TensorOps ops(w.config, ids, cache, opts);
+  if (cache && cache->k.defined() && cache->k.device() != w.device) {  // a cache made for the CPU: move it once
+    cache->k = cache->k.to(w.device);
+    cache->v = cache->v.to(w.device);
+    cache->scratch.reset();
+  }
+  TensorOps ops(w.config, ids, cache, opts, w.generic);
   torch::Tensor logits = phi3_logits(ops, w);  // [B, T or 1, vocab] f32
   if (cache) cache->n_past += T;
+  if (!logits.device().is_cpu()) logits = logits.to(torch::kCPU);  // once per call: for the sampler
   return logits;
 }
 
@@ -192,6 +199,7 @@ class RowOps {
 };
 
 bool row_path_ok(const Phi3Weights& w, const KvCache& cache, torch::ScalarType act_dtype) {
+  if (w.generic || !w.device.is_cpu()) return false;
   if (act_dtype != torch::kFloat32 || !w.embed || !w.lm_head || !w.lm_head->has_row_path()) return false;
   if (!cache.k.defined() || !cache.k.is_contiguous() || !cache.v.is_contiguous() || !cache.k.device().is_cpu()) return false;
   const auto kv = cache.k.scalar_type();

@@ -19,12 +19,15 @@ namespace {
 
 // Additive mask [T, S]: query t (absolute position q0 + t) sees key s (absolute position s) when
 // s <= q0 + t (bottom-right causal) and, with a sliding window, s > q0 + t - window.
-torch::Tensor attention_mask(int64_t q0, int64_t T, int64_t S, const std::optional<int>& window) {
-  auto qpos = torch::arange(q0, q0 + T, torch::kInt64).unsqueeze(1);  // [T, 1]
-  auto kpos = torch::arange(0, S, torch::kInt64).unsqueeze(0);        // [1, S]
+torch::Tensor attention_mask(int64_t q0, int64_t T, int64_t S, const std::optional<int>& window,
+                             const torch::Device& device) {
+  // Positions as int32 made on the device (MPS: no int64 arithmetic needed, no host copy).
+  const auto i32 = torch::TensorOptions().dtype(torch::kInt32).device(device);
+  auto qpos = torch::arange(q0, q0 + T, i32).unsqueeze(1);  // [T, 1]
+  auto kpos = torch::arange(0, S, i32).unsqueeze(0);        // [1, S]
   auto allowed = kpos <= qpos;
   if (window) allowed = allowed & (kpos > qpos - *window);
-  auto mask = torch::zeros({T, S}, torch::kFloat32);
+  auto mask = torch::zeros({T, S}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
   return mask.masked_fill(allowed.logical_not(), -std::numeric_limits<float>::infinity());
 }
 
@@ -33,15 +36,16 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
                         const torch::Tensor& mask, const Phi3Config& c) {
   const int64_t B = q.size(0), T = q.size(2), hd = c.head_dim;
   const int64_t n_kv = c.num_key_value_heads, n_rep = c.n_rep();
-  const int64_t S = k.size(2);
-  // Grouped-query attention without copying K/V: the n_rep query heads of each kv head are
+  // Grouped-query attention without copying K/V (S = k.size(2) keys): the n_rep query heads of each kv head are
   // folded into the query length, so one batched matmul per kv head serves them all.
   auto qg = q.to(torch::kFloat32).reshape({B, n_kv, n_rep * T, hd});       // [B, n_kv, n_rep*T, hd]
   auto kf = k.to(torch::kFloat32);                                          // [B, n_kv, S, hd]
   auto vf = v.to(torch::kFloat32);
   auto scores = torch::matmul(qg, kf.transpose(-1, -2)) * (1.0 / std::sqrt(static_cast<double>(hd)));
-  scores = scores.view({B, n_kv, n_rep, T, S}) + mask;                       // mask [T, S] broadcast
-  auto probs = torch::softmax(scores, -1).view({B, n_kv, n_rep * T, S});
+  // mask [T, S] repeated for the n_rep heads folded into the rows: every tensor stays 4-D (some
+  // devices' kernels handle at most 4 dimensions).
+  scores = scores + (n_rep > 1 ? mask.repeat({n_rep, 1}) : mask);           // [B, n_kv, n_rep*T, S]
+  auto probs = torch::softmax(scores, -1);
   auto out = torch::matmul(probs, vf).view({B, c.num_attention_heads, T, hd});  // head-major
   return out.transpose(1, 2).reshape({B, T, c.num_attention_heads * hd}).to(q.scalar_type());
 }
@@ -149,9 +153,9 @@ torch::Tensor attend_cached(const torch::Tensor& qkv, KvCache& cache, int64_t il
 // Attention block after the qkv projection: rotate q and k, append k and v to the cache, attend.
 // Returns [B, T, n_head * hd] in the activation dtype.
 torch::Tensor self_attention(const torch::Tensor& qkv, KvCache* cache, int64_t il, int64_t q0, bool long_rope,
-                             const Phi3Config& c, std::optional<RopeTables>& rope) {
+                             const Phi3Config& c, std::optional<RopeTables>& rope, bool generic) {
   const int64_t B = qkv.size(0), T = qkv.size(1);
-  const bool fused = cache && T <= kFusedMaxT && qkv.scalar_type() == torch::kFloat32 && qkv.is_contiguous() &&
+  const bool fused = !generic && cache && qkv.device().is_cpu() && cache->k.device().is_cpu() && T <= kFusedMaxT && qkv.scalar_type() == torch::kFloat32 && qkv.is_contiguous() &&
                      !qkv.requires_grad() &&
                      (cache->k.scalar_type() == torch::kBFloat16 || cache->k.scalar_type() == torch::kFloat32);
   if (fused) {
@@ -169,7 +173,10 @@ torch::Tensor self_attention(const torch::Tensor& qkv, KvCache* cache, int64_t i
   auto q = qkv.narrow(-1, 0, n_head * hd).view({B, T, n_head, hd}).transpose(1, 2);  // [B, n_head, T, hd]
   auto k = qkv.narrow(-1, n_head * hd, n_kv * hd).view({B, T, n_kv, hd}).transpose(1, 2);
   auto v = qkv.narrow(-1, (n_head + n_kv) * hd, n_kv * hd).view({B, T, n_kv, hd}).transpose(1, 2);
-  if (!rope) rope = rope_tables(c, torch::arange(q0, q0 + T, torch::kInt64), long_rope);  // once per forward
+  if (!rope) {  // once per forward; made on the CPU in f32 (T x rotary_dim floats), then moved
+    rope = rope_tables(c, torch::arange(q0, q0 + T, torch::kInt64), long_rope);
+    if (!qkv.device().is_cpu()) rope = RopeTables{rope->cos.to(qkv.device()), rope->sin.to(qkv.device())};
+  }
   q = apply_rope(q, *rope, c.rotary_dim);
   k = apply_rope(k, *rope, c.rotary_dim);
   const int64_t S = q0 + T;
@@ -180,8 +187,8 @@ torch::Tensor self_attention(const torch::Tensor& qkv, KvCache* cache, int64_t i
     k_all = cache->k[il].narrow(1, 0, S).unsqueeze(0);
     v_all = cache->v[il].narrow(1, 0, S).unsqueeze(0);
   }
-  const auto mask = attention_mask(q0, T, S, c.sliding_window);
-  const bool own_threads = !q.requires_grad() && !k_all.requires_grad() && at::get_num_threads() > 1 &&
+  const auto mask = attention_mask(q0, T, S, c.sliding_window, qkv.device());
+  const bool own_threads = !generic && qkv.device().is_cpu() && !q.requires_grad() && !k_all.requires_grad() && at::get_num_threads() > 1 &&
                            q.scalar_type() == torch::kFloat32;
   return own_threads && core::blas_single_threaded() ? attention_per_head(q, k_all, v_all, mask, c)
                                                : attention(q, k_all, v_all, mask, c);

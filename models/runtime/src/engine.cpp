@@ -12,6 +12,7 @@
 
 #include "qins/core/blas_threads.h"
 #include "qins/core/projective_linear.h"
+#include "qins/graph/device.h"
 #include "qins/io/hf_folder.h"
 #include "qins/io/qins_file.h"
 #include "qins/runtime/internal.h"
@@ -74,6 +75,73 @@ std::vector<int> Engine::tokenize_chat(const std::vector<ChatMessage>& messages,
 }
 std::string Engine::token_piece(int id) const { return impl_->tokenizer->piece(id); }
 
+DeviceChoice resolve_device(const std::string& want) {
+  if (want == "cpu" || want == "cpu-generic") return {want, ""};
+  const bool mps = at::hasMPS(), cuda = torch::cuda::is_available();
+  if (want == "auto") return {mps ? "mps" : cuda ? "cuda" : "cpu", ""};
+  if (want == "cuda" && !cuda)
+    return {"cpu", "cuda requested but not available (" +
+                       std::string(torch::cuda::device_count() > 0 ? "CUDA devices found but unusable"
+                                                                   : "no CUDA device, or a libtorch built without CUDA") +
+                       "); running on the CPU"};
+  if (want == "mps" && !mps)
+    return {"cpu", "mps requested but not available (not a Mac with Metal, or a libtorch built without MPS); running on the CPU"};
+  if (want == "cuda" || want == "mps") return {want, ""};
+  throw Error("device: unknown '" + want + "' (expected auto, cpu, cuda, mps or cpu-generic)");
+}
+
+namespace {
+
+std::string mib(int64_t bytes) { return std::to_string((bytes + (1 << 19)) >> 20) + " MiB"; }
+
+const char* dtype_name(torch::ScalarType t) {
+  return t == torch::kHalf ? "f16" : t == torch::kBFloat16 ? "bf16" : t == torch::kFloat32 ? "f32" : "?";
+}
+
+}  // namespace
+
+// Puts the graph where options.device asks (resolve_device), or leaves it on the CPU with the
+// reason in info.device_note when that device cannot be used.
+void place_on_device(Engine::Impl& e) {
+  const std::string mode = e.options.gpu_weights;
+  if (mode != "expand" && mode != "resident")
+    throw Error("gpu-weights: unknown '" + mode + "' (expected expand or resident)");
+  const DeviceChoice choice = resolve_device(e.options.device);
+  e.info.device = "cpu";
+  e.info.device_note = choice.note;
+  e.info.device_mode = std::string("fused CPU kernels (") + core::kernel_isa() + ")";
+  if (choice.device == "cpu") return;
+  DeviceOptions o;
+  o.device = choice.device == "cpu-generic" ? torch::Device(torch::kCPU) : torch::Device(choice.device);
+  o.resident = mode == "resident";
+  try {
+    o.compute = default_compute_dtype(o.device);
+    DeviceReport rep;
+    Phi3Weights moved = to_device_graph(e.weights, o, &rep);
+    e.weights = std::move(moved);  // the CPU weights go here (unless the device is the CPU)
+    e.info.device = choice.device;
+    e.info.weight_bytes = e.weights.weight_bytes();
+    std::string m = std::string("generic path, ") + dtype_name(o.compute) + " products, ";
+    if (rep.qins_projections == 0) m += "dense weights";
+    else if (rep.resident_projections == rep.qins_projections) m += "weights resident (expanded)";
+    else if (rep.resident_projections > 0) m += std::to_string(rep.resident_projections) + " of " + std::to_string(rep.qins_projections) + " projections resident, the rest expanded per layer";
+    else m += "weights expanded per layer";
+    if (rep.scratch_bytes > 0) m += " (scratch " + mib(rep.scratch_bytes) + ")";
+    m += ", " + mib(rep.device_bytes) + " on the device";
+    // MPS has bf16 only on recent macOS/libtorch: keep its KV cache in f16.
+    if (o.device.is_mps() && e.kv_dtype == torch::kBFloat16) {
+      e.kv_dtype = torch::kHalf;
+      m += ", KV cache f16";
+    }
+    e.info.device_mode = m;
+    if (!rep.note.empty()) e.info.device_note = rep.note;
+  } catch (const std::exception& ex) {  // e.weights is untouched: run on the CPU
+    std::string what = ex.what();
+    if (const auto nl = what.find('\n'); nl != std::string::npos) what.resize(nl);
+    e.info.device_note = "could not run on " + choice.device + " (" + what + "); running on the CPU";
+  }
+}
+
 std::unique_ptr<Engine> EngineInternals::make(LoadedModel m, const LoadOptions& options) {
   auto impl = std::make_unique<Engine::Impl>();
   Engine::Impl& e = *impl;
@@ -108,17 +176,7 @@ std::unique_ptr<Engine> EngineInternals::make(LoadedModel m, const LoadOptions& 
   e.info.chat_template_note = e.tokenizer->chat_template_note();
   const int64_t kv_elem = e.kv_dtype == torch::kFloat32 ? 4 : 2;
   e.info.kv_cache_bytes = 2LL * c.num_hidden_layers * c.num_key_value_heads * e.info.context_length * c.head_dim * kv_elem;
-  // Device: the optimised path is the CPU one; GPU execution is not wired into the graph yet.
-  e.info.device = "cpu";
-  const std::string want = e.options.device;
-  if (want != "cpu") {
-    std::string gpu;
-    if (torch::cuda::is_available()) gpu = "cuda";
-    else if (at::hasMPS()) gpu = "mps";
-    if (want != "auto" || !gpu.empty())
-      e.info.device_note = (gpu.empty() ? "no GPU backend in this libtorch build" : gpu + " is available but the engine runs on the CPU in this version") +
-                           std::string("; running on the CPU");
-  }
+  place_on_device(e);
   apply_thread_policy(e.weights);
   impl->start_background_work();
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
@@ -132,7 +190,7 @@ void Engine::Impl::start_background_work() {
   std::vector<torch::Tensor> buffers;
   auto add = [&](LinearOp* op) {
     if (auto* q = dynamic_cast<QinsLinear*>(op)) buffers.push_back(q->module()->quantized().codes);
-    else if (auto* d = dynamic_cast<DenseLinear*>(op)) buffers.push_back(d->weight());
+    else if (auto* d = dynamic_cast<DenseLinear*>(op); d && d->weight().device().is_cpu()) buffers.push_back(d->weight());
   };
   for (auto& l : weights.layers)
     for (LinearOp* op : {l.qkv.get(), l.o.get(), l.gate_up.get(), l.down.get()}) add(op);

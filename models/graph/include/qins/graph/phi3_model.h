@@ -29,6 +29,11 @@ struct Phi3Weights {
   std::vector<Phi3Layer> layers;
   torch::Tensor final_norm;             // [hidden], f32
   std::unique_ptr<LinearOp> lm_head;    // [vocab, hidden] (with tied embeddings: the same table)
+  // The generic device path (qins/graph/device.h): every op through torch ops on `device`, no
+  // CPU-only fast path (also on the CPU: the `cpu-generic` device the tests run). decode_step
+  // declines such a graph; forward() keeps the KV cache on the device and returns CPU logits.
+  torch::Device device = torch::kCPU;
+  bool generic = false;
 
   int64_t weight_bytes() const;         // everything the weights hold in memory
   int64_t n_params() const;
@@ -50,6 +55,8 @@ struct KvCache {
 };
 
 KvCache make_kv_cache(const Phi3Config& c, int64_t capacity, torch::ScalarType dtype);
+// The cache for these weights: on w.device (zeroed there) for a device graph, else as above.
+KvCache make_kv_cache(const Phi3Weights& w, int64_t capacity, torch::ScalarType dtype);
 // Moves a cache's K and V onto transparent huge pages in place (Linux, MADV_COLLAPSE; see
 // core::promote_to_huge_pages): attention streams them ~8 % faster. Safe while the cache is in
 // use; `cancel` is checked between 32 MiB pieces. Returns the bytes moved (0 where unsupported).
@@ -73,14 +80,16 @@ struct ForwardOptions {
 
 // ids: [B, T] int64. With a cache (B must be 1) the tokens sit at positions
 // cache->n_past .. n_past + T - 1 and the cache advances; without one they sit at 0 .. T-1.
-// Returns logits [B, T, vocab] (or [B, 1, vocab] with last_only), f32.
+// Returns logits [B, T, vocab] (or [B, 1, vocab] with last_only), f32, on the CPU (a device
+// graph copies them back once per call; a CPU cache given to a device graph is moved there first).
 torch::Tensor forward(Phi3Weights& w, const torch::Tensor& ids, KvCache* cache, const ForwardOptions& opts = {});
 
 // One token at position cache.n_past through the same graph as forward(), for the decode loop:
 // every activation lives in buffers kept with the cache (made by the first call), so a step makes
 // no heap allocation after warm-up. Writes logits[vocab_size] (fp32) and advances n_past.
 // Returns false, touching nothing, where the graph needs forward(): a projection or embedding
-// without a row path (the dense baselines), bf16 activations, or a KV dtype other than f32/bf16.
+// without a row path (the dense baselines), bf16 activations, a KV dtype other than f32/bf16, or
+// a device graph (w.generic).
 // Throws Error when the cache is full and std::out_of_range for a token id outside the vocabulary.
 bool decode_step(Phi3Weights& w, int64_t id, KvCache& cache, float* logits,
                  torch::ScalarType act_dtype = torch::kFloat32);

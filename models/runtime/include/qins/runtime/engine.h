@@ -38,7 +38,16 @@ struct SamplingParams {
 enum class KvDtype { F32, BF16, F16 };
 
 struct LoadOptions {
-  std::string device = "auto";   // auto | cpu | cuda | mps
+  // auto | cpu | cuda | mps | cpu-generic. auto prefers MPS, then CUDA, then the CPU (the fused
+  // QINS kernels). cuda/mps run the generic device path (the whole graph through torch ops, QINS
+  // codes expanded per layer on the device); cpu-generic runs that same path on CPU tensors (what
+  // the tests check against the fused CPU path). A device that cannot be used falls back to the
+  // CPU with the reason in ModelInfo::device_note.
+  std::string device = "auto";
+  // Device path only: "expand" (codes stay 1 byte per weight on the device, each projection is
+  // expanded into a shared scratch buffer when it runs) or "resident" (every projection kept
+  // expanded in the compute dtype: faster, 2 bytes per weight; stops where device memory runs out).
+  std::string gpu_weights = "expand";
   int threads = 0;               // 0 = all cores
   int context_length = 4096;     // KV cache is preallocated for this many positions
   KvDtype kv_dtype = KvDtype::BF16;
@@ -55,8 +64,10 @@ struct ModelInfo {
   std::string path;
   std::string format;          // "hf" (safetensors directory) or "qins"
   std::string codebook;        // "none" for float weights, else inverse|projective|uniform
-  std::string device;          // cpu | cuda | mps
+  std::string device;          // cpu | cuda | mps | cpu-generic: where the graph runs
   std::string device_note;     // why a preferred device was not used, if it was not
+  std::string device_mode;     // how it runs there, e.g. "fused CPU kernels (avx2)" or
+                               // "generic path, f16, weights expanded per layer (scratch 96 MiB)"
   int64_t n_params = 0;
   int64_t file_bytes = 0;      // bytes on disk (all shards, or the .qins file)
   int64_t weight_bytes = 0;    // bytes the weights occupy in memory
@@ -183,6 +194,16 @@ struct ModelFileInfo {
   std::string origin_json;    // the whole origin object ("" when none)
 };
 ModelFileInfo read_model_file_info(const std::string& path);
+
+// Where LoadOptions::device would run on this machine and build, before loading anything:
+// device is cpu | cuda | mps | cpu-generic; note says why a requested device is not used (empty
+// when it is). Throws Error for an unknown name. (Engine::load can still fall back to the CPU
+// later, e.g. when moving the weights fails; its ModelInfo says so.)
+struct DeviceChoice {
+  std::string device;
+  std::string note;
+};
+DeviceChoice resolve_device(const std::string& requested);
 
 // Resident memory of this process as the OS reports it (Linux /proc, macOS task_info).
 struct MemoryReading {

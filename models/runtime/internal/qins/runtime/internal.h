@@ -60,6 +60,9 @@ void configure_threads(int threads);
 // call it again after swapping an engine's projections, changing the kernel path
 // (core::set_kernel_isa) or the thread count, and before running weights built outside an engine.
 void apply_thread_policy(const Phi3Weights& w);
+// Moves e.weights onto e.options.device (the generic device path), or records in e.info why it
+// stays on the CPU; fills info.device / device_note / device_mode. EngineInternals::make calls it.
+void place_on_device(Engine::Impl& e);
 // Engine messages as the tokenizer's chat turns.
 std::vector<tok::ChatTurn> to_turns(const std::vector<ChatMessage>& messages);
 
