@@ -231,7 +231,7 @@ GenerationStats Session::complete(const std::string& prompt, const SamplingParam
 std::unique_ptr<Session> Engine::new_session() {
   auto s = std::make_unique<Session::Impl>();
   s->e = impl_.get();
-  s->cache = make_kv_cache(impl_->weights.config, impl_->info.context_length, impl_->kv_dtype);
+  s->cache = make_kv_cache(impl_->weights, impl_->info.context_length, impl_->kv_dtype);  // on the weights' device
   if (core::huge_pages_enabled() && s->cache.bytes() >= (int64_t{4} << 20)) {
     Engine::Impl* e = impl_.get();
     s->huge_pages = std::thread([cache = s->cache, e, cancel = &s->huge_pages_cancel] {
