@@ -65,33 +65,111 @@ class DownloadBar {
   std::string stage_;
 };
 
+struct PullOpts {
+  std::string ref, out, codebook = "projective", cache_dir;
+  double pole = 300.0, stall_timeout = 30.0;
+  int retries = 5, threads = 0;
+  bool no_convert = false, quiet = false;
+};
+
+void add_pull_options(CLI::App& app, PullOpts& o) {
+  app.add_option("repo", o.ref, "Hugging Face model id, optionally with a revision: ORG/NAME[@REVISION]")->required();
+  app.add_flag("--no-convert", o.no_convert, "Only download (into the Hugging Face cache); print the folder");
+  app.add_option("-o,--output", o.out,
+                 "Output .qins file (default: the app's models folder, " + hub::app_models_dir() + ")");
+  app.add_option("--codebook", o.codebook, "inverse | projective | uniform")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"inverse", "projective", "uniform"}));
+  app.add_option("--pole", o.pole, "projective: the pole C of s*j/(C-j); 0 = fit per tensor")->capture_default_str();
+  app.add_option("--threads", o.threads, "Conversion threads (0 = all cores)")->capture_default_str();
+  app.add_option("--cache-dir", o.cache_dir, "Hugging Face cache (default: $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub)");
+  app.add_option("--stall-timeout", o.stall_timeout, "Seconds without data before an attempt is retried")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--retries", o.retries, "Failed attempts in a row before giving up (the pull can be resumed)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100));
+  app.add_flag("-q,--quiet", o.quiet, "No progress output");
+}
+
+// The download, with the progress bar; prints what it pulled.
+hub::PullResult download(const PullOpts& o, hub::HubClient& client, const std::string& repo,
+                         const std::string& revision) {
+  DownloadBar bar(!o.quiet);
+  hub::PullResult r;
+  try {
+    r = client.pull(repo, revision, [&](const hub::PullProgress& p) {
+      bar.update(p);
+      return true;
+    });
+  } catch (...) {
+    bar.finish();
+    throw;
+  }
+  bar.finish();
+  std::printf("%s@%s: %zu files, %s downloaded, %s already in the cache, verified\n  %s\n", repo.c_str(),
+              r.info.commit.c_str(), r.files.size(), hub::format_bytes(r.downloaded_bytes).c_str(),
+              hub::format_bytes(r.reused_bytes).c_str(), r.snapshot_dir.c_str());
+  std::fflush(stdout);
+  return r;
+}
+
+// -o, else <app models folder>/<NAME>-<codebook>.qins (the folder created).
+std::string output_path(const PullOpts& o, const std::string& repo) {
+  std::string out = o.out;
+  if (out.empty()) {
+    const std::string dir = hub::app_models_dir();
+    fs::create_directories(dir);
+    out = dir + "/" + repo.substr(repo.find('/') + 1) + "-" + o.codebook + ".qins";
+  }
+  return out;
+}
+
+// Where the model came from, for the .qins metadata: the Hub, repo, revision, commit and files.
+std::string origin_json(const hub::HubClient& client, const std::string& repo, const std::string& revision,
+                        const hub::PullResult& r) {
+  nlohmann::json files = nlohmann::json::array();
+  for (const auto& f : r.files) {
+    nlohmann::json jf = {{"path", f.path}, {"size", f.size}};
+    if (f.lfs()) jf["sha256"] = f.sha256;
+    if (!f.blob_id.empty()) jf["git_blob"] = f.blob_id;
+    files.push_back(jf);
+  }
+  return nlohmann::json({{"hub", client.endpoint()},
+                         {"repo", repo},
+                         {"revision", revision},
+                         {"commit", r.info.commit},
+                         {"files", files}})
+      .dump();
+}
+
+void convert(const PullOpts& o, const hub::HubClient& client, const std::string& repo, const std::string& revision,
+             const hub::PullResult& r) {
+  if (!fs::exists(r.snapshot_dir + "/tokenizer.model"))
+    throw Error(repo + " has no tokenizer.model (SentencePiece), which qins needs to convert it; the downloaded "
+                       "files are in " + r.snapshot_dir);
+  const std::string out = output_path(o, repo);
+  ConvertOptions co;
+  co.quant.codebook = core::codebook_from_name(o.codebook);
+  co.quant.pole = o.pole;
+  co.quant.threads = o.threads;
+  co.source_name = repo.substr(repo.find('/') + 1);
+  co.origin_json = origin_json(client, repo, revision, r);
+  ProgressBar cbar("converting", !o.quiet);
+  const ConvertReport cr = convert_to_qins(r.snapshot_dir, out, co, [&](double f, const std::string& name) {
+    cbar.update(f, name);
+    return true;
+  });
+  cbar.finish();
+  std::printf("wrote %s: %lld parameters, %.1f MB (%s codebook), %.1f s\n", out.c_str(),
+              static_cast<long long>(cr.params), cr.output_bytes / 1e6, o.codebook.c_str(), cr.seconds);
+}
+
 }  // namespace
 
 Runner add_pull(CLI::App& app) {
-  struct Opts {
-    std::string ref, out, codebook = "projective", cache_dir;
-    double pole = 300.0, stall_timeout = 30.0;
-    int retries = 5, threads = 0;
-    bool no_convert = false, quiet = false;
-  };
-  auto o = std::make_shared<Opts>();
-  app.add_option("repo", o->ref, "Hugging Face model id, optionally with a revision: ORG/NAME[@REVISION]")->required();
-  app.add_flag("--no-convert", o->no_convert, "Only download (into the Hugging Face cache); print the folder");
-  app.add_option("-o,--output", o->out,
-                 "Output .qins file (default: the app's models folder, " + hub::app_models_dir() + ")");
-  app.add_option("--codebook", o->codebook, "inverse | projective | uniform")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"inverse", "projective", "uniform"}));
-  app.add_option("--pole", o->pole, "projective: the pole C of s*j/(C-j); 0 = fit per tensor")->capture_default_str();
-  app.add_option("--threads", o->threads, "Conversion threads (0 = all cores)")->capture_default_str();
-  app.add_option("--cache-dir", o->cache_dir, "Hugging Face cache (default: $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub)");
-  app.add_option("--stall-timeout", o->stall_timeout, "Seconds without data before an attempt is retried")
-      ->capture_default_str()
-      ->check(CLI::PositiveNumber);
-  app.add_option("--retries", o->retries, "Failed attempts in a row before giving up (the pull can be resumed)")
-      ->capture_default_str()
-      ->check(CLI::Range(0, 100));
-  app.add_flag("-q,--quiet", o->quiet, "No progress output");
+  auto o = std::make_shared<PullOpts>();
+  add_pull_options(app, *o);
   return [o]() {
     // Past a file size limit (ulimit -f), a write fails with EFBIG (a clear error, the partial
     // file kept) instead of the signal killing the process.
@@ -102,59 +180,9 @@ Runner add_pull(CLI::App& app) {
     ho.stall_timeout_s = o->stall_timeout;
     ho.max_retries = o->retries;
     hub::HubClient client(ho);
-    DownloadBar bar(!o->quiet);
-    hub::PullResult r;
-    try {
-      r = client.pull(repo, revision, [&](const hub::PullProgress& p) {
-        bar.update(p);
-        return true;
-      });
-    } catch (...) {
-      bar.finish();
-      throw;
-    }
-    bar.finish();
-    std::printf("%s@%s: %zu files, %s downloaded, %s already in the cache, verified\n  %s\n", repo.c_str(),
-                r.info.commit.c_str(), r.files.size(), hub::format_bytes(r.downloaded_bytes).c_str(),
-                hub::format_bytes(r.reused_bytes).c_str(), r.snapshot_dir.c_str());
-    std::fflush(stdout);
+    const hub::PullResult r = download(*o, client, repo, revision);
     if (o->no_convert) return 0;
-
-    if (!fs::exists(r.snapshot_dir + "/tokenizer.model"))
-      throw Error(repo + " has no tokenizer.model (SentencePiece), which qins needs to convert it; the downloaded "
-                         "files are in " + r.snapshot_dir);
-    std::string out = o->out;
-    if (out.empty()) {
-      const std::string dir = hub::app_models_dir();
-      fs::create_directories(dir);
-      out = dir + "/" + repo.substr(repo.find('/') + 1) + "-" + o->codebook + ".qins";
-    }
-    nlohmann::json files = nlohmann::json::array();
-    for (const auto& f : r.files) {
-      nlohmann::json jf = {{"path", f.path}, {"size", f.size}};
-      if (f.lfs()) jf["sha256"] = f.sha256;
-      if (!f.blob_id.empty()) jf["git_blob"] = f.blob_id;
-      files.push_back(jf);
-    }
-    ConvertOptions co;
-    co.quant.codebook = core::codebook_from_name(o->codebook);
-    co.quant.pole = o->pole;
-    co.quant.threads = o->threads;
-    co.source_name = repo.substr(repo.find('/') + 1);
-    co.origin_json = nlohmann::json({{"hub", client.endpoint()},
-                                     {"repo", repo},
-                                     {"revision", revision},
-                                     {"commit", r.info.commit},
-                                     {"files", files}})
-                         .dump();
-    ProgressBar cbar("converting", !o->quiet);
-    const ConvertReport cr = convert_to_qins(r.snapshot_dir, out, co, [&](double f, const std::string& name) {
-      cbar.update(f, name);
-      return true;
-    });
-    cbar.finish();
-    std::printf("wrote %s: %lld parameters, %.1f MB (%s codebook), %.1f s\n", out.c_str(),
-                static_cast<long long>(cr.params), cr.output_bytes / 1e6, o->codebook.c_str(), cr.seconds);
+    convert(*o, client, repo, revision, r);
     return 0;
   };
 }
