@@ -57,7 +57,9 @@ HubOptions fast_options(const FakeHub& hub, const std::string& cache) {
   o.endpoint = hub.endpoint();
   o.cache_dir = cache;
   o.token = std::string("hf_test_token");
-  o.stall_timeout_s = 0.5;
+  // Long enough that a loaded CI machine never looks stalled (tests count requests exactly), short
+  // enough for the stall tests; the fake Hub holds a stall up to 30 s.
+  o.stall_timeout_s = 3.0;
   o.max_retries = 3;
   o.backoff_initial_s = 0.01;
   o.backoff_max_s = 0.05;
