@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -138,11 +139,23 @@ AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   std::vector<char> buf(templ.begin(), templ.end());
   buf.push_back('\0');
   remove_stale_temps(path_);
+  // SIGINT/SIGTERM are held back from the creation of the file until the handler knows it (a
+  // signal in between once left the file behind); a pending one is delivered at the unblock.
+  // The slot's path is the template's final name, known only after mkostemp, so register after.
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGTERM);
+  ::pthread_sigmask(SIG_BLOCK, &block, &old);
   fd_ = ::mkostemp(buf.data(), O_CLOEXEC);
-  if (fd_ < 0) throw Error(path_ + ": cannot create temporary file next to it (" + errno_text() + ")");
-  tmp_ = buf.data();
-  ::flock(fd_, LOCK_EX);  // held until close: marks the temp file as in use (remove_stale_temps)
-  slot_ = register_temp(tmp_);
+  const int err = errno;
+  if (fd_ >= 0) {
+    tmp_ = buf.data();
+    ::flock(fd_, LOCK_EX);  // held until close: marks the temp file as in use (remove_stale_temps)
+    slot_ = register_temp(tmp_);
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (fd_ < 0) throw Error(path_ + ": cannot create temporary file next to it (" + std::strerror(err) + ")");
   ::fchmod(fd_, 0644);
 }
 
