@@ -146,10 +146,21 @@ Runner add_chat(CLI::App& app) {
       messages.insert(messages.end(), history.begin(), history.end());
       std::string reply;
       auto out = stream_to_stdout();
-      const auto stats = session->generate(messages, sampling_of(*o), [&](std::string_view piece) {
-        reply.append(piece);
-        return out(piece);
-      }, &g_stop);
+      GenerationStats stats;
+      try {
+        stats = session->generate(messages, sampling_of(*o), [&](std::string_view piece) {
+          reply.append(piece);
+          return out(piece);
+        }, &g_stop);
+      } catch (const qins::Error& e) {
+        // A refused message (too long) or a stopped reply (non-finite logits): say so, forget the
+        // message, and take the next one; the cache may be half-written.
+        std::fputs("\n", stdout);
+        print_error(e.what());
+        history.pop_back();
+        session->reset();
+        continue;
+      }
       std::fputs("\n", stdout);
       if (stats.stop_reason == "cancelled") std::fputs("(stopped)\n", stderr);
       if (stats.dropped_messages > 0)

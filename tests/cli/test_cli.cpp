@@ -2,7 +2,10 @@
 // naming the file and the problem, a non-zero exit status, and no crash.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
@@ -131,6 +134,57 @@ TEST(Cli, ChatAnswersAndExits) {
   EXPECT_NE(out.find("system prompt set"), std::string::npos) << out;
   EXPECT_NE(out.find("conversation cleared"), std::string::npos) << out;
 }
+
+// Issue 16 item 9: `qins convert` killed while writing leaves no `<target>.tmp-XXXXXX`: SIGTERM
+// and SIGINT remove it at once; after SIGKILL the next write to the same target removes it.
+std::vector<std::string> temp_files_of(const fs::path& target) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(target.parent_path()))
+    if (e.path().filename().string().rfind(target.filename().string() + ".tmp-", 0) == 0) out.push_back(e.path());
+  return out;
+}
+
+void kill_convert_with(int sig) {
+  FixtureOptions o;  // large enough that converting takes a while on one thread
+  o.hidden_size = 256;
+  o.intermediate_size = 1024;
+  o.num_layers = 8;
+  const std::string dir = test::fixture("cli_big", o);
+  const fs::path target = test::temp_root() / ("killed_" + std::to_string(sig) + ".qins");
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const int devnull = ::open("/dev/null", O_WRONLY);
+    ::dup2(devnull, 1);
+    ::dup2(devnull, 2);
+    ::execl(QINS_CLI_PATH, QINS_CLI_PATH, "convert", dir.c_str(), "-o", target.c_str(), "--threads", "1", "-q",
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  // Wait for the temporary file to appear, then kill the writer.
+  bool seen = false;
+  for (int i = 0; i < 20000 && !seen; ++i) {
+    seen = !temp_files_of(target).empty();
+    if (!seen) ::usleep(500);
+  }
+  ::kill(pid, sig);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  ASSERT_TRUE(seen) << "convert finished before a temporary file was seen";
+  ASSERT_TRUE(WIFSIGNALED(st) || WEXITSTATUS(st) != 0) << "convert finished before the signal";
+  EXPECT_FALSE(fs::exists(target));
+  if (sig == SIGKILL) {
+    EXPECT_EQ(temp_files_of(target).size(), 1u);  // nothing can run on SIGKILL
+    const Result r = run("convert " + dir + " -o " + target.string() + " -q");
+    EXPECT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(fs::exists(target));
+  }
+  EXPECT_TRUE(temp_files_of(target).empty()) << temp_files_of(target).front();
+}
+
+TEST(CliConvert, SigtermLeavesNoTemporaryFile) { kill_convert_with(SIGTERM); }
+TEST(CliConvert, SigintLeavesNoTemporaryFile) { kill_convert_with(SIGINT); }
+TEST(CliConvert, SigkillLeftoverIsRemovedByTheNextConvert) { kill_convert_with(SIGKILL); }
 
 TEST(CliErrors, MissingModel) {
   expect_clean_error(run("generate /no/such/model --prompt hi"), {"/no/such/model", "no such file"});

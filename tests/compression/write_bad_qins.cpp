@@ -66,6 +66,19 @@ void write_bad_qins_files(const fs::path& dir) {
   store_le32(f.data() + raw_pos + 8, 0x7FFFFFFFu);
   rehash(f);
   emit("huge_chunk_count", f, "count of chunks");
+  // Issue 16 item 5: a chunk pointing at another's stored bytes (every chunk of a small file
+  // referencing one zstd frame decoded without bound in `inspect`).
+  // The scales section record follows the codes' single chunk record (29 bytes): name (str8
+  // "scales"), raw size u64, chunk count u32, then its chunk record; point it into the codes.
+  if (r.find_tensor("t")->section("codes")->chunks.size() != 1 || codes.stored_size < scales.stored_size)
+    throw std::runtime_error("codes are no longer one chunk larger than the scales: update overlapping_chunks");
+  const std::size_t scales_chunk0 = chunk0 + 29 + 1 + 6 + 8 + 4;
+  f = good;
+  if (load_le64(f.data() + scales_chunk0 + 1) != scales.offset)
+    throw std::runtime_error("the scales chunk record is not where overlapping_chunks expects it");
+  store_le64(f.data() + scales_chunk0 + 1, codes.offset);
+  rehash(f);
+  emit("overlapping_chunks", f, "overlaps the stored bytes of");
 }
 
 }  // namespace qins::comp::test

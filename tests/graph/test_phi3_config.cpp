@@ -411,6 +411,20 @@ TEST(Phi3ConfigReject, NonPositiveSizes) {
   }
 }
 
+// Issue 16 item 2: every count and size has an upper bound, checked before anything is sized
+// from it (num_hidden_layers 2147483647 once made convert build tensor names without end).
+TEST(Phi3ConfigReject, HugeSizes) {
+  for (const char* key : {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+                          "vocab_size", "num_key_value_heads", "head_dim", "max_position_embeddings",
+                          "original_max_position_embeddings"}) {
+    EXPECT_ERROR_NAMES(config_error(minimal_with(key, "2147483647")), "bad/config.json",
+                       std::string("'") + key + "' = 2147483647 is larger than the limit");
+  }
+  // A window wider than any context is clamped, not refused (HF writes 2^31-1 for "none").
+  const Phi3Config c = qins::parse_phi3_config(minimal_with("sliding_window", "2147483647"), "ok/config.json");
+  EXPECT_EQ(*c.sliding_window, 1 << 24);
+}
+
 TEST(Phi3ConfigReject, MissingRequiredKeys) {
   for (const char* key : {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                           "vocab_size"})

@@ -10,6 +10,7 @@
 #include "qins/runtime/internal.h"
 #include "qins/tools/inspect.h"
 #include "qins/io/qins_file.h"
+#include "qins/compression/container.h"
 
 namespace qins {
 namespace {
@@ -161,6 +162,71 @@ TEST(QinsFile, InspectReportsEveryTensor) {
   EXPECT_TRUE(r.ok);
   EXPECT_NE(r.text.find("model.layers.1.mlp.down_proj.weight"), std::string::npos);
   EXPECT_NE(r.text.find("checksums: all chunks and metadata verified"), std::string::npos) << r.text;
+}
+
+// A copy of a converted model's metadata with one extra tensor `rec` of the given sections.
+std::string with_tensor(const std::string& name, const comp::TensorRecord& rec,
+                        const std::vector<comp::SectionData>& sections) {
+  const auto good = convert("inspect", core::Codebook::Projective);
+  const auto out = (test::temp_root() / (name + ".qins")).string();
+  const comp::ContainerReader r = comp::ContainerReader::open(good);
+  comp::ContainerWriter w(out);
+  for (const auto& k : r.metadata_keys()) w.put_metadata(k, r.metadata(k));
+  w.add_tensor(rec, sections, comp::EncodeOptions{});
+  w.commit();
+  return out;
+}
+
+std::string inspect_error(const std::string& file, bool verify) {
+  try {
+    inspect_model(file, verify);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Issue 16 item 5: a section that declares more bytes than its tensor's shape holds (64 MiB of
+// zeros compress to a few KB) is refused by inspect and --verify before anything is decoded, as
+// by the loader. (Chunks sharing stored bytes: tests/data/bad_qins/overlapping_chunks.qins.)
+TEST(QinsFile, InspectRefusesSectionsLargerThanTheShape) {
+  const std::vector<uint8_t> zeros(64u << 20, 0);
+  const auto file = with_tensor("bomb", {"model.norm.weight", {64}, "f32", "", {}},
+                                {{"data", zeros.data(), zeros.size()}});
+  if (const char* keep = std::getenv("QINS_KEEP_BOMB")) fs::copy_file(file, keep, fs::copy_options::overwrite_existing);
+  EXPECT_LT(fs::file_size(file), 200000u);
+  for (const bool verify : {false, true}) {
+    const std::string what = inspect_error(file, verify);
+    EXPECT_NE(what.find("tensor 'model.norm.weight': section 'data' declares 67108864 bytes, its shape [64] implies 256"),
+              std::string::npos) << what;
+  }
+}
+
+// Issue 16 item 11: the loader refuses the same file in one line naming the file once (a size
+// mismatch once read "<path>: <path>: tensor ... has N bytes, buffer has M").
+TEST(QinsFile, LoaderRefusesSectionsLargerThanTheShapeNamingTheFileOnce) {
+  const std::vector<uint8_t> zeros(1u << 20, 0);
+  const auto file = with_tensor("bomb_load", {"model.norm.weight", {64}, "f32", "", {}},
+                                {{"data", zeros.data(), zeros.size()}});
+  try {
+    read_qins_model(file, 1, true);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(what.find(file), 0u) << what;
+    EXPECT_EQ(what.find(file, 1), std::string::npos) << what;
+    EXPECT_NE(what.find("declares 1048576 bytes"), std::string::npos) << what;
+  }
+}
+
+// Issue 16 item 11: a shape of [2^33, 2^33] overflowed inspect's parameter count.
+TEST(QinsFile, InspectRefusesShapesPastTwoToThe48) {
+  const std::vector<uint8_t> one(4, 0);
+  const uint64_t big = uint64_t{1} << 33;
+  const auto file = with_tensor("huge_shape", {"model.layers.0.mlp.down_proj.weight", {big, big}, "qins8", "projective", {}},
+                                {{"codes", one.data(), 1}});
+  const std::string what = inspect_error(file, false);
+  EXPECT_NE(what.find("shape [8589934592, 8589934592] has more than 2^48 elements"), std::string::npos) << what;
 }
 
 TEST(QinsFile, LoadProgressIsMonotoneAndCancellable) {

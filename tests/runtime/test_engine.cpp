@@ -162,6 +162,47 @@ TEST(Engine, ContextOverflowDropsOldestTurnsKeepsSystem) {
   EXPECT_EQ(static_cast<int>(e->tokenize_chat(kept, true).size()), r.stats.prompt_tokens);
 }
 
+// Issue 16 item 10: one message longer than the context was cut to its last tokens (dropping its
+// leading <|user|>) with room for 2 reply tokens; now it is refused, saying what happened. A
+// message that fits with the reserve goes through whole, starting with its <|user|>.
+TEST(Engine, ASingleLongMessageIsRefusedNotCutAtTheFront) {
+  auto e = load_fixture("mha", {}, /*context=*/96);
+  engine_internals(*e).stop_ids.clear();
+  auto s = e->new_session();
+  std::string longer;
+  for (int i = 0; i < 40; ++i) longer += "The river runs past the old mill. ";
+  try {
+    chat(*s, {{Role::System, "Be kind."}, {Role::User, longer}}, greedy(16));
+    ADD_FAILURE() << "no error";
+  } catch (const Error& ex) {
+    const std::string what = ex.what();
+    EXPECT_NE(what.find("the message does not fit"), std::string::npos) << what;
+    EXPECT_NE(what.find("16 are kept for the reply"), std::string::npos) << what;
+  }
+  // Fits: the prompt is exactly the rendered conversation (nothing cut), and the reply has its room.
+  const std::vector<ChatMessage> ok{{Role::User, "Tell me about the river."}};
+  auto r = chat(*s, ok, greedy(16));
+  const auto ids = e->tokenize_chat(ok, true);
+  EXPECT_EQ(r.stats.prompt_tokens, static_cast<int>(ids.size()));
+  EXPECT_EQ(r.stats.generated_tokens, 16);
+  EXPECT_EQ(r.stats.stop_reason, "max_tokens");
+}
+
+// Issue 16 item 10: text past 1 MiB is refused before the tokenizer sees it (a 5 MB message once
+// took 1.1-1.4 GB to tokenize).
+TEST(Engine, HugeInputIsRefusedBeforeTokenizing) {
+  auto e = load_fixture("mha", {}, /*context=*/96);
+  auto s = e->new_session();
+  const std::string huge((5u << 20), 'a');
+  try {
+    chat(*s, {{Role::User, huge}}, greedy(4));
+    ADD_FAILURE() << "no error";
+  } catch (const Error& ex) {
+    EXPECT_NE(std::string(ex.what()).find("more than the 1048576 bytes"), std::string::npos) << ex.what();
+  }
+  EXPECT_THROW(s->complete(huge, greedy(4), {}), Error);
+}
+
 TEST(Engine, CrossingTheOriginalContextSwitchesToLongFactors) {
   FixtureOptions o;
   o.longrope = true;
@@ -189,6 +230,25 @@ TEST(Engine, CrossingTheOriginalContextSwitchesToLongFactors) {
   }
   std::vector<int> expected(seq.begin() + static_cast<long>(prompt_len), seq.end());
   EXPECT_EQ(ids, expected);
+}
+
+// Issue 16 item 1: NaN logits (a NaN weight the loader could not see, or a bf16/f16 overflow)
+// stop the reply with an error naming the model, at the default temperature and greedy alike.
+TEST(Engine, NonFiniteLogitsStopTheReplyNamingTheModel) {
+  auto e = load_fixture("mha");
+  engine_internals(*e).weights.final_norm.fill_(std::nanf(""));
+  for (const float t : {0.0f, 0.7f}) {
+    auto s = e->new_session();
+    SamplingParams p = greedy(8);
+    p.temperature = t;
+    try {
+      chat(*s, {{Role::User, "Hello"}}, p);
+      ADD_FAILURE() << "no error";
+    } catch (const Error& ex) {
+      const std::string what = ex.what();
+      EXPECT_EQ(what.rfind(e->info().name + ": the model produced non-finite logits", 0), 0u) << what;
+    }
+  }
 }
 
 TEST(Engine, BadPathsGiveClearErrors) {

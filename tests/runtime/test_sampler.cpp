@@ -27,6 +27,22 @@ TEST(Sampler, GreedyPicksTheArgmax) {
   EXPECT_EQ(s.sample(l.data(), 4, {}), 1);
 }
 
+// Issue 16 item 1: a NaN or Inf logit once left no candidate and the sampler took .back() of an
+// empty vector (SIGSEGV); greedy returned garbage. Every mode now throws NonFiniteLogits.
+TEST(Sampler, NonFiniteLogitsThrowInEveryMode) {
+  for (const float bad : {std::nanf(""), INFINITY, -INFINITY}) {
+    for (const SamplingParams& p : {params(0.0f), params(0.8f), params(0.8f, 0.9f), params(0.8f, 1.0f, 5),
+                                    params(0.8f, 1.0f, 0, 0.05f)}) {
+      Sampler s(p);
+      std::vector<float> l(64, bad);
+      EXPECT_THROW(s.sample(l.data(), 64, {}), NonFiniteLogits);
+      l.assign(64, 0.5f);
+      l[17] = bad;
+      EXPECT_THROW(s.sample(l.data(), 64, {}), NonFiniteLogits);
+    }
+  }
+}
+
 TEST(Sampler, RepetitionPenaltyDemotesSeenTokens) {
   SamplingParams p = params(0.0f);
   p.repetition_penalty = 2.0f;

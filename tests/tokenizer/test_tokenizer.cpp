@@ -533,6 +533,40 @@ TEST_F(TokenizerTest, MissingAndBrokenFilesAreNamed) {
   EXPECT_NE(message(config, config).find(config + ": not a SentencePiece model"), std::string::npos);
 }
 
+// Issue 16 item 3: every tokenizer file goes through util's read_file: a device (a link to
+// /dev/null or /dev/zero) is refused as not a regular file, an oversized file by its size, before
+// anything is read.
+TEST_F(TokenizerTest, TokenizerFilesAreCappedAndRegularOnly) {
+  const std::string model = (*dir_ / "tokenizer.model").string();
+  const std::string config = (*dir_ / "tokenizer_config.json").string();
+  const auto message = [](const std::string& a, const std::string& b) -> std::string {
+    try {
+      Tokenizer::from_files(a, b);
+    } catch (const TokenizerError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  const fs::path dev = *dir_ / "dev_link.json";
+  fs::create_symlink("/dev/null", dev);
+  EXPECT_NE(message(model, dev.string()).find("not a regular file"), std::string::npos) << message(model, dev.string());
+  EXPECT_NE(message(dev.string(), config).find("not a regular file"), std::string::npos);
+  fs::remove(dev);
+  const fs::path big = *dir_ / "big_tokenizer.json";
+  { std::ofstream(big) << "{}"; }
+  fs::resize_file(big, (uint64_t{64} << 20) + 1);  // sparse: costs no disk
+  const std::string what = message(model, big.string());
+  fs::remove(big);
+  EXPECT_NE(what.find("more than the"), std::string::npos) << what;
+}
+
+// Issue 16 item 11: a key twice in added_tokens_decoder is an error (nlohmann would keep the last).
+TEST_F(TokenizerTest, DuplicateAddedTokenKeysAreRejected) {
+  expect_config_error(tok().model_bytes(),
+                      R"({"added_tokens_decoder": {"700": {"content": "<a>"}, "700": {"content": "<b>"}}})",
+                      "duplicate key \"700\"");
+}
+
 // ---------------------------------------------------------------------------------------------
 std::string config_with_template(const std::string& tmpl) {
   nlohmann::json cfg = {{"added_tokens_decoder", {{"600", {{"content", "<|end|>"}, {"special", true}}}}}};

@@ -13,9 +13,12 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include "qins/tokenizer/utf8.h"
+#include "qins/util/errors.h"
+#include "qins/util/files.h"
 
 namespace qins::tok {
 namespace {
@@ -85,13 +88,13 @@ std::string replace_all(std::string s, std::string_view from, std::string_view t
   return s;
 }
 
-std::string read_file_or_throw(const std::string& path, const char* what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw TokenizerError(path + ": cannot open " + what + " (missing or unreadable file)");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) throw TokenizerError(path + ": read error in " + what);
-  return ss.str();
+// Through util's read_file: regular files only (a FIFO or /dev/zero is refused), at most `cap` bytes.
+std::string read_file_or_throw(const std::string& path, const char* what, uint64_t cap = kMaxTokenizerBytes) {
+  try {
+    return read_file(path, cap);
+  } catch (const Error& e) {
+    throw TokenizerError(std::string(e.what()) + " (" + what + ")");
+  }
 }
 
 // nlohmann's parser recurses on destruction; refuse absurd nesting before parsing (fuzz safety).
@@ -111,6 +114,24 @@ void check_json_depth(std::string_view text, const std::string& name) {
       --depth;
     }
   }
+}
+
+// nlohmann keeps the last of two equal keys; a tokenizer config with a key twice (two entries for
+// one id in added_tokens_decoder) is ambiguous and refused.
+json parse_without_duplicate_keys(std::string_view text, const std::string& name) {
+  std::vector<std::unordered_set<std::string>> keys;  // per open object
+  auto on_event = [&](int, json::parse_event_t event, json& parsed) -> bool {
+    if (event == json::parse_event_t::object_start) {
+      keys.emplace_back();
+    } else if (event == json::parse_event_t::object_end) {
+      if (!keys.empty()) keys.pop_back();
+    } else if (event == json::parse_event_t::key && !keys.empty()) {
+      const std::string& key = parsed.get_ref<const std::string&>();
+      if (!keys.back().insert(key).second) throw TokenizerError(name + ": duplicate key \"" + key + "\"");
+    }
+    return true;
+  };
+  return json::parse(text.begin(), text.end(), on_event);
 }
 
 bool optional_bool(const json& obj, const char* key, bool fallback, const std::string& where) {
@@ -295,7 +316,7 @@ auto Tokenizer::Impl::load(std::string_view model_bytes, const std::string& mode
   check_json_depth(config_json, config_name);
   json cfg;
   try {
-    cfg = json::parse(config_json.begin(), config_json.end());
+    cfg = parse_without_duplicate_keys(config_json, config_name);
   } catch (const json::exception& e) {
     throw TokenizerError(config_name + ": invalid JSON (" + e.what() + ")");
   }
@@ -443,9 +464,10 @@ std::string merge_sibling_token_files(const std::string& config, const std::stri
     const auto p = dir / name;
     std::error_code ec;
     if (!std::filesystem::is_regular_file(p, ec)) return false;
-    check_json_depth(read_file_or_throw(p.string(), name), p.string());
+    const std::string text = read_file_or_throw(p.string(), name);
+    check_json_depth(text, p.string());
     try {
-      out = json::parse(read_file_or_throw(p.string(), name));
+      out = json::parse(text);
     } catch (const json::exception& e) {
       throw TokenizerError(p.string() + ": invalid JSON (" + e.what() + ")");
     }

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +12,7 @@
 #include <csignal>
 #include <cstring>
 #include <mutex>
+#include <random>
 #include <vector>
 
 #include "qins/util/errors.h"
@@ -134,15 +136,35 @@ std::string read_file(const std::string& path, uint64_t max_bytes) {
 }
 
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
-  std::string templ = path_ + ".tmp-XXXXXX";
-  std::vector<char> buf(templ.begin(), templ.end());
-  buf.push_back('\0');
   remove_stale_temps(path_);
-  fd_ = ::mkostemp(buf.data(), O_CLOEXEC);
-  if (fd_ < 0) throw Error(path_ + ": cannot create temporary file next to it (" + errno_text() + ")");
-  tmp_ = buf.data();
-  ::flock(fd_, LOCK_EX);  // held until close: marks the temp file as in use (remove_stale_temps)
-  slot_ = register_temp(tmp_);
+  // The name is registered with the signal handler before the file exists, so a SIGINT/SIGTERM
+  // delivered to any thread at any moment finds it (mkostemp named the file only after creating
+  // it, and a signal on another thread in between left it behind). On this thread the signals
+  // are also held back until the file is created and locked.
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGINT);
+  sigaddset(&block, SIGTERM);
+  ::pthread_sigmask(SIG_BLOCK, &block, &old);
+  static const char kChars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  std::random_device rd;
+  int err = EEXIST;
+  for (int attempt = 0; attempt < 100 && fd_ < 0 && err == EEXIST; ++attempt) {
+    std::string name = path_ + ".tmp-";
+    for (int i = 0; i < 6; ++i) name += kChars[rd() % (sizeof kChars - 1)];
+    slot_ = register_temp(name);
+    fd_ = ::open(name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    err = errno;
+    if (fd_ >= 0) {
+      tmp_ = name;
+      ::flock(fd_, LOCK_EX);  // held until close: marks the temp file as in use (remove_stale_temps)
+    } else {
+      unregister_temp(slot_);  // not ours (EEXIST: another writer's) or not created
+      slot_ = -1;
+    }
+  }
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (fd_ < 0) throw Error(path_ + ": cannot create temporary file next to it (" + std::strerror(err) + ")");
   ::fchmod(fd_, 0644);
 }
 

@@ -101,6 +101,26 @@ void require_positive(int value, const char* key, const std::string& origin) {
   if (value <= 0) fail(origin, std::string("'") + key + "' must be positive, got " + std::to_string(value));
 }
 
+// Every count and size is held to a sane upper bound before anything is sized from it (a
+// num_hidden_layers of 2^31-1 once made the converter build tensor names until memory ran out).
+// The limits are far above any released model (Phi-3.5: 3072 hidden, 8192 intermediate, 32
+// layers, 32 heads, 32064 vocab, 131072 positions); whether the files hold that many parameters is
+// checked by the loaders against the checkpoint (check_config_against_files in models/io).
+constexpr int kMaxHidden = 1 << 16;        // 65536
+constexpr int kMaxIntermediate = 1 << 18;  // 262144
+constexpr int kMaxLayers = 1024;
+constexpr int kMaxHeads = 1024;
+constexpr int kMaxHeadDim = 4096;
+constexpr int kMaxVocab = 1 << 22;      // 4194304
+constexpr int kMaxPositions = 1 << 24;  // 16777216 (also bounds sliding_window)
+
+void require_range(int value, int max, const char* key, const std::string& origin) {
+  require_positive(value, key, origin);
+  if (value > max)
+    fail(origin, std::string("'") + key + "' = " + std::to_string(value) + " is larger than the limit " +
+                     std::to_string(max));
+}
+
 // eos_token_id: an int or a list of ints; missing -> `fallback`.
 std::vector<int> get_id_list(const json& obj, const char* key, std::vector<int> fallback,
                              const std::string& origin) {
@@ -154,21 +174,21 @@ void parse_sizes(const json& j, const std::string& origin, Phi3Config& c) {
   c.num_hidden_layers = get_int(j, "num_hidden_layers", origin);
   c.num_attention_heads = get_int(j, "num_attention_heads", origin);
   c.vocab_size = get_int(j, "vocab_size", origin);
-  require_positive(c.hidden_size, "hidden_size", origin);
-  require_positive(c.intermediate_size, "intermediate_size", origin);
-  require_positive(c.num_hidden_layers, "num_hidden_layers", origin);
-  require_positive(c.num_attention_heads, "num_attention_heads", origin);
-  require_positive(c.vocab_size, "vocab_size", origin);
+  require_range(c.hidden_size, kMaxHidden, "hidden_size", origin);
+  require_range(c.intermediate_size, kMaxIntermediate, "intermediate_size", origin);
+  require_range(c.num_hidden_layers, kMaxLayers, "num_hidden_layers", origin);
+  require_range(c.num_attention_heads, kMaxHeads, "num_attention_heads", origin);
+  require_range(c.vocab_size, kMaxVocab, "vocab_size", origin);
 
   c.num_key_value_heads = get_int_or(j, "num_key_value_heads", c.num_attention_heads, origin);
-  require_positive(c.num_key_value_heads, "num_key_value_heads", origin);
+  require_range(c.num_key_value_heads, kMaxHeads, "num_key_value_heads", origin);
   if (c.num_attention_heads % c.num_key_value_heads != 0)
     fail(origin, "num_attention_heads " + std::to_string(c.num_attention_heads) +
                      " is not divisible by num_key_value_heads " + std::to_string(c.num_key_value_heads));
 
   if (find_value(j, "head_dim")) {
     c.head_dim = get_int(j, "head_dim", origin);
-    require_positive(c.head_dim, "head_dim", origin);
+    require_range(c.head_dim, kMaxHeadDim, "head_dim", origin);
   } else {
     if (c.hidden_size % c.num_attention_heads != 0)
       fail(origin, "hidden_size " + std::to_string(c.hidden_size) +
@@ -176,6 +196,10 @@ void parse_sizes(const json& j, const std::string& origin, Phi3Config& c) {
                        " (and no head_dim is given)");
     c.head_dim = c.hidden_size / c.num_attention_heads;
   }
+  // The attention width (q, and k/v) is a matrix dimension too.
+  if (int64_t{c.head_dim} * c.num_attention_heads > kMaxIntermediate)
+    fail(origin, "num_attention_heads x head_dim = " + std::to_string(int64_t{c.head_dim} * c.num_attention_heads) +
+                     " is larger than the limit " + std::to_string(kMaxIntermediate));
 
 }
 
@@ -194,10 +218,10 @@ void parse_rope(const json& j, const std::string& origin, Phi3Config& c) {
                      " must be positive and even");
 
   c.max_position_embeddings = get_int_or(j, "max_position_embeddings", 4096, origin);
-  require_positive(c.max_position_embeddings, "max_position_embeddings", origin);
+  require_range(c.max_position_embeddings, kMaxPositions, "max_position_embeddings", origin);
   c.original_max_position_embeddings =
       get_int_or(j, "original_max_position_embeddings", c.max_position_embeddings, origin);
-  require_positive(c.original_max_position_embeddings, "original_max_position_embeddings", origin);
+  require_range(c.original_max_position_embeddings, kMaxPositions, "original_max_position_embeddings", origin);
 
   if (const json* rs = find_value(j, "rope_scaling")) {
     if (!rs->is_object()) fail(origin, "'rope_scaling' must be an object or null");
@@ -227,6 +251,9 @@ void parse_rest(const json& j, const std::string& origin, Phi3Config& c) {
   if (const json* sw = find_value(j, "sliding_window")) {
     c.sliding_window = as_int(*sw, origin, "sliding_window");
     require_positive(*c.sliding_window, "sliding_window", origin);
+    // Phi-3 configs carry sliding_window = max_position_embeddings or larger (2^31-1 means "none"):
+    // clamp rather than refuse; nothing is sized from it beyond the context.
+    if (*c.sliding_window > kMaxPositions) c.sliding_window = kMaxPositions;
   }
 
   if (const json* t = find_value(j, "tie_word_embeddings")) {
@@ -267,7 +294,7 @@ Phi3Config parse_phi3_config(const std::string& json_text, const std::string& or
 }
 
 Phi3Config read_phi3_config(const std::string& path) {
-  return parse_phi3_config(read_file(path), path);
+  return parse_phi3_config(read_file(path, kMaxConfigBytes), path);
 }
 
 std::string phi3_config_to_json(const Phi3Config& c) {

@@ -1,6 +1,7 @@
 // The converter: a Hugging Face folder -> one .qins file, one tensor at a time.
 #include "qins/graph/phi3_layout.h"
 #include "qins/io/converter.h"
+#include "qins/io/model_checks.h"
 
 #include <nlohmann/json.hpp>
 
@@ -41,12 +42,20 @@ ConvertReport convert_to_qins(const std::string& hf_dir, const std::string& out_
   const Phi3Config c = read_phi3_config(paths.config);
   // The tokenizer must load before anything is written: a bad one fails the conversion early.
   const tok::Tokenizer tokenizer = tok::Tokenizer::from_files(paths.tokenizer_model, paths.tokenizer_config);
-  auto ckpt = st::Checkpoint::open_dir(hf_dir);
-
   QinsModelMeta meta;
+  GenerationConfig generation;
+  if (!paths.generation_config.empty()) {
+    meta.generation_config_json = read_file(paths.generation_config, kMaxConfigBytes);
+    generation = parse_generation_config(meta.generation_config_json, paths.generation_config);
+  }
+  // The same checks as loading the folder: the tokenizer and special ids fit the vocabulary, the
+  // files can hold what config.json describes (before the tensor list is built from it).
+  validate_token_ids(c, generation, tokenizer, hf_dir);
+  auto ckpt = st::Checkpoint::open_dir(hf_dir);
+  check_config_against_files(c, ckpt->total_bytes(), hf_dir);
+
   meta.config_json = c.source_json;
-  if (!paths.generation_config.empty()) meta.generation_config_json = read_file(paths.generation_config);
-  meta.tokenizer_model = read_file(paths.tokenizer_model);
+  meta.tokenizer_model = read_file(paths.tokenizer_model, kMaxTokenizerBytes);
   meta.tokenizer_config_json = tokenizer.config_json();  // with the added tokens found beside it
   nlohmann::json info({{"source", opts.source_name.empty() ? fs::path(hf_dir).filename().string() : opts.source_name},
                        {"codebook", core::codebook_name(opts.quant.codebook)},

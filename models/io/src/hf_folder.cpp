@@ -1,9 +1,11 @@
 #include "qins/io/hf_folder.h"
+#include "qins/io/model_checks.h"
 
 #include "qins/graph/phi3_layout.h"
 #include "qins/util/files.h"
 
 #include <filesystem>
+#include <set>
 
 #include "qins/util/errors.h"
 
@@ -19,7 +21,27 @@ torch::Tensor read_tensor_f32(const st::Checkpoint& ckpt, const Phi3Config& c, c
                 shape_str(want));
   auto out = torch::empty(want, torch::kFloat32);
   st::to_float32(t, out.data_ptr<float>());
+  // Every loader and the converter read through here: a NaN or Inf (one flipped exponent bit) is
+  // refused with the tensor's name, not found later as NaN logits or a nameless quantize error.
+  if (!torch::isfinite(out).all().item<bool>())
+    throw Error(t.file + ": tensor '" + name + "' contains NaN or Inf");
   return out;
+}
+
+std::vector<std::string> check_checkpoint_tensors(const st::Checkpoint& ckpt, const Phi3Config& c) {
+  std::set<std::string> used;
+  for (const TensorSpec& s : phi3_tensors(c)) {
+    const st::TensorView* t = ckpt.find(s.name);
+    if (!t) throw Error(ckpt.dir() + ": tensor '" + s.name + "' (implied by config.json) is missing");
+    if (t->shape != s.shape)
+      throw Error(t->file + ": tensor '" + s.name + "' has shape " + shape_str(t->shape) + ", config.json implies " +
+                  shape_str(s.shape));
+    used.insert(s.name);
+  }
+  std::vector<std::string> extra;
+  for (const auto& name : ckpt.names())
+    if (!used.count(name) && !(c.tie_word_embeddings && name == "lm_head.weight")) extra.push_back(name);
+  return extra;
 }
 
 namespace {
@@ -92,12 +114,12 @@ LoadedModel read_hf_model(const std::string& dir, const std::string& weight_form
   const HfPaths paths = find_hf_files(dir);
   const Phi3Config config = read_phi3_config(paths.config);
   if (!paths.generation_config.empty())
-    m.generation = parse_generation_config(read_file(paths.generation_config), paths.generation_config);
+    m.generation = parse_generation_config(read_file(paths.generation_config, kMaxConfigBytes), paths.generation_config);
   m.tokenizer = std::make_unique<tok::Tokenizer>(tok::Tokenizer::from_files(paths.tokenizer_model, paths.tokenizer_config));
-  if (m.tokenizer->vocab_size() > config.vocab_size)
-    throw Error(paths.tokenizer_config + ": the tokenizer has " + std::to_string(m.tokenizer->vocab_size()) +
-                " tokens but config.json says vocab_size " + std::to_string(config.vocab_size));
+  validate_token_ids(config, m.generation, *m.tokenizer, dir);
   auto ckpt = st::Checkpoint::open_dir(dir);
+  check_config_against_files(config, ckpt->total_bytes(), dir);
+  (void)check_checkpoint_tensors(*ckpt, config);  // every tensor present and shaped, before allocating
   WeightLoadOptions wo;
   const std::string& fmt = weight_format;
   if (fmt == "f32" || fmt.empty() || fmt == "auto") wo.mode = WeightMode::F32;

@@ -1,6 +1,7 @@
 // .qins model files: the writer and the parallel loader (the bytes are compression/'s container).
 #include "qins/graph/phi3_layout.h"
 #include "qins/io/qins_file.h"
+#include "qins/io/model_checks.h"
 
 #include <nlohmann/json.hpp>
 
@@ -111,6 +112,45 @@ struct Pending {
   torch::Tensor f;          // f32
 };
 
+constexpr uint64_t kMaxTensorElements = uint64_t{1} << 48;
+std::string comp_shape_str(const std::vector<uint64_t>& shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+}  // namespace
+
+int64_t check_qins_tensor(const comp::TensorInfo& t, const std::string& path) {
+  const std::string where = path + ": tensor '" + t.name + "'";
+  uint64_t n = 1;
+  for (const uint64_t d : t.shape) {
+    if (d != 0 && n > kMaxTensorElements / d)
+      throw Error(where + ": shape " + comp_shape_str(t.shape) + " has more than 2^48 elements");
+    n *= d;
+  }
+  std::map<std::string, uint64_t> want;
+  if (t.encoding == "qins8") {
+    if (t.shape.size() != 2) throw Error(where + ": qins8 needs 2 dimensions");
+    want = {{"codes", n}, {"scales", t.shape[0] * 4}, {"lut", 128 * 4}};
+  } else if (t.encoding == "f32") {
+    want = {{"data", n * 4}};
+  } else {
+    throw Error(where + ": unsupported encoding '" + t.encoding + "'");
+  }
+  for (const auto& s : t.sections) {
+    const auto it = want.find(s.name);
+    if (it == want.end()) throw Error(where + ": unexpected section '" + s.name + "' for " + t.encoding);
+    if (s.raw_size != it->second)
+      throw Error(where + ": section '" + s.name + "' declares " + std::to_string(s.raw_size) + " bytes, its shape " +
+                  comp_shape_str(t.shape) + " implies " + std::to_string(it->second));
+  }
+  for (const auto& [name, bytes] : want)
+    if (!t.section(name)) throw Error(where + ": missing section '" + name + "'");
+  return static_cast<int64_t>(n);
+}
+
+namespace {
+
 std::vector<int64_t> i64_shape(const comp::TensorInfo& t) {
   std::vector<int64_t> s;
   for (auto d : t.shape) s.push_back(static_cast<int64_t>(d));
@@ -141,6 +181,7 @@ nlohmann::json read_model_info(const comp::ContainerReader& r, const FailFn& fai
 std::map<std::string, Pending> allocate_tensors(const comp::ContainerReader& r, const Phi3Config& c,
                                                 std::vector<comp::DecodeJob>& jobs, const FailFn& fail) {
   std::map<std::string, Pending> pending;
+  for (const auto& t : r.tensors()) check_qins_tensor(t, r.path());  // all, before allocating any
   for (const auto& t : r.tensors()) {
     Pending p;
     p.info = &t;
@@ -180,9 +221,15 @@ Phi3Weights assemble_decoded(const Phi3Config& c, std::map<std::string, Pending>
     if (it == pending.end()) throw fail("missing tensor '" + name + "'");
     return it->second;
   };
+  // Checksums catch damage after writing, not a NaN written in (or a bit flipped before hashing).
+  auto finite = [&](const torch::Tensor& t, const std::string& name, const char* part) {
+    if (!torch::isfinite(t).all().item<bool>()) throw fail("tensor '" + name + "': " + part + " contain NaN or Inf");
+  };
   auto quantized = [&](const TensorSpec& s) -> core::QuantizedTensor& {
     Pending& p = take(s.name);
     if (!p.q.codes.defined()) throw fail("tensor '" + s.name + "' must be qins8");
+    finite(p.q.scales, s.name, "its scales");
+    finite(p.q.lut, s.name, "its lookup table values");
     return p.q;
   };
   WeightMakers make;
@@ -190,6 +237,7 @@ Phi3Weights assemble_decoded(const Phi3Config& c, std::map<std::string, Pending>
   make.norm = [&](const TensorSpec& s) -> torch::Tensor {
     Pending& p = take(s.name);
     if (!p.f.defined()) throw fail("tensor '" + s.name + "' must be f32");
+    finite(p.f, s.name, "its values");
     return p.f;
   };
   make.linear = [&](const TensorSpec& s) {
@@ -219,6 +267,7 @@ LoadedModel read_qins_model(const std::string& path, int threads, bool verify_ch
       m.generation = parse_generation_config(r.metadata("generation_config.json"), path + " (generation_config.json)");
     m.tokenizer = std::make_unique<tok::Tokenizer>(
         tok::Tokenizer::from_memory(r.metadata("tokenizer.model"), r.metadata("tokenizer_config.json"), path));
+    validate_token_ids(c, m.generation, *m.tokenizer, path);
 
     // Allocate every destination, then decode all chunks in parallel straight into them.
     std::vector<comp::DecodeJob> jobs;
@@ -244,7 +293,8 @@ LoadedModel read_qins_model(const std::string& path, int threads, bool verify_ch
   } catch (const nlohmann::json::exception& e) {
     throw fail(std::string("bad metadata JSON (") + e.what() + ")");
   } catch (const std::invalid_argument& e) {
-    throw fail(e.what());
+    const std::string what = e.what();  // the container's own messages already name the file
+    throw what.compare(0, path.size() + 2, path + ": ") == 0 ? Error(what) : fail(what);
   }
 }
 

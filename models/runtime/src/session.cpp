@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <string>
 #include <thread>
 
 #include "qins/runtime/engine.h"
@@ -14,6 +15,8 @@ namespace qins {
 
 namespace {
 constexpr int64_t kPrefillChunk = 256;  // prompt tokens per forward call; the stop flag is checked between chunks
+constexpr size_t kMaxInputBytes = size_t{1} << 20;  // text of one request (all messages, or a raw prompt)
+void check_input_size(const std::vector<ChatMessage>& messages);
 }  // namespace
 
 struct Session::Impl {
@@ -41,6 +44,8 @@ struct Session::Impl {
   // it cannot, a re-run with the long factors where the sequence crosses into LongRoPE. Points
   // into step_logits or logits; nullptr when the re-run was cancelled.
   const float* step(int id, torch::Tensor& logits, std::vector<float>& step_logits, const std::atomic<bool>* stop);
+  // sampler.sample over `row`; non-finite logits stop the reply with an error naming the model.
+  int sample_or_explain(Sampler& sampler, std::vector<float>& row, int generated);
 };
 
 Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -118,6 +123,18 @@ const float* Session::Impl::step(int id, torch::Tensor& logits, std::vector<floa
   return logits.data_ptr<float>();
 }
 
+int Session::Impl::sample_or_explain(Sampler& sampler, std::vector<float>& row, int generated) {
+  try {
+    return sampler.sample(row.data(), static_cast<int>(row.size()), cached);
+  } catch (const NonFiniteLogits& ex) {
+    // Either a weight holds a NaN/Inf (the loaders refuse those they can see) or an activation
+    // or the KV cache overflowed its dtype (bf16/f16 saturate to Inf past ~3.4e38 / 65504).
+    throw Error(e->info.name + ": the model produced non-finite logits after " + std::to_string(generated) +
+                " generated tokens (" + ex.what() + "); its weights hold a NaN or Inf, or an activation " +
+                "overflowed its bf16/f16 range (try --kv f32); the reply was stopped");
+  }
+}
+
 GenerationStats Session::Impl::run(std::vector<int> prompt, const SamplingParams& params, const TokenFn& on_piece,
                                    const std::atomic<bool>* stop, std::vector<int>* out_ids) {
   torch::NoGradGuard no_grad;
@@ -152,7 +169,7 @@ GenerationStats Session::Impl::run(std::vector<int> prompt, const SamplingParams
   stats.stop_reason = "max_tokens";
   for (int n = 0; n < params.max_new_tokens; ++n) {
     std::copy_n(lp, row.size(), row.begin());
-    const int id = sampler.sample(row.data(), static_cast<int>(row.size()), cached);
+    const int id = sample_or_explain(sampler, row, stats.generated_tokens);
     if (n == 0) {
       t_first = Clock::now();
       stats.time_to_first_token_s = seconds_since(t0);
@@ -189,14 +206,32 @@ GenerationStats Session::Impl::run(std::vector<int> prompt, const SamplingParams
   return stats;
 }
 
+// The tokenizer's memory grows with its input (~250 bytes per input byte on a 5 MB message);
+// text past kMaxInputBytes could never fit a context anyway (a token is >= 1 byte; the largest
+// supported context, 128k tokens, holds ~500 KB of prose), so it is refused before encoding.
+namespace {
+void check_input_size(const std::vector<ChatMessage>& messages) {
+  size_t bytes = 0;
+  for (const ChatMessage& m : messages) bytes += m.content.size();
+  if (bytes > kMaxInputBytes)
+    throw Error("the conversation is " + std::to_string(bytes) + " bytes of text, more than the " +
+                std::to_string(kMaxInputBytes) + " bytes qins takes as input (about " +
+                std::to_string(kMaxInputBytes / 4) + " tokens): shorten it");
+}
+}  // namespace
+
 GenerationStats Session::generate(const std::vector<ChatMessage>& messages, const SamplingParams& params,
                                   const TokenFn& on_piece, const std::atomic<bool>* stop,
                                   std::vector<int>* out_ids) {
   const auto& tok = *impl_->e->tokenizer;
+  check_input_size(messages);
   std::vector<ChatMessage> kept = messages;
   std::vector<int> ids = tok.encode_chat(to_turns(kept), /*add_generation_prompt=*/true);
   // Context overflow policy: drop the oldest turns (never the system prompt, never the last
-  // message) until the prompt plus room for the reply fits.
+  // message) until the prompt plus room for the reply fits. The reply keeps max_new_tokens or
+  // half the context, whichever is smaller; a prompt that cannot fit even with only the system
+  // prompt and the last message is refused (never cut at the front, which would lose its
+  // <|system|>/<|user|> marker and the start of the message).
   const int64_t capacity = impl_->cache.capacity();
   const int64_t reserve = std::min<int64_t>(std::max(1, params.max_new_tokens), capacity / 2);
   int dropped = 0;
@@ -212,6 +247,11 @@ GenerationStats Session::generate(const std::vector<ChatMessage>& messages, cons
     }
     ids = tok.encode_chat(to_turns(kept), true);
   }
+  if (static_cast<int64_t>(ids.size()) + reserve > capacity)
+    throw Error("the message does not fit: the prompt is " + std::to_string(ids.size()) + " tokens" +
+                (kept.size() > 1 ? " (the system prompt and the last message alone)" : "") + ", the context holds " +
+                std::to_string(capacity) + " and " + std::to_string(reserve) +
+                " are kept for the reply; shorten the message or load the model with a longer context");
   auto stats = impl_->run(std::move(ids), params, on_piece, stop, out_ids);
   stats.dropped_messages = dropped;
   return stats;
@@ -220,6 +260,7 @@ GenerationStats Session::generate(const std::vector<ChatMessage>& messages, cons
 GenerationStats Session::complete(const std::string& prompt, const SamplingParams& params, const TokenFn& on_piece,
                                   const std::atomic<bool>* stop, bool allow_special, std::vector<int>* out_ids) {
   const auto& tok = *impl_->e->tokenizer;
+  check_input_size({ChatMessage{Role::User, prompt}});
   std::vector<int> ids;
   const bool bos = tok.add_bos() || prompt.empty();  // an empty prompt generates from BOS alone
   if (bos) ids.push_back(impl_->e->weights.config.bos_token_id);

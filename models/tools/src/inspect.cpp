@@ -36,6 +36,9 @@ ModelReport inspect_hf(const std::string& dir) {
   const HfPaths paths = find_hf_files(dir);
   const Phi3Config c = read_phi3_config(paths.config);
   auto ckpt = st::Checkpoint::open_dir(dir);
+  // The config against the tensors (a missing or misshapen tensor is an error), and a note for
+  // tensors the config does not use.
+  const std::vector<std::string> unused = check_checkpoint_tensors(*ckpt, c);
   nlohmann::json j;
   std::ostringstream t;
   t << "model folder: " << dir << "\n";
@@ -68,6 +71,13 @@ ModelReport inspect_hf(const std::string& dir) {
     << ", QINS codes " << human_bytes(static_cast<double>(linear_params) + 4.0 * norm_params) << " (+ per-row scales)\n";
   t << "KV cache: " << human_bytes(2.0 * kv_per_pos) << " per position in bf16 ("
     << human_bytes(2.0 * kv_per_pos * 4096) << " at 4096 positions)\n";
+  if (!unused.empty()) {
+    t << "note: " << unused.size() << " tensor" << (unused.size() == 1 ? "" : "s")
+      << " in the files not used by config.json (ignored when loading):";
+    for (const auto& n : unused) t << " " << n;
+    t << "\n";
+  }
+  j["unused_tensors"] = unused;
   j["path"] = dir;
   j["format"] = "hf";
   j["config"] = nlohmann::json::parse(c.source_json);

@@ -8,6 +8,7 @@
 #include "qins/compression/container.h"
 #include "qins/graph/phi3_config.h"
 #include "qins/graph/phi3_layout.h"
+#include "qins/io/qins_file.h"
 #include "qins/tools/inspect.h"
 #include "qins/util/errors.h"
 
@@ -93,6 +94,9 @@ ModelReport inspect_qins(const std::string& path, bool verify) {
   try {
     const comp::ContainerReader r = comp::ContainerReader::open(path);
     const Phi3Config c = parse_phi3_config(r.metadata("config.json"), path + " (config.json)");
+    // Every tensor's declared sizes against its shape, before anything is decoded (the reader has
+    // already refused overlapping chunks): a small file cannot make inspect decode gigabytes.
+    for (const auto& ti : r.tensors()) check_qins_tensor(ti, path);
     nlohmann::json j;
     j["path"] = path;
     j["format"] = "qins";

@@ -192,6 +192,7 @@ class ContainerReader {
     uint64_t offset, stored_size, raw_size, checksum;
   };
   struct WorkItem;
+  void check_no_overlap() const;  // throws FormatError when two payloads share stored bytes
   ContainerReader() = default;
   void parse();
   [[noreturn]] void fail(const std::string& what) const;

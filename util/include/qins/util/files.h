@@ -12,6 +12,11 @@ namespace qins {
 // Reads of whole files (config.json, tokenizer files, ...) are capped: a file larger than this (or
 // a link to /dev/zero) is an error, not gigabytes of memory.
 constexpr uint64_t kMaxReadBytes = uint64_t{1} << 30;
+// Caps per kind of file: JSON configs (config.json, generation_config.json, special_tokens_map.json)
+// are a few KB in every real model; tokenizer files (tokenizer.model, tokenizer.json,
+// tokenizer_config.json) a few MB (Gemma's tokenizer.json, the largest known, is ~34 MB).
+constexpr uint64_t kMaxConfigBytes = uint64_t{16} << 20;
+constexpr uint64_t kMaxTokenizerBytes = uint64_t{64} << 20;
 
 // The whole file as bytes. Refuses anything but a regular file (a FIFO would block, a device would
 // never end) and files over max_bytes; throws qins::Error naming the path.

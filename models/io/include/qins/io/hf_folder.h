@@ -32,6 +32,11 @@ torch::Tensor read_tensor_f32(const st::Checkpoint& ckpt, const Phi3Config& c, c
 Phi3Weights load_hf_weights(const st::Checkpoint& ckpt, const Phi3Config& c, const WeightLoadOptions& opts,
                             const std::function<bool(double)>& progress = {});
 
+// Every tensor config.json implies is in the checkpoint with its shape (throws qins::Error naming
+// the file and the tensor otherwise); returns the names of tensors the config does not use (a
+// note for inspect, not an error: some exports carry extra buffers).
+std::vector<std::string> check_checkpoint_tensors(const st::Checkpoint& ckpt, const Phi3Config& c);
+
 // Paths inside a Hugging Face directory.
 struct HfPaths {
   std::string config, generation_config, tokenizer_model, tokenizer_config;  // empty if absent (optional ones)

@@ -59,6 +59,16 @@ struct QinsModelMeta {
 };
 void put_model_metadata(QinsFileWriter& w, const QinsModelMeta& m);
 
+namespace comp {
+struct TensorInfo;
+}
+// The sections a model tensor of the .qins format must have, held to its shape before anything is
+// decoded: qins8 = codes (one byte per element), scales (4 bytes per row), lut (128 floats); f32 =
+// data (4 bytes per element); the element count must fit 2^48. A section whose declared size
+// differs (a decompression bomb: a few KB that decode to gigabytes) is refused. Returns the
+// element count; throws qins::Error naming `path` and the tensor.
+int64_t check_qins_tensor(const comp::TensorInfo& t, const std::string& path);
+
 // True when the file starts with the container's magic bytes.
 bool is_qins_file(const std::string& path);
 

@@ -7,17 +7,35 @@
 #include <vector>
 
 #include "qins/runtime/engine.h"
+#include "qins/util/errors.h"
 
 namespace qins {
+
+// A row of logits holding a NaN or an Inf (a broken weight, or an activation that overflowed in
+// bf16/f16): no token can be drawn from it. The session rethrows it naming the model.
+class NonFiniteLogits : public Error {
+ public:
+  using Error::Error;
+};
 
 class Sampler {
  public:
   explicit Sampler(const SamplingParams& params);
   // logits: vocab floats (modified in place). history: tokens so far (for the repetition penalty).
+  // Throws NonFiniteLogits when a logit is NaN or infinite.
   int sample(float* logits, int vocab, const std::vector<int>& history);
   uint64_t seed() const { return seed_; }
 
  private:
+  static void check_finite(const float* logits, int vocab);
+  void apply_repetition_penalty(float* logits, int vocab, const std::vector<int>& history);
+  void softmax_candidates(const float* logits, int vocab);
+  void apply_min_p();
+  void order_candidates();
+  void sort_top_p_head();
+  double cut_top_p();
+  int draw(double total);
+
   SamplingParams p_;
   uint64_t seed_;
   std::mt19937_64 rng_;
