@@ -392,6 +392,10 @@ std::ofstream open_train_log(const fs::path& log_path, bool resume, int64_t step
 
 // Everything the step loop carries.
 struct TrainRun {
+  TrainRun(const TrainOptions& o_, const tok::Tokenizer& tok_, TrainData& data_, TrainResult& res_,
+           torch::optim::AdamW& opt_, std::vector<torch::Tensor> params)
+      : o(o_), tok(tok_), data(data_), res(res_), opt(opt_), all_params(std::move(params)) {}
+
   const TrainOptions& o;
   const tok::Tokenizer& tok;
   TrainData& data;
@@ -550,7 +554,7 @@ TrainResult run_training(const TrainOptions& o, const TrainCallbacks& cb) {
   res.final_train_loss = std::numeric_limits<double>::quiet_NaN();  // stays NaN when no step runs
   std::vector<torch::Tensor> all_params;
   auto opt = make_optimizer(res.weights, o, all_params);
-  TrainRun run{o, tok, data, res, *opt, std::move(all_params)};
+  TrainRun run(o, tok, data, res, *opt, std::move(all_params));
   run.stream.ex = &data.train;
   run.stream.seed = o.seed;
   if (!o.resume.empty()) {
