@@ -32,6 +32,19 @@ QString find_file(const QString& dir, const QString& pattern) {
   return it.hasNext() ? it.next() : QString();
 }
 
+// The stalled model.safetensors' partial file, once the fake Hub has sent the half it sends before
+// going silent. (Waiting for any "*.incomplete" raced: a small file's partial file could be seen
+// and renamed before the big one started, and the pause then found nothing to keep.)
+QString stalled_part(const QString& cache, const qins_test::FakeHub& hub) {
+  const auto half = static_cast<qint64>(hub.file("model.safetensors").content.size() / 2);
+  QDirIterator it(cache, {QStringLiteral("*.incomplete")}, QDir::Files, QDirIterator::Subdirectories);
+  while (it.hasNext()) {
+    const QString p = it.next();
+    if (QFileInfo(p).size() == half) return p;
+  }
+  return {};
+}
+
 }  // namespace
 
 TEST(ModelsPage, CatalogListsThePhi3FamilyWithSizesLicenceAndState) {
@@ -207,10 +220,7 @@ TEST(ModelsPage, PauseKeepsTheBytesAndResumeAfterARestartFinishes) {
   PageRig s(hub);
   ASSERT_TRUE(s.downloads->download(kRepo));
   // The GUI thread keeps running while the worker waits on the stalled transfer.
-  ASSERT_TRUE(QTest::qWaitFor([&] {
-    const QString part = find_file(s.cache, QStringLiteral("*.incomplete"));
-    return !part.isEmpty() && QFileInfo(part).size() > 0;
-  }, 60000));
+  ASSERT_TRUE(QTest::qWaitFor([&] { return !stalled_part(s.cache, hub).isEmpty(); }, 60000));
   EXPECT_EQ(s.downloads->stateOf(kRepo), ModelDownloads::Downloading);
   s.downloads->pause();
   ASSERT_TRUE(s.waitIdle());
@@ -240,7 +250,7 @@ TEST(ModelsPage, CancelRemovesThePartialFiles) {
   hub.stall = 1;
   PageRig s(hub);
   ASSERT_TRUE(s.downloads->download(kRepo));
-  ASSERT_TRUE(QTest::qWaitFor([&] { return !find_file(s.cache, QStringLiteral("*.incomplete")).isEmpty(); }, 60000));
+  ASSERT_TRUE(QTest::qWaitFor([&] { return !stalled_part(s.cache, hub).isEmpty(); }, 60000));
   s.downloads->cancel();
   ASSERT_TRUE(s.waitIdle());
   EXPECT_TRUE(find_file(s.cache, QStringLiteral("*.incomplete")).isEmpty());
