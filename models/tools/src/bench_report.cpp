@@ -22,16 +22,6 @@
 #include "qins/runtime/sampler.h"
 #include "bench_system.h"
 
-#if defined(__linux__) || defined(__APPLE__)
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
-#include <unistd.h>
-#endif
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
-
 namespace qins {
 
 namespace {
