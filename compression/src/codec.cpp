@@ -3,6 +3,7 @@
 
 #include <zstd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -68,6 +69,13 @@ void zstd_decode(const uint8_t* src, std::size_t src_size, uint8_t* dst, std::si
                      std::to_string(dst_size));
 }
 
+EncodedChunk encode_raw(const uint8_t* src, std::size_t n) {
+  EncodedChunk raw;
+  raw.codec = Codec::raw;
+  raw.data.assign(src, src + n);
+  return raw;
+}
+
 }  // namespace
 
 const char* codec_name(Codec c) {
@@ -97,7 +105,11 @@ EncodedChunk encode_best(const uint8_t* src, std::size_t n, const CodecOptions& 
   EncodedChunk best;
   best.codec = Codec::raw;
   if (n == 0) return best;
-  std::size_t best_size = n;
+  // A payload must be at most n - n * min_saving_percent / 100 bytes to be kept.
+  const std::size_t pct = std::min<std::size_t>(opt.min_saving_percent, 100);
+  const std::size_t limit = n - (n / 100) * pct - (n % 100) * pct / 100;
+  if (limit == 0) return encode_raw(src, n);
+  std::size_t best_size = std::min(n, limit + 1);  // and always smaller than raw
   auto consider = [&](Codec c) {
     std::vector<uint8_t> tmp;
     tmp.reserve(n / 2);
@@ -111,11 +123,11 @@ EncodedChunk encode_best(const uint8_t* src, std::size_t n, const CodecOptions& 
   const huf::Histogram h = huf::histogram(src, n);
   if (opt.allow_huffman) {
     // Skip the encode when the size bound already says it cannot beat raw.
-    if (huf::encoded_size(h, huf::build_code_lengths(h)) < n) consider(Codec::huffman);
+    if (huf::encoded_size(h, huf::build_code_lengths(h)) < best_size) consider(Codec::huffman);
   }
   if (opt.allow_sparse && h[0] * 8 >= n) consider(Codec::sparse_huffman);
   if (opt.allow_zstd) consider(Codec::zstd);
-  if (best.codec == Codec::raw) best.data.assign(src, src + n);
+  if (best.codec == Codec::raw) return encode_raw(src, n);
   return best;
 }
 

@@ -60,6 +60,15 @@ void populate_destination(uint8_t* p, uint64_t n) {
 #endif
 }
 
+// A chunk used in place without a checksum pass: ask the kernel to start reading it from disk
+// now (cold start), so that the first forward pass finds it in the page cache.
+void prefetch_source(const uint8_t* p, uint64_t n) {
+  static const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
+  const uintptr_t b = reinterpret_cast<uintptr_t>(p) + n;
+  (void)::madvise(reinterpret_cast<void*>(a), b - a, MADV_WILLNEED);
+}
+
 }  // namespace
 
 struct ContainerReader::WorkItem {
@@ -68,6 +77,7 @@ struct ContainerReader::WorkItem {
   std::size_t chunk;
   uint8_t* dst;               // nullptr: decode into per-thread scratch (verify)
   uint64_t weight;            // raw bytes, for progress
+  bool in_place = false;      // a raw chunk used where it lies in the mapping: only verified
 };
 
 namespace {
@@ -163,8 +173,8 @@ void ContainerReader::run_items(const std::vector<WorkItem>& items, const Decode
     const ChunkInfo& c = it.section->chunks[it.chunk];
     if (opt.verify && checksum64(dst, c.raw_size) != c.checksum)
       fail("bad checksum in tensor '" + it.tensor->name + "' section '" + it.section->name +
-           "' chunk " + std::to_string(it.chunk));
-    if (keep_) release_source_pages(base_ + c.offset, c.stored_size);  // a file mapping
+           "' chunk " + std::to_string(it.chunk) + (it.in_place ? " (used in place from the file mapping)" : ""));
+    if (keep_ && !it.in_place) release_source_pages(base_ + c.offset, c.stored_size);  // a file mapping
   };
   auto is_huffman = [](const WorkItem& it) {
     return it.tensor && it.section->chunks[it.chunk].codec == Codec::huffman;
@@ -178,7 +188,10 @@ void ContainerReader::run_items(const std::vector<WorkItem>& items, const Decode
       weight += it.weight;
       if (!it.tensor) continue;
       const uint64_t raw = it.section->chunks[it.chunk].raw_size;
-      if (it.dst) {
+      if (it.in_place) {
+        dst[k] = const_cast<uint8_t*>(base_ + it.section->chunks[it.chunk].offset);  // only read
+        if (!opt.verify) prefetch_source(dst[k], raw);
+      } else if (it.dst) {
         dst[k] = it.dst;
         populate_destination(dst[k], raw);
       } else {
@@ -203,7 +216,7 @@ void ContainerReader::run_items(const std::vector<WorkItem>& items, const Decode
       if (!it.tensor) {
         (void)metadata(meta_[it.chunk].key);
       } else {
-        if (!paired) decode_chunk_into(*it.tensor, *it.section, it.chunk, dst[k], false);
+        if (!paired && !it.in_place) decode_chunk_into(*it.tensor, *it.section, it.chunk, dst[k], false);
         finish_item(it, dst[k]);
       }
     }
@@ -229,6 +242,13 @@ void ContainerReader::decode_parallel(const std::vector<DecodeJob>& jobs, const 
       throw std::invalid_argument(name_ + ": tensor '" + j.tensor + "' section '" + j.section +
                                   "' has " + std::to_string(s->raw_size) + " bytes, buffer has " +
                                   std::to_string(j.dst_size));
+    if (j.in_place) {
+      if (!mapped_section(*t, j.section))
+        throw std::invalid_argument(name_ + ": tensor '" + j.tensor + "' section '" + j.section +
+                                    "' cannot be used in place (not raw chunks back to back in a file mapping)");
+      for (std::size_t i = 0; i < s->chunks.size(); ++i) items.push_back({t, s, i, nullptr, s->chunks[i].raw_size, true});
+      continue;
+    }
     uint8_t* o = static_cast<uint8_t*>(j.dst);
     for (std::size_t i = 0; i < s->chunks.size(); ++i) {
       items.push_back({t, s, i, o, s->chunks[i].raw_size});

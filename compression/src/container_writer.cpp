@@ -80,9 +80,10 @@ void ContainerWriter::append(const void* data, std::size_t size) {
   offset_ += size;
 }
 
-void ContainerWriter::align() {
-  static const uint8_t zeros[kDataAlignment] = {};
-  const std::size_t pad = std::size_t((kDataAlignment - offset_ % kDataAlignment) % kDataAlignment);
+void ContainerWriter::align(std::size_t to) {
+  static const uint8_t zeros[kRawChunkAlignment] = {};
+  static_assert(kRawChunkAlignment % kDataAlignment == 0, "alignments must nest");
+  const std::size_t pad = std::size_t((to - offset_ % to) % to);
   if (pad) append(zeros, pad);
 }
 
@@ -162,7 +163,9 @@ void ContainerWriter::add_tensor(const TensorRecord& tensor, const std::vector<S
       if (err) std::rethrow_exception(err);
       for (std::size_t c = b0; c < b1; ++c) {
         const std::size_t len = std::min(opt.chunk_size, sd.size - c * opt.chunk_size);
-        align();
+        // Raw chunks of a page or more start on a page (a loader uses them in place from the
+        // file mapping); the smaller ones (scales, tables) keep the 64-byte alignment.
+        align(enc[c - b0].codec == Codec::raw && len >= kRawChunkAlignment ? kRawChunkAlignment : kDataAlignment);
         ChunkInfo ci;
         ci.codec = enc[c - b0].codec;
         ci.offset = offset_;

@@ -458,3 +458,121 @@ TEST(GoldenFiles, CommittedBadFilesGiveTheirErrors) {
   EXPECT_GE(n, 5u);
 }
 
+
+// The writer keeps an entropy codec only where it saves >= min_saving_percent; raw chunks of a
+// page or more start on a page; a section of raw chunks back to back is used in place from the
+// file mapping, and a section mixing raw and coded chunks is decoded as before.
+TEST(Container, RawAndCodedChunksMixedRoundTripAndRawSectionsAreUsedInPlace) {
+  TempDir d;
+  const fs::path p = d.path() / "mixed.qins";
+  const auto noise = random_bytes(200000, 11);           // incompressible: raw
+  const auto skewed = qins_like_codes(150000, 12, 1.5);  // saves far more than 10 %: huffman
+  std::vector<uint8_t> mixed = noise;                    // raw chunks, then coded ones
+  mixed.insert(mixed.end(), skewed.begin(), skewed.end());
+  const auto small = random_bytes(100, 13);
+  {
+    ContainerWriter w(p.string());
+    EncodeOptions eo;
+    eo.chunk_size = 64 * 1024;
+    eo.threads = 2;
+    w.add_tensor({"small", {100}, "raw", "", {}}, {{"data", small.data(), small.size()}}, eo);
+    w.add_tensor({"noise", {200000}, "raw", "", {}}, {{"data", noise.data(), noise.size()}}, eo);
+    w.add_tensor({"mixed", {mixed.size()}, "raw", "", {}}, {{"data", mixed.data(), mixed.size()}}, eo);
+    w.commit();
+  }
+  ContainerReader r = ContainerReader::open(p.string());
+  const TensorInfo* tn = r.find_tensor("noise");
+  const TensorInfo* tm = r.find_tensor("mixed");
+  const TensorInfo* ts = r.find_tensor("small");
+  ASSERT_TRUE(tn && tm && ts);
+  for (const auto& c : tn->sections[0].chunks) {
+    EXPECT_EQ(c.codec, Codec::raw);
+    EXPECT_EQ(c.offset % kRawChunkAlignment, 0u) << "raw chunks of a page or more start on a page";
+  }
+  EXPECT_EQ(ts->sections[0].chunks[0].offset % kDataAlignment, 0u);
+  const SectionStats ms = section_stats(tm->sections[0]);
+  EXPECT_GT(ms.chunks[unsigned(Codec::raw)], 0u);
+  EXPECT_GT(ms.chunks[unsigned(Codec::huffman)], 0u);
+
+  // In place: the very bytes, no copy, and only for all-raw back-to-back sections.
+  const uint8_t* at = r.mapped_section(*tn, "data");
+  ASSERT_NE(at, nullptr);
+  EXPECT_EQ(std::vector<uint8_t>(at, at + noise.size()), noise);
+  EXPECT_EQ(r.mapped_section(*tm, "data"), nullptr);
+  EXPECT_EQ(r.mapped_section(*tn, "nope"), nullptr);
+
+  std::vector<uint8_t> got_mixed(mixed.size()), got_small(small.size());
+  DecodeJob in_place{"noise", "data", nullptr, noise.size()};
+  in_place.in_place = true;
+  r.decode_parallel({in_place, {"mixed", "data", got_mixed.data(), got_mixed.size()},
+                     {"small", "data", got_small.data(), got_small.size()}});
+  EXPECT_EQ(got_mixed, mixed);
+  EXPECT_EQ(got_small, small);
+  DecodeJob not_mappable{"mixed", "data", nullptr, mixed.size()};
+  not_mappable.in_place = true;
+  EXPECT_THROW(r.decode_parallel({not_mappable}), std::invalid_argument);
+
+  // A reader over memory has no mapping to lend.
+  const auto bytes = read_all(p);
+  ContainerReader m = ContainerReader::from_memory(bytes.data(), bytes.size(), "mem");
+  EXPECT_EQ(m.mapped_section(*m.find_tensor("noise"), "data"), nullptr);
+  EXPECT_EQ(m.mapping(), nullptr);
+}
+
+TEST(Container, MinSavingPercentDecidesBetweenCodedAndRaw) {
+  // ~7.6 bits of entropy per byte: Huffman saves a few percent, below the default 10 %.
+  const auto codes = qins_like_codes(1 << 16, 21, 40.0);
+  CodecOptions keep_any;
+  keep_any.min_saving_percent = 0;
+  keep_any.allow_zstd = false;
+  const EncodedChunk any = encode_best(codes.data(), codes.size(), keep_any);
+  ASSERT_EQ(any.codec, Codec::huffman);
+  const double saving = 1.0 - double(any.data.size()) / double(codes.size());
+  ASSERT_GT(saving, 0.0);
+  ASSERT_LT(saving, 0.10) << "the test data should save less than the default threshold";
+  CodecOptions dflt;
+  dflt.allow_zstd = false;
+  EXPECT_EQ(encode_best(codes.data(), codes.size(), dflt).codec, Codec::raw);
+  CodecOptions all_but;
+  all_but.allow_zstd = false;
+  all_but.min_saving_percent = unsigned(saving * 100);  // just below what it saves: coded
+  EXPECT_EQ(encode_best(codes.data(), codes.size(), all_but).codec, Codec::huffman);
+  all_but.min_saving_percent = unsigned(saving * 100) + 1;  // just above: raw
+  EXPECT_EQ(encode_best(codes.data(), codes.size(), all_but).codec, Codec::raw);
+}
+
+// A damaged byte in a chunk used in place is found by the checksum pass of the load and named.
+TEST(Container, CorruptChunkUsedInPlaceIsACleanErrorNamingTheFile) {
+  TempDir d;
+  const fs::path p = d.path() / "mapped.qins";
+  const auto noise = random_bytes(200000, 31);
+  {
+    ContainerWriter w(p.string());
+    EncodeOptions eo;
+    eo.chunk_size = 64 * 1024;
+    w.add_tensor({"noise", {200000}, "raw", "", {}}, {{"data", noise.data(), noise.size()}}, eo);
+    w.commit();
+  }
+  std::size_t at = 0;
+  {
+    ContainerReader r = ContainerReader::open(p.string());
+    at = std::size_t(r.find_tensor("noise")->sections[0].chunks[2].offset) + 77;
+  }
+  auto f = read_all(p);
+  f[at] ^= 0x20;
+  write_all(p, f);
+  ContainerReader r = ContainerReader::open(p.string());
+  DecodeJob j{"noise", "data", nullptr, noise.size()};
+  j.in_place = true;
+  try {
+    r.decode_parallel({j});
+    FAIL() << "expected a checksum error";
+  } catch (const FormatError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find(p.string()), std::string::npos) << m;
+    EXPECT_NE(m.find("bad checksum in tensor 'noise' section 'data' chunk 2"), std::string::npos) << m;
+  }
+  DecodeOptions no_verify;
+  no_verify.verify = false;
+  EXPECT_NO_THROW(r.decode_parallel({j}, no_verify));  // what --no-verify trades away
+}

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -163,6 +164,15 @@ namespace {
 
 using FailFn = std::function<Error(const std::string&)>;
 
+// QINS_MMAP=0 copies raw codes out of the file like decoded ones (for comparisons).
+bool map_in_place() {
+  static const bool on = [] {
+    const char* v = std::getenv("QINS_MMAP");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  return on;
+}
+
 // The file's qins.json, checked to be a Phi-3 model this build reads.
 nlohmann::json read_model_info(const comp::ContainerReader& r, const FailFn& fail) {
   if (!r.has_metadata("qins.json")) throw fail("not a QINS model (no qins.json metadata)");
@@ -197,10 +207,20 @@ std::map<std::string, Pending> allocate_tensors(const comp::ContainerReader& r, 
       if (shape.size() != 2) throw fail("tensor '" + t.name + "': qins8 needs 2 dimensions");
       p.q.codebook = core::codebook_from_name(t.codebook);
       p.q.pole = t.extras.count("pole") ? std::strtod(t.extras.at("pole").c_str(), nullptr) : 0.0;
-      p.q.codes = core::empty_large(shape, torch::kUInt8);  // huge pages: decoding streams it per token
+      if (const uint8_t* mapped = map_in_place() ? r.mapped_section(t, "codes") : nullptr) {
+        // Raw codes are used where they lie in the file mapping (no copy); the tensor holds the
+        // mapping, which keeps the file's pages even if the file is replaced on disk.
+        p.q.codes = torch::from_blob(const_cast<uint8_t*>(mapped), shape, [keep = r.mapping()](void*) {},
+                                     torch::TensorOptions().dtype(torch::kUInt8));
+        comp::DecodeJob j{t.name, "codes", nullptr, static_cast<size_t>(p.q.codes.numel())};
+        j.in_place = true;
+        jobs.push_back(j);
+      } else {
+        p.q.codes = core::empty_large(shape, torch::kUInt8);  // huge pages: decoding streams it per token
+        jobs.push_back({t.name, "codes", p.q.codes.data_ptr(), static_cast<size_t>(p.q.codes.numel())});
+      }
       p.q.scales = torch::empty({shape[0]}, torch::kFloat32);
       p.q.lut = torch::empty({128}, torch::kFloat32);
-      jobs.push_back({t.name, "codes", p.q.codes.data_ptr(), static_cast<size_t>(p.q.codes.numel())});
       jobs.push_back({t.name, "scales", p.q.scales.data_ptr(), static_cast<size_t>(shape[0]) * 4});
       jobs.push_back({t.name, "lut", p.q.lut.data_ptr(), 128 * 4});
     } else if (t.encoding == "f32") {

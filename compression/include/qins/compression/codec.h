@@ -19,6 +19,11 @@ struct CodecOptions {
   bool allow_sparse = true;   // tried when >= 1/8 of the bytes are zero
   bool allow_zstd = true;
   int zstd_level = 3;
+  // An entropy codec is kept only when its payload is at least this many percent smaller than
+  // the raw bytes; otherwise the chunk is stored raw (and a loader can map it in place instead
+  // of decoding it). 0 keeps any saving, as writers before this option did. Why 10: see
+  // docs/file-format.md, "When a chunk stays raw".
+  unsigned min_saving_percent = 10;
 };
 
 struct EncodedChunk {
@@ -30,7 +35,8 @@ struct EncodedChunk {
 void encode_with(Codec c, const uint8_t* src, std::size_t n, std::vector<uint8_t>& out,
                  int zstd_level = 3);
 
-// Tries the allowed codecs and keeps the smallest (raw when nothing beats it).
+// Tries the allowed codecs and keeps the smallest, if it saves at least min_saving_percent of
+// the raw size; raw otherwise.
 EncodedChunk encode_best(const uint8_t* src, std::size_t n, const CodecOptions& opt = {});
 
 // Decodes a payload of codec c into exactly dst_size bytes. Throws CodecError if malformed.

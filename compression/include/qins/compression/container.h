@@ -35,6 +35,11 @@ constexpr uint16_t kFormatMajor = 1;
 constexpr uint16_t kFormatMinor = 0;
 constexpr std::size_t kHeaderSize = 64;
 constexpr std::size_t kDataAlignment = 64;
+// Writers start every raw tensor chunk of at least this many bytes at a multiple of it (a page),
+// so a loader can use raw sections in place from a file mapping; consecutive raw chunks of 1 MiB
+// stay back to back. Readers do not depend on it (older files have 64-byte aligned raw chunks,
+// which are still used in place).
+constexpr std::size_t kRawChunkAlignment = 4096;
 // Reader caps (a hostile file cannot make the reader allocate more than these).
 constexpr uint64_t kMaxChunkRaw = uint64_t(64) << 20;        // one chunk's decoded size
 constexpr uint64_t kMaxMetadataRaw = uint64_t(256) << 20;    // one metadata blob's decoded size
@@ -120,7 +125,7 @@ class ContainerWriter {
   };
   void write_at(uint64_t offset, const void* data, std::size_t size);
   void append(const void* data, std::size_t size);
-  void align();
+  void align(std::size_t to = kDataAlignment);
   void check_open() const;
 
   std::string path_;
@@ -138,6 +143,10 @@ struct DecodeJob {
   std::string section;
   void* dst = nullptr;
   std::size_t dst_size = 0;  // must equal the section's raw size
+  // The section is used in place in the file mapping (ContainerReader::mapped_section must be
+  // non-null; dst is ignored): nothing is decoded or copied, only its chunks' checksums are
+  // checked (when DecodeOptions::verify), reading the bytes through the mapping.
+  bool in_place = false;
 };
 
 struct DecodeOptions {
@@ -181,6 +190,16 @@ class ContainerReader {
   // caller's buffers. Throws FormatError (first failure), Cancelled, or std::invalid_argument.
   void decode_parallel(const std::vector<DecodeJob>& jobs, const DecodeOptions& opt = {},
                        const ProgressFn& progress = {}) const;
+
+  // The section's bytes inside the file mapping, when they can be used in place: the reader
+  // was opened from a file (not from_memory), every chunk is raw, the chunks lie back to back
+  // in the file and the first starts at a multiple of 64. nullptr otherwise (decode it). The
+  // bytes are read-only and not yet checksum-verified (decode_parallel with in_place does it).
+  const uint8_t* mapped_section(const TensorInfo& tensor, const std::string& section) const;
+  // Keeps the file mapping alive (a tensor pointing into it holds this). The mapping keeps the
+  // file it was opened from even when another file is renamed over its path. nullptr for
+  // from_memory readers.
+  std::shared_ptr<const void> mapping() const { return keep_; }
 
   // Decodes every chunk and metadata blob into scratch memory and checks every checksum.
   void verify(const DecodeOptions& opt = {}, const ProgressFn& progress = {}) const;
