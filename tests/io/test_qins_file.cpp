@@ -2,6 +2,8 @@
 // at load), every codebook, atomic writes under injected failures, corrupt files.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -136,7 +138,16 @@ TEST(QinsFile, CorruptChunkIsACleanErrorNamingTheFile) {
     ss << in.rdbuf();
     bytes = ss.str();
   }
-  bytes[bytes.size() / 2] ^= 0x5A;  // somewhere in the chunk data
+  // Inside the chunk that holds the file's middle byte (padding between chunks, zero bytes that
+  // raw page-aligned chunks leave, is covered by no checksum).
+  uint64_t at = 0;
+  const auto reader = comp::ContainerReader::open(good);
+  for (const auto& t : reader.tensors())
+    for (const auto& s : t.sections)
+      for (const auto& c : s.chunks)
+        if (at == 0 || (c.offset <= bytes.size() / 2 && c.offset + c.stored_size > bytes.size() / 2))
+          at = c.offset + c.stored_size / 2;
+  bytes[at] ^= 0x5A;
   std::ofstream(bad, std::ios::binary) << bytes;
   try {
     Engine::load(bad);
@@ -243,4 +254,139 @@ TEST(QinsFile, LoadProgressIsMonotoneAndCancellable) {
 }
 
 }  // namespace
+}  // namespace qins
+
+namespace qins {
+namespace {
+
+// The line of /proc/self/maps whose address range holds p ("" when none).
+std::string mapping_of(const void* p) {
+  std::ifstream maps("/proc/self/maps");
+  const auto at = reinterpret_cast<uintptr_t>(p);
+  for (std::string line; std::getline(maps, line);) {
+    unsigned long long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%llx-%llx", &lo, &hi) == 2 && at >= lo && at < hi) return line;
+  }
+  return "";
+}
+
+const torch::Tensor& gate_up_codes(Engine& e, int layer) {
+  auto* q = dynamic_cast<QinsLinear*>(engine_internals(e).weights.layers[layer].gate_up.get());
+  if (!q) throw std::runtime_error("not a QinsLinear");
+  return q->module()->quantized().codes;
+}
+
+}  // namespace
+
+// Codes stored raw are used where they lie in the file mapping; replacing the file on disk the way
+// the converter does (write a temp file, rename it over the name) leaves the loaded model on the
+// old inode, answering exactly as before, while a new load reads the new file.
+TEST(QinsFile, MappedCodesOutliveTheFileBeingReplaced) {
+  const auto target = (test::temp_root() / "replaced.qins").string();
+  fs::copy_file(convert("replace_a", core::Codebook::Projective), target, fs::copy_options::overwrite_existing);
+  auto e = Engine::load(target);
+  const torch::Tensor& codes = gate_up_codes(*e, 1);
+  const std::string before_map = mapping_of(codes.data_ptr());
+  ASSERT_NE(before_map.find("replaced.qins"), std::string::npos)
+      << "raw codes should point into the file mapping, found: " << before_map;
+  const torch::Tensor saved = codes.clone();
+  const auto ids = reply_ids(*e, "What does harbour mean?");
+
+  ConvertOptions o;
+  o.quant.codebook = core::Codebook::Uniform;  // other codes under the same name
+  convert_to_qins(test::fixture("mha", {}), target, o);
+  const std::string after_map = mapping_of(codes.data_ptr());
+  EXPECT_NE(after_map.find("(deleted)"), std::string::npos) << "the mapping should keep the old inode: " << after_map;
+  EXPECT_TRUE(torch::equal(codes, saved));
+  EXPECT_EQ(reply_ids(*e, "What does harbour mean?"), ids);
+
+  auto fresh = Engine::load(target);
+  EXPECT_EQ(fresh->info().codebook, "uniform");
+  EXPECT_FALSE(torch::equal(gate_up_codes(*fresh, 1), saved));
+  // The engine alone keeps the mapping alive: after it goes, the old inode's mapping is gone.
+  const void* old_ptr = codes.data_ptr();
+  e.reset();
+  EXPECT_EQ(mapping_of(old_ptr).find("replaced.qins"), std::string::npos);
+}
+
+// A damaged byte in codes used in place from the mapping: the load's checksum pass names the
+// file, the tensor and the chunk; --no-verify (verify_checksums = false) skips that pass.
+TEST(QinsFile, CorruptMappedChunkIsACleanErrorNamingTheFile) {
+  const auto good = convert("mapped_src", core::Codebook::Projective);
+  const auto bad = (test::temp_root() / "corrupt_mapped.qins").string();
+  fs::copy_file(good, bad, fs::copy_options::overwrite_existing);
+  std::string victim;
+  uint64_t at = 0;
+  {
+    const auto r = comp::ContainerReader::open(bad);
+    for (const auto& t : r.tensors())
+      if (t.encoding == "qins8" && r.mapped_section(t, "codes")) {
+        victim = t.name;
+        at = t.section("codes")->chunks[0].offset + 5;
+        break;
+      }
+  }
+  ASSERT_FALSE(victim.empty()) << "the fixture should have raw codes";
+  {
+    std::fstream f(bad, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(at));
+    char c = 0;
+    f.read(&c, 1);
+    c = static_cast<char>(c ^ 0x40);
+    f.seekp(static_cast<std::streamoff>(at));
+    f.write(&c, 1);
+  }
+  try {
+    Engine::load(bad);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("corrupt_mapped.qins"), std::string::npos) << m;
+    EXPECT_NE(m.find("bad checksum in tensor '" + victim + "' section 'codes' chunk 0"), std::string::npos) << m;
+  }
+  LoadOptions lo;
+  lo.verify_checksums = false;
+  EXPECT_NO_THROW(Engine::load(bad, lo));
+}
+
+// Pruned codes are mostly zeros: sparse-coded chunks next to raw ones (scales, the small
+// tensors) in one file, and what loads is what the file stores.
+TEST(QinsFile, RawAndCodedChunksMixedLoadAsStored) {
+  const auto file = convert("mixed_p8", core::Codebook::Projective, 8);
+  const auto r = comp::ContainerReader::open(file);
+  uint64_t raw = 0, coded = 0;
+  for (const auto& t : r.tensors()) {
+    const auto st = comp::tensor_stats(t);
+    raw += st.chunks[unsigned(comp::Codec::raw)];
+    coded += st.chunks[unsigned(comp::Codec::sparse_huffman)] + st.chunks[unsigned(comp::Codec::huffman)] +
+             st.chunks[unsigned(comp::Codec::zstd)];
+  }
+  EXPECT_GT(raw, 0u);
+  EXPECT_GT(coded, 0u);
+  auto e = Engine::load(file);
+  for (int layer : {0, 1}) {
+    const auto* t = r.find_tensor("model.layers." + std::to_string(layer) + ".mlp.gate_up_proj.weight");
+    ASSERT_NE(t, nullptr);
+    const torch::Tensor& codes = gate_up_codes(*e, layer);
+    std::vector<uint8_t> want(static_cast<size_t>(codes.numel()));
+    r.decode_section(*t, "codes", want.data(), want.size());
+    EXPECT_EQ(std::memcmp(want.data(), codes.data_ptr(), want.size()), 0) << layer;
+  }
+}
+
+// A file written before raw chunks were page-aligned and before the minimum saving (every chunk
+// 64-byte aligned, Huffman kept for any saving) loads and matches a fresh conversion.
+TEST(QinsFile, OldFormatGoldenFileStillLoads) {
+  const std::string old_file = std::string(QINS_OLD_QINS_DIR) + "/fixture_mha_seed1234.qins";
+  auto old_engine = Engine::load(old_file);
+  auto new_engine = Engine::load(convert("golden_twin", core::Codebook::Projective));
+  for (int layer : {0, 1})
+    EXPECT_TRUE(torch::equal(gate_up_codes(*old_engine, layer), gate_up_codes(*new_engine, layer))) << layer;
+  EXPECT_EQ(reply_ids(*old_engine, "What does harbour mean?"), reply_ids(*new_engine, "What does harbour mean?"));
+  const auto r = comp::ContainerReader::open(old_file);
+  uint64_t huffman = 0;
+  for (const auto& t : r.tensors()) huffman += comp::tensor_stats(t).chunks[unsigned(comp::Codec::huffman)];
+  EXPECT_GT(huffman, 0u) << "the golden file should hold old-style Huffman chunks";
+}
+
 }  // namespace qins

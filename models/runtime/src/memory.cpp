@@ -38,7 +38,10 @@ MemoryReading read_memory() {
   r.peak_resident_bytes = proc_kb("/proc/self/status", "VmHWM");
   r.total_bytes = proc_kb("/proc/meminfo", "MemTotal");
   r.available_bytes = proc_kb("/proc/meminfo", "MemAvailable");
-  r.huge_page_bytes = std::max<int64_t>(0, proc_kb("/proc/self/smaps_rollup", "AnonHugePages"));
+  // Anonymous huge pages (decoded weights moved onto them) plus file pages mapped 2 MiB at a time
+  // (raw weights used in place from the .qins mapping).
+  r.huge_page_bytes = std::max<int64_t>(0, proc_kb("/proc/self/smaps_rollup", "AnonHugePages")) +
+                      std::max<int64_t>(0, proc_kb("/proc/self/smaps_rollup", "FilePmdMapped"));
   return r;
 }
 #elif defined(__APPLE__)
