@@ -12,7 +12,7 @@ namespace qins::cli {
 
 Runner add_eval(CLI::App& app) {
   struct Opts {
-    std::string model, text, codebook = "all", reference, synthetic;
+    std::string model, text, codebook = "all", reference, synthetic, scheme;
     double pole = 300.0;
     int prune_index = 0, window = 256, batch_tokens = 2048, threads = 0;
     int64_t max_tokens = 4096, rows = 512, cols = 3072;
@@ -25,7 +25,10 @@ Runner add_eval(CLI::App& app) {
                  "Evaluation text: plain text, or .jsonl chat lines {\"messages\": [...]} (assistant tokens scored)");
   app.add_option("--codebook", o->codebook, "inverse | projective | uniform | all (Hugging Face models)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"inverse", "projective", "uniform", "all"}));
+      ->check(CLI::IsMember({"inverse", "projective", "uniform", "all", "none"}));
+  app.add_option("--scheme", o->scheme,
+                 "Extra rows (Hugging Face models), comma-separated: qins4, qins4-g64, qins4-projective, qins4-uniform, "
+                 "simulated llama.cpp q4_0, q4_1, q4_k, q8_0, or 4bit (qins4, qins4-g64 and the four simulations)");
   app.add_option("--pole", o->pole,
                  "Fixed pole C of the projective rows (projective is also evaluated with C fitted per tensor by "
                  "weight MSE; <= 0: only that)")
@@ -62,6 +65,7 @@ Runner add_eval(CLI::App& app) {
     if (o->text.empty()) throw Error("eval: --text FILE is required (plain text or .jsonl chat)");
     EvalOptions eo;
     eo.codebooks = o->codebook;
+    eo.schemes = o->scheme;
     eo.pole = o->pole;
     eo.prune_index = o->prune_index;
     eo.window = o->window;

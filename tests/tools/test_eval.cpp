@@ -15,6 +15,7 @@
 #include "qins/io/converter.h"
 #include "qins/runtime/engine.h"
 #include "qins/tools/eval.h"
+#include "qins/tools/sim_quant.h"
 #include "qins/io/hf_folder.h"
 #include "qins/io/qins_file.h"
 #include "qins/tokenizer/tokenizer.h"
@@ -294,6 +295,74 @@ std::string run(const std::string& args, int* status) {
   const int st = pclose(p);
   *status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   return out;
+}
+
+// QINS-4 and the simulated llama.cpp formats as rows of one report: each costs something, says
+// its bits per weight, and the embedding / lm_head stay 8-bit QINS (the mixed-precision policy).
+TEST(Eval, FourBitSchemesSideBySide) {
+  EvalOptions o = small_options();
+  o.codebooks = "none";
+  o.schemes = "4bit";
+  const EvalReport r = evaluate(model_dir(), text_file(), o);
+  ASSERT_EQ(r.rows.size(), 7u);  // fp32, qins4, qins4-g64, q4_0, q4_1, q4_k, q8_0
+  for (size_t i = 1; i < r.rows.size(); ++i) {
+    const EvalRow& x = r.rows[i];
+    EXPECT_GT(x.scores.kl, 0.0) << x.label;
+    EXPECT_GT(x.scores.kl_se, 0.0) << x.label;
+    EXPECT_LT(x.scores.kl_se, x.scores.kl) << x.label;
+    ASSERT_EQ(x.tensors.size(), 10u) << x.label;
+    EXPECT_EQ(x.tensors.front().bits, 8.0 * x.tensors.front().numel + 32.0 * (x.tensors.front().shape[0] + 128))
+        << "embedding at 8 bits: " << x.label;
+  }
+  const EvalRow &q4 = row(r, "QINS-4 (lloyd table, group 32)"), &q4g64 = row(r, "QINS-4 (lloyd table, group 64)");
+  const EvalRow &s40 = row(r, "sim llama.cpp Q4_0"), &s41 = row(r, "sim llama.cpp Q4_1");
+  const EvalRow &s4k = row(r, "sim llama.cpp Q4_K"), &s80 = row(r, "sim llama.cpp Q8_0");
+  EXPECT_NEAR(q4.bits_per_weight, 4.5, 0.02);  // + 16 table bytes per tensor
+  EXPECT_NEAR(q4g64.bits_per_weight, 4.25, 0.02);
+  EXPECT_EQ(s40.bits_per_weight, 4.5);
+  EXPECT_EQ(s41.bits_per_weight, 5.0);
+  EXPECT_EQ(s4k.bits_per_weight, 4.5);
+  EXPECT_EQ(s80.bits_per_weight, 8.5);
+  // Weight error on these Gaussian weights: 8 bits far ahead; the fitted 16-level table ahead of
+  // Q4_0's uniform one at the same bits; group 32 ahead of group 64.
+  // (Per layer tensor: the row totals also hold the 8-bit embedding and lm_head.)
+  EXPECT_GT(s80.tensors[1].sqnr_db, q4.tensors[1].sqnr_db + 15.0) << s80.tensors[1].name;
+  EXPECT_GT(q4.weight_sqnr_db, s40.weight_sqnr_db);
+  EXPECT_GT(q4.weight_sqnr_db, q4g64.weight_sqnr_db);
+  EXPECT_LT(s80.scores.kl, q4.scores.kl);
+  const std::string md = eval_report_markdown(r);
+  EXPECT_NE(md.find("| sim llama.cpp Q8_0 | 8.500 |"), std::string::npos) << md;
+  const auto j = nlohmann::json::parse(eval_report_json(r));
+  EXPECT_EQ(j["rows"][1]["scheme"], "qins4");
+  EXPECT_TRUE(j["rows"][1].contains("kl_se"));
+  EXPECT_THROW(scheme_variants("qins4,q5_k"), Error);
+  o.schemes = "";
+  EXPECT_THROW(evaluate(model_dir(), text_file(), o), Error);  // nothing to evaluate
+}
+
+TEST(SimQuant, FormatsStoreWhatTheyClaim) {
+  torch::manual_seed(4);
+  const torch::Tensor w = torch::randn({16, 300});  // 300: a partial block of 32 and of 256
+  for (const std::string& f : gguf_formats()) {
+    const torch::Tensor q = simulate_gguf(f, w);
+    ASSERT_EQ(q.sizes(), w.sizes()) << f;
+    // At most 16 (4-bit) or 255 (8-bit) distinct values per block of 32 (Q4_K: per sub-block).
+    for (int64_t b = 0; b + 32 <= 300; b += 32) {
+      const int64_t distinct = std::get<0>(at::_unique(q[3].narrow(0, b, 32))).numel();
+      EXPECT_LE(distinct, f == "q8_0" ? 32 : 16) << f;
+    }
+  }
+  auto sq = [&](const std::string& f) {
+    return 10 * std::log10(w.pow(2).sum().item<double>() / (w - simulate_gguf(f, w)).pow(2).sum().item<double>());
+  };
+  EXPECT_GT(sq("q8_0"), sq("q4_k") + 15);
+  EXPECT_GT(sq("q4_k"), sq("q4_0"));
+  EXPECT_GT(sq("q4_1"), sq("q4_0"));
+  // Q8_0 rounds to the nearest multiple of its fp16 block scale: error at most half a step.
+  const torch::Tensor x = torch::randn({1, 32});
+  const float d = static_cast<float>(c10::Half(x.abs().max().item<float>() / 127.f));
+  EXPECT_LE((simulate_gguf("q8_0", x) - x).abs().max().item<float>(), 0.5f * d * 1.0001f);
+  EXPECT_THROW(simulate_gguf("q5_k", w), Error);
 }
 
 TEST(EvalCli, JsonAndMarkdown) {

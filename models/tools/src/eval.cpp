@@ -8,6 +8,8 @@
 #include "qins/tools/chat_corpus.h"
 #include "qins/tools/nll.h"
 #include "qins/tools/eval.h"
+#include "qins/tools/sim_quant.h"
+#include "qins/core/qins4.h"
 #include "eval_format.h"
 
 #include <nlohmann/json.hpp>
@@ -47,13 +49,15 @@ EvalVariant make_eval_variant(core::Codebook cb, double pole, int prune) {
 
 std::vector<EvalVariant> eval_variants(const std::string& codebooks, double pole, int prune_index) {
   std::vector<core::Codebook> cbs;
-  if (codebooks == "all") {
+  if (codebooks == "none") {
+    // no 8-bit rows (e.g. only --scheme rows)
+  } else if (codebooks == "all") {
     cbs = {core::Codebook::Inverse, core::Codebook::Projective, core::Codebook::Uniform};
   } else {
     try {
       cbs = {core::codebook_from_name(codebooks)};
     } catch (const std::invalid_argument&) {
-      throw Error("--codebook: unknown codebook '" + codebooks + "' (expected inverse, projective, uniform or all)");
+      throw Error("--codebook: unknown codebook '" + codebooks + "' (expected inverse, projective, uniform, all or none)");
     }
   }
   if (prune_index < 0 || prune_index > 126) throw Error("--prune-index: must be in 0..126");
@@ -69,6 +73,46 @@ std::vector<EvalVariant> eval_variants(const std::string& codebooks, double pole
   }
   if (prune_index > 0)
     for (const core::Codebook cb : cbs) out.push_back(make_eval_variant(cb, pole > 0 ? pole : 0.0, prune_index));
+  return out;
+}
+
+namespace {
+
+std::string scheme_label(const std::string& s) {
+  if (s == "qins4") return "QINS-4 (lloyd table, group 32)";
+  if (s == "qins4-g64") return "QINS-4 (lloyd table, group 64)";
+  if (s == "qins4-projective") return "QINS-4 (projective table, group 32)";
+  if (s == "qins4-uniform") return "QINS-4 (uniform table, group 32)";
+  if (s == "q4_0") return "sim llama.cpp Q4_0";
+  if (s == "q4_1") return "sim llama.cpp Q4_1";
+  if (s == "q4_k") return "sim llama.cpp Q4_K";
+  if (s == "q8_0") return "sim llama.cpp Q8_0";
+  return "";
+}
+
+}  // namespace
+
+std::vector<EvalVariant> scheme_variants(const std::string& list) {
+  std::vector<std::string> names;
+  std::stringstream ss(list);
+  for (std::string item; std::getline(ss, item, ',');) {
+    if (item.empty()) continue;
+    if (item == "4bit") {
+      for (const char* n : {"qins4", "qins4-g64", "q4_0", "q4_1", "q4_k", "q8_0"}) names.emplace_back(n);
+      continue;
+    }
+    if (scheme_label(item).empty())
+      throw Error("--scheme: unknown scheme '" + item +
+                  "' (expected qins4, qins4-g64, qins4-projective, qins4-uniform, q4_0, q4_1, q4_k, q8_0 or 4bit)");
+    names.push_back(item);
+  }
+  std::vector<EvalVariant> out;
+  for (const std::string& n : names) {
+    EvalVariant v = make_eval_variant(core::Codebook::Projective, 0.0, 0);
+    v.scheme = n;
+    v.name = scheme_label(n);
+    out.push_back(v);
+  }
   return out;
 }
 
@@ -210,7 +254,7 @@ EvalScores score_batches(Phi3Weights& model, Phi3Weights* reference, const std::
                          RefCache* cache) {
   torch::NoGradGuard ng;
   const auto t0 = Clock::now();
-  double nll = 0.0, kl = 0.0, d_sum = 0.0, d_sq = 0.0;
+  double nll = 0.0, kl = 0.0, kl_sq = 0.0, d_sum = 0.0, d_sq = 0.0;
   int64_t agree = 0, n = 0;
   for (size_t k = 0; k < batches.size(); ++k) {
     const Batch& b = batches[k];
@@ -225,7 +269,9 @@ EvalScores score_batches(Phi3Weights& model, Phi3Weights* reference, const std::
     else ref = target_log_probs(*reference, b);
     if (ref.size(1) != lp.size(1)) throw Error("the reference and the evaluated model have different vocabulary sizes");
     // KL(P_ref || P) = sum_v p_ref (log p_ref - log p), per position; double accumulation.
-    kl += (ref.exp() * (ref - lp)).sum(1).to(torch::kFloat64).sum().item<double>();
+    const torch::Tensor klp = (ref.exp() * (ref - lp)).sum(1).to(torch::kFloat64);  // [N]
+    kl += klp.sum().item<double>();
+    kl_sq += klp.pow(2).sum().item<double>();
     agree += ref.argmax(1).eq(lp.argmax(1)).sum().item<int64_t>();
     const torch::Tensor d = tnll + ref.gather(1, b.targets.unsqueeze(1)).squeeze(1).to(torch::kFloat64);  // [N]
     d_sum += d.sum().item<double>();
@@ -238,9 +284,12 @@ EvalScores score_batches(Phi3Weights& model, Phi3Weights* reference, const std::
   s.kl = reference && n ? kl / static_cast<double>(n) : kNaN;
   s.top1 = reference && n ? static_cast<double>(agree) / static_cast<double>(n) : kNaN;
   s.nll_delta_se = kNaN;
+  s.kl_se = kNaN;
   if (reference && n > 1) {
     const double dn = static_cast<double>(n), mean = d_sum / dn;
     s.nll_delta_se = std::sqrt(std::max(0.0, (d_sq / dn - mean * mean) * dn / (dn - 1.0)) / dn);
+    const double kmean = kl / dn;
+    s.kl_se = std::sqrt(std::max(0.0, (kl_sq / dn - kmean * kmean) * dn / (dn - 1.0)) / dn);
   }
   s.seconds = seconds_since(t0);
   return s;
@@ -271,7 +320,27 @@ TensorError tensor_error(const std::string& name, const torch::Tensor& w, const 
   e.numel = w.numel();
   e.zero_codes = q.codes.bitwise_and(0x7F).eq(0).sum().item<int64_t>();
   e.pruned_codes = pruned;
+  e.bits = 8.0 * static_cast<double>(q.codes.numel()) + 32.0 * static_cast<double>(q.scales.numel() + q.lut.numel());
   return e;
+}
+
+// A tensor stored in another code: its error from the expanded matrix `wq`.
+TensorError tensor_error_dense(const std::string& name, const torch::Tensor& w, const torch::Tensor& wq, double bits) {
+  TensorError e;
+  e.name = name;
+  e.shape = w.sizes().vec();
+  const torch::Tensor w64 = w.to(torch::kFloat64), d = w64 - wq.to(torch::kFloat64);
+  e.signal_sq = w64.pow(2).sum().item<double>();
+  e.noise_sq = d.pow(2).sum().item<double>();
+  e.sqnr_db = e.noise_sq > 0 ? 10.0 * std::log10(e.signal_sq / e.noise_sq) : std::numeric_limits<double>::infinity();
+  e.rel_error = e.signal_sq > 0 ? std::sqrt(e.noise_sq / e.signal_sq) : 0.0;
+  e.numel = w.numel();
+  e.bits = bits;
+  return e;
+}
+
+bool is_layer_projection(const std::string& name) {
+  return name.find("embed_tokens") == std::string::npos && name.find("lm_head") == std::string::npos;
 }
 
 }  // namespace
@@ -292,7 +361,25 @@ Phi3Weights quantize_checkpoint(const st::Checkpoint& ckpt, const Phi3Config& c,
   WeightMakers make;
   make.embedding = [&](const TensorSpec& s) { return std::make_unique<QinsEmbedding>(quant(s)); };
   make.norm = [&](const TensorSpec& s) { return read_tensor_f32(ckpt, c, s.name); };
-  make.linear = [&](const TensorSpec& s) { return std::make_unique<QinsLinear>(core::ProjectiveLinear(quant(s))); };
+  make.linear = [&](const TensorSpec& s) -> std::unique_ptr<LinearOp> {
+    if (v.scheme.empty() || !is_layer_projection(s.name))
+      return std::make_unique<QinsLinear>(core::ProjectiveLinear(quant(s)));
+    const torch::Tensor t = read_tensor_f32(ckpt, c, s.name);  // [out, in] f32
+    if (v.scheme.rfind("qins4", 0) == 0) {
+      core::Quantize4Options o4;
+      o4.group = v.scheme == "qins4-g64" ? 64 : 32;
+      o4.table = v.scheme == "qins4-projective" ? core::Table4::Projective
+                 : v.scheme == "qins4-uniform"  ? core::Table4::Uniform
+                                                : core::Table4::Lloyd;
+      o4.threads = threads;
+      core::Quantized4Tensor q = core::quantize4(t, o4);
+      if (errors) errors->push_back(tensor_error_dense(s.name, t, core::dequantize4(q), 8.0 * static_cast<double>(q.bytes())));
+      return std::make_unique<Qins4LinearOp>(core::Qins4Linear(std::move(q)));
+    }
+    torch::Tensor wq = simulate_gguf(v.scheme, t);  // [out, in] f32
+    if (errors) errors->push_back(tensor_error_dense(s.name, t, wq, gguf_bits_per_weight(v.scheme) * static_cast<double>(t.numel())));
+    return std::make_unique<DenseLinear>(std::move(wq));
+  };
   return assemble_weights(c, make);
 }
 
@@ -301,7 +388,9 @@ namespace {
 // Summaries of a row's tensor errors.
 void summarize(EvalRow& row) {
   double sig = 0, noise = 0, sum = 0, worst = std::numeric_limits<double>::infinity();
+  double layer_bits = 0, layer_numel = 0;
   for (const auto& t : row.tensors) {
+    if (is_layer_projection(t.name)) layer_bits += t.bits, layer_numel += static_cast<double>(t.numel);
     sig += t.signal_sq;
     noise += t.noise_sq;
     sum += t.sqnr_db;
@@ -310,6 +399,7 @@ void summarize(EvalRow& row) {
     row.zero_codes += t.zero_codes;
     row.pruned_codes += t.pruned_codes;
   }
+  row.bits_per_weight = layer_numel > 0 ? layer_bits / layer_numel : kNaN;
   if (row.tensors.empty()) {
     row.weight_sqnr_db = row.mean_tensor_sqnr_db = row.worst_tensor_sqnr_db = kNaN;
     return;
@@ -367,7 +457,9 @@ namespace {
 void evaluate_hf(const std::string& model_path, const std::string& text_path, const EvalOptions& o, EvalReport& r,
                  const std::function<void(const std::string&)>& log) {
   if (!o.reference.empty()) throw Error("--reference: only for a .qins model (a Hugging Face folder is its own reference)");
-  const std::vector<EvalVariant> variants = eval_variants(o.codebooks, o.pole, o.prune_index);
+  std::vector<EvalVariant> variants = eval_variants(o.codebooks, o.pole, o.prune_index);
+  for (EvalVariant& v : scheme_variants(o.schemes)) variants.push_back(std::move(v));
+  if (variants.empty()) throw Error("eval: nothing to evaluate (--codebook none and no --scheme)");
   const HfPaths paths = find_hf_files(model_path);
   const Phi3Config c = read_phi3_config(paths.config);
   const tok::Tokenizer tok = tok::Tokenizer::from_files(paths.tokenizer_model, paths.tokenizer_config);

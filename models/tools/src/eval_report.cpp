@@ -46,18 +46,22 @@ std::string eval_report_markdown(const EvalReport& r) {
   if (!r.note.empty()) o << "\nNote: " << r.note << ".\n";
   if (r.has_reference)
     o << "\n\"vs fp32\": perplexity change ± one standard error of the paired per-token difference.\n";
-  o << "\n| model | perplexity | vs fp32 | mean KL (nats) | top-1 agree | weight SQNR (dB) | worst tensor (dB) | zero codes |\n";
-  o << "|---|---:|---:|---:|---:|---:|---:|---:|\n";
+  if (r.has_reference) o << "Mean KL ± one standard error over the targets. ";
+  o << "Bits/weight: what the code stores per weight of the layer projections (codes, scales, tables).\n";
+  o << "\n| model | bits/weight | perplexity | vs fp32 | mean KL (nats) | top-1 agree | weight SQNR (dB) | worst tensor (dB) | zero codes |\n";
+  o << "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
   const double ref_ppl = r.has_reference ? r.rows.front().scores.perplexity : kNaN;
   for (const auto& row : r.rows) {
     const auto& s = row.scores;
     const bool has_err = row.quantized && !row.tensors.empty();
-    o << "| " << row.label << " | " << num(s.perplexity, "%.4f") << " | "
+    o << "| " << row.label << " | " << (row.quantized ? num(row.bits_per_weight, "%.3f") : "32") << " | "
+      << num(s.perplexity, "%.4f") << " | "
       << (row.quantized && r.has_reference
               ? num(100.0 * (s.perplexity / ref_ppl - 1.0), "%+.2f") + " ± " + num(100.0 * s.perplexity / ref_ppl * s.nll_delta_se, "%.2f %%")
               : "")
       << " | "
-      << num(s.kl, "%.5f") << " | " << num(100.0 * s.top1, "%.2f %%") << " | "
+      << num(s.kl, "%.5f") << (row.quantized && r.has_reference ? " ± " + num(s.kl_se, "%.5f") : std::string())
+      << " | " << num(100.0 * s.top1, "%.2f %%") << " | "
       << (has_err ? num(row.weight_sqnr_db, "%.2f") : "") << " | "
       << (has_err ? num(row.worst_tensor_sqnr_db, "%.2f") : "") << " | "
       << (row.quantized && row.codes ? num(100.0 * static_cast<double>(row.zero_codes) / static_cast<double>(row.codes), "%.2f %%")
@@ -119,6 +123,8 @@ std::string eval_report_json(const EvalReport& r) {
       jr["pole"] = row.variant.codebook == core::Codebook::Projective ? json(row.variant.pole > 0 ? json(row.variant.pole) : json("fitted"))
                                                                        : json(nullptr);
       jr["prune_index"] = row.variant.prune_index;
+      jr["scheme"] = row.variant.scheme.empty() ? json("qins8") : json(row.variant.scheme);
+      jr["bits_per_weight"] = jnum(row.bits_per_weight);
     }
     const auto& s = row.scores;
     jr["perplexity"] = jnum(s.perplexity);
@@ -126,6 +132,7 @@ std::string eval_report_json(const EvalReport& r) {
     jr["perplexity_delta_pct"] = row.quantized ? jnum(100.0 * (s.perplexity / ref_ppl - 1.0)) : json(0.0);
     jr["perplexity_delta_se_pct"] = row.quantized ? jnum(100.0 * s.perplexity / ref_ppl * s.nll_delta_se) : json(0.0);
     jr["kl"] = jnum(s.kl);
+    jr["kl_se"] = row.quantized ? jnum(s.kl_se) : json(0.0);
     jr["top1_agreement"] = jnum(s.top1);
     jr["targets"] = s.targets;
     jr["score_seconds"] = s.seconds;

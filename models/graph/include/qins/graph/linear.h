@@ -9,6 +9,7 @@
 #include <string>
 
 #include "qins/core/projective_linear.h"
+#include "qins/core/qins4.h"
 
 namespace qins {
 
@@ -61,6 +62,25 @@ class QinsLinear final : public LinearOp {
 
  private:
   core::ProjectiveLinear m_;
+};
+
+// QINS-4 codes (core::Qins4Linear): int8-activation lookup GEMV for one row, tile expand + GEMM
+// for many.
+class Qins4LinearOp final : public LinearOp {
+ public:
+  explicit Qins4LinearOp(core::Qins4Linear m) : m_(std::move(m)) {}
+  torch::Tensor forward(const torch::Tensor& x) override { return m_->forward(x); }
+  int64_t in_features() const override { return m_->in_features(); }
+  int64_t out_features() const override { return m_->out_features(); }
+  int64_t weight_bytes() const override { return m_->weight_bytes(); }
+  std::string kind() const override { return "qins4"; }
+  bool has_row_path() const override { return true; }
+  void forward_row(const float* x, float* y) override { m_->forward_row(x, y); }
+  bool uses_qins_kernels() const override { return true; }
+  core::Qins4Linear& module() { return m_; }
+
+ private:
+  core::Qins4Linear m_;
 };
 
 // Naive baseline: expands the whole matrix from codes on every call, then torch::linear.

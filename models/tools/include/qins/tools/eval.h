@@ -34,7 +34,16 @@ struct EvalVariant {
   core::Codebook codebook = core::Codebook::Projective;
   double pole = 300.0;                              // projective: fixed C; <= 0: fitted per tensor by weight MSE
   int prune_index = 0;                              // codes with 0 < j <= prune_index become zero (0 = off)
+  // Empty: the 8-bit QINS codebook above. Otherwise the layer projections use another code and the
+  // embedding and lm_head stay 8-bit QINS (projective, fitted pole; the mixed-precision policy of
+  // docs/qins.md): "qins4" (Lloyd table, group 32), "qins4-g64", "qins4-projective",
+  // "qins4-uniform", or a simulated llama.cpp format "q4_0", "q4_1", "q4_k", "q8_0" (sim_quant.h).
+  std::string scheme;
 };
+
+// The rows a `--scheme` list asks for (comma-separated names above, or "4bit" for qins4,
+// qins4-g64, q4_0, q4_1, q4_k and q8_0). Throws qins::Error naming an unknown entry.
+std::vector<EvalVariant> scheme_variants(const std::string& list);
 
 // The rows a `--codebook` choice asks for: "inverse" | "projective" | "uniform" | "all".
 // projective gives two rows, the fixed pole (`pole`, when > 0) and the per-tensor MSE-fitted pole.
@@ -73,6 +82,7 @@ struct EvalScores {
   // Standard error of the mean per-target NLL difference (model - reference), nats: how far the
   // perplexity ratio exp(mean difference) could move on another sample of text. NaN without reference.
   double nll_delta_se = 0.0;
+  double kl_se = 0.0;       // standard error of the mean KL over targets; NaN without reference
   int64_t targets = 0;
   double seconds = 0.0;     // forward passes + scoring
 };
@@ -93,6 +103,7 @@ struct TensorError {
   int64_t numel = 0;
   int64_t zero_codes = 0;     // codes with j == 0 (after pruning)
   int64_t pruned_codes = 0;   // codes pruning set to zero
+  double bits = 0.0;          // bits the code stores for this tensor (codes, scales, tables)
 };
 
 // Quantizes every projection and the embedding of a Hugging Face checkpoint like the converter
@@ -112,10 +123,12 @@ struct EvalRow {
   double worst_tensor_sqnr_db = 0.0;
   int64_t codes = 0, zero_codes = 0, pruned_codes = 0;
   double quantize_seconds = 0.0;
+  double bits_per_weight = 0.0;     // over the layer projections (not the embedding / lm_head)
 };
 
 struct EvalOptions {
-  std::string codebooks = "all";    // inverse | projective | uniform | all (HF models)
+  std::string codebooks = "all";    // inverse | projective | uniform | all | none (HF models)
+  std::string schemes;              // extra rows (HF models): see scheme_variants()
   double pole = 300.0;              // fixed pole of the projective rows (<= 0: only the fitted pole)
   int prune_index = 0;              // > 0: add pruned rows
   int window = 256;

@@ -1,0 +1,186 @@
+// QINS-4 x86 kernels: AVX2 and AVX-512BW, per-function target attributes (the library builds
+// without -march=native; dispatch checks the CPU at run time).
+//
+// Where the time goes (batch-1 GEMV): per block of 32 weights, one 16-byte load of codes, a nibble
+// split, one vpshufb that looks the 32 nibbles up in the 16-entry int8 table (the table sits in a
+// register), and an integer dot product with the int8 activations: vpmaddubsw needs an unsigned
+// operand, so it takes |w| and x with w's sign (vpsignb), then vpmaddwd sums pairs into int32
+// (|w|, |x| <= 127: a pair of products is at most 32258, no int16 saturation). One int32 -> fp32
+// conversion and one FMA by (group scale * block scale of x) per block.
+#include <algorithm>
+
+#include "qins4_kernels.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+#define QINS4_AVX2 __attribute__((target("avx2,fma,f16c")))
+#define QINS4_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+
+namespace qins::core::kernels4 {
+
+namespace {
+
+QINS4_AVX2 inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// 16 code bytes -> the block's 32 signed int8 weights (table levels), natural column order.
+QINS4_AVX2 inline __m256i lookup32(const uint8_t* c, __m256i tbl) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c));
+  const __m128i m4 = _mm_set1_epi8(0x0f);
+  const __m128i lo = _mm_and_si128(v, m4);
+  const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
+  return _mm256_shuffle_epi8(tbl, _mm256_set_m128i(hi, lo));
+}
+
+// 8 int32 partial sums of w . x over one block (their total is the block's exact dot product).
+QINS4_AVX2 inline __m256i dot32(__m256i w, const int8_t* xq) {
+  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
+  const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+QINS4_AVX2 void gemv_avx2(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
+                          const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
+  const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lut)));
+  const int64_t n_groups = n_blocks / group_blocks;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* c = codes + r * n_blocks * 16;
+    const uint16_t* s = scales + r * n_groups;
+    // Two accumulators (even / odd blocks) so the FMA latency does not chain every block.
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= n_blocks; b += 2) {
+      const float d0 = _cvtsh_ss(s[b / group_blocks]), d1 = _cvtsh_ss(s[(b + 1) / group_blocks]);
+      const __m256i p0 = dot32(lookup32(c + b * 16, tbl), xq + b * 32);
+      const __m256i p1 = dot32(lookup32(c + b * 16 + 16, tbl), xq + b * 32 + 32);
+      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d0 * dx[b]), a0);
+      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d1 * dx[b + 1]), a1);
+    }
+    if (b < n_blocks) {
+      const float d0 = _cvtsh_ss(s[b / group_blocks]);
+      const __m256i p0 = dot32(lookup32(c + b * 16, tbl), xq + b * 32);
+      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d0 * dx[b]), a0);
+    }
+    y[r - r0] = hsum256(_mm256_add_ps(a0, a1));
+  }
+}
+
+QINS4_AVX2 void expand_avx2(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
+                            const uint16_t* scales, const int8_t* lut, float* out) {
+  const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lut)));
+  const int64_t n_groups = n_blocks / group_blocks;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* c = codes + r * n_blocks * 16;
+    float* o = out + (r - r0) * n_blocks * 32;
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const __m256 d = _mm256_set1_ps(_cvtsh_ss(scales[r * n_groups + b / group_blocks]));
+      const __m256i w = lookup32(c + b * 16, tbl);
+      const __m128i w0 = _mm256_castsi256_si128(w), w1 = _mm256_extracti128_si256(w, 1);
+      float* ob = o + b * 32;
+      _mm256_storeu_ps(ob, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(w0))));
+      _mm256_storeu_ps(ob + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(w0, 8)))));
+      _mm256_storeu_ps(ob + 16, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(w1))));
+      _mm256_storeu_ps(ob + 24, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(w1, 8)))));
+    }
+  }
+}
+
+// AVX-512BW: two blocks (64 weights, 32 code bytes) per step. The nibble split of 32 bytes gives
+// 128-bit lanes [lo(b0), lo(b1), hi(b0), hi(b1)]; one lane shuffle puts them in natural order
+// [lo(b0), hi(b0), lo(b1), hi(b1)]. There is no 512-bit vpsignb: |w| by vpabsb, and x negated
+// under the mask of w's sign bits.
+QINS4_AVX512 inline __m512i lookup64(const uint8_t* c, __m512i tbl) {
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  const __m256i lo = _mm256_and_si256(v, m4);
+  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
+  // (The masked forms with an all-ones mask: GCC 12's unmasked ones warn about an undefined source.)
+  const __m512i z = _mm512_setzero_si512();
+  const __m512i l = _mm512_mask_inserti64x4(z, 0xFF, z, lo, 0);
+  const __m512i lh = _mm512_mask_inserti64x4(l, 0xFF, l, hi, 1);
+  return _mm512_shuffle_epi8(tbl, _mm512_mask_shuffle_i64x2(z, 0xFF, lh, lh, _MM_SHUFFLE(3, 1, 2, 0)));
+}
+
+QINS4_AVX512 inline __m512i dot64(__m512i w, const int8_t* xq) {
+  const __m512i x = _mm512_loadu_si512(reinterpret_cast<const void*>(xq));
+  const __mmask64 neg = _mm512_movepi8_mask(w);
+  const __m512i sx = _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x);
+  const __m512i p = _mm512_maddubs_epi16(_mm512_abs_epi8(w), sx);
+  return _mm512_madd_epi16(p, _mm512_set1_epi16(1));
+}
+
+QINS4_AVX512 void gemv_avx512(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
+                              const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx,
+                              float* y) {
+  const __m128i t128 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(lut));
+  alignas(64) int8_t t4[64];
+  for (int k = 0; k < 64; ++k) t4[k] = lut[k & 15];
+  const __m512i tbl = _mm512_load_si512(reinterpret_cast<const void*>(t4));
+  const __m256i tbl256 = _mm256_broadcastsi128_si256(t128);
+  const int64_t n_groups = n_blocks / group_blocks;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* c = codes + r * n_blocks * 16;
+    const uint16_t* s = scales + r * n_groups;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int64_t b = 0;
+    for (; b + 4 <= n_blocks; b += 4) {
+      const __m512i p0 = dot64(lookup64(c + b * 16, tbl), xq + b * 32);
+      const __m512i p1 = dot64(lookup64(c + b * 16 + 32, tbl), xq + b * 32 + 64);
+      // Lanes 0-7 of each product belong to the first block of the pair, 8-15 to the second.
+      const __m512 s0 = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(_cvtsh_ss(s[b / group_blocks]) * dx[b]),
+                                             _mm512_set1_ps(_cvtsh_ss(s[(b + 1) / group_blocks]) * dx[b + 1]));
+      const __m512 s1 = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(_cvtsh_ss(s[(b + 2) / group_blocks]) * dx[b + 2]),
+                                             _mm512_set1_ps(_cvtsh_ss(s[(b + 3) / group_blocks]) * dx[b + 3]));
+      a0 = _mm512_fmadd_ps(_mm512_mask_cvtepi32_ps(_mm512_setzero_ps(), 0xFFFF, p0), s0, a0);
+      a1 = _mm512_fmadd_ps(_mm512_mask_cvtepi32_ps(_mm512_setzero_ps(), 0xFFFF, p1), s1, a1);
+    }
+    // Up to three blocks left: 256-bit steps.
+    __m256 t = _mm256_setzero_ps();
+    for (; b < n_blocks; ++b) {
+      const __m256i p = dot32(lookup32(c + b * 16, tbl256), xq + b * 32);
+      t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(_cvtsh_ss(s[b / group_blocks]) * dx[b]), t);
+    }
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, _mm512_add_ps(a0, a1));
+    float sum = hsum256(t);
+    for (float e : lanes) sum += e;
+    y[r - r0] = sum;
+  }
+}
+
+}  // namespace
+
+const Kernel4* avx2_kernel4() {
+  static const Kernel4 k{"avx2", gemv_avx2, expand_avx2};
+  __builtin_cpu_init();
+  // F16C is not asked for: every AVX2 CPU has it (Intel since Ivy Bridge, AMD since Piledriver), and
+  // clang 14's __builtin_cpu_supports does not know the name.
+  const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return ok ? &k : nullptr;
+}
+
+const Kernel4* avx512_kernel4() {
+  // The prefill expand is AVX2's (it is bound by the stores of the fp32 tile, not the lookups).
+  static const Kernel4 k{"avx512", gemv_avx512, expand_avx2};
+  __builtin_cpu_init();
+  const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") &&
+                  __builtin_cpu_supports("fma");
+  return ok ? &k : nullptr;
+}
+
+}  // namespace qins::core::kernels4
+
+#else  // not x86
+
+namespace qins::core::kernels4 {
+const Kernel4* avx2_kernel4() { return nullptr; }
+const Kernel4* avx512_kernel4() { return nullptr; }
+}  // namespace qins::core::kernels4
+
+#endif

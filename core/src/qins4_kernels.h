@@ -1,0 +1,36 @@
+// Internal QINS-4 kernel interface: plain C++ (no torch). See qins/core/qins4.h for the layout:
+// per row, n_blocks blocks of 32 columns, 16 code bytes each (byte b: column b low nibble,
+// column b + 16 high nibble); one fp16 scale per group of `group_blocks` blocks.
+#pragma once
+
+#include <cstdint>
+
+namespace qins::core::kernels4 {
+
+// IEEE half -> float (exact) and float -> half (round to nearest even, overflow to inf).
+float half_to_float(uint16_t h);
+uint16_t float_to_half(float f);
+
+// One activation row rounded to int8 per block of 32 columns: xq[i] = round(x[i] / dx[b]),
+// dx[b] = max |x| over the block / 127 (0 for an all-zero block). Columns in [in, n_blocks * 32)
+// are zero. xq: [n_blocks * 32], dx: [n_blocks].
+void quantize_x(const float* x, int64_t in, int64_t n_blocks, int8_t* xq, float* dx);
+
+struct Kernel4 {
+  const char* name;
+  // y[r - r0] = sum_b half(scales[r * n_groups + b / group_blocks]) * dx[b] * sum_{i<32} lut[k(r, b, i)] * xq[b * 32 + i]
+  // for r in [r0, r1), n_groups = n_blocks / group_blocks. The integer sums are exact.
+  void (*gemv)(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
+               const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx, float* y);
+  // out[(r - r0) * n_blocks * 32 + i] = half(scale of i's group) * lut[k(r, i)], natural order.
+  void (*expand)(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
+                 const uint16_t* scales, const int8_t* lut, float* out);
+};
+
+const Kernel4& scalar_kernel4();
+// Null where the build or the CPU lacks the instructions.
+const Kernel4* avx2_kernel4();
+const Kernel4* avx512_kernel4();
+const Kernel4* neon_kernel4();
+
+}  // namespace qins::core::kernels4
