@@ -571,3 +571,81 @@ TEST(ServerLifecycle, PortInUseIsAClearError) {
 
 }  // namespace
 }  // namespace qins
+
+namespace qins {
+namespace {
+
+// The request fields land in the BatchRequest the scheduler gets (the HTTP tests see only the text).
+TEST(OpenAiApi, FieldsReachTheBatchRequest) {
+  using server::Endpoint;
+  const auto r = server::parse_request(Endpoint::Chat, R"({
+      "model": "m", "messages": [{"role": "developer", "content": "sys"},
+                                 {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+                                 {"role": "assistant", "content": null}],
+      "temperature": 0.25, "top_p": 0.5, "top_k": 7, "min_p": 0.1, "repetition_penalty": 1.2,
+      "frequency_penalty": 0.5, "presence_penalty": -0.5, "max_completion_tokens": 99, "seed": 42,
+      "stop": ["x", "yz"], "stream": true, "stream_options": {"include_usage": true}, "user": "ignored"})",
+                                       1000);
+  EXPECT_FALSE(r.batch.raw);
+  EXPECT_EQ(r.model, "m");
+  ASSERT_EQ(r.batch.messages.size(), 3u);
+  EXPECT_EQ(r.batch.messages[0].role, Role::System);
+  EXPECT_EQ(r.batch.messages[1].content, "ab");
+  EXPECT_EQ(r.batch.messages[2].role, Role::Assistant);
+  EXPECT_EQ(r.batch.messages[2].content, "");
+  EXPECT_FLOAT_EQ(r.batch.params.temperature, 0.25f);
+  EXPECT_FLOAT_EQ(r.batch.params.top_p, 0.5f);
+  EXPECT_EQ(r.batch.params.top_k, 7);
+  EXPECT_FLOAT_EQ(r.batch.params.min_p, 0.1f);
+  EXPECT_FLOAT_EQ(r.batch.params.repetition_penalty, 1.2f);
+  EXPECT_FLOAT_EQ(r.batch.frequency_penalty, 0.5f);
+  EXPECT_FLOAT_EQ(r.batch.presence_penalty, -0.5f);
+  EXPECT_EQ(r.batch.params.max_new_tokens, 99);
+  EXPECT_EQ(r.batch.params.seed, 42u);
+  EXPECT_FALSE(r.batch.params.random_seed);
+  EXPECT_EQ(r.batch.stop, (std::vector<std::string>{"x", "yz"}));
+  EXPECT_TRUE(r.stream);
+  EXPECT_TRUE(r.include_usage);
+}
+
+TEST(OpenAiApi, DefaultsAreOpenAis) {
+  const auto r = server::parse_request(server::Endpoint::Completion, R"({"prompt": "hi", "max_tokens": null})", 300);
+  EXPECT_TRUE(r.batch.raw);
+  EXPECT_EQ(r.batch.prompt, "hi");
+  EXPECT_FLOAT_EQ(r.batch.params.temperature, 1.0f);
+  EXPECT_FLOAT_EQ(r.batch.params.top_p, 1.0f);
+  EXPECT_EQ(r.batch.params.max_new_tokens, 300);  // until the context is full
+  EXPECT_TRUE(r.batch.params.random_seed);
+  EXPECT_FALSE(r.stream);
+  EXPECT_TRUE(r.batch.stop.empty());
+  // max_tokens beyond the context is capped to it.
+  EXPECT_EQ(server::parse_request(server::Endpoint::Completion, R"({"prompt": "hi", "max_tokens": 100000})", 300)
+                .batch.params.max_new_tokens,
+            300);
+}
+
+TEST(OpenAiApi, ErrorsNameTheField) {
+  auto param_of = [](const std::string& body) {
+    try {
+      server::parse_request(server::Endpoint::Chat, body, 100);
+    } catch (const server::ApiError& e) {
+      EXPECT_EQ(e.status, 400);
+      return e.param;
+    }
+    ADD_FAILURE() << "no error for " << body;
+    return std::string();
+  };
+  EXPECT_EQ(param_of(R"({"messages": [{"role": "user", "content": "x"}], "top_k": -1})"), "top_k");
+  EXPECT_EQ(param_of(R"({"messages": [{"role": "user", "content": "x"}], "min_p": "0.1"})"), "min_p");
+  EXPECT_EQ(param_of(R"({"messages": [{"role": "user", "content": "x"}], "stop": [""]})"), "stop");
+  EXPECT_EQ(param_of(R"({"messages": [{"role": "user", "content": "x"}], "stream_options": {"include_usage": 1}})"),
+            "stream_options.include_usage");
+  EXPECT_EQ(param_of(R"({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}]})"),
+            "messages[0].content[0].type");
+  EXPECT_EQ(param_of(R"({"messages": [{"role": "user"}]})"), "messages[0].content");
+  EXPECT_EQ(param_of(R"({"messages": [{"content": "x"}]})"), "messages[0].role");
+  EXPECT_EQ(param_of(R"({"messages": [{"role": "user", "content": "x"}], "model": 3})"), "model");
+}
+
+}  // namespace
+}  // namespace qins

@@ -249,10 +249,10 @@ ApiRequest parse_request(Endpoint endpoint, const std::string& body_text, int co
   r.stream = boolean(body, "stream", false);
   if (const json* so = member(body, "stream_options")) {
     if (!so->is_object()) throw wrong_type("stream_options", "an object", *so);
-    r.include_usage = boolean(*so, "include_usage", false);
     if (auto it = so->find("include_usage"); it != so->end() && !it->is_null() && !it->is_boolean()) {
       throw wrong_type("stream_options.include_usage", "a boolean", *it);
     }
+    r.include_usage = boolean(*so, "include_usage", false);
   }
 
   SamplingParams& p = r.batch.params;
