@@ -85,7 +85,7 @@ EOF
 
 # SIGTERM while a long stream runs: it is finished (drained), then the process exits 0.
 curl -sS -N "$base/v1/completions" -H 'Content-Type: application/json' \
-  -d '{"prompt":"A long story:","temperature":0,"max_tokens":3000,"stream":true,"stream_options":{"include_usage":true}}' \
+  -d '{"prompt":"the cat sat on the mat","temperature":0,"max_tokens":3000,"stream":true,"stream_options":{"include_usage":true}}' \
   >"$work/long.txt" &
 curl_pid=$!
 for _ in $(seq 1 600); do

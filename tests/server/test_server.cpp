@@ -303,12 +303,19 @@ TEST_F(ServerTest, CompletionNonStreamingAndStreaming) {
 
 TEST_F(ServerTest, StopStringEndsBeforeIt) {
   start();
-  const Reference ref = complete_alone("Once upon a time", 24);
+  const Reference ref = complete_alone("Hello", 24);
   ASSERT_GE(ref.text.size(), 4u);
-  // A stop string taken from the middle of what the model says alone.
-  const std::string stop = ref.text.substr(ref.text.size() / 2, 2);
+  // A stop string taken from the middle of what the model says alone: two whole UTF-8 characters.
+  auto boundary = [&](size_t i) {
+    while (i < ref.text.size() && (static_cast<unsigned char>(ref.text[i]) & 0xC0) == 0x80) ++i;
+    return i;
+  };
+  const size_t from = boundary(ref.text.size() / 2);
+  const size_t to = boundary(boundary(from + 1) + 1);
+  ASSERT_LT(from, to);
+  const std::string stop = ref.text.substr(from, to - from);
   const std::string expect = ref.text.substr(0, ref.text.find(stop));
-  HttpReply r = post("/v1/completions", json{{"prompt", "Once upon a time"}, {"temperature", 0}, {"max_tokens", 24},
+  HttpReply r = post("/v1/completions", json{{"prompt", "Hello"}, {"temperature", 0}, {"max_tokens", 24},
                                              {"stop", json::array({stop})}});
   ASSERT_EQ(r.status, 200) << r.body;
   const json j = json::parse(r.body);
@@ -351,12 +358,12 @@ TEST_F(ServerTest, FourConcurrentGreedyRequestsMatchAlone) {
 TEST_F(ServerTest, DisconnectMidStreamStopsTheWork) {
   start();
   const int n = kContext - 64;
-  const Reference ref = complete_alone("A long story:", n);
+  const Reference ref = complete_alone("the cat sat on the mat", n);
   ASSERT_EQ(ref.stats.generated_tokens, n) << "the fixture stops early; pick another prompt";
   {
     Connection c(port());
     c.send_request("POST", "/v1/completions",
-                   json{{"prompt", "A long story:"}, {"temperature", 0}, {"max_tokens", n}, {"stream", true}}.dump());
+                   json{{"prompt", "the cat sat on the mat"}, {"temperature", 0}, {"max_tokens", n}, {"stream", true}}.dump());
     std::string got;
     while (got.find("data: ") == std::string::npos) ASSERT_TRUE(c.read_some(got)) << got;
     EXPECT_EQ(got.rfind("HTTP/1.1 200", 0), 0u) << got;
@@ -442,7 +449,7 @@ TEST_F(ServerTest, QueueFullIs429) {
   const int n = kContext - 64;
   Connection busy(port());
   busy.send_request("POST", "/v1/completions",
-                    json{{"prompt", "A long story:"}, {"temperature", 0}, {"max_tokens", n}, {"stream", true}}.dump());
+                    json{{"prompt", "the cat sat on the mat"}, {"temperature", 0}, {"max_tokens", n}, {"stream", true}}.dump());
   std::string got;
   while (got.find("data: ") == std::string::npos) ASSERT_TRUE(busy.read_some(got)) << got;
   expect_error(post("/v1/completions", json{{"prompt", "Hi"}, {"max_tokens", 2}}), 429, "rate_limit_error", "",
@@ -538,7 +545,7 @@ TEST(ServerLifecycle, StopCancelsWhatRuns) {
   s.attach(&sched);
   Connection c(s.port());
   c.send_request("POST", "/v1/completions",
-                 json{{"prompt", "A long story:"}, {"temperature", 0}, {"max_tokens", kContext - 64}, {"stream", true}}.dump());
+                 json{{"prompt", "the cat sat on the mat"}, {"temperature", 0}, {"max_tokens", kContext - 64}, {"stream", true}}.dump());
   std::string got;
   while (got.find("data: ") == std::string::npos) ASSERT_TRUE(c.read_some(got)) << got;
   s.stop();  // returns: the stream was cancelled, its connection finished

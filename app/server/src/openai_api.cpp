@@ -138,7 +138,10 @@ std::string prompt_of(const json& body) {
   if (!v) throw bad_field("prompt", "'prompt' is required", "missing_required_parameter");
   if (v->is_string()) return v->get<std::string>();
   if (v->is_array()) {
-    if (v->size() == 1 && (*v)[0].is_string()) return (*v)[0].get<std::string>();
+    for (const json& item : *v) {
+      if (!item.is_string()) throw bad_field("prompt", "'prompt' must be a string (token id prompts are not supported)", "invalid_type");
+    }
+    if (v->size() == 1) return (*v)[0].get<std::string>();
     if (v->size() > 1) throw bad_field("prompt", "only one prompt per request is supported, got " + std::to_string(v->size()), "unsupported_value");
     throw bad_field("prompt", "'prompt' must be a string (token id prompts are not supported)", "invalid_type");
   }

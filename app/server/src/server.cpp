@@ -9,6 +9,7 @@
 
 #include <httplib.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
@@ -70,7 +71,9 @@ struct Server::Impl {
   int64_t ready_since = 0;
   std::string load_error;
 
+  // Requests submitted whose responses are not finished yet (see Ticket).
   std::mutex flight_m;
+  std::condition_variable flight_cv;
   std::set<std::shared_ptr<BatchHandle>> in_flight;
 
   std::atomic<int64_t> n_requests{0}, n_completions{0}, n_errors{0}, n_disconnects{0};
@@ -89,14 +92,27 @@ struct Server::Impl {
     t_note.detail = e.what();
   }
 
-  void track(const std::shared_ptr<BatchHandle>& h) {
-    std::lock_guard<std::mutex> lk(flight_m);
-    in_flight.insert(h);
-  }
-  void untrack(const std::shared_ptr<BatchHandle>& h) {
-    std::lock_guard<std::mutex> lk(flight_m);
-    in_flight.erase(h);
-  }
+  // A request in flight from submit until its response is gone: held by the handler, and by a
+  // stream's provider and releaser, which the Response destroys only after the last byte (or the
+  // failed write). stop() waits for every ticket before it closes the connections, so a stream
+  // it cancelled still gets its error event and the end of its chunked body.
+  struct Ticket {
+    Impl* d;
+    std::shared_ptr<BatchHandle> handle;
+    Ticket(Impl* d_, std::shared_ptr<BatchHandle> h) : d(d_), handle(std::move(h)) {
+      std::lock_guard<std::mutex> lk(d->flight_m);
+      d->in_flight.insert(handle);
+    }
+    ~Ticket() {
+      {
+        std::lock_guard<std::mutex> lk(d->flight_m);
+        d->in_flight.erase(handle);
+      }
+      d->flight_cv.notify_all();
+    }
+    Ticket(const Ticket&) = delete;
+    Ticket& operator=(const Ticket&) = delete;
+  };
 
   bool allowed_origin(const std::string& origin) const {
     if (origin.empty()) return false;
@@ -247,7 +263,7 @@ struct Server::Impl {
       if (!accepting) throw ApiError(503, "server_error", "shutting_down", "", "the server is shutting down");
       throw ApiError(400, "invalid_request_error", "invalid_value", "", e.what());
     }
-    track(handle);
+    auto ticket = std::make_shared<Ticket>(this, handle);
     const ResponseMeta meta = new_response_meta(endpoint, model);
 
     if (!ar.stream) {
@@ -259,7 +275,6 @@ struct Server::Impl {
         text = std::move(ex->pending);
         result = ex->result;
       }
-      untrack(handle);
       check_outcome(result);
       res.set_content(dump(full_response(meta, text, result)), "application/json");
       note_result(result);
@@ -274,7 +289,6 @@ struct Server::Impl {
       if (ex->done && ex->pending.empty()) {
         const BatchResult result = ex->result;
         lk.unlock();
-        untrack(handle);
         check_outcome(result);
       }
     }
@@ -284,7 +298,7 @@ struct Server::Impl {
     auto started = std::make_shared<bool>(false);
     res.set_chunked_content_provider(
         "text/event-stream",
-        [this, ex, handle, meta, include_usage, started](size_t, httplib::DataSink& sink) -> bool {
+        [this, ex, handle, ticket, meta, include_usage, started](size_t, httplib::DataSink& sink) -> bool {
           auto send = [&](const json& j) {
             const std::string ev = sse_event(dump(j));
             return sink.write(ev.data(), ev.size());
@@ -311,7 +325,6 @@ struct Server::Impl {
           }
           if (!piece.empty() && !send(content_chunk(meta, piece, include_usage))) return gone();
           if (!done) return true;
-          untrack(handle);
           if (result.finish_reason == "error" || result.finish_reason == "cancelled") {
             const ApiError e = outcome_error(result);
             send(error_body(e));
@@ -329,9 +342,8 @@ struct Server::Impl {
           ++n_completions;
           return true;
         },
-        [this, handle](bool success) {
+        [handle, ticket](bool success) {
           if (!success) handle->cancel();  // any way the stream ended early stops the request
-          untrack(handle);
         });
   }
 
@@ -371,6 +383,12 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
   const int threads = d->opt.http_threads > 0 ? d->opt.http_threads : 64;
   h.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   h.set_payload_max_length(d->opt.max_body_bytes);
+  // SO_REUSEADDR only: cpp-httplib's default adds SO_REUSEPORT, which lets a second server bind
+  // the same port and silently take half of the connections.
+  h.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   h.set_pre_routing_handler([d](const httplib::Request& req, httplib::Response& res) { return d->pre_route(req, res); });
   h.set_logger([d](const httplib::Request& req, const httplib::Response& res) { d->logger(req, res); });
   h.set_error_handler([d](const httplib::Request& req, httplib::Response& res) {
@@ -457,9 +475,11 @@ void Server::stop() {
   if (!impl_->started) return;
   impl_->accepting = false;
   {
-    // Whatever still runs is cancelled: each on_done follows and its connection finishes.
-    std::lock_guard<std::mutex> lk(impl_->flight_m);
+    // Whatever still runs is cancelled: each on_done follows and its response ends (a stream
+    // with an error event). Bounded: a client that does not read cannot hold the stop forever.
+    std::unique_lock<std::mutex> lk(impl_->flight_m);
     for (const auto& h : impl_->in_flight) h->cancel();
+    impl_->flight_cv.wait_for(lk, std::chrono::seconds(30), [&] { return impl_->in_flight.empty(); });
   }
   impl_->http.stop();
   if (impl_->thread.joinable()) impl_->thread.join();
