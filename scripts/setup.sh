@@ -10,7 +10,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git
   libtorch-dev libopenblas0-pthread libopenblas-dev
   libsentencepiece-dev sentencepiece libzstd-dev libxxhash-dev nlohmann-json3-dev libcli11-dev
-  libcurl4-openssl-dev libssl-dev libcpp-httplib-dev
+  libcurl4-openssl-dev libssl-dev libcpp-httplib-dev curl
   libgtest-dev libgmock-dev libbenchmark-dev
   qt6-base-dev qt6-declarative-dev qt6-tools-dev libgl-dev libqt6sql6-sqlite
   qml6-module-qtquick qml6-module-qtquick-controls qml6-module-qtquick-layouts

@@ -22,6 +22,7 @@ Runner add_synth(CLI::App& app);
 Runner add_bench(CLI::App& app);
 Runner add_eval(CLI::App& app);
 Runner add_train(CLI::App& app);
+Runner add_serve(CLI::App& app);
 
 // Prints one clear error line to stderr.
 void print_error(const std::string& message);

@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   add("eval", "Accuracy report: weight SQNR, perplexity, KL and top-1 agreement of each codebook vs fp32", qins::cli::add_eval);
   add("fixture", "Write a tiny random-weight Phi-3 model folder (for tests and demos)", qins::cli::add_fixture);
   add("train", "Train a small Phi-3 chat model from a chat corpus (the demo model)", qins::cli::add_train);
+  add("serve", "Serve the model over an OpenAI-compatible HTTP API (batched decoding)", qins::cli::add_serve);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -91,6 +91,8 @@ TEST(Qml, MainWindowRunsAChatWithoutWarnings) {
     QTest::qWait(50);
     root->setProperty("sidePanel", QStringLiteral("stats"));
     QTest::qWait(50);
+    root->setProperty("sidePanel", QStringLiteral("server"));  // "Serve this model on localhost"
+    QTest::qWait(50);
     const int themeType = qmlTypeId("QinsChat", 1, 0, "Theme");
     ASSERT_GE(themeType, 0);
     auto* theme = engine.singletonInstance<QObject*>(themeType);

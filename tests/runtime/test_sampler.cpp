@@ -27,6 +27,44 @@ TEST(Sampler, GreedyPicksTheArgmax) {
   EXPECT_EQ(s.sample(l.data(), 4, {}), 1);
 }
 
+// OpenAI frequency/presence penalties: logit -= count * frequency + presence, over the generated
+// tokens only (history[generated_from:]); the prompt part of the history does not count.
+TEST(Sampler, FrequencyAndPresencePenaltiesCountGeneratedTokensOnly) {
+  std::vector<float> l{0.0f, 3.0f, 2.5f, 1.2f};
+  const std::vector<int> history{2, 2, 2, 1, 1, 3};  // prompt: 2 2 2; generated: 1 1 3
+  {
+    Sampler s(params(0.0f), /*frequency=*/0.2f, /*presence=*/0.0f);
+    auto x = l;
+    EXPECT_EQ(s.sample(x.data(), 4, history, 3), 1);  // 3.0 - 2 * 0.2 = 2.6 > 2.5
+    EXPECT_FLOAT_EQ(x[1], 2.6f);
+    EXPECT_FLOAT_EQ(x[2], 2.5f);  // only in the prompt
+    EXPECT_FLOAT_EQ(x[3], 1.0f);
+  }
+  {
+    Sampler s(params(0.0f), 0.3f, 0.0f);
+    auto x = l;
+    EXPECT_EQ(s.sample(x.data(), 4, history, 3), 2);  // 3.0 - 0.6 = 2.4 < 2.5
+  }
+  {
+    Sampler s(params(0.0f), 0.0f, 0.6f);  // presence once per distinct token
+    auto x = l;
+    EXPECT_EQ(s.sample(x.data(), 4, history, 3), 2);
+    EXPECT_FLOAT_EQ(x[1], 2.4f);
+    EXPECT_FLOAT_EQ(x[3], 0.6f);
+  }
+  {
+    Sampler s(params(0.0f), -0.6f, 0.0f);  // negative: encourages repeats
+    auto x = l;
+    EXPECT_EQ(s.sample(x.data(), 4, history, 0), 2);  // 2.5 + 1.8 = 4.3 > 3.0 + 1.2
+  }
+  {
+    Sampler s(params(0.0f), 1.0f, 1.0f);  // without generated_from nothing counts
+    auto x = l;
+    EXPECT_EQ(s.sample(x.data(), 4, history), 1);
+    EXPECT_EQ(x, l);
+  }
+}
+
 // Issue 16 item 1: a NaN or Inf logit once left no candidate and the sampler took .back() of an
 // empty vector (SIGSEGV); greedy returned garbage. Every mode now throws NonFiniteLogits.
 TEST(Sampler, NonFiniteLogitsThrowInEveryMode) {

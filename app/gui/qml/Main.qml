@@ -96,6 +96,11 @@ ApplicationWindow {
         id: memory
         modelManager: models
     }
+    LocalServer {
+        id: localServer
+        objectName: "localServer"
+        models: models
+    }
     ChatController {
         id: controller
         modelManager: models
@@ -299,6 +304,15 @@ ApplicationWindow {
                         onClicked: window.togglePanel("stats")
                     }
                     ToolButton {
+                        text: localServer.running ? qsTr("Server \u25cf") : qsTr("Server")
+                        checkable: true
+                        checked: window.sidePanel === "server"
+                        Accessible.name: qsTr("Serve this model on localhost")
+                        ToolTip.visible: hovered
+                        ToolTip.text: localServer.running ? localServer.address : qsTr("Serve this model to other programs (OpenAI API)")
+                        onClicked: window.togglePanel("server")
+                    }
+                    ToolButton {
                         text: Theme.dark ? "\u2600" : "\u263e"
                         font.pixelSize: 16
                         Accessible.name: qsTr("Switch light or dark theme")
@@ -393,6 +407,13 @@ ApplicationWindow {
                 models: models
                 controller: controller
                 memory: memory
+            }
+            ServerPanel {
+                anchors.fill: parent
+                anchors.leftMargin: 1
+                visible: window.sidePanel === "server"
+                server: localServer
+                models: models
             }
         }
     }

@@ -6,11 +6,13 @@
 #include <QStandardPaths>
 
 #include <QElapsedTimer>
+#include <condition_variable>
 #include <string>
 
 InferenceWorker::InferenceWorker(QObject* parent) : QObject(parent) {
   qRegisterMetaType<qins::ModelInfo>();
   qRegisterMetaType<qins::GenerationStats>();
+  qRegisterMetaType<qins::BatchScheduler*>();
 }
 
 InferenceWorker::~InferenceWorker() = default;
@@ -54,6 +56,7 @@ void InferenceWorker::load(quint64 loadId, const QString& path, const qins::Load
   try {
     if (m_wantedLoad.load() != loadId) throw qins::Cancelled();  // superseded while queued
     // Drop the old model first: two Phi-3 models at once may not fit in memory.
+    m_scheduler.reset();
     m_session.reset();
     m_engine.reset();
     const std::string& fmt = options.weight_format;
@@ -72,6 +75,7 @@ void InferenceWorker::load(quint64 loadId, const QString& path, const qins::Load
 }
 
 void InferenceWorker::unload() {
+  m_scheduler.reset();
   m_session.reset();
   m_engine.reset();
   Q_EMIT unloaded();
@@ -81,6 +85,10 @@ void InferenceWorker::generate(quint64 requestId, const std::vector<qins::ChatMe
                                const qins::SamplingParams& params) {
   if (!m_session) {
     Q_EMIT generationFailed(requestId, QStringLiteral("No model is loaded."));
+    return;
+  }
+  if (m_scheduler) {
+    generateBatched(requestId, messages, params);
     return;
   }
   std::function<void(int)> hook;
@@ -123,5 +131,100 @@ void InferenceWorker::generate(quint64 requestId, const std::vector<qins::ChatMe
     // The session's cache may be half-written: start the next request from scratch.
     m_session->reset();
     Q_EMIT generationFailed(requestId, QString::fromStdString(e.what()));
+  }
+}
+
+void InferenceWorker::startScheduler(quint64 serial, int parallel) {
+  if (!m_engine) {
+    Q_EMIT schedulerFailed(serial, QStringLiteral("No model is loaded."));
+    return;
+  }
+  try {
+    if (!m_scheduler) {
+      qins::SchedulerOptions options;
+      options.parallel = parallel;
+      m_scheduler = std::make_unique<qins::BatchScheduler>(*m_engine, options);
+    }
+    Q_EMIT schedulerReady(serial, m_scheduler.get());
+  } catch (const std::exception& e) {
+    Q_EMIT schedulerFailed(serial, QString::fromStdString(e.what()));
+  }
+}
+
+void InferenceWorker::stopScheduler() { m_scheduler.reset(); }
+
+void InferenceWorker::generateBatched(quint64 requestId, const std::vector<qins::ChatMessage>& messages,
+                                      const qins::SamplingParams& params) {
+  // The scheduler thread appends; this thread relays to the GUI every kFlushMs (the first piece
+  // at once) and turns the stop flag into a cancel. (The piece hook of the tests is not called here.)
+  struct Shared {
+    std::mutex m;
+    std::condition_variable cv;
+    std::string pending;
+    int pieces = 0;
+    bool done = false;
+    qins::BatchResult result;
+  };
+  auto shared = std::make_shared<Shared>();
+  qins::BatchRequest request;
+  request.messages = messages;
+  request.params = params;
+  qins::BatchCallbacks callbacks;
+  callbacks.on_piece = [shared](std::string_view piece) {
+    {
+      std::lock_guard<std::mutex> lock(shared->m);
+      shared->pending.append(piece);
+      ++shared->pieces;
+    }
+    shared->cv.notify_all();
+    return true;
+  };
+  callbacks.on_done = [shared](const qins::BatchResult& r) {
+    {
+      std::lock_guard<std::mutex> lock(shared->m);
+      shared->result = r;
+      shared->done = true;
+    }
+    shared->cv.notify_all();
+  };
+  QElapsedTimer sinceStart;
+  sinceStart.start();
+  std::shared_ptr<qins::BatchHandle> handle;
+  try {
+    handle = m_scheduler->submit(std::move(request), std::move(callbacks));
+  } catch (const std::exception& e) {
+    Q_EMIT generationFailed(requestId, QString::fromStdString(e.what()));
+    return;
+  }
+  bool firstFlushed = false;
+  bool cancelled = false;
+  for (;;) {
+    std::string text;
+    int pieces = 0;
+    bool done = false;
+    {
+      std::unique_lock<std::mutex> lock(shared->m);
+      shared->cv.wait_for(lock, std::chrono::milliseconds(firstFlushed ? kFlushMs : 5),
+                          [&] { return shared->done || (!firstFlushed && !shared->pending.empty()); });
+      text.swap(shared->pending);
+      pieces = shared->pieces;
+      done = shared->done;
+    }
+    if (!text.empty()) {
+      Q_EMIT textChunk(requestId, QString::fromUtf8(text.data(), static_cast<int>(text.size())), pieces,
+                       sinceStart.nsecsElapsed() * 1e-9);
+      firstFlushed = true;
+    }
+    if (done) break;
+    if (!cancelled && m_stop.load()) {
+      handle->cancel();
+      cancelled = true;
+    }
+  }
+  const qins::BatchResult& r = shared->result;
+  if (r.finish_reason == "error") {
+    Q_EMIT generationFailed(requestId, QString::fromStdString(r.error));
+  } else {
+    Q_EMIT generationFinished(requestId, r.stats);
   }
 }

@@ -11,10 +11,12 @@
 #include <mutex>
 #include <vector>
 
+#include "qins/runtime/batch.h"
 #include "qins/runtime/engine.h"
 
 Q_DECLARE_METATYPE(qins::ModelInfo)
 Q_DECLARE_METATYPE(qins::GenerationStats)
+Q_DECLARE_METATYPE(qins::BatchScheduler*)
 
 class InferenceWorker : public QObject {
   Q_OBJECT
@@ -44,6 +46,13 @@ class InferenceWorker : public QObject {
   void generate(quint64 requestId, const std::vector<qins::ChatMessage>& messages,
                 const qins::SamplingParams& params);
   void unload();
+  // The batched scheduler over this worker's engine, for the local server (LocalServer). While it
+  // exists every reply of the app is one more sequence of it too, so the app and the server never
+  // run the engine at the same time from two threads. `serial` is echoed back in the signals.
+  // startScheduler answers schedulerReady (the pointer stays valid until stopScheduler, a load or
+  // unload, whichever comes first) or schedulerFailed.
+  void startScheduler(quint64 serial, int parallel);
+  void stopScheduler();
 
  Q_SIGNALS:
   void loadProgress(quint64 loadId, double fraction, const QString& stage);
@@ -54,11 +63,16 @@ class InferenceWorker : public QObject {
   void textChunk(quint64 requestId, const QString& text, int pieces, double elapsedS);
   void generationFinished(quint64 requestId, const qins::GenerationStats& stats);
   void generationFailed(quint64 requestId, const QString& error);
+  void schedulerReady(quint64 serial, qins::BatchScheduler* scheduler);
+  void schedulerFailed(quint64 serial, const QString& error);
 
  private:
   // The path Engine::load gets: a .qins file as it is; a Hugging Face folder is first converted
   // (once, with its own progress stage) into a .qins file in the app's data folder.
   QString loadablePath(const QString& path, const qins::ProgressFn& progress, const std::string& codebook);
+  // generate() while the scheduler exists: the reply is submitted to it and relayed from here.
+  void generateBatched(quint64 requestId, const std::vector<qins::ChatMessage>& messages,
+                       const qins::SamplingParams& params);
 
   std::unique_ptr<qins::Engine> m_engine;
   std::unique_ptr<qins::Session> m_session;
@@ -66,4 +80,5 @@ class InferenceWorker : public QObject {
   std::atomic<quint64> m_wantedLoad{0};
   std::mutex m_hookMutex;
   std::function<void(int)> m_pieceHook;
+  std::unique_ptr<qins::BatchScheduler> m_scheduler;  // declared last: destroyed before the engine
 };

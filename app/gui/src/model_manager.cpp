@@ -33,6 +33,7 @@ ModelManager::ModelManager(QObject* parent) : QObject(parent) {
 }
 
 ModelManager::~ModelManager() {
+  Q_EMIT aboutToUnload();
   // Whatever runs on the worker ends soon: both flags are checked inside the engine's loops.
   m_worker->requestStop();
   m_worker->requestCancelLoad();
@@ -148,6 +149,7 @@ void ModelManager::openModel(const QUrl& fileOrFolder) {
 }
 
 void ModelManager::load(const QString& path) {
+  Q_EMIT aboutToUnload();
   Q_EMIT aboutToLoad();
   m_loadingPath = path;
   m_progress = 0.0;

@@ -112,6 +112,9 @@ class ModelManager : public QObject, public QQmlParserStatus {
   void optionsChanged();
   void infoChanged();
   void aboutToLoad();  // a new model replaces the current one: stop what uses it
+  // The engine is about to go (a new load, or the manager is destroyed): the local server lets go
+  // of the worker's scheduler. Emitted before aboutToLoad, and first thing in the destructor.
+  void aboutToUnload();
 
  private:
   void setStatus(Status s, const QString& message);

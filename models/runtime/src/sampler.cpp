@@ -20,15 +20,18 @@ size_t bin_of(float p) {
 }
 }  // namespace
 
-Sampler::Sampler(const SamplingParams& params)
+Sampler::Sampler(const SamplingParams& params, float frequency_penalty, float presence_penalty)
     : p_(params),
+      frequency_penalty_(frequency_penalty),
+      presence_penalty_(presence_penalty),
       seed_(params.random_seed ? static_cast<uint64_t>(std::chrono::high_resolution_clock::now().time_since_epoch().count())
                                : params.seed),
       rng_(seed_) {}
 
-int Sampler::sample(float* logits, int vocab, const std::vector<int>& history) {
+int Sampler::sample(float* logits, int vocab, const std::vector<int>& history, size_t generated_from) {
   check_finite(logits, vocab);
   apply_repetition_penalty(logits, vocab, history);
+  apply_openai_penalties(logits, vocab, history, generated_from);
   if (p_.temperature <= 0.0f) return static_cast<int>(std::max_element(logits, logits + vocab) - logits);
   softmax_candidates(logits, vocab);
   apply_min_p();
@@ -54,6 +57,24 @@ void Sampler::apply_repetition_penalty(float* logits, int vocab, const std::vect
     if (id < 0 || id >= vocab || seen_[id]) continue;
     seen_[id] = 1;
     logits[id] = logits[id] > 0 ? logits[id] / p_.repetition_penalty : logits[id] * p_.repetition_penalty;
+  }
+}
+
+// OpenAI's frequency and presence penalties over the generated tokens:
+// logit[j] -= count[j] * frequency_penalty + (count[j] > 0) * presence_penalty.
+void Sampler::apply_openai_penalties(float* logits, int vocab, const std::vector<int>& history,
+                                     size_t generated_from) {
+  if ((frequency_penalty_ == 0.0f && presence_penalty_ == 0.0f) || generated_from >= history.size()) return;
+  counts_.assign(static_cast<size_t>(vocab), 0);
+  for (size_t i = generated_from; i < history.size(); ++i) {
+    const int id = history[i];
+    if (id >= 0 && id < vocab) ++counts_[static_cast<size_t>(id)];
+  }
+  for (size_t i = generated_from; i < history.size(); ++i) {
+    const int id = history[i];
+    if (id < 0 || id >= vocab || counts_[static_cast<size_t>(id)] == 0) continue;
+    logits[id] -= static_cast<float>(counts_[static_cast<size_t>(id)]) * frequency_penalty_ + presence_penalty_;
+    counts_[static_cast<size_t>(id)] = 0;  // once per distinct token
   }
 }
 

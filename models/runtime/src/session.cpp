@@ -10,43 +10,9 @@
 #include "qins/runtime/internal.h"
 #include "qins/runtime/sampler.h"
 #include "qins/util/timing.h"
+#include "session_impl.h"
 
 namespace qins {
-
-namespace {
-constexpr int64_t kPrefillChunk = 256;  // prompt tokens per forward call; the stop flag is checked between chunks
-constexpr size_t kMaxInputBytes = size_t{1} << 20;  // text of one request (all messages, or a raw prompt)
-void check_input_size(const std::vector<ChatMessage>& messages);
-}  // namespace
-
-struct Session::Impl {
-  Engine::Impl* e = nullptr;
-  KvCache cache;
-  std::vector<int> cached;  // tokens whose K/V sit in the cache, in order
-  // Moves the cache onto huge pages in the background after the session is made (the engine's
-  // own move of the weights goes first); holds its own references to K and V, and is cancelled
-  // and joined when the session goes.
-  std::thread huge_pages;
-  std::atomic<bool> huge_pages_cancel{false};
-
-  ~Impl() {
-    huge_pages_cancel = true;
-    if (huge_pages.joinable()) huge_pages.join();
-  }
-
-  GenerationStats run(std::vector<int> prompt, const SamplingParams& params, const TokenFn& on_piece,
-                      const std::atomic<bool>* stop, std::vector<int>* out_ids);
-  // Runs `ids[from:]` through the model over the cache; returns logits of the last position [vocab] f32.
-  torch::Tensor prefill(const std::vector<int>& ids, size_t from, const std::atomic<bool>* stop, bool* cancelled);
-  // Fits the prompt to the cache and keeps the cached prefix it shares; returns that prefix's length.
-  size_t reuse_cache(std::vector<int>& prompt);
-  // Logits after token `id` (sampled, not yet cached): decode_step where it can, forward() where
-  // it cannot, a re-run with the long factors where the sequence crosses into LongRoPE. Points
-  // into step_logits or logits; nullptr when the re-run was cancelled.
-  const float* step(int id, torch::Tensor& logits, std::vector<float>& step_logits, const std::atomic<bool>* stop);
-  // sampler.sample over `row`; non-finite logits stop the reply with an error naming the model.
-  int sample_or_explain(Sampler& sampler, std::vector<float>& row, int generated);
-};
 
 Session::Session(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Session::~Session() = default;
@@ -58,20 +24,25 @@ void Session::reset() {
 int64_t Session::kv_cache_bytes() const { return impl_->cache.bytes(); }
 int Session::cached_tokens() const { return static_cast<int>(impl_->cached.size()); }
 
-torch::Tensor Session::Impl::prefill(const std::vector<int>& ids, size_t from, const std::atomic<bool>* stop,
-                                     bool* cancelled) {
-  torch::Tensor logits;
+torch::Tensor Session::Impl::prefill_chunk(const std::vector<int>& ids, size_t pos, size_t n) {
   ForwardOptions fo{e->act_dtype, /*last_only=*/true};
-  for (size_t pos = from; pos < ids.size(); pos += kPrefillChunk) {
+  auto chunk = torch::from_blob(const_cast<int*>(ids.data() + pos), {1, static_cast<int64_t>(n)}, torch::kInt32)
+                   .to(torch::kInt64);
+  torch::Tensor logits = forward(e->weights, chunk, &cache, fo);
+  cached.insert(cached.end(), ids.begin() + static_cast<long>(pos), ids.begin() + static_cast<long>(pos + n));
+  return logits;
+}
+
+torch::Tensor Session::Impl::prefill(const std::vector<int>& ids, size_t from, const std::atomic<bool>* stop,
+                                     bool* cancelled, int64_t chunk) {
+  torch::Tensor logits;
+  for (size_t pos = from; pos < ids.size(); pos += static_cast<size_t>(chunk)) {
     if (stop && stop->load(std::memory_order_relaxed)) {
       *cancelled = true;
       return {};
     }
-    const size_t n = std::min<size_t>(kPrefillChunk, ids.size() - pos);
-    auto chunk = torch::from_blob(const_cast<int*>(ids.data() + pos), {1, static_cast<int64_t>(n)}, torch::kInt32)
-                     .to(torch::kInt64);
-    logits = forward(e->weights, chunk, &cache, fo);
-    cached.insert(cached.end(), ids.begin() + static_cast<long>(pos), ids.begin() + static_cast<long>(pos + n));
+    const size_t n = std::min<size_t>(static_cast<size_t>(chunk), ids.size() - pos);
+    logits = prefill_chunk(ids, pos, n);
   }
   return logits.reshape({-1});
 }
@@ -98,9 +69,13 @@ size_t Session::Impl::reuse_cache(std::vector<int>& prompt) {
   return common;
 }
 
+bool Session::Impl::crosses_into_long_rope() const {
+  return !cache.long_rope && rope_needs_long(e->weights.config, cache.n_past);
+}
+
 const float* Session::Impl::step(int id, torch::Tensor& logits, std::vector<float>& step_logits,
                                  const std::atomic<bool>* stop) {
-  if (!cache.long_rope && rope_needs_long(e->weights.config, cache.n_past)) {
+  if (crosses_into_long_rope()) {
     // Crossing original_max_position_embeddings: re-run everything with the long factors.
     std::vector<int> all = cached;
     all.push_back(id);
@@ -123,9 +98,10 @@ const float* Session::Impl::step(int id, torch::Tensor& logits, std::vector<floa
   return logits.data_ptr<float>();
 }
 
-int Session::Impl::sample_or_explain(Sampler& sampler, std::vector<float>& row, int generated) {
+int Session::Impl::sample_or_explain(Sampler& sampler, std::vector<float>& row, int generated,
+                                     size_t generated_from) {
   try {
-    return sampler.sample(row.data(), static_cast<int>(row.size()), cached);
+    return sampler.sample(row.data(), static_cast<int>(row.size()), cached, generated_from);
   } catch (const NonFiniteLogits& ex) {
     // Either a weight holds a NaN/Inf (the loaders refuse those they can see) or an activation
     // or the KV cache overflowed its dtype (bf16/f16 saturate to Inf past ~3.4e38 / 65504).
@@ -209,7 +185,6 @@ GenerationStats Session::Impl::run(std::vector<int> prompt, const SamplingParams
 // The tokenizer's memory grows with its input (~250 bytes per input byte on a 5 MB message);
 // text past kMaxInputBytes could never fit a context anyway (a token is >= 1 byte; the largest
 // supported context, 128k tokens, holds ~500 KB of prose), so it is refused before encoding.
-namespace {
 void check_input_size(const std::vector<ChatMessage>& messages) {
   size_t bytes = 0;
   for (const ChatMessage& m : messages) bytes += m.content.size();
@@ -218,7 +193,16 @@ void check_input_size(const std::vector<ChatMessage>& messages) {
                 std::to_string(kMaxInputBytes) + " bytes qins takes as input (about " +
                 std::to_string(kMaxInputBytes / 4) + " tokens): shorten it");
 }
-}  // namespace
+
+std::vector<int> completion_ids(const Engine::Impl& e, const std::string& prompt, bool allow_special) {
+  const auto& tok = *e.tokenizer;
+  std::vector<int> ids;
+  const bool bos = tok.add_bos() || prompt.empty();  // an empty prompt generates from BOS alone
+  if (bos) ids.push_back(e.weights.config.bos_token_id);
+  const auto body = tok.encode(prompt, allow_special);
+  ids.insert(ids.end(), body.begin(), body.end());
+  return ids;
+}
 
 GenerationStats Session::generate(const std::vector<ChatMessage>& messages, const SamplingParams& params,
                                   const TokenFn& on_piece, const std::atomic<bool>* stop,
@@ -259,14 +243,8 @@ GenerationStats Session::generate(const std::vector<ChatMessage>& messages, cons
 
 GenerationStats Session::complete(const std::string& prompt, const SamplingParams& params, const TokenFn& on_piece,
                                   const std::atomic<bool>* stop, bool allow_special, std::vector<int>* out_ids) {
-  const auto& tok = *impl_->e->tokenizer;
   check_input_size({ChatMessage{Role::User, prompt}});
-  std::vector<int> ids;
-  const bool bos = tok.add_bos() || prompt.empty();  // an empty prompt generates from BOS alone
-  if (bos) ids.push_back(impl_->e->weights.config.bos_token_id);
-  const auto body = tok.encode(prompt, allow_special);
-  ids.insert(ids.end(), body.begin(), body.end());
-  return impl_->run(std::move(ids), params, on_piece, stop, out_ids);
+  return impl_->run(completion_ids(*impl_->e, prompt, allow_special), params, on_piece, stop, out_ids);
 }
 
 std::unique_ptr<Session> Engine::new_session() {

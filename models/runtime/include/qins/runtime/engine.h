@@ -96,6 +96,7 @@ struct GenerationStats {
 using TokenFn = std::function<bool(std::string_view piece)>;
 
 class Engine;
+class BatchScheduler;
 
 // One conversation: owns its KV cache. Not thread-safe; use from one thread at a time.
 class Session {
@@ -123,6 +124,7 @@ class Session {
 
  private:
   friend class Engine;
+  friend class BatchScheduler;  // batch.h: its sequences are sessions
   struct Impl;
   explicit Session(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;

@@ -1,5 +1,5 @@
-// Next-token sampling over one row of logits: repetition penalty, temperature (0 = greedy),
-// top-k, top-p, min-p, seeded randomness (same seed, same tokens).
+// Next-token sampling over one row of logits: repetition penalty, OpenAI frequency/presence
+// penalties, temperature (0 = greedy), top-k, top-p, min-p, seeded randomness (same seed, same tokens).
 #pragma once
 
 #include <cstdint>
@@ -20,15 +20,21 @@ class NonFiniteLogits : public Error {
 
 class Sampler {
  public:
-  explicit Sampler(const SamplingParams& params);
-  // logits: vocab floats (modified in place). history: tokens so far (for the repetition penalty).
+  // frequency_penalty / presence_penalty: OpenAI semantics (0 = off): each token's logit is
+  // lowered by count * frequency_penalty + (count > 0) * presence_penalty, counting the
+  // generated tokens (history[generated_from:]).
+  explicit Sampler(const SamplingParams& params, float frequency_penalty = 0.0f, float presence_penalty = 0.0f);
+  // logits: vocab floats (modified in place). history: tokens so far (for the repetition penalty,
+  // the whole history; for the frequency/presence penalties, history[generated_from:]).
   // Throws NonFiniteLogits when a logit is NaN or infinite.
-  int sample(float* logits, int vocab, const std::vector<int>& history);
+  int sample(float* logits, int vocab, const std::vector<int>& history,
+             size_t generated_from = static_cast<size_t>(-1));
   uint64_t seed() const { return seed_; }
 
  private:
   static void check_finite(const float* logits, int vocab);
   void apply_repetition_penalty(float* logits, int vocab, const std::vector<int>& history);
+  void apply_openai_penalties(float* logits, int vocab, const std::vector<int>& history, size_t generated_from);
   void softmax_candidates(const float* logits, int vocab);
   void apply_min_p();
   void order_candidates();
@@ -37,10 +43,12 @@ class Sampler {
   int draw(double total);
 
   SamplingParams p_;
+  float frequency_penalty_ = 0.0f, presence_penalty_ = 0.0f;
   uint64_t seed_;
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int>> candidates_;  // reused between calls: no per-token allocation
   std::vector<char> seen_;
+  std::vector<int> counts_;  // per token id, the generated occurrences (OpenAI penalties)
 };
 
 }  // namespace qins
