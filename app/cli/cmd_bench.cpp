@@ -8,6 +8,7 @@
 #include "qins/tools/bench.h"
 #include "qins/runtime/engine.h"
 #include "qins/tools/synth.h"
+#include "qins/util/files.h"
 
 namespace qins::cli {
 
@@ -60,7 +61,7 @@ Runner add_synth(CLI::App& app) {
 
 Runner add_bench(CLI::App& app) {
   struct Opts {
-    std::string model, baseline = "all", json_path;
+    std::string model, baseline = "all", json_path, concurrent;
     BenchOptions b;
     bool json = false;
   };
@@ -83,6 +84,10 @@ Runner add_bench(CLI::App& app) {
                  "Profile mode: load, then only this many decode steps at --depth (for perf record); "
                  "prints the time per step")
       ->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  app.add_option("--concurrent", o->concurrent,
+                 "Concurrency mode: for each count (comma-separated, e.g. 1,2,4,8) decode that many greedy "
+                 "streams together through the batch scheduler; aggregate and per-stream tok/s side by side "
+                 "(uses --prompt-tokens, --gen-tokens, --threads, --context)");
   app.add_flag("--json", o->json, "Print JSON instead of the table");
   app.add_option("--json-out", o->json_path, "Also write the JSON to this file");
   return [o]() {
@@ -91,6 +96,29 @@ Runner add_bench(CLI::App& app) {
       const double s = run_decode_profile(o->model, o->b, log);
       std::printf("decode step at depth %d: %.2f ms (%.2f tok/s) over %d steps\n", o->b.depth, s * 1e3, 1.0 / s,
                   o->b.profile_steps);
+      return 0;
+    }
+    if (!o->concurrent.empty()) {
+      std::vector<int> counts;
+      for (size_t p = 0; p <= o->concurrent.size();) {
+        const size_t c = std::min(o->concurrent.find(',', p), o->concurrent.size());
+        const std::string v = o->concurrent.substr(p, c - p);
+        size_t used = 0;
+        int n = 0;
+        try {
+          n = std::stoi(v, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (v.empty() || used != v.size() || n < 1 || n > 64)
+          throw Error("--concurrent: '" + v + "' is not a stream count in [1, 64] (expected e.g. 1,2,4,8)");
+        counts.push_back(n);
+        p = c + 1;
+      }
+      const auto r = run_concurrent_bench(o->model, o->b, counts, log);
+      const std::string js = concurrent_bench_json(r);
+      if (!o->json_path.empty()) write_file_atomic(o->json_path, js);
+      std::cout << (o->json ? js : concurrent_bench_text(r));
       return 0;
     }
     std::string list = o->baseline == "all" ? "naive,bf16,fp32" : o->baseline == "none" ? "" : o->baseline;

@@ -133,6 +133,57 @@ QINS_BF16 void gemv_bf16(const uint8_t* codes, int64_t in, int64_t r0, int64_t r
   }
 }
 
+// The small-batch decode path (gemv_rows): each code row is decoded once into a bf16 buffer (the
+// even and odd words of every 64-column block, 2 bytes per weight: in L1/L2), then every row of x
+// runs gemv_bf16's loop over it with the same eight accumulators in the same order: row i of the
+// result is gemv_bf16's, bit for bit.
+QINS_BF16 void gemv_rows_bf16(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
+                              const LutTables& t, const void* xpv, int64_t m, float* y, int64_t ldy) {
+  const uint16_t* xp = static_cast<const uint16_t*>(xpv);
+  const PlanesBf16 p = load_planes(t);
+  const int64_t in64 = in & ~int64_t{63};
+  thread_local std::vector<uint16_t> buf;  // this worker's own: [in64] words, per block e | o
+  if (buf.size() < static_cast<size_t>(in64) + 32) buf.resize(static_cast<size_t>(in64) + 32);
+  // 64-byte aligned blocks (the vector's storage is only 16-byte aligned).
+  uint16_t* w = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t{63});
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* c = codes + r * in;
+    for (int64_t i = 0; i < in64; i += 64) {
+      __m512i e, od;
+      decode64(_mm512_loadu_si512(reinterpret_cast<const void*>(c + i)), p, &e, &od);
+      _mm512_store_si512(reinterpret_cast<void*>(w + i), e);
+      _mm512_store_si512(reinterpret_cast<void*>(w + i + 32), od);
+    }
+    for (int64_t b = 0; b < m; ++b) {
+      const uint16_t* xb = xp + b * in;
+      __m512 a[8];
+      for (auto& v : a) v = _mm512_setzero_ps();
+      int64_t i = 0;
+      for (; i + 256 <= in64; i += 256) {
+#pragma GCC unroll 4
+        for (int u = 0; u < 4; ++u) {
+          const int64_t o = i + 64 * u;
+          const __m512i e = _mm512_load_si512(reinterpret_cast<const void*>(w + o));
+          const __m512i od = _mm512_load_si512(reinterpret_cast<const void*>(w + o + 32));
+          a[2 * u] = dot2(a[2 * u], e, _mm512_loadu_si512(reinterpret_cast<const void*>(xb + o)));
+          a[2 * u + 1] = dot2(a[2 * u + 1], od, _mm512_loadu_si512(reinterpret_cast<const void*>(xb + o + 32)));
+        }
+      }
+      for (; i < in64; i += 64) {
+        const __m512i e = _mm512_load_si512(reinterpret_cast<const void*>(w + i));
+        const __m512i od = _mm512_load_si512(reinterpret_cast<const void*>(w + i + 32));
+        a[0] = dot2(a[0], e, _mm512_loadu_si512(reinterpret_cast<const void*>(xb + i)));
+        a[1] = dot2(a[1], od, _mm512_loadu_si512(reinterpret_cast<const void*>(xb + i + 32)));
+      }
+      const __m512 s4 = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
+      const __m512 s8 = _mm512_add_ps(_mm512_add_ps(a[4], a[5]), _mm512_add_ps(a[6], a[7]));
+      float s = hsum512(_mm512_add_ps(s4, s8));
+      for (int64_t k = in64; k < in; ++k) s += tail_value(c[k], t) * from_bf16(xb[k]);
+      y[b * ldy + (r - r0)] = s * scales[r];
+    }
+  }
+}
+
 // ---- GEMM (prefill) ----
 //
 // Columns are padded to kp = round_up(in, 64) (zeros in x and w); full 64-column blocks are in
@@ -295,7 +346,7 @@ QINS_BF16 void gemm_bf16(const uint8_t* codes, int64_t in, int64_t r0, int64_t r
 
 const Kernel* avx512bf16_kernel() {
   static const Kernel k = [] {
-    Kernel kk{"avx512bf16", Order::Split64, gemv_bf16, nullptr};
+    Kernel kk{"avx512bf16", Order::Split64, gemv_bf16, gemv_rows_bf16, nullptr};
     kk.pack_x = pack_x_bf16;
     kk.gemm_x_size = gemm_x_size_bf16;
     kk.pack_gemm_x = pack_gemm_x_bf16;

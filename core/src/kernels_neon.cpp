@@ -67,6 +67,66 @@ void gemv_neon(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const f
   }
 }
 
+// The small-batch decode path (gemv_rows): each code row decoded kRowsChunk columns at a time
+// into an fp32 buffer, every row of x adding the same products in the same order as gemv_neon
+// (row i of the result is gemv's, bit for bit), rows of x four at a time.
+constexpr int64_t kRowsChunk = 256;
+constexpr int64_t kRowsMax = 16;
+
+template <int NB>
+inline void fma_rows_neon(const float* dec, const float* x, int64_t in, int64_t n, float32x4_t* a0, float32x4_t* a1) {
+  float32x4_t s0[NB], s1[NB];
+  for (int b = 0; b < NB; ++b) s0[b] = a0[b], s1[b] = a1[b];
+  for (int64_t i = 0; i < n; i += 16) {
+    const float32x4_t d0 = vld1q_f32(dec + i), d1 = vld1q_f32(dec + i + 4);
+    const float32x4_t d2 = vld1q_f32(dec + i + 8), d3 = vld1q_f32(dec + i + 12);
+    for (int b = 0; b < NB; ++b) {
+      const float* xb = x + b * in + i;
+      s0[b] = vfmaq_f32(s0[b], d0, vld1q_f32(xb));
+      s1[b] = vfmaq_f32(s1[b], d1, vld1q_f32(xb + 4));
+      s0[b] = vfmaq_f32(s0[b], d2, vld1q_f32(xb + 8));
+      s1[b] = vfmaq_f32(s1[b], d3, vld1q_f32(xb + 12));
+    }
+  }
+  for (int b = 0; b < NB; ++b) a0[b] = s0[b], a1[b] = s1[b];
+}
+
+void gemv_rows_neon(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
+                    const LutTables& t, const void* xpv, int64_t m, float* y, int64_t ldy) {
+  const float* xp = static_cast<const float*>(xpv);
+  PlanesNeon p;
+  load_planes(t, &p);
+  const int64_t in16 = in & ~int64_t{15};
+  alignas(16) float dec[kRowsChunk];
+  float32x4_t a0[kRowsMax], a1[kRowsMax];
+  for (int64_t m0 = 0; m0 < m; m0 += kRowsMax) {
+    const int64_t mb = m - m0 < kRowsMax ? m - m0 : kRowsMax;
+    const float* xm = xp + m0 * in;
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t* c = codes + r * in;
+      for (int64_t b = 0; b < mb; ++b) a0[b] = a1[b] = vdupq_n_f32(0.f);
+      for (int64_t k0 = 0; k0 < in16; k0 += kRowsChunk) {
+        const int64_t n = in16 - k0 < kRowsChunk ? in16 - k0 : kRowsChunk;
+        for (int64_t i = 0; i < n; i += 16) {
+          float32x4_t f[4];
+          decode16(c + k0 + i, p, f);
+          for (int q = 0; q < 4; ++q) vst1q_f32(dec + i + 4 * q, f[q]);
+        }
+        int64_t b = 0;
+        for (; b + 4 <= mb; b += 4) fma_rows_neon<4>(dec, xm + b * in + k0, in, n, a0 + b, a1 + b);
+        if (mb - b == 3) fma_rows_neon<3>(dec, xm + b * in + k0, in, n, a0 + b, a1 + b);
+        if (mb - b == 2) fma_rows_neon<2>(dec, xm + b * in + k0, in, n, a0 + b, a1 + b);
+        if (mb - b == 1) fma_rows_neon<1>(dec, xm + b * in + k0, in, n, a0 + b, a1 + b);
+      }
+      for (int64_t b = 0; b < mb; ++b) {
+        float s = vaddvq_f32(vaddq_f32(a0[b], a1[b]));
+        for (int64_t i = in16; i < in; ++i) s += code_value(c[i], t.lut) * xm[b * in + i];
+        y[(m0 + b) * ldy + (r - r0)] = s * scales[r];
+      }
+    }
+  }
+}
+
 void expand_neon(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
                  const LutTables& t, float* out) {
   PlanesNeon p;
@@ -88,7 +148,7 @@ void expand_neon(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const
 }  // namespace
 
 const Kernel* neon_kernel() {
-  static const Kernel k{"neon", Order::Natural, gemv_neon, expand_neon};
+  static const Kernel k{"neon", Order::Natural, gemv_neon, gemv_rows_neon, expand_neon};
   return &k;
 }
 

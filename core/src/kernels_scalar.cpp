@@ -71,6 +71,25 @@ void gemv_scalar(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const
   }
 }
 
+// Row by row as gemv_scalar, each code's value computed once for up to 8 rows of x.
+void gemv_rows_scalar(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
+                      const LutTables& t, const void* xpv, int64_t m, float* y, int64_t ldy) {
+  const float* xp = static_cast<const float*>(xpv);
+  constexpr int64_t kRows = 8;
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* c = codes + r * in;
+    for (int64_t b0 = 0; b0 < m; b0 += kRows) {
+      const int64_t nb = m - b0 < kRows ? m - b0 : kRows;
+      float acc[kRows] = {};
+      for (int64_t i = 0; i < in; ++i) {
+        const float v = code_value(c[i], t.lut);
+        for (int64_t b = 0; b < nb; ++b) acc[b] += v * xp[(b0 + b) * in + i];
+      }
+      for (int64_t b = 0; b < nb; ++b) y[(b0 + b) * ldy + (r - r0)] = acc[b] * scales[r];
+    }
+  }
+}
+
 void expand_scalar(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
                    const LutTables& t, float* out) {
   for (int64_t r = r0; r < r1; ++r) {
@@ -84,7 +103,7 @@ void expand_scalar(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, con
 }  // namespace
 
 const Kernel& scalar_kernel() {
-  static const Kernel k{"scalar", Order::Natural, gemv_scalar, expand_scalar};
+  static const Kernel k{"scalar", Order::Natural, gemv_scalar, gemv_rows_scalar, expand_scalar};
   return k;
 }
 

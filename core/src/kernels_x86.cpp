@@ -130,6 +130,88 @@ QINS_AVX512 void gemv_avx512(const uint8_t* codes, int64_t in, int64_t r0, int64
   }
 }
 
+
+// ---- The small-batch decode path (gemv_rows): m rows of x against one pass over the codes ----
+//
+// Each code row is decoded kRowsChunk columns at a time into a small fp32 buffer (in L1), and
+// every row of x takes its products from there, so the codes are decoded once for all m rows.
+// Each row of x keeps the accumulators gemv would use and adds the same products in the same
+// order: row i of the result is gemv's, bit for bit (a batched request decodes exactly the
+// tokens it would alone). Rows of x go kRowsGroup at a time with their accumulators in registers.
+constexpr int64_t kRowsChunk = 256;  // columns decoded per pass (multiple of 64)
+constexpr int64_t kRowsMax = 16;     // rows of x per pass over the codes
+constexpr int64_t kRowsGroup = 4;
+
+// Accumulates dec[0, n) (Block64 order) times rows b of x (x + b * in) into a[b][0..3], as
+// dot_segment does for one row.
+template <int NB>
+QINS_AVX512 inline void fma_rows_avx512(const float* dec, const float* x, int64_t in, int64_t n, __m512 (*a)[4]) {
+  __m512 s[NB][4];
+  for (int b = 0; b < NB; ++b)
+    for (int q = 0; q < 4; ++q) s[b][q] = a[b][q];
+  for (int64_t i = 0; i < n; i += 64) {
+    const __m512 d0 = _mm512_load_ps(dec + i), d1 = _mm512_load_ps(dec + i + 16);
+    const __m512 d2 = _mm512_load_ps(dec + i + 32), d3 = _mm512_load_ps(dec + i + 48);
+    for (int b = 0; b < NB; ++b) {
+      const float* xb = x + b * in + i;
+      s[b][0] = _mm512_fmadd_ps(d0, _mm512_loadu_ps(xb), s[b][0]);
+      s[b][1] = _mm512_fmadd_ps(d1, _mm512_loadu_ps(xb + 16), s[b][1]);
+      s[b][2] = _mm512_fmadd_ps(d2, _mm512_loadu_ps(xb + 32), s[b][2]);
+      s[b][3] = _mm512_fmadd_ps(d3, _mm512_loadu_ps(xb + 48), s[b][3]);
+    }
+  }
+  for (int b = 0; b < NB; ++b)
+    for (int q = 0; q < 4; ++q) a[b][q] = s[b][q];
+}
+
+QINS_AVX512 void gemv_rows_avx512(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
+                                  const LutTables& t, const void* xpv, int64_t m, float* y, int64_t ldy) {
+  const float* xp = static_cast<const float*>(xpv);
+  Planes512 p;
+  load_planes(t, &p);
+  const int64_t in64 = in & ~int64_t{63};
+  // gemv_avx512's segments: the whole row, or kChunkCols-column passes summed in a float.
+  const bool passes = in64 > kChunkCols;
+  alignas(64) float dec[kRowsChunk];
+  __m512 a[kRowsMax][4];
+  float sum[kRowsMax];
+  for (int64_t m0 = 0; m0 < m; m0 += kRowsMax) {
+    const int64_t mb = std::min(kRowsMax, m - m0);
+    const float* xm = xp + m0 * in;
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t* c = codes + r * in;
+      for (int64_t b = 0; b < mb; ++b) sum[b] = 0.f;
+      for (int64_t k0 = 0; k0 < in64; k0 += kChunkCols) {
+        const int64_t k1 = std::min(in64, k0 + kChunkCols);
+        for (int64_t b = 0; b < mb; ++b)
+          for (int q = 0; q < 4; ++q) a[b][q] = _mm512_setzero_ps();
+        for (int64_t j0 = k0; j0 < k1; j0 += kRowsChunk) {
+          const int64_t n = std::min(kRowsChunk, k1 - j0);
+          for (int64_t i = 0; i < n; i += 64) {
+            __m512 f[4];
+            decode64(c + j0 + i, p, f);
+            for (int q = 0; q < 4; ++q) _mm512_store_ps(dec + i + 16 * q, f[q]);
+          }
+          int64_t b = 0;
+          for (; b + kRowsGroup <= mb; b += kRowsGroup) fma_rows_avx512<4>(dec, xm + b * in + j0, in, n, a + b);
+          if (mb - b == 3) fma_rows_avx512<3>(dec, xm + b * in + j0, in, n, a + b);
+          if (mb - b == 2) fma_rows_avx512<2>(dec, xm + b * in + j0, in, n, a + b);
+          if (mb - b == 1) fma_rows_avx512<1>(dec, xm + b * in + j0, in, n, a + b);
+        }
+        for (int64_t b = 0; b < mb; ++b) {
+          const float seg = hsum512(_mm512_add_ps(_mm512_add_ps(a[b][0], a[b][1]), _mm512_add_ps(a[b][2], a[b][3])));
+          sum[b] = passes ? sum[b] + seg : seg;
+        }
+      }
+      for (int64_t b = 0; b < mb; ++b) {
+        float s = sum[b];
+        for (int64_t i = in64; i < in; ++i) s += code_value(c[i], t.lut) * xm[b * in + i];
+        y[(m0 + b) * ldy + (r - r0)] = s * scales[r];
+      }
+    }
+  }
+}
+
 QINS_AVX512 void expand_avx512(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1,
                                const float* scales, const LutTables& t, float* out) {
   Planes512 p;
@@ -186,6 +268,52 @@ QINS_AVX2 void gemv_avx2(const uint8_t* codes, int64_t in, int64_t r0, int64_t r
   }
 }
 
+
+// The small-batch path (see gemv_rows_avx512): gemv_avx2's two accumulators per row of x.
+template <int NB>
+QINS_AVX2 inline void fma_rows_avx2(const float* dec, const float* x, int64_t in, int64_t n, __m256* a0, __m256* a1) {
+  __m256 s0[NB], s1[NB];
+  for (int b = 0; b < NB; ++b) s0[b] = a0[b], s1[b] = a1[b];
+  for (int64_t i = 0; i < n; i += 16) {
+    const __m256 d0 = _mm256_load_ps(dec + i), d1 = _mm256_load_ps(dec + i + 8);
+    for (int b = 0; b < NB; ++b) {
+      s0[b] = _mm256_fmadd_ps(d0, _mm256_loadu_ps(x + b * in + i), s0[b]);
+      s1[b] = _mm256_fmadd_ps(d1, _mm256_loadu_ps(x + b * in + i + 8), s1[b]);
+    }
+  }
+  for (int b = 0; b < NB; ++b) a0[b] = s0[b], a1[b] = s1[b];
+}
+
+QINS_AVX2 void gemv_rows_avx2(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
+                              const LutTables& t, const void* xpv, int64_t m, float* y, int64_t ldy) {
+  const float* xp = static_cast<const float*>(xpv);
+  const int64_t in16 = in & ~int64_t{15};
+  alignas(32) float dec[kRowsChunk];
+  __m256 a0[kRowsMax], a1[kRowsMax];
+  for (int64_t m0 = 0; m0 < m; m0 += kRowsMax) {
+    const int64_t mb = std::min(kRowsMax, m - m0);
+    const float* xm = xp + m0 * in;
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t* c = codes + r * in;
+      for (int64_t b = 0; b < mb; ++b) a0[b] = a1[b] = _mm256_setzero_ps();
+      for (int64_t k0 = 0; k0 < in16; k0 += kRowsChunk) {
+        const int64_t n = std::min(kRowsChunk, in16 - k0);
+        for (int64_t i = 0; i < n; i += 8) _mm256_store_ps(dec + i, decode8(c + k0 + i, t.lut));
+        int64_t b = 0;
+        for (; b + kRowsGroup <= mb; b += kRowsGroup) fma_rows_avx2<4>(dec, xm + b * in + k0, in, n, a0 + b, a1 + b);
+        if (mb - b == 3) fma_rows_avx2<3>(dec, xm + b * in + k0, in, n, a0 + b, a1 + b);
+        if (mb - b == 2) fma_rows_avx2<2>(dec, xm + b * in + k0, in, n, a0 + b, a1 + b);
+        if (mb - b == 1) fma_rows_avx2<1>(dec, xm + b * in + k0, in, n, a0 + b, a1 + b);
+      }
+      for (int64_t b = 0; b < mb; ++b) {
+        float s = hsum256(_mm256_add_ps(a0[b], a1[b]));
+        for (int64_t i = in16; i < in; ++i) s += code_value(c[i], t.lut) * xm[b * in + i];
+        y[(m0 + b) * ldy + (r - r0)] = s * scales[r];
+      }
+    }
+  }
+}
+
 QINS_AVX2 void expand_avx2(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1,
                            const float* scales, const LutTables& t, float* out) {
   const int64_t in8 = in & ~int64_t{7};
@@ -202,7 +330,7 @@ QINS_AVX2 void expand_avx2(const uint8_t* codes, int64_t in, int64_t r0, int64_t
 }  // namespace
 
 const Kernel* avx512_kernel() {
-  static const Kernel k{"avx512", Order::Block64, gemv_avx512, expand_avx512};
+  static const Kernel k{"avx512", Order::Block64, gemv_avx512, gemv_rows_avx512, expand_avx512};
   __builtin_cpu_init();
   const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vbmi") &&
@@ -211,7 +339,7 @@ const Kernel* avx512_kernel() {
 }
 
 const Kernel* avx2_kernel() {
-  static const Kernel k{"avx2", Order::Natural, gemv_avx2, expand_avx2};
+  static const Kernel k{"avx2", Order::Natural, gemv_avx2, gemv_rows_avx2, expand_avx2};
   __builtin_cpu_init();
   const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return ok ? &k : nullptr;

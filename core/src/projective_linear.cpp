@@ -103,8 +103,8 @@ std::vector<std::string> available_kernel_isas() {
   return out;
 }
 
-void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float* y) {
-  const Kernel& k = active_kernel();
+namespace {
+void check_kernel_operands(const QuantizedTensor& q) {
   TORCH_CHECK(q.codes.device().is_cpu() && q.codes.is_contiguous() && q.codes.dim() == 2 &&
                   q.codes.scalar_type() == torch::kUInt8,
               "qins_matmul: codes must be contiguous CPU [out, in] uint8");
@@ -112,6 +112,45 @@ void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float
               "qins_matmul: scales must be contiguous CPU [out] float32");
   TORCH_CHECK(q.lut.device().is_cpu() && q.lut.is_contiguous() && q.lut.numel() == 128,
               "qins_matmul: lut must be contiguous CPU [128] float32");
+}
+}  // namespace
+
+void qins_matmul_rows(const QuantizedTensor& q, const float* x, int64_t n_rows, float* y) {
+  const Kernel& k = active_kernel();
+  check_kernel_operands(q);
+  const int64_t out = q.codes.size(0), in = q.codes.size(1);
+  if (n_rows <= 0 || out == 0) return;
+  if (n_rows == 1 || !k.gemv_rows) {
+    for (int64_t r = 0; r < n_rows; ++r) qins_matmul(q, x + r * in, 1, y + r * out);
+    return;
+  }
+  const uint8_t* codes = q.codes.data_ptr<uint8_t>();
+  const float* scales = q.scales.data_ptr<float>();
+  kernels::LutTables t;
+  kernels::build_tables(q.lut.data_ptr<float>(), &t);
+  // x as the kernel's gemv reads it, row by row (per-thread scratch, reused: no heap allocation
+  // per step after warm-up; the parallel loop gets a raw pointer).
+  const void* xk = nullptr;
+  if (k.pack_x) {
+    thread_local std::vector<uint16_t> xb;
+    if (xb.size() < static_cast<size_t>(n_rows * in)) xb.resize(static_cast<size_t>(n_rows * in));
+    for (int64_t r = 0; r < n_rows; ++r) k.pack_x(x + r * in, in, xb.data() + r * in);
+    xk = xb.data();
+  } else {
+    thread_local std::vector<float> xr;
+    if (xr.size() < static_cast<size_t>(n_rows * in)) xr.resize(static_cast<size_t>(n_rows * in));
+    for (int64_t r = 0; r < n_rows; ++r) kernels::to_kernel_order(k.order, x + r * in, in, xr.data() + r * in);
+    xk = xr.data();
+  }
+  // Like the GEMV: each thread streams a contiguous block of code rows once, for all rows of x.
+  at::parallel_for(0, out, gemv_grain(in), [&](int64_t b, int64_t e) {
+    k.gemv_rows(codes, in, b, e, scales, t, xk, n_rows, y + b, out);
+  });
+}
+
+void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float* y) {
+  const Kernel& k = active_kernel();
+  check_kernel_operands(q);
   const int64_t out = q.codes.size(0), in = q.codes.size(1);
   const uint8_t* codes = q.codes.data_ptr<uint8_t>();
   const float* scales = q.scales.data_ptr<float>();
@@ -228,6 +267,16 @@ void ProjectiveLinearImpl::forward_row(const float* x, float* y) const {
   if (bias_.defined()) {
     const float* b = bias_.data_ptr<float>();
     for (int64_t i = 0, n = out_features(); i < n; ++i) y[i] += b[i];
+  }
+}
+
+void ProjectiveLinearImpl::forward_rows(const float* x, int64_t n, float* y) const {
+  qins_matmul_rows(q_, x, n, y);
+  if (bias_.defined()) {
+    const float* b = bias_.data_ptr<float>();
+    const int64_t out = out_features();
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t i = 0; i < out; ++i) y[r * out + i] += b[i];
   }
 }
 

@@ -37,6 +37,11 @@ struct Kernel {
   // fp32 (float*) or, for bf16 kernels, bf16 (uint16_t*, see pack_x).
   void (*gemv)(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
                const LutTables& t, const void* xp, float* y);
+  // The small-batch decode path: m rows of x (kernel order, `in` elements apart, fp32 or bf16 as
+  // gemv reads them): y[i * ldy + (r - r0)] for i < m is what gemv gives row i, bit for bit (the
+  // same products added in the same order), while each code is decoded once for all m rows.
+  void (*gemv_rows)(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
+                    const LutTables& t, const void* xp, int64_t m, float* y, int64_t ldy);
   // out[(r - r0) * in + p] = scale[r] * value(codes[r, natural(p)]) for r in [r0, r1), kernel order.
   // Used by the tile-expand + BLAS prefill; null for kernels with their own gemm.
   void (*expand)(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,

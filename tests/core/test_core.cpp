@@ -313,6 +313,65 @@ TEST(Kernels, LargeShapeEveryPath) {
   }
 }
 
+// The small-batch decode path (qins_matmul_rows): for B = 1..9, 16 and 17 rows of x and odd
+// shapes (tails past every vector width; rows longer than the AVX-512 kernel's 4096-column
+// passes), row i equals the GEMV of row i bit for bit on every path, and the scalar twin within
+// the kernels' error bound.
+void rows_path_matches_gemv(const std::string& isa) {
+  struct Shape { int64_t out, in; };
+  const Shape shapes[] = {{1, 1}, {7, 7}, {1, 172}, {172, 7}, {7, 172}, {33, 64}, {65, 200}, {40, 1000}, {9, 5000}, {3, 8200}};
+  uint64_t seed = 500;
+  for (const Shape& s : shapes) {
+    const qc::QuantizedTensor q = random_quantized(s.out, s.in, qc::Codebook::Projective, ++seed);
+    const torch::Tensor w = qc::dequantize(q);
+    for (int64_t n : {1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 17}) {
+      const torch::Tensor x = torch::randn({n, s.in});
+      qc::set_kernel_isa("scalar");
+      torch::Tensor twin = torch::empty({n, s.out});
+      qc::qins_matmul_rows(q, x.data_ptr<float>(), n, twin.data_ptr<float>());
+      qc::set_kernel_isa(isa);
+      torch::Tensor got = torch::full({n, s.out}, NAN), gemv = torch::full({n, s.out}, NAN);
+      qc::qins_matmul_rows(q, x.data_ptr<float>(), n, got.data_ptr<float>());
+      for (int64_t i = 0; i < n; ++i)
+        qc::qins_matmul(q, x[i].contiguous().data_ptr<float>(), 1, gemv[i].data_ptr<float>());
+      EXPECT_TRUE(torch::equal(got, gemv)) << isa << " " << s.out << "x" << s.in << " n=" << n << ": max diff "
+                                           << (got - gemv).abs().max().item<float>();
+      const torch::Tensor mag = magnitude(w, x);
+      const double bound = qc::kernel_uses_bf16() ? 1.0 / 128 + s.in * std::ldexp(1.0, -23) : kMaxRelError;
+      EXPECT_LE(worst_ratio(got, twin, mag), bound) << isa << " " << s.out << "x" << s.in << " n=" << n;
+    }
+  }
+}
+
+TEST(Kernels, RowsPathIsTheGemvBitForBitOnEveryPath) {
+  KernelGuard kg;
+  for (const std::string& isa : qc::available_kernel_isas()) rows_path_matches_gemv(isa);
+}
+
+// The same, named per AVX-512 path so a CPU without it shows the skip.
+TEST(Kernels, RowsPathAvx512) {
+  KernelGuard kg;
+  const auto isas = qc::available_kernel_isas();
+  if (std::find(isas.begin(), isas.end(), "avx512") == isas.end()) GTEST_SKIP() << "no AVX-512 (VBMI) on this CPU";
+  rows_path_matches_gemv("avx512");
+}
+
+TEST(Kernels, RowsPathAvx512Bf16) {
+  KernelGuard kg;
+  const auto isas = qc::available_kernel_isas();
+  if (std::find(isas.begin(), isas.end(), "avx512bf16") == isas.end()) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
+  rows_path_matches_gemv("avx512bf16");
+}
+
+TEST(ProjectiveLinear, ForwardRowsIsForwardRowPerRowWithBias) {
+  qc::ProjectiveLinear layer(random_quantized(50, 300, qc::Codebook::Inverse, 3), torch::randn({50}));
+  const torch::Tensor x = torch::randn({5, 300});
+  torch::Tensor got = torch::empty({5, 50}), one = torch::empty({5, 50});
+  layer->forward_rows(x.data_ptr<float>(), 5, got.data_ptr<float>());
+  for (int64_t i = 0; i < 5; ++i) layer->forward_row(x[i].contiguous().data_ptr<float>(), one[i].data_ptr<float>());
+  EXPECT_TRUE(torch::equal(got, one));
+}
+
 // The bf16 path against the exact fp32 result: each product is off by at most ~2^-7 relative
 // (bf16 keeps 8 significant bits of the table entry and of x), plus fp32 summation error.
 TEST(Kernels, Bf16PathStaysWithinItsStatedPrecision) {

@@ -399,6 +399,45 @@ TEST_P(DecodeStep, EqualsForwardStepByStep) {
   }
 }
 
+// The batched step: five sequences with prompts of different lengths (each at its own position)
+// step together; every row of the logits and every cache equals decode_step alone, bit for bit.
+TEST_P(DecodeStep, BatchIsEachSequenceAloneBitForBit) {
+  const Variant& v = GetParam();
+  auto w = test::load_qins_weights(test::fixture(v.name, v.opts));
+  torch::NoGradGuard ng;
+  constexpr int64_t B = 5;
+  const int64_t V = w.lm_head->out_features();
+  for (auto kv : {torch::kBFloat16, torch::kFloat32}) {
+    std::vector<KvCache> alone, together;
+    for (int64_t b = 0; b < B; ++b) {
+      alone.push_back(make_kv_cache(w.config, 64, kv));
+      together.push_back(make_kv_cache(w.config, 64, kv));
+      const auto ids = some_ids(static_cast<size_t>(b + 1), w.config.vocab_size, 20 + static_cast<int>(b));
+      for (KvCache* c : {&alone.back(), &together.back()}) {
+        c->long_rope = rope_needs_long(w.config, static_cast<int64_t>(v.T) + B);
+        forward(w, ids_tensor(ids), c);
+      }
+    }
+    std::shared_ptr<DecodeScratch> scratch;
+    std::vector<float> rows(static_cast<size_t>(B * V)), one(static_cast<size_t>(V));
+    std::vector<KvCache*> caches;
+    for (auto& c : together) caches.push_back(&c);
+    for (size_t t = 0; t < v.T; ++t) {
+      const std::vector<int64_t> ids64 = some_ids(static_cast<size_t>(B), w.config.vocab_size, 100 + static_cast<int>(t));
+      ASSERT_TRUE(decode_step_batch(w, ids64.data(), caches.data(), B, rows.data(), scratch));
+      for (int64_t b = 0; b < B; ++b) {
+        ASSERT_TRUE(decode_step(w, ids64[static_cast<size_t>(b)], alone[static_cast<size_t>(b)], one.data()));
+        EXPECT_TRUE(std::equal(one.begin(), one.end(), rows.begin() + b * V)) << "step " << t << " sequence " << b;
+        EXPECT_EQ(alone[static_cast<size_t>(b)].n_past, together[static_cast<size_t>(b)].n_past);
+      }
+    }
+    for (int64_t b = 0; b < B; ++b) {
+      EXPECT_TRUE(torch::equal(alone[static_cast<size_t>(b)].k, together[static_cast<size_t>(b)].k)) << b;
+      EXPECT_TRUE(torch::equal(alone[static_cast<size_t>(b)].v, together[static_cast<size_t>(b)].v)) << b;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Variants, DecodeStep,
     ::testing::Values(Variant{"gqa", opts_with([](FixtureOptions& o) { o.num_kv_heads = 2; }), 12},
@@ -422,6 +461,18 @@ TEST(DecodeStepPath, DeclinesWhatItCannotRunAndLeavesTheCacheAlone) {
   KvCache c3 = make_kv_cache(q.config, 8, torch::kFloat16);
   EXPECT_FALSE(decode_step(q, 1, c3, logits.data()));  // fp16 cache: forward() handles it
   EXPECT_EQ(c3.n_past, 0);
+  // The batched step declines when any of its sequences could not take the row path.
+  KvCache c4 = make_kv_cache(q.config, 8, torch::kBFloat16);
+  std::vector<KvCache*> both{&c4, &c3};
+  const int64_t ids[2] = {1, 2};
+  std::shared_ptr<DecodeScratch> scratch;
+  std::vector<float> two(2 * 4096);
+  EXPECT_FALSE(decode_step_batch(q, ids, both.data(), 2, two.data(), scratch));
+  EXPECT_EQ(c4.n_past, 0);
+  EXPECT_FALSE(scratch);
+  KvCache c5 = make_kv_cache(dense.config, 8, torch::kBFloat16);
+  std::vector<KvCache*> dense_caches{&c5};
+  EXPECT_FALSE(decode_step_batch(dense, ids, dense_caches.data(), 1, two.data(), scratch));
 }
 
 TEST(DecodeStepPath, EmbeddingRowsEqualTheTensorLookup) {

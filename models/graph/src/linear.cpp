@@ -9,6 +9,10 @@ void LinearOp::forward_row(const float*, float*) {
   throw std::logic_error("LinearOp::forward_row: " + kind() + " has no row path (check has_row_path())");
 }
 
+void LinearOp::forward_rows(const float* x, int64_t n, float* y) {
+  for (int64_t i = 0; i < n; ++i) forward_row(x + i * in_features(), y + i * out_features());
+}
+
 torch::Tensor DenseLinear::forward(const torch::Tensor& x) {
   if (x.scalar_type() == weight_.scalar_type()) return torch::linear(x, weight_);
   return torch::linear(x.to(weight_.scalar_type()), weight_).to(x.scalar_type());

@@ -1,7 +1,7 @@
 // The Phi-3 forward pass (PHI3.md §3). The whole model is phi3_logits() and decoder_layer()
 // below, written once over a small set of operations with two implementations: TensorOps (torch
-// tensors, any dtype, autograd; forward()) and RowOps (one token's fp32 rows in buffers kept with
-// the cache, no allocation; decode_step()). The operations themselves live in layer_ops.cpp,
+// tensors, any dtype, autograd; forward()) and RowOps (one token of each of B sequences as fp32
+// rows in preallocated buffers, no allocation; decode_step() with B = 1, decode_step_batch()). The operations themselves live in layer_ops.cpp,
 // rope.cpp and self_attention.cpp.
 #include "qins/graph/phi3_model.h"
 
@@ -18,7 +18,7 @@ namespace qins {
 namespace {
 
 // One decoder layer: two pre-norm residual blocks. Act is [T, hidden] for TensorOps (with a batch
-// dimension in front) and one row of hidden for RowOps.
+// dimension in front) and B rows of hidden (one per sequence) for RowOps.
 template <class Ops>
 void decoder_layer(Ops& ops, Phi3Layer& L, int64_t il, typename Ops::Act& h) {
   // Attention block: h += o(attention(qkv(norm(h)))); attention rotates q and k and appends k, v
@@ -115,67 +115,80 @@ torch::Tensor forward(Phi3Weights& w, const torch::Tensor& ids, KvCache* cache, 
   return logits;
 }
 
-// ---- The one-row form: the decode step ----------------------------------------------------------
+// ---- The row form: the decode step ---------------------------------------------------------------
 
-// Every activation of one token, allocated by the first step of a cache and reused after.
+// Every activation of one decode step of up to `rows` sequences (one token each), allocated by
+// the first step and reused after.
 struct DecodeScratch {
-  std::vector<float> h;            // [hidden]: the residual stream
+  int64_t rows = 0;                // sequences it has room for
+  int64_t hidden = 0, arena_per_row = 0, half = 0;
+  std::vector<float> h;            // [rows, hidden]: the residual streams
   std::vector<float> arena;        // the rows of one residual block (RowOps::take)
   std::vector<float> inv_freq[2];  // [rotary_dim / 2]: short, long factors
-  std::vector<float> cos, sin;     // [rotary_dim / 2] for the current position
+  std::vector<float> cos, sin;     // [rows, rotary_dim / 2] for each sequence's position
 };
 
 namespace {
 
-// One fp32 row of n floats in DecodeScratch.
+// B fp32 rows of n floats each, back to back, in DecodeScratch.
 struct Row {
   float* p;
   int64_t n;
 };
 
+// One token of each of B sequences (B = 1: the single-sequence decode step), each at its own
+// cache's position. Projections take all B rows at once (LinearOp::forward_rows: the QINS
+// kernels decode each code once for all rows); attention runs per sequence against its own cache.
 class RowOps {
  public:
   using Act = Row;
 
-  RowOps(const Phi3Config& c, int64_t id, KvCache& cache, DecodeScratch& s, float* logits)
-      : c_(c), id_(id), cache_(cache), s_(s), logits_(logits), eps_(static_cast<float>(c.rms_norm_eps)) {}
+  RowOps(const Phi3Config& c, const int64_t* ids, KvCache* const* caches, int64_t B, DecodeScratch& s, float* logits)
+      : c_(c), ids_(ids), caches_(caches), B_(B), s_(s), logits_(logits), eps_(static_cast<float>(c.rms_norm_eps)) {}
 
   Row embed(EmbeddingOp& e) {
-    e.lookup_row(id_, s_.h.data());
-    return {s_.h.data(), static_cast<int64_t>(s_.h.size())};
+    const int64_t H = c_.hidden_size;
+    for (int64_t b = 0; b < B_; ++b) e.lookup_row(ids_[b], s_.h.data() + b * H);
+    return {s_.h.data(), H};
   }
   Row rms_norm(Row x, const torch::Tensor& weight) {
     const Row y = take(x.n);
-    graph_detail::rms_norm_row(x.p, weight.data_ptr<float>(), x.n, eps_, y.p);
+    for (int64_t b = 0; b < B_; ++b)
+      graph_detail::rms_norm_row(x.p + b * x.n, weight.data_ptr<float>(), x.n, eps_, y.p + b * x.n);
     return y;
   }
   Row linear(LinearOp& op, Row x) {
     const Row y = take(op.out_features());
-    op.forward_row(x.p, y.p);
+    if (B_ == 1) op.forward_row(x.p, y.p);
+    else op.forward_rows(x.p, B_, y.p);
     return y;
   }
   Row attention(Row qkv, int64_t il) {
-    const Row y = take(int64_t{c_.num_attention_heads} * c_.head_dim);
-    graph_detail::attend_cached_rows(qkv.p, 1, qkv.n, cache_, il, cache_.n_past, c_, s_.cos.data(), s_.sin.data(), y.p);
+    const int64_t width = int64_t{c_.num_attention_heads} * c_.head_dim, half = c_.rotary_dim / 2;
+    const Row y = take(width);
+    for (int64_t b = 0; b < B_; ++b)
+      graph_detail::attend_cached_rows(qkv.p + b * qkv.n, 1, qkv.n, *caches_[b], il, caches_[b]->n_past, c_,
+                                       s_.cos.data() + b * half, s_.sin.data() + b * half, y.p + b * width);
     return y;
   }
   Row swiglu(Row gate_up) {
     const Row y = take(gate_up.n / 2);
-    graph_detail::swiglu_rows(gate_up.p, 1, gate_up.n / 2, y.p);
+    graph_detail::swiglu_rows(gate_up.p, B_, gate_up.n / 2, y.p);
     return y;
   }
   // The residual stream is all that lives past a block: every row taken since the last add is free.
   void add_residual(Row& h, Row y) {
-    graph_detail::add_row(h.p, y.p, h.n);
+    graph_detail::add_row(h.p, y.p, B_ * h.n);
     used_ = 0;
   }
   Row last_rows(Row h) { return h; }
   Row logits(LinearOp& head, Row x) {
-    head.forward_row(x.p, logits_);
+    if (B_ == 1) head.forward_row(x.p, logits_);
+    else head.forward_rows(x.p, B_, logits_);
     return {logits_, head.out_features()};
   }
 
-  // Floats one block takes (scratch_for sizes the arena with it).
+  // Floats one block takes per sequence (scratch_for sizes the arena with it).
   static int64_t arena_floats(const Phi3Config& c) {
     const int64_t H = c.hidden_size, attn = int64_t{c.num_attention_heads} * c.head_dim;
     return std::max(2 * H + c.qkv_out() + attn, 2 * H + 3 * int64_t{c.intermediate_size});
@@ -183,19 +196,20 @@ class RowOps {
 
  private:
   Row take(int64_t n) {
-    TORCH_INTERNAL_ASSERT(used_ + n <= static_cast<int64_t>(s_.arena.size()), "decode arena too small");
+    TORCH_INTERNAL_ASSERT(used_ + B_ * n <= static_cast<int64_t>(s_.arena.size()), "decode arena too small");
     const Row r{s_.arena.data() + used_, n};
-    used_ += n;
+    used_ += B_ * n;
     return r;
   }
 
   const Phi3Config& c_;
-  const int64_t id_;
-  KvCache& cache_;  // the token sits at position cache_.n_past
+  const int64_t* ids_;        // [B]
+  KvCache* const* caches_;    // [B]: token b sits at position caches_[b]->n_past
+  const int64_t B_;
   DecodeScratch& s_;
-  float* logits_;   // [vocab], the caller's
+  float* logits_;             // [B, vocab], the caller's
   const float eps_;
-  int64_t used_ = 0;  // floats of s_.arena taken
+  int64_t used_ = 0;          // floats of s_.arena taken
 };
 
 bool row_path_ok(const Phi3Weights& w, const KvCache& cache, torch::ScalarType act_dtype) {
@@ -213,37 +227,68 @@ bool row_path_ok(const Phi3Weights& w, const KvCache& cache, torch::ScalarType a
   return true;
 }
 
-DecodeScratch& scratch_for(KvCache& cache, const Phi3Config& c) {
-  if (!cache.scratch) {
+// The scratch for `rows` sequences of this model: `held` if it fits, else a new one in its place.
+DecodeScratch& scratch_for(std::shared_ptr<DecodeScratch>& held, const Phi3Config& c, int64_t rows) {
+  const int64_t half = c.rotary_dim / 2;
+  if (!held || held->rows < rows || held->hidden != c.hidden_size || held->arena_per_row != RowOps::arena_floats(c) ||
+      held->half != half) {
     auto s = std::make_shared<DecodeScratch>();
-    s->h.resize(static_cast<size_t>(c.hidden_size));
-    s->arena.resize(static_cast<size_t>(RowOps::arena_floats(c)));
+    s->rows = rows;
+    s->hidden = c.hidden_size;
+    s->arena_per_row = RowOps::arena_floats(c);
+    s->half = half;
+    s->h.resize(static_cast<size_t>(rows * c.hidden_size));
+    s->arena.resize(static_cast<size_t>(rows * s->arena_per_row));
     for (int l = 0; l < 2; ++l) {
       const auto inv = rope_inv_freq(c, l == 1);  // [half] f32
       s->inv_freq[l].assign(inv.data_ptr<float>(), inv.data_ptr<float>() + inv.numel());
     }
-    s->cos.resize(static_cast<size_t>(c.rotary_dim / 2));
-    s->sin.resize(static_cast<size_t>(c.rotary_dim / 2));
-    cache.scratch = std::move(s);
+    s->cos.resize(static_cast<size_t>(rows * half));
+    s->sin.resize(static_cast<size_t>(rows * half));
+    held = std::move(s);
   }
-  return *cache.scratch;
+  return *held;
+}
+
+// B tokens through phi3_logits over RowOps; the caller has checked the row path and the room.
+void run_rows(Phi3Weights& w, const int64_t* ids, KvCache* const* caches, int64_t B, DecodeScratch& s, float* logits) {
+  const Phi3Config& c = w.config;
+  const int64_t half = c.rotary_dim / 2;
+  for (int64_t b = 0; b < B; ++b)
+    graph_detail::rope_rows_from(s.inv_freq[caches[b]->long_rope ? 1 : 0].data(), static_cast<float>(c.attention_factor),
+                                 caches[b]->n_past, 1, half, s.cos.data() + b * half, s.sin.data() + b * half);
+  RowOps ops(c, ids, caches, B, s, logits);
+  phi3_logits(ops, w);
+  for (int64_t b = 0; b < B; ++b) ++caches[b]->n_past;
+}
+
+void check_room(const KvCache& cache) {
+  if (cache.n_past + 1 > cache.capacity())
+    throw Error("context full: " + std::to_string(cache.n_past + 1) + " positions needed, the KV cache holds " +
+                std::to_string(cache.capacity()));
 }
 
 }  // namespace
 
 bool decode_step(Phi3Weights& w, int64_t id, KvCache& cache, float* logits, torch::ScalarType act_dtype) {
   if (!row_path_ok(w, cache, act_dtype)) return false;
-  const Phi3Config& c = w.config;
-  const int64_t q0 = cache.n_past;
-  if (q0 + 1 > cache.capacity())
-    throw Error("context full: " + std::to_string(q0 + 1) + " positions needed, the KV cache holds " +
-                std::to_string(cache.capacity()));
-  DecodeScratch& s = scratch_for(cache, c);
-  graph_detail::rope_rows_from(s.inv_freq[cache.long_rope ? 1 : 0].data(), static_cast<float>(c.attention_factor), q0,
-                               1, c.rotary_dim / 2, s.cos.data(), s.sin.data());
-  RowOps ops(c, id, cache, s, logits);
-  phi3_logits(ops, w);
-  cache.n_past = q0 + 1;
+  check_room(cache);
+  KvCache* one = &cache;
+  run_rows(w, &id, &one, 1, scratch_for(cache.scratch, w.config, 1), logits);
+  return true;
+}
+
+bool decode_step_batch(Phi3Weights& w, const int64_t* ids, KvCache* const* caches, int64_t B, float* logits,
+                       std::shared_ptr<DecodeScratch>& scratch, torch::ScalarType act_dtype) {
+  if (B < 1) return true;
+  for (int64_t b = 0; b < B; ++b)
+    if (!row_path_ok(w, *caches[b], act_dtype)) return false;
+  for (int64_t b = 0; b < B; ++b) {
+    check_room(*caches[b]);
+    for (int64_t a = 0; a < b; ++a)
+      TORCH_CHECK(caches[a] != caches[b], "decode_step_batch: one cache given twice");
+  }
+  run_rows(w, ids, caches, B, scratch_for(scratch, w.config, B), logits);
   return true;
 }
 

@@ -122,6 +122,9 @@ struct BatchScheduler::Impl {
   // The scheduler thread's own:
   std::vector<Slot> slots;
   std::vector<float> batch_logits;  // [parallel, vocab]
+  std::vector<int64_t> batch_ids;
+  std::vector<KvCache*> batch_caches;
+  std::shared_ptr<DecodeScratch> batch_scratch;  // the batched step's activations
   std::thread worker;
 
   Impl(Engine& eng, SchedulerOptions o) : engine(eng), e(engine_internals(eng)), opt(o) {
@@ -460,17 +463,21 @@ struct BatchScheduler::Impl {
     }
   }
 
-  // One decode step for every decoding sequence.
+  // One decode step for every decoding sequence: together through decode_step_batch (one pass
+  // over the weights for all of them) where the graph has the row path; one by one through
+  // Session's step where it has not, or for a sequence crossing into LongRoPE (it re-runs).
   void decode_all() {
-    std::vector<Slot*> run;
+    std::vector<Slot*> run, alone;
     for (Slot& s : slots)
-      if (s.req && s.decoding && s.pending >= 0) run.push_back(&s);
-    if (run.empty()) return;
+      if (s.req && s.decoding && s.pending >= 0) (s.s->crosses_into_long_rope() ? alone : run).push_back(&s);
+    if (run.empty() && alone.empty()) return;
     {
       std::lock_guard<std::mutex> lock(wake->m);
       ++counts.decode_steps;
     }
-    for (Slot* sl : run) {
+    if (run.size() > 1 && !decode_together(run)) alone.insert(alone.end(), run.begin(), run.end());
+    else if (run.size() == 1) alone.push_back(run[0]);
+    for (Slot* sl : alone) {
       try {
         const float* lp = sl->s->step(sl->pending, sl->logits, sl->step_logits, nullptr);
         sl->pending = -1;
@@ -479,6 +486,38 @@ struct BatchScheduler::Impl {
         fail(*sl, ex);
       }
     }
+  }
+
+  // False (nothing run) where the graph has no batched row path.
+  bool decode_together(const std::vector<Slot*>& run) {
+    const int64_t B = static_cast<int64_t>(run.size());
+    const int64_t vocab = e.weights.lm_head ? e.weights.lm_head->out_features() : 0;
+    batch_ids.resize(run.size());
+    batch_caches.resize(run.size());
+    for (size_t i = 0; i < run.size(); ++i) {
+      batch_ids[i] = run[i]->pending;
+      batch_caches[i] = &run[i]->s->cache;
+    }
+    if (batch_logits.size() < static_cast<size_t>(B * vocab)) batch_logits.resize(static_cast<size_t>(B * vocab));
+    try {
+      if (!decode_step_batch(e.weights, batch_ids.data(), batch_caches.data(), B, batch_logits.data(), batch_scratch,
+                             e.act_dtype))
+        return false;
+    } catch (const std::exception& ex) {
+      for (Slot* sl : run) fail(*sl, ex);
+      return true;
+    }
+    for (size_t i = 0; i < run.size(); ++i) {
+      Slot& sl = *run[i];
+      sl.s->cached.push_back(sl.pending);
+      sl.pending = -1;
+      try {
+        sample_from(sl, batch_logits.data() + static_cast<int64_t>(i) * vocab);
+      } catch (const std::exception& ex) {
+        fail(sl, ex);
+      }
+    }
+    return true;
   }
 
   BatchCounters counters() const {

@@ -195,4 +195,51 @@ std::string bench_json(const BenchResult& r) {
   return j.dump(2) + "\n";
 }
 
+// ---- qins bench --concurrent ----
+
+std::string concurrent_bench_text(const ConcurrentBenchResult& r) {
+  std::ostringstream o;
+  char line[256];
+  o << "model: " << r.model_name << " (" << r.model_path << ")\n";
+  o << "cpu: " << r.cpu << ", " << r.threads << " threads, kernel " << r.kernel_isa << "\n";
+  o << "prompt: " << r.prompt_tokens << " tokens per stream, " << r.gen_tokens << " greedy tokens per stream\n";
+  std::snprintf(line, sizeof line, "one stream through Session (no scheduler): %.3f tok/s\n\n", r.session_tps);
+  o << line;
+  o << "streams  aggregate tok/s  x one stream  per-stream tok/s  x one stream  min per-stream  mean TTFT s  steps\n";
+  for (const ConcurrentLevel& l : r.levels) {
+    std::snprintf(line, sizeof line, "%7d  %15.3f  %12.2f  %16.3f  %12.2f  %14.3f  %11.2f  %5lld%s\n", l.streams,
+                  l.aggregate_tps, l.aggregate_ratio, l.per_stream_tps, l.per_stream_ratio, l.per_stream_min_tps,
+                  l.ttft_mean_s, static_cast<long long>(l.decode_steps),
+                  l.finished_early ? (" (" + std::to_string(l.finished_early) + " stopped early)").c_str() : "");
+    o << line;
+  }
+  return o.str();
+}
+
+std::string concurrent_bench_json(const ConcurrentBenchResult& r) {
+  nlohmann::json j;
+  j["model_path"] = r.model_path;
+  j["model_name"] = r.model_name;
+  j["cpu"] = r.cpu;
+  j["kernel_isa"] = r.kernel_isa;
+  j["threads"] = r.threads;
+  j["prompt_tokens"] = r.prompt_tokens;
+  j["gen_tokens"] = r.gen_tokens;
+  j["session_tps"] = r.session_tps;
+  j["levels"] = nlohmann::json::array();
+  for (const ConcurrentLevel& l : r.levels)
+    j["levels"].push_back({{"streams", l.streams},
+                           {"finished_early", l.finished_early},
+                           {"decode_tokens", l.decode_tokens},
+                           {"window_s", l.window_s},
+                           {"aggregate_tps", l.aggregate_tps},
+                           {"per_stream_tps", l.per_stream_tps},
+                           {"per_stream_min_tps", l.per_stream_min_tps},
+                           {"ttft_mean_s", l.ttft_mean_s},
+                           {"decode_steps", l.decode_steps},
+                           {"aggregate_ratio", l.aggregate_ratio},
+                           {"per_stream_ratio", l.per_stream_ratio}});
+  return j.dump(2) + "\n";
+}
+
 }  // namespace qins

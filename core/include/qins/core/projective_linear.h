@@ -25,6 +25,9 @@ class ProjectiveLinearImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
   // One row, fp32 in and out, no allocation (the decode step's path): y[out] = W x[in] (+ bias).
   void forward_row(const float* x, float* y) const;
+  // n independent rows (a batched decode step): row i of y is exactly what forward_row gives
+  // row i of x; the codes are read once for all rows (qins_matmul_rows).
+  void forward_rows(const float* x, int64_t n, float* y) const;
   // dequantize() then torch::linear: the slow twin the fast path is tested against.
   torch::Tensor forward_reference(const torch::Tensor& x);
   torch::Tensor dequantize() const;
@@ -49,6 +52,11 @@ TORCH_MODULE(ProjectiveLinear);
 // Kernel entry points (also benchmarked directly). y[n, out] = x[n, in] * W^T, fp32.
 // Chooses the best implementation for this CPU at run time.
 void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float* y);
+// The small-batch decode path: y[n, out] = x[n, in] * W^T for n independent rows (one token of
+// each of n sequences). Row i is bit for bit what qins_matmul(q, x + i * in, 1, ...) (the GEMV)
+// gives it, while each code is decoded once for all rows (up to 16 per pass): between the GEMV
+// and the prefill GEMM, which rounds differently.
+void qins_matmul_rows(const QuantizedTensor& q, const float* x, int64_t n_rows, float* y);
 // Name of the kernel path chosen at run time: "avx512bf16", "avx512", "avx2", "neon" or "scalar".
 const char* kernel_isa();
 // True when the active path multiplies in bf16 (table and x rounded to bf16, fp32 accumulation):

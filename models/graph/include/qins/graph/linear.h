@@ -26,6 +26,9 @@ class LinearOp {
   // such a path say false in has_row_path() and the graph takes forward() instead.
   virtual bool has_row_path() const { return false; }
   virtual void forward_row(const float* x, float* y);
+  // n such rows at once (a batched decode step): row i of y is exactly forward_row(x + i * in).
+  // The default runs forward_row per row; QINS ops read their codes once for all rows.
+  virtual void forward_rows(const float* x, int64_t n, float* y);
   // True when the products run on core's QINS kernels (their own GEMM and GEMV on the OpenMP
   // threads) rather than on the BLAS: what the engine's BLAS thread policy asks.
   virtual bool uses_qins_kernels() const { return false; }
@@ -57,6 +60,7 @@ class QinsLinear final : public LinearOp {
   std::string kind() const override;
   bool has_row_path() const override { return true; }
   void forward_row(const float* x, float* y) override { m_->forward_row(x, y); }
+  void forward_rows(const float* x, int64_t n, float* y) override { m_->forward_rows(x, n, y); }
   bool uses_qins_kernels() const override { return true; }
   core::ProjectiveLinear& module() { return m_; }
 

@@ -94,4 +94,15 @@ torch::Tensor forward(Phi3Weights& w, const torch::Tensor& ids, KvCache* cache, 
 bool decode_step(Phi3Weights& w, int64_t id, KvCache& cache, float* logits,
                  torch::ScalarType act_dtype = torch::kFloat32);
 
+// The batched decode step (continuous batching): one token ids[b] for each of B sequences, each
+// at its own caches[b]->n_past (distinct caches), through the same graph in one pass: every
+// projection takes the B rows at once (the QINS kernels decode each code once for all of them,
+// core::qins_matmul_rows), attention runs per sequence against its own cache. Row b of
+// logits [B, vocab] is bit for bit what decode_step gives that sequence alone. `scratch` holds the
+// activations (made or grown by the call, reused after: no allocation once warm). Returns false,
+// touching nothing, where decode_step would for any of the caches; the caller handles a sequence
+// that crosses into LongRoPE (rope_needs_long) before calling. Throws Error when a cache is full.
+bool decode_step_batch(Phi3Weights& w, const int64_t* ids, KvCache* const* caches, int64_t B, float* logits,
+                       std::shared_ptr<DecodeScratch>& scratch, torch::ScalarType act_dtype = torch::kFloat32);
+
 }  // namespace qins

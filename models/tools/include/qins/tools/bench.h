@@ -91,4 +91,35 @@ double measure_read_bandwidth(int64_t bytes, int threads);
 // decode step. Returns seconds per step.
 double run_decode_profile(const std::string& path, const BenchOptions& o, const BenchLog& log);
 
+// `qins bench --concurrent 1,2,4,8`: N greedy streams at once through the BatchScheduler
+// (parallel = N), for each N in one run, on one loaded engine.
+struct ConcurrentLevel {
+  int streams = 0;
+  int finished_early = 0;        // streams that hit a stop token before gen_tokens
+  int64_t decode_tokens = 0;     // tokens decoded after each stream's first, all streams
+  double window_s = 0.0;         // earliest first token of the level -> last stream done
+  double aggregate_tps = 0.0;    // decode_tokens / window_s
+  double per_stream_tps = 0.0;   // mean over the streams of each one's own decode speed
+  double per_stream_min_tps = 0.0;
+  double ttft_mean_s = 0.0;      // submit -> first token, mean over the streams
+  int64_t decode_steps = 0;      // scheduler steps (each runs every decoding stream)
+  double aggregate_ratio = 0.0;  // vs one stream (the level with 1 stream of this run; 0 if none)
+  double per_stream_ratio = 0.0;
+};
+
+struct ConcurrentBenchResult {
+  std::string model_path, model_name, cpu, kernel_isa;
+  int threads = 0, prompt_tokens = 0, gen_tokens = 0;
+  double session_tps = 0.0;  // one stream through Session::complete (no scheduler), same prompt
+  std::vector<ConcurrentLevel> levels;
+};
+
+// Loads the model, then for each count in `streams` runs that many streams (raw prompts of about
+// o.prompt_tokens tokens, o.gen_tokens greedy tokens each) submitted together. Throws Error for an
+// unreadable model or a bad count.
+ConcurrentBenchResult run_concurrent_bench(const std::string& model_path, const BenchOptions& o,
+                                           const std::vector<int>& streams, const BenchLog& log = {});
+std::string concurrent_bench_text(const ConcurrentBenchResult& r);
+std::string concurrent_bench_json(const ConcurrentBenchResult& r);
+
 }  // namespace qins
