@@ -51,7 +51,7 @@ phase "host tools"
 # libtorch_cpu.so names opencv, ffmpeg, protobuf, ... directly).
 arm64_packages=(libtorch1.13 libopenblas0-pthread libgflags-dev libgoogle-glog-dev libprotobuf-dev
                 libgtest-dev libzstd-dev libxxhash-dev libsentencepiece-dev nlohmann-json3-dev libcli11-dev
-                libcurl4-openssl-dev libssl-dev)
+                libcurl4-openssl-dev libssl-dev libcpp-httplib-dev)
 # Downloaded alone: libtorch-dev (headers, CMake files) would pull python3-dev, which nothing here uses.
 arm64_nodeps=(libtorch-dev)
 # Not unpacked: libc headers and link stubs come from the cross toolchain (a second copy in the
