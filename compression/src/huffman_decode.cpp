@@ -12,7 +12,8 @@
 // - huffman_decode2 decodes two chunks at once, 8 independent chains in one loop; the loader
 //   decodes in pairs.
 // bench_huffman on the 2-core EPYC dev VM (docs/benchmarks.md): the paired two-symbol loop
-// ~1.4-1.5x the bytes/s of the previous one-symbol loops (bench/baseline/huffman_decode_prev.cpp).
+// 1.26-1.51x the bytes/s of the previous one-symbol loops in the same run
+// (bench/baseline/huffman_decode_prev.cpp).
 
 // GCC's SLP vectorizer packs the loops' four output pointers into vector registers (extra
 // moves and spills on the critical path: 0.87 against 1.24 GB/s in bench_huffman); the loops
