@@ -11,7 +11,7 @@
 //   stream's output pointer advances by 1 or 2;
 // - huffman_decode2 decodes two chunks at once, 8 independent chains in one loop; the loader
 //   decodes in pairs.
-// bench_huffman on the 2-core EPYC dev VM (docs/benchmarks.md): the paired two-symbol loop
+// bench_huffman on the 2-core EPYC dev VM (docs/benchmarks.md): the two-symbol loops run
 // 1.26-1.51x the bytes/s of the previous one-symbol loops in the same run
 // (bench/baseline/huffman_decode_prev.cpp).
 
