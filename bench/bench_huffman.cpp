@@ -1,6 +1,9 @@
 // Decode throughput of the .qins chunk codecs on realistic QINS-like codes, next to a plain
 // memcpy of the same size in the same run (the machine is shared: compare ratios).
 //
+// The *Prev benchmarks run the previous decoder (bench/baseline/huffman_decode_prev.cpp) on the
+// same input, next to the current one: report their ratio.
+//
 // Codes: sign bit | magnitude index, index = min(127, floor(|x| / step)) for x drawn from a
 // Laplace or Gaussian distribution (a simple inverse-CDF / Box-Muller over a xorshift PRNG), so
 // the byte distribution is geometric-like with ~6-7 bits of entropy, like QINS codes of real
@@ -14,6 +17,14 @@
 #include "qins/compression/codec.h"
 #include "qins/compression/container.h"
 #include "qins/compression/huffman.h"
+
+// The previous decoder (bench/baseline/huffman_decode_prev.cpp), the *Prev baseline.
+namespace qins::comp::huf_prev {
+void huffman_decode(const uint8_t* src, std::size_t src_size, uint8_t* dst, std::size_t dst_size);
+void huffman_decode2(const uint8_t* src0, std::size_t src0_size, uint8_t* dst0,
+                     std::size_t dst0_size, const uint8_t* src1, std::size_t src1_size,
+                     uint8_t* dst1, std::size_t dst1_size);
+}  // namespace qins::comp::huf_prev
 
 namespace {
 
@@ -77,6 +88,27 @@ void decode_bench(benchmark::State& st, Codec c, int kind, double zero_frac) {
 }
 
 void BM_HuffmanDecodeLaplace(benchmark::State& st) { decode_bench(st, Codec::huffman, 0, 0.0); }
+
+// One chunk through the current decoder or the previous one (baseline), same codes.
+void one_chunk_bench(benchmark::State& st, int kind, bool prev) {
+  const auto raw = qins_codes(std::size_t(st.range(0)), kind);
+  std::vector<uint8_t> enc;
+  qins::comp::huf::huffman_encode(raw.data(), raw.size(), enc);
+  std::vector<uint8_t> out(raw.size());
+  for (auto _ : st) {
+    if (prev)
+      qins::comp::huf_prev::huffman_decode(enc.data(), enc.size(), out.data(), out.size());
+    else
+      qins::comp::huf::huffman_decode(enc.data(), enc.size(), out.data(), out.size());
+    benchmark::ClobberMemory();
+  }
+  if (out != raw) st.SkipWithError("round trip mismatch");
+  report(st, raw, enc.size());
+}
+void BM_HuffmanOneChunkLaplace(benchmark::State& st) { one_chunk_bench(st, 0, false); }
+void BM_HuffmanOneChunkLaplacePrev(benchmark::State& st) { one_chunk_bench(st, 0, true); }
+void BM_HuffmanOneChunkGaussian(benchmark::State& st) { one_chunk_bench(st, 1, false); }
+void BM_HuffmanOneChunkGaussianPrev(benchmark::State& st) { one_chunk_bench(st, 1, true); }
 void BM_HuffmanDecodeGaussian(benchmark::State& st) { decode_bench(st, Codec::huffman, 1, 0.0); }
 void BM_SparseHuffmanDecode50pctZeros(benchmark::State& st) {
   decode_bench(st, Codec::sparse_huffman, 0, 0.5);
@@ -90,7 +122,7 @@ void BM_ZstdDecodeLaplace(benchmark::State& st) { decode_bench(st, Codec::zstd, 
 
 // Two chunks (Laplace and Gaussian codes) decoded one after the other vs interleaved through
 // huffman_decode2 (what the loader does with pairs of chunks); bytes/s counts both outputs.
-void two_chunk_bench(benchmark::State& st, bool paired) {
+void two_chunk_bench(benchmark::State& st, bool paired, bool prev = false) {
   const auto a = qins_codes(std::size_t(st.range(0)), 0);
   const auto b = qins_codes(std::size_t(st.range(0)), 1);
   std::vector<uint8_t> ea, eb;
@@ -98,7 +130,10 @@ void two_chunk_bench(benchmark::State& st, bool paired) {
   qins::comp::encode_with(Codec::huffman, b.data(), b.size(), eb);
   std::vector<uint8_t> oa(a.size()), ob(b.size());
   for (auto _ : st) {
-    if (paired) {
+    if (paired && prev) {
+      qins::comp::huf_prev::huffman_decode2(ea.data(), ea.size(), oa.data(), oa.size(), eb.data(),
+                                            eb.size(), ob.data(), ob.size());
+    } else if (paired) {
       qins::comp::huf::huffman_decode2(ea.data(), ea.size(), oa.data(), oa.size(), eb.data(),
                                        eb.size(), ob.data(), ob.size());
     } else {
@@ -112,6 +147,7 @@ void two_chunk_bench(benchmark::State& st, bool paired) {
 }
 void BM_HuffmanDecodeTwoChunksOneByOne(benchmark::State& st) { two_chunk_bench(st, false); }
 void BM_HuffmanDecodeTwoChunksPaired(benchmark::State& st) { two_chunk_bench(st, true); }
+void BM_HuffmanDecodeTwoChunksPairedPrev(benchmark::State& st) { two_chunk_bench(st, true, true); }
 
 void BM_HuffmanEncodeLaplace(benchmark::State& st) {
   const auto raw = qins_codes(std::size_t(st.range(0)), 0);
@@ -137,5 +173,12 @@ BENCHMARK(BM_HuffmanDecode90pctZeros)->QINS_SIZES;
 BENCHMARK(BM_ZstdDecodeLaplace)->QINS_SIZES;
 BENCHMARK(BM_HuffmanDecodeTwoChunksOneByOne)->QINS_SIZES;
 BENCHMARK(BM_HuffmanDecodeTwoChunksPaired)->QINS_SIZES;
+// Current vs previous decoder, alternating so both see the same load: compare each pair's ratio.
+BENCHMARK(BM_HuffmanOneChunkLaplacePrev)->Arg(1 << 20);
+BENCHMARK(BM_HuffmanOneChunkLaplace)->Arg(1 << 20);
+BENCHMARK(BM_HuffmanOneChunkGaussianPrev)->Arg(1 << 20);
+BENCHMARK(BM_HuffmanOneChunkGaussian)->Arg(1 << 20);
+BENCHMARK(BM_HuffmanDecodeTwoChunksPairedPrev)->Arg(1 << 20);
+BENCHMARK(BM_HuffmanDecodeTwoChunksPaired)->Arg(1 << 20);
 BENCHMARK(BM_HuffmanEncodeLaplace)->Arg(1 << 20);
 BENCHMARK_MAIN();

@@ -6,6 +6,7 @@
 
 #include "commands.h"
 #include "qins/tools/bench.h"
+#include "qins/tools/bench_first_reply.h"
 #include "qins/runtime/engine.h"
 #include "qins/tools/synth.h"
 #include "qins/util/files.h"
@@ -64,6 +65,9 @@ Runner add_bench(CLI::App& app) {
     std::string model, baseline = "all", json_path, concurrent;
     BenchOptions b;
     bool json = false;
+    int first_reply = 0;
+    bool cold = false;
+    int64_t first_reply_child = -1;  // the parent's launch time (hidden: the child mode)
   };
   auto o = std::make_shared<Opts>();
   app.add_option("model", o->model, "A .qins file or a Hugging Face model folder")->required();
@@ -88,10 +92,37 @@ Runner add_bench(CLI::App& app) {
                  "Concurrency mode: for each count (comma-separated, e.g. 1,2,4,8) decode that many greedy "
                  "streams together through the batch scheduler; aggregate and per-stream tok/s side by side "
                  "(uses --prompt-tokens, --gen-tokens, --threads, --context)");
+  app.add_option("--first-reply", o->first_reply,
+                 "First-reply mode: start this many fresh processes of qins, each loading the model and "
+                 "replying at once; launch to first token, the first reply's prefill and decode tok/s next to "
+                 "the steady state (uses --prompt-tokens, --gen-tokens, --threads, --context)")
+      ->check(CLI::Range(1, 100));
+  app.add_flag("--cold", o->cold, "--first-reply: drop the model file from the page cache before each launch");
+  app.add_option("--first-reply-child", o->first_reply_child, "(internal: one --first-reply process)")->group("");
   app.add_flag("--json", o->json, "Print JSON instead of the table");
   app.add_option("--json-out", o->json_path, "Also write the JSON to this file");
   return [o]() {
     auto log = [](const std::string& s) { std::fprintf(stderr, "[bench] %s\n", s.c_str()); };
+    if (o->cold && o->first_reply == 0) throw Error("--cold needs --first-reply N");
+    if (o->first_reply > 0 || o->first_reply_child >= 0) {
+      FirstReplyOptions fo;
+      fo.runs = o->first_reply;
+      fo.cold = o->cold;
+      fo.prompt_tokens = o->b.prompt_tokens;
+      fo.gen_tokens = o->b.gen_tokens;
+      fo.threads = o->b.threads;
+      fo.context = o->b.context;
+      if (o->first_reply_child >= 0) {
+        if (o->json_path.empty()) throw Error("--first-reply-child needs --json-out");
+        run_first_reply_child(o->model, fo, o->first_reply_child, o->json_path);
+        return 0;
+      }
+      const auto r = run_first_reply_bench(self_executable(), o->model, fo, log);
+      const std::string js = first_reply_json(r);
+      if (!o->json_path.empty()) write_file_atomic(o->json_path, js);
+      std::cout << (o->json ? js : first_reply_text(r));
+      return 0;
+    }
     if (o->b.profile_steps > 0) {
       const double s = run_decode_profile(o->model, o->b, log);
       std::printf("decode step at depth %d: %.2f ms (%.2f tok/s) over %d steps\n", o->b.depth, s * 1e3, 1.0 / s,

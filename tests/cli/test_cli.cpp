@@ -241,5 +241,47 @@ TEST(CliErrors, BadTokenizerConfig) {
   expect_clean_error(run("generate " + dir + " --prompt hi"), {"tokenizer_config.json"});
 }
 
+// `qins bench --first-reply`: fresh child processes of qins itself; the figures are consistent
+// with each other (no timing thresholds: the machine is shared).
+TEST(CliBench, FirstReplyRunsFreshProcessesAndReportsEveryReply) {
+  const auto dir = test::fixture("cli", FixtureOptions{});
+  const auto json_path = (test::temp_root() / "first_reply.json").string();
+  auto r = run("bench " + dir + " --first-reply 2 --prompt-tokens 12 --gen-tokens 3 --threads 1 --context 64 --json --json-out " +
+               json_path);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j, nlohmann::json::parse(read(json_path)));
+  ASSERT_EQ(j["runs"].size(), 2u);
+  for (const auto& run : j["runs"]) {
+    const double launch_to_first = run["launch_to_first_token_s"].get<double>();
+    const double to_start = run["launch_to_start_s"].get<double>();
+    const double load = run["load_s"].get<double>();
+    EXPECT_GT(to_start, 0.0);
+    // The first token comes after the child started, loaded and prefilled.
+    EXPECT_GE(launch_to_first, to_start + load + run["first"]["ttft_s"].get<double>() * 0.999) << run.dump();
+    EXPECT_FALSE(run["cold"].get<bool>());
+    for (const char* k : {"first", "second", "steady"}) {
+      const auto& rep = run[k];
+      EXPECT_GT(rep["prompt_tokens"].get<int>(), 1) << k;
+      EXPECT_LE(rep["prompt_tokens"].get<int>(), 12 + 1) << k;  // sized to --prompt-tokens
+      EXPECT_GE(rep["generated_tokens"].get<int>(), 1) << k;
+      EXPECT_LE(rep["generated_tokens"].get<int>(), 3) << k;
+      EXPECT_GT(rep["prefill_tps"].get<double>(), 0.0) << k;
+    }
+    EXPECT_TRUE(run["steady"]["background_done"].get<bool>());  // it waited for the move
+  }
+  // The table names what it measured.
+  auto t = run("bench " + dir + " --first-reply 1 --prompt-tokens 8 --gen-tokens 2 --threads 1 --context 64");
+  ASSERT_EQ(t.status, 0) << t.err;
+  EXPECT_NE(t.out.find("launch -> first token"), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("steady decode"), std::string::npos) << t.out;
+}
+
+TEST(CliBench, FirstReplyErrorsAreClean) {
+  const auto dir = test::fixture("cli", FixtureOptions{});
+  expect_clean_error(run("bench " + dir + " --cold"), {"--cold needs --first-reply"});
+  expect_clean_error(run("bench /nonexistent.qins --first-reply 1"), {"/nonexistent.qins"});
+}
+
 }  // namespace
 }  // namespace qins
