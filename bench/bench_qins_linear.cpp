@@ -7,7 +7,8 @@
 // Prefill: 64 rows, QINS (bf16 blocked GEMM, or tile-expand + BLAS GEMM on the exact paths) vs
 // fp32 torch::linear. Where the default path is the bf16 one, the exact path runs beside it.
 //
-// gemv_l2_one_thread: the kernels alone, 576 KB of codes in L2, one thread (compute-bound).
+// gemv_l2_one_thread: the kernels alone, 576 KB of codes in L2, one thread (compute-bound);
+// gemv_rows_l2_one_thread/M: the same with M rows of x (the batched decode path).
 //
 //   ./build/bench/bench_qins_linear --benchmark_min_time=0.2
 #include <ATen/Parallel.h>
@@ -114,6 +115,34 @@ void bm_qins_l2(benchmark::State& st, std::string isa) {
   qc::set_kernel_isa("auto");
 }
 
+// The small-batch decode path alone: m rows of x against the same 576 KB of codes in L2, one
+// thread (qins_matmul_rows). bytes_per_second counts the codes once per call, so m rows at the
+// speed of one row would show m times the per-row rate in items_per_second (rows x codes).
+void bm_qins_rows_l2(benchmark::State& st, std::string isa) {
+  const int64_t m = st.range(0);
+  qc::QuantizedTensor q;
+  q.codebook = qc::Codebook::Projective;
+  q.pole = 300.0;
+  torch::manual_seed(2);
+  q.codes = torch::randint(0, 256, {192, 3072}, torch::kUInt8);  // [192, 3072] uint8
+  q.scales = torch::rand({192}) * 0.02 + 0.01;                    // [192] fp32
+  q.lut = qc::make_lut(q.codebook, q.pole);
+  qc::set_kernel_isa(isa);
+  const int saved = at::get_num_threads();
+  at::set_num_threads(1);
+  const torch::Tensor x = torch::randn({m, 3072});  // [m, in] fp32
+  std::vector<float> y(static_cast<size_t>(m * 192));
+  for (auto _ : st) {
+    qc::qins_matmul_rows(q, x.data_ptr<float>(), m, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.SetBytesProcessed(st.iterations() * 192 * 3072);
+  st.SetItemsProcessed(st.iterations() * m * 192 * 3072);
+  st.SetLabel(qc::kernel_isa());
+  at::set_num_threads(saved);
+  qc::set_kernel_isa("auto");
+}
+
 void bm_fp32(benchmark::State& st, Shape s) {
   Weights& w = weights_for(s, true);
   const torch::Tensor x = torch::randn({1, s.in});
@@ -209,6 +238,8 @@ int main(int argc, char** argv) {
   const std::string exact = exact_too ? isas[isas.size() - 2] : "";
   benchmark::RegisterBenchmark("gemv_l2_one_thread/qins", bm_qins_l2, "auto")->UseRealTime();
   if (exact_too) benchmark::RegisterBenchmark(("gemv_l2_one_thread/qins_" + exact).c_str(), bm_qins_l2, exact)->UseRealTime();
+  benchmark::RegisterBenchmark("gemv_rows_l2_one_thread/qins", bm_qins_rows_l2, "auto")
+      ->Arg(1)->Arg(2)->Arg(4)->Arg(8)->UseRealTime();
   for (const Shape& s : kShapes) {
     const std::string tag = std::string(s.name) + "/" + std::to_string(s.out) + "x" + std::to_string(s.in);
     benchmark::RegisterBenchmark(("gemv/qins/" + tag).c_str(), bm_qins, s, "auto")->UseRealTime();

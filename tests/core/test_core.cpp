@@ -349,6 +349,29 @@ TEST(Kernels, RowsPathIsTheGemvBitForBitOnEveryPath) {
 }
 
 // The same, named per AVX-512 path so a CPU without it shows the skip.
+// A one-hot x picks one column: every exact (fp32) path must give scale * value(code) bit for bit,
+// which checks each decode's table reconstruction (the AVX2 byte-shuffle decode rebuilds the fp32
+// table entries from byte planes) and its element order, in full 64-column blocks and the tail.
+TEST(Kernels, OneHotColumnIsExactOnEveryPath) {
+  KernelGuard kg;
+  const qc::QuantizedTensor q = random_quantized(300, 200, qc::Codebook::Projective, 77);
+  const torch::Tensor w = qc::dequantize(q);  // [300, 200]
+  for (const std::string& isa : qc::available_kernel_isas()) {
+    qc::set_kernel_isa(isa);
+    if (qc::kernel_uses_bf16()) continue;
+    for (int64_t j : {0, 5, 17, 63, 64, 100, 127, 128, 191, 192, 199}) {
+      torch::Tensor x = torch::zeros({3, 200});
+      for (int64_t i = 0; i < 3; ++i) x[i][j] = 1.0f;
+      torch::Tensor y = torch::full({3, 300}, NAN), y1 = torch::full({300}, NAN);
+      qc::qins_matmul_rows(q, x.data_ptr<float>(), 3, y.data_ptr<float>());
+      qc::qins_matmul(q, x[0].contiguous().data_ptr<float>(), 1, y1.data_ptr<float>());
+      const torch::Tensor col = w.select(1, j).contiguous();
+      EXPECT_TRUE(torch::equal(y1, col)) << isa << " column " << j;
+      for (int64_t i = 0; i < 3; ++i) EXPECT_TRUE(torch::equal(y[i], col)) << isa << " rows path, column " << j;
+    }
+  }
+}
+
 TEST(Kernels, RowsPathAvx512) {
   KernelGuard kg;
   const auto isas = qc::available_kernel_isas();

@@ -142,6 +142,14 @@ void concurrent_matches_alone(const std::string& format, int parallel) {
   EXPECT_GT(c.decode_steps, 0);
   // Some step ran more than one sequence: fewer steps than tokens decoded after the first ones.
   EXPECT_LT(c.decode_steps, gen);
+  // Decode-step accounting (what `qins bench --concurrent` reports as decode-only speed): every
+  // token after a request's first (which its prefill gives) comes from one decode step's row.
+  EXPECT_EQ(c.decode_rows, gen - 4);
+  EXPECT_GT(c.decode_s, 0.0);
+  EXPECT_LE(c.full_decode_rows, c.decode_rows);
+  EXPECT_EQ(c.full_decode_rows % parallel, 0);  // steps with every slot decoding run `parallel` rows
+  EXPECT_LE(c.full_decode_s, c.decode_s);
+  if (c.full_decode_rows == 0) EXPECT_EQ(c.full_decode_s, 0.0);
 }
 
 TEST(BatchScheduler, ConcurrentGreedyRequestsMatchSessionsExactly) { concurrent_matches_alone("inverse", 4); }

@@ -121,6 +121,10 @@ struct BatchScheduler::Impl {
   uint64_t admissions = 0;
   // The scheduler thread's own:
   std::vector<Slot> slots;
+  bool step_open = false;       // a decode step is running (its counters not yet added)
+  bool step_full = false;       // every slot decoding in it
+  int64_t step_rows = 0;
+  Clock::time_point step_t0;
   std::vector<float> batch_logits;  // [parallel, vocab]
   std::vector<int64_t> batch_ids;
   std::vector<KvCache*> batch_caches;
@@ -294,6 +298,7 @@ struct BatchScheduler::Impl {
   void call_done(Request& q, const BatchResult& r) {
     {
       std::lock_guard<std::mutex> lock(wake->m);
+      close_step_locked();
       if (r.finish_reason == "cancelled") ++counts.cancelled;
       else if (r.finish_reason == "error") ++counts.failed;
       else ++counts.completed;
@@ -471,6 +476,10 @@ struct BatchScheduler::Impl {
     for (Slot& s : slots)
       if (s.req && s.decoding && s.pending >= 0) (s.s->crosses_into_long_rope() ? alone : run).push_back(&s);
     if (run.empty() && alone.empty()) return;
+    step_open = true;
+    step_rows = static_cast<int64_t>(run.size() + alone.size());
+    step_full = step_rows == static_cast<int64_t>(slots.size());
+    step_t0 = Clock::now();
     {
       std::lock_guard<std::mutex> lock(wake->m);
       ++counts.decode_steps;
@@ -485,6 +494,23 @@ struct BatchScheduler::Impl {
       } catch (const std::exception& ex) {
         fail(*sl, ex);
       }
+    }
+    std::lock_guard<std::mutex> lock(wake->m);
+    close_step_locked();
+  }
+
+  // The decode step's rows and time into the counters: at its end, or when a request it finishes
+  // calls on_done (so a caller that waited for on_done / drain() sees the step counted; the
+  // sampling of the step's remaining rows is then not timed).
+  void close_step_locked() {
+    if (!step_open) return;
+    step_open = false;
+    const double dt = seconds_since(step_t0);
+    counts.decode_rows += step_rows;
+    counts.decode_s += dt;
+    if (step_full) {
+      counts.full_decode_rows += step_rows;
+      counts.full_decode_s += dt;
     }
   }
 

@@ -117,10 +117,16 @@ ConcurrentBenchResult run_concurrent_bench(const std::string& path, const BenchO
     L.aggregate_tps = L.window_s > 0 ? static_cast<double>(L.decode_tokens) / L.window_s : 0.0;
     L.per_stream_tps = tps_sum / n;
     L.ttft_mean_s = ttft_sum / n;
-    L.decode_steps = sched.counters().decode_steps;
+    const BatchCounters c = sched.counters();
+    L.decode_steps = c.decode_steps;
+    L.decode_only_tps = c.decode_s > 0 ? static_cast<double>(c.decode_rows) / c.decode_s : 0.0;
+    L.steady_tokens = c.full_decode_rows;
+    L.steady_s = c.full_decode_s;
+    L.steady_tps = c.full_decode_s > 0 ? static_cast<double>(c.full_decode_rows) / c.full_decode_s : 0.0;
     if (log)
       log(std::to_string(n) + " streams: aggregate " + std::to_string(L.aggregate_tps) + " tok/s, per stream " +
-          std::to_string(L.per_stream_tps) + " tok/s");
+          std::to_string(L.per_stream_tps) + " tok/s, decode steps alone " + std::to_string(L.decode_only_tps) +
+          " tok/s, all " + std::to_string(n) + " decoding " + std::to_string(L.steady_tps) + " tok/s");
     r.levels.push_back(L);
   }
   const auto one = std::find_if(r.levels.begin(), r.levels.end(), [](const ConcurrentLevel& l) { return l.streams == 1; });
@@ -131,6 +137,11 @@ ConcurrentBenchResult run_concurrent_bench(const std::string& path, const BenchO
       l.per_stream_ratio = l.per_stream_tps / per1;
     }
   }
+  if (one != r.levels.end() && one->decode_only_tps > 0 && one->steady_tps > 0)
+    for (ConcurrentLevel& l : r.levels) {
+      l.decode_only_ratio = l.decode_only_tps / one->decode_only_tps;
+      l.steady_ratio = l.steady_tps / one->steady_tps;
+    }
   return r;
 }
 

@@ -213,6 +213,20 @@ std::string concurrent_bench_text(const ConcurrentBenchResult& r) {
                   l.finished_early ? (" (" + std::to_string(l.finished_early) + " stopped early)").c_str() : "");
     o << line;
   }
+  o << "\ndecode steps alone (scheduler counters; prefill chunks between steps excluded):\n";
+  o << "streams  decode-only tok/s  x one stream  all-N-decoding tok/s  x one stream  per-stream  x one stream"
+       "  tokens  seconds\n";
+  for (const ConcurrentLevel& l : r.levels) {
+    const double per = l.streams > 0 ? l.steady_tps / l.streams : 0.0;
+    const ConcurrentLevel* one = nullptr;
+    for (const ConcurrentLevel& k : r.levels)
+      if (k.streams == 1) one = &k;
+    const double per_ratio = one && one->steady_tps > 0 ? per / one->steady_tps : 0.0;
+    std::snprintf(line, sizeof line, "%7d  %17.3f  %12.2f  %20.3f  %12.2f  %10.3f  %12.2f  %6lld  %7.2f\n", l.streams,
+                  l.decode_only_tps, l.decode_only_ratio, l.steady_tps, l.steady_ratio, per, per_ratio,
+                  static_cast<long long>(l.steady_tokens), l.steady_s);
+    o << line;
+  }
   return o.str();
 }
 
@@ -238,7 +252,13 @@ std::string concurrent_bench_json(const ConcurrentBenchResult& r) {
                            {"ttft_mean_s", l.ttft_mean_s},
                            {"decode_steps", l.decode_steps},
                            {"aggregate_ratio", l.aggregate_ratio},
-                           {"per_stream_ratio", l.per_stream_ratio}});
+                           {"per_stream_ratio", l.per_stream_ratio},
+                           {"decode_only_tps", l.decode_only_tps},
+                           {"decode_only_ratio", l.decode_only_ratio},
+                           {"steady_tps", l.steady_tps},
+                           {"steady_ratio", l.steady_ratio},
+                           {"steady_tokens", l.steady_tokens},
+                           {"steady_s", l.steady_s}});
   return j.dump(2) + "\n";
 }
 

@@ -56,6 +56,11 @@ class BatchHandle {                    // returned by submit; thread-safe
 struct BatchCounters {                 // a snapshot, thread-safe to read
   int64_t submitted = 0, completed = 0, cancelled = 0, failed = 0;  // completed: finished "stop" or "length"
   int64_t generated_tokens = 0, prefilled_tokens = 0, decode_steps = 0;
+  // Decode steps alone (prefill chunks between them excluded): sequences advanced (one token each)
+  // and wall seconds in those steps (the batched model pass and sampling). full_*: the same over
+  // the steps in which every one of the `parallel` slots was decoding (the steady state).
+  int64_t decode_rows = 0, full_decode_rows = 0;
+  double decode_s = 0.0, full_decode_s = 0.0;
   int active = 0, queued = 0;          // active: holding a slot (prefilling or decoding); queued: waiting for one
 };
 

@@ -105,6 +105,12 @@ struct ConcurrentLevel {
   int64_t decode_steps = 0;      // scheduler steps (each runs every decoding stream)
   double aggregate_ratio = 0.0;  // vs one stream (the level with 1 stream of this run; 0 if none)
   double per_stream_ratio = 0.0;
+  // Decode steps alone, from the scheduler's counters (prefill chunks between steps excluded):
+  // decode_only_tps = tokens from decode steps / seconds in them; steady_tps = the same over the
+  // steps in which all N streams were decoding (steady_s seconds, steady_tokens tokens).
+  double decode_only_tps = 0.0, steady_tps = 0.0, steady_s = 0.0;
+  int64_t steady_tokens = 0;
+  double decode_only_ratio = 0.0, steady_ratio = 0.0;  // vs one stream, as aggregate_ratio
 };
 
 struct ConcurrentBenchResult {
