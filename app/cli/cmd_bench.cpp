@@ -4,6 +4,7 @@
 #include <iostream>
 #include <memory>
 
+#include "code_options.h"
 #include "commands.h"
 #include "qins/tools/bench.h"
 #include "qins/tools/bench_first_reply.h"
@@ -15,7 +16,9 @@ namespace qins::cli {
 
 Runner add_synth(CLI::App& app) {
   struct Opts {
-    std::string out, like = "phi-3.5-mini", dist = "gaussian", codebook = "projective";
+    std::string out, like = "phi-3.5-mini", dist = "gaussian", codebook = "projective", table = "lloyd";
+    int group = 32;
+    bool absmax_scales = false;
     double pole = 300.0, std_dev = 0.02;
     uint64_t seed = 1;
     int threads = 0;
@@ -25,22 +28,22 @@ Runner add_synth(CLI::App& app) {
   app.add_option("--like", o->like, "Shapes: phi-3.5-mini | mid | demo")->capture_default_str();
   app.add_option("--dist", o->dist, "Weight distribution: gaussian | laplace | t5")->capture_default_str();
   app.add_option("--std", o->std_dev, "Weight standard deviation")->capture_default_str();
-  app.add_option("--codebook", o->codebook, "inverse | projective | uniform")->capture_default_str();
-  app.add_option("--pole", o->pole, "Projective pole (<= 0: fit per tensor)")->capture_default_str();
+  app.add_option("--codebook", o->codebook, codebook_help())->capture_default_str();
+  add_qins4_options(app, o->group, o->table);
+  app.add_flag("--absmax-scales", o->absmax_scales,
+               "qins4: group scales from the absmax only, no scale search (much faster to write; for "
+               "benchmark files, whose size and speed do not depend on it)");
+  CLI::Option* pole_opt = app.add_option("--pole", o->pole, "Projective pole (<= 0: fit per tensor)")->capture_default_str();
   app.add_option("--seed", o->seed)->capture_default_str();
   app.add_option("--threads", o->threads, "0 = all cores")->capture_default_str();
-  return [o]() {
+  return [o, pole_opt]() {
     SynthOptions so;
     so.like = o->like;
     so.dist = synth_dist_from_name(o->dist);
     so.weight_std = o->std_dev;
     so.seed = o->seed;
-    try {
-      so.quant.codebook = core::codebook_from_name(o->codebook);
-    } catch (const std::invalid_argument& e) {
-      throw Error(std::string("--codebook: ") + e.what());
-    }
-    so.quant.pole = o->pole;
+    so.quant4.refine_scales = !o->absmax_scales;
+    so.qins4 = apply_code_choice(o->codebook, o->pole, pole_opt->count() > 0, o->group, o->table, so.quant, so.quant4);
     so.quant.threads = o->threads;
     int last = -1;
     const auto rep = write_synthetic_model(o->out, so, [&](double f, const std::string& name) {

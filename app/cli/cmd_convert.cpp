@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "code_options.h"
 #include "commands.h"
 #include "progress_bar.h"
 #include "qins/io/converter.h"
@@ -12,7 +13,8 @@ namespace qins::cli {
 
 Runner add_convert(CLI::App& app) {
   struct Opts {
-    std::string in, out, codebook = "projective";
+    std::string in, out, codebook = "projective", table = "lloyd";
+    int group = 32;
     double pole = 300.0;
     int prune_index = 0, threads = 0;
     bool quiet = false;
@@ -20,10 +22,11 @@ Runner add_convert(CLI::App& app) {
   auto o = std::make_shared<Opts>();
   app.add_option("hf_dir", o->in, "Hugging Face model folder (config.json, safetensors, tokenizer files)")->required();
   app.add_option("-o,--output", o->out, "Output .qins file")->required();
-  app.add_option("--codebook", o->codebook, "inverse | projective | uniform")
+  app.add_option("--codebook", o->codebook, codebook_help())
       ->capture_default_str()
-      ->check(CLI::IsMember({"inverse", "projective", "uniform"}));
-  app.add_option("--pole", o->pole, "projective: the pole C of s*j/(C-j); 0 = fit per tensor by weight MSE")
+      ->check(CLI::IsMember({"inverse", "projective", "uniform", "qins4"}));
+  add_qins4_options(app, o->group, o->table);
+  CLI::Option* pole_opt = app.add_option("--pole", o->pole, "projective: the pole C of s*j/(C-j); 0 = fit per tensor by weight MSE")
       ->capture_default_str();
   app.add_option("--prune-index", o->prune_index,
                  "Lossy, off by default: codes with magnitude index <= N become zero (see qins eval for the cost)")
@@ -31,10 +34,9 @@ Runner add_convert(CLI::App& app) {
       ->check(CLI::Range(0, 126));
   app.add_option("--threads", o->threads, "Threads (0 = all cores)")->capture_default_str();
   app.add_flag("-q,--quiet", o->quiet, "No progress bar");
-  return [o]() {
+  return [o, pole_opt]() {
     ConvertOptions co;
-    co.quant.codebook = core::codebook_from_name(o->codebook);
-    co.quant.pole = o->pole;
+    co.qins4 = apply_code_choice(o->codebook, o->pole, pole_opt->count() > 0, o->group, o->table, co.quant, co.quant4);
     co.quant.threads = o->threads;
     co.prune_index = o->prune_index;
     ProgressBar bar("converting", !o->quiet);

@@ -9,6 +9,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "code_options.h"
 #include "commands.h"
 #include "progress_bar.h"
 #include "qins/io/converter.h"
@@ -66,7 +67,9 @@ class DownloadBar {
 };
 
 struct PullOpts {
-  std::string ref, out, codebook = "projective", cache_dir;
+  std::string ref, out, codebook = "projective", cache_dir, table = "lloyd";
+  int group = 32;
+  CLI::Option* pole_opt = nullptr;
   double pole = 300.0, stall_timeout = 30.0;
   int retries = 5, threads = 0;
   bool no_convert = false, quiet = false;
@@ -77,10 +80,11 @@ void add_pull_options(CLI::App& app, PullOpts& o) {
   app.add_flag("--no-convert", o.no_convert, "Only download (into the Hugging Face cache); print the folder");
   app.add_option("-o,--output", o.out,
                  "Output .qins file (default: the app's models folder, " + hub::app_models_dir() + ")");
-  app.add_option("--codebook", o.codebook, "inverse | projective | uniform")
+  app.add_option("--codebook", o.codebook, codebook_help())
       ->capture_default_str()
-      ->check(CLI::IsMember({"inverse", "projective", "uniform"}));
-  app.add_option("--pole", o.pole, "projective: the pole C of s*j/(C-j); 0 = fit per tensor")->capture_default_str();
+      ->check(CLI::IsMember({"inverse", "projective", "uniform", "qins4"}));
+  add_qins4_options(app, o.group, o.table);
+  o.pole_opt = app.add_option("--pole", o.pole, "projective: the pole C of s*j/(C-j); 0 = fit per tensor")->capture_default_str();
   app.add_option("--threads", o.threads, "Conversion threads (0 = all cores)")->capture_default_str();
   app.add_option("--cache-dir", o.cache_dir, "Hugging Face cache (default: $HF_HUB_CACHE, $HF_HOME/hub, ~/.cache/huggingface/hub)");
   app.add_option("--stall-timeout", o.stall_timeout, "Seconds without data before an attempt is retried")
@@ -150,8 +154,7 @@ void convert(const PullOpts& o, const hub::HubClient& client, const std::string&
                        "files are in " + r.snapshot_dir);
   const std::string out = output_path(o, repo);
   ConvertOptions co;
-  co.quant.codebook = core::codebook_from_name(o.codebook);
-  co.quant.pole = o.pole;
+  co.qins4 = apply_code_choice(o.codebook, o.pole, o.pole_opt && o.pole_opt->count() > 0, o.group, o.table, co.quant, co.quant4);
   co.quant.threads = o.threads;
   co.source_name = repo.substr(repo.find('/') + 1);
   co.origin_json = origin_json(client, repo, revision, r);

@@ -186,6 +186,26 @@ TEST(CliConvert, SigtermLeavesNoTemporaryFile) { kill_convert_with(SIGTERM); }
 TEST(CliConvert, SigintLeavesNoTemporaryFile) { kill_convert_with(SIGINT); }
 TEST(CliConvert, SigkillLeftoverIsRemovedByTheNextConvert) { kill_convert_with(SIGKILL); }
 
+// `qins convert --codebook qins4`: a 4-bit file that inspect labels and generate runs; a group other
+// than 32 or 64 is refused by the option parser.
+TEST(CliConvert, Qins4FileConvertsInspectsAndGenerates) {
+  const auto dir = test::fixture("cli", FixtureOptions{});
+  const auto out = (test::temp_root() / "cli4.qins").string();
+  Result r = run("convert " + dir + " -o " + out + " --codebook qins4 --group 64 -q");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("qins4"), std::string::npos) << r.out;
+  r = run("inspect " + out);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("qins4-g64"), std::string::npos) << r.out;
+  r = run("generate " + out + " --prompt Hello --temperature 0 --max-tokens 5 --ids");
+  ASSERT_EQ(r.status, 0) << r.err;
+  r = run("convert " + dir + " -o " + out + " --codebook qins4 --group 48 -q");
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("--group"), std::string::npos) << r.err;
+  r = run("convert --help");
+  EXPECT_NE(r.out.find("lm_head stay 8-bit"), std::string::npos) << r.out;
+}
+
 TEST(CliErrors, MissingModel) {
   expect_clean_error(run("generate /no/such/model --prompt hi"), {"/no/such/model", "no such file"});
 }

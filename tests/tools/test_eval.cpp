@@ -3,6 +3,8 @@
 // have KL > 0; a .qins file with --reference reproduces the in-memory row; chat text scores
 // assistant tokens only; JSON carries the documented keys; synthetic SQNR ordering.
 #include <gtest/gtest.h>
+
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sys/wait.h>
 
@@ -207,6 +209,39 @@ TEST(Eval, QinsFileWithReferenceMatchesQuantizingInMemory) {
   EXPECT_NE(alone.note.find("no --reference"), std::string::npos);
   EXPECT_NEAR(alone.rows[0].scores.perplexity, mem.scores.perplexity, 1e-6 * mem.scores.perplexity);
   EXPECT_TRUE(std::isnan(alone.rows[0].scores.kl));
+}
+
+// A 4-bit .qins file (`qins convert --codebook qins4`) evaluated against its fp32 folder is the
+// `--scheme qins4` row computed in memory: same KL, perplexity, bits per weight and tensor errors.
+TEST(Eval, Qins4FileWithReferenceMatchesTheQins4Scheme) {
+  const auto file = (test::temp_root() / "eval_qins4.qins").string();
+  ConvertOptions co;
+  co.qins4 = true;
+  co.quant.pole = 0.0;
+  convert_to_qins(model_dir(), file, co);
+  EvalOptions o = small_options();
+  o.reference = model_dir();
+  const EvalReport r = evaluate(file, text_file(), o);
+  ASSERT_EQ(r.rows.size(), 2u);
+  EvalOptions m = small_options();
+  m.codebooks = "none";
+  m.schemes = "qins4";
+  const EvalReport mem_r = evaluate(model_dir(), text_file(), m);
+  ASSERT_EQ(mem_r.rows.size(), 2u);
+  const EvalRow& mem = mem_r.rows[1];
+  const EvalRow& f = r.rows[1];
+  EXPECT_EQ(f.variant.scheme, "qins4");
+  EXPECT_GT(f.scores.kl, 0.0);
+  EXPECT_NEAR(f.scores.kl, mem.scores.kl, 1e-6);
+  EXPECT_NEAR(f.scores.perplexity, mem.scores.perplexity, 1e-6 * mem.scores.perplexity);
+  EXPECT_NEAR(f.bits_per_weight, mem.bits_per_weight, 1e-9);
+  ASSERT_EQ(f.tensors.size(), mem.tensors.size());
+  std::map<std::string, double> want;
+  for (const auto& t : mem.tensors) want[t.name] = t.sqnr_db;
+  for (const auto& t : f.tensors) {
+    ASSERT_TRUE(want.count(t.name)) << t.name;
+    EXPECT_NEAR(t.sqnr_db, want[t.name], 1e-9) << t.name;
+  }
 }
 
 TEST(Eval, ChatTextScoresAssistantTokensOnly) {

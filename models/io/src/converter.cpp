@@ -5,7 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <filesystem>
+#include <limits>
 
 #include "qins/core/qins.h"
 #include "qins/io/hf_folder.h"
@@ -35,6 +37,19 @@ int64_t prune_codes(core::QuantizedTensor& q, int prune_index) {
   return pruned;
 }
 
+bool stored_as_qins4(const TensorSpec& spec) { return spec.kind == TensorKind::Projection; }
+
+core::ErrorStats measure_error4(const torch::Tensor& w, const core::Quantized4Tensor& q) {
+  const torch::Tensor wf = w.to(torch::kFloat64);
+  const torch::Tensor d = core::dequantize4(q).to(torch::kFloat64);
+  const double sig = wf.pow(2).sum().item<double>();
+  const double noise = (wf - d).pow(2).sum().item<double>();
+  core::ErrorStats st;
+  st.rel_error = sig > 0 ? std::sqrt(noise / sig) : 0.0;
+  st.sqnr_db = noise > 0 ? 10.0 * std::log10(sig / noise) : std::numeric_limits<double>::infinity();
+  return st;
+}
+
 ConvertReport convert_to_qins(const std::string& hf_dir, const std::string& out_path, const ConvertOptions& opts,
                               const std::function<bool(double, const std::string&)>& progress) {
   const auto t0 = Clock::now();
@@ -58,9 +73,17 @@ ConvertReport convert_to_qins(const std::string& hf_dir, const std::string& out_
   meta.tokenizer_model = read_file(paths.tokenizer_model, kMaxTokenizerBytes);
   meta.tokenizer_config_json = tokenizer.config_json();  // with the added tokens found beside it
   nlohmann::json info({{"source", opts.source_name.empty() ? fs::path(hf_dir).filename().string() : opts.source_name},
-                       {"codebook", core::codebook_name(opts.quant.codebook)},
+                       {"codebook", opts.qins4 ? "qins4" : core::codebook_name(opts.quant.codebook)},
                        {"pole", opts.quant.pole},
                        {"prune_index", opts.prune_index}});
+  if (opts.qins4) {
+    if (opts.prune_index > 0) throw Error("convert: --prune-index applies to 8-bit codes only, not to qins4");
+    info["qins4"] = {{"table", core::table4_name(opts.quant4.table)},
+                     {"group", opts.quant4.group},
+                     {"policy", "layer projections 4-bit; embedding and lm_head 8-bit " +
+                                    std::string(core::codebook_name(opts.quant.codebook))}};
+    meta.has_qins4 = true;
+  }
   if (!opts.origin_json.empty()) info["origin"] = nlohmann::json::parse(opts.origin_json);
   meta.info_json = info.dump();
 
@@ -79,7 +102,15 @@ ConvertReport convert_to_qins(const std::string& hf_dir, const std::string& out_
     if (progress && !progress(static_cast<double>(done) / static_cast<double>(total), name)) throw Cancelled();
     torch::Tensor t = read_tensor_f32(*ckpt, c, name);  // one tensor in f32 at a time
     ConvertedTensor ct{name, t.sizes().vec(), t.dim() == 2, 0.0, 0.0};
-    if (t.dim() == 2) {
+    if (opts.qins4 && stored_as_qins4(spec)) {
+      core::Quantize4Options qo = opts.quant4;
+      qo.threads = opts.quant.threads;
+      const core::Quantized4Tensor q = core::quantize4(t, qo);
+      const auto err = measure_error4(t, q);
+      ct.sqnr_db = err.sqnr_db;
+      ct.rel_error = err.rel_error;
+      w.add_qins4(name, q);
+    } else if (t.dim() == 2) {
       core::QuantizedTensor q = core::quantize(t, opts.quant);
       prune_codes(q, opts.prune_index);
       const auto err = core::measure_error(t, q);

@@ -16,6 +16,7 @@
 
 #include "qins/compression/container.h"
 #include "qins/core/qins.h"
+#include "qins/core/qins4.h"
 
 namespace fs = std::filesystem;
 
@@ -69,6 +70,18 @@ void QinsFileWriter::add_quantized(const std::string& name, const core::Quantize
                        {"lut", lut.data_ptr(), static_cast<size_t>(lut.numel()) * 4}});
 }
 
+void QinsFileWriter::add_qins4(const std::string& name, const core::Quantized4Tensor& q) {
+  q.validate(path_ + ": tensor '" + name + "'");
+  const auto codes = q.codes.contiguous();
+  const auto scales = q.scales.contiguous();  // fp16, stored as its 2 bytes little-endian (x86, arm64)
+  const auto lut = q.lut.contiguous();
+  const std::vector<uint64_t> shape{static_cast<uint64_t>(q.out_features()), static_cast<uint64_t>(q.in_features)};
+  comp::TensorRecord rec{name, shape, "qins4", core::table4_name(q.table), {{"group", std::to_string(q.group)}}};
+  w_->add_tensor(rec, {{"codes", codes.data_ptr(), static_cast<size_t>(codes.numel())},
+                       {"scales", scales.data_ptr(), static_cast<size_t>(scales.numel()) * 2},
+                       {"lut", lut.data_ptr(), static_cast<size_t>(lut.numel())}});
+}
+
 void QinsFileWriter::add_f32(const std::string& name, const torch::Tensor& t) {
   const auto data = t.to(torch::kFloat32).contiguous();
   comp::TensorRecord rec{name, u64_shape(data), "f32", "", {}};
@@ -84,7 +97,8 @@ void QinsFileWriter::commit() {
 }
 
 void put_model_metadata(QinsFileWriter& w, const QinsModelMeta& m) {
-  nlohmann::json info = {{"format", kQinsFormatName}, {"version", kQinsModelVersion}};
+  nlohmann::json info = {{"format", kQinsFormatName},
+                         {"version", m.has_qins4 ? kQinsModelVersion : kQinsModelVersionQins8}};
   if (!m.info_json.empty()) info["converter"] = nlohmann::json::parse(m.info_json);
   w.put_metadata("qins.json", info.dump(2));
   w.put_metadata("config.json", m.config_json);
@@ -109,8 +123,9 @@ namespace {
 // Where a decoded tensor lands.
 struct Pending {
   const comp::TensorInfo* info = nullptr;
-  core::QuantizedTensor q;  // qins8
-  torch::Tensor f;          // f32
+  core::QuantizedTensor q;    // qins8
+  core::Quantized4Tensor q4;  // qins4
+  torch::Tensor f;            // f32
 };
 
 constexpr uint64_t kMaxTensorElements = uint64_t{1} << 48;
@@ -133,6 +148,21 @@ int64_t check_qins_tensor(const comp::TensorInfo& t, const std::string& path) {
   if (t.encoding == "qins8") {
     if (t.shape.size() != 2) throw Error(where + ": qins8 needs 2 dimensions");
     want = {{"codes", n}, {"scales", t.shape[0] * 4}, {"lut", 128 * 4}};
+  } else if (t.encoding == "qins4") {
+    if (t.shape.size() != 2) throw Error(where + ": qins4 needs 2 dimensions");
+    if (t.shape[1] == 0) throw Error(where + ": qins4 needs at least one column");
+    const auto g = t.extras.find("group");
+    if (g == t.extras.end()) throw Error(where + ": qins4 needs the extra 'group'");
+    if (g->second != "32" && g->second != "64")
+      throw Error(where + ": qins4 group '" + g->second + "' is not 32 or 64");
+    try {
+      core::table4_from_name(t.codebook);
+    } catch (const std::invalid_argument& e) {
+      throw Error(where + ": " + e.what());
+    }
+    const uint64_t group = g->second == "32" ? 32 : 64;
+    const uint64_t groups = (t.shape[1] + group - 1) / group;  // shape[1] < 2^48: no overflow below
+    want = {{"codes", t.shape[0] * groups * group / 2}, {"scales", t.shape[0] * groups * 2}, {"lut", 16}};
   } else if (t.encoding == "f32") {
     want = {{"data", n * 4}};
   } else {
@@ -223,6 +253,28 @@ std::map<std::string, Pending> allocate_tensors(const comp::ContainerReader& r, 
       p.q.lut = torch::empty({128}, torch::kFloat32);
       jobs.push_back({t.name, "scales", p.q.scales.data_ptr(), static_cast<size_t>(shape[0]) * 4});
       jobs.push_back({t.name, "lut", p.q.lut.data_ptr(), 128 * 4});
+    } else if (t.encoding == "qins4") {
+      // Sizes were held to the shape by check_qins_tensor above.
+      p.q4.group = t.extras.at("group") == "32" ? 32 : 64;
+      p.q4.table = core::table4_from_name(t.codebook);
+      p.q4.in_features = shape[1];
+      const int64_t groups = (shape[1] + p.q4.group - 1) / p.q4.group;
+      const std::vector<int64_t> code_shape{shape[0], groups * p.q4.group / 2};
+      if (const uint8_t* mapped = map_in_place() ? r.mapped_section(t, "codes") : nullptr) {
+        // As qins8: raw nibble codes are used where they lie in the file mapping.
+        p.q4.codes = torch::from_blob(const_cast<uint8_t*>(mapped), code_shape, [keep = r.mapping()](void*) {},
+                                      torch::TensorOptions().dtype(torch::kUInt8));
+        comp::DecodeJob j{t.name, "codes", nullptr, static_cast<size_t>(p.q4.codes.numel())};
+        j.in_place = true;
+        jobs.push_back(j);
+      } else {
+        p.q4.codes = core::empty_large(code_shape, torch::kUInt8);
+        jobs.push_back({t.name, "codes", p.q4.codes.data_ptr(), static_cast<size_t>(p.q4.codes.numel())});
+      }
+      p.q4.scales = torch::empty({shape[0], groups}, torch::kHalf);
+      p.q4.lut = torch::empty({16}, torch::kInt8);
+      jobs.push_back({t.name, "scales", p.q4.scales.data_ptr(), static_cast<size_t>(shape[0] * groups) * 2});
+      jobs.push_back({t.name, "lut", p.q4.lut.data_ptr(), 16});
     } else if (t.encoding == "f32") {
       p.f = torch::empty(shape, torch::kFloat32);
       jobs.push_back({t.name, "data", p.f.data_ptr(), static_cast<size_t>(p.f.numel()) * 4});
@@ -260,7 +312,17 @@ Phi3Weights assemble_decoded(const Phi3Config& c, std::map<std::string, Pending>
     finite(p.f, s.name, "its values");
     return p.f;
   };
-  make.linear = [&](const TensorSpec& s) {
+  make.linear = [&](const TensorSpec& s) -> std::unique_ptr<LinearOp> {
+    Pending& p = take(s.name);
+    if (p.q4.codes.defined()) {
+      finite(p.q4.scales.to(torch::kFloat32), s.name, "its group scales");
+      try {
+        p.q4.validate("tensor '" + s.name + "'");  // the table: 16 levels in [-127, 127]
+      } catch (const std::invalid_argument& e) {
+        throw fail(e.what());
+      }
+      return std::make_unique<Qins4LinearOp>(core::Qins4Linear(p.q4));
+    }
     return std::make_unique<QinsLinear>(core::ProjectiveLinear(quantized(s)));
   };
   return assemble_weights(c, make);
@@ -302,6 +364,8 @@ LoadedModel read_qins_model(const std::string& path, int threads, bool verify_ch
     m.path = path;
     m.format = "qins";
     m.codebook = core::codebook_name(dynamic_cast<QinsEmbedding&>(*m.weights.embed).quantized().codebook);
+    for (const auto& t : r.tensors())
+      if (t.encoding == "qins4") m.codebook = "qins4";  // the layer projections' code names the model
     m.file_bytes = static_cast<int64_t>(r.file_size());
     return m;
   } catch (const comp::Cancelled&) {

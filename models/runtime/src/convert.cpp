@@ -18,7 +18,11 @@ void convert_model(const std::string& hf_dir, const std::string& out_path, const
   o.source_name = origin.name;
   o.origin_json = origin.origin_json;
   try {
-    o.quant.codebook = core::codebook_from_name(codebook);
+    // "qins4": the layer projections 4-bit (lloyd table, group 32), embedding and lm_head 8-bit
+    // projective (the converter's mixed precision policy).
+    o.qins4 = codebook == "qins4";
+    o.quant.codebook = o.qins4 ? core::Codebook::Projective : core::codebook_from_name(codebook);
+    if (o.qins4) o.quant.pole = 0.0;  // fitted per tensor, as `qins convert --codebook qins4`
   } catch (const std::invalid_argument& e) {
     throw Error(e.what());
   }

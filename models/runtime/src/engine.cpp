@@ -190,6 +190,7 @@ void Engine::Impl::start_background_work() {
   std::vector<torch::Tensor> buffers;
   auto add = [&](LinearOp* op) {
     if (auto* q = dynamic_cast<QinsLinear*>(op)) buffers.push_back(q->module()->quantized().codes);
+    else if (auto* q4 = dynamic_cast<Qins4LinearOp*>(op)) buffers.push_back(q4->module()->quantized().codes);
     else if (auto* d = dynamic_cast<DenseLinear*>(op); d && d->weight().device().is_cpu()) buffers.push_back(d->weight());
   };
   for (auto& l : weights.layers)

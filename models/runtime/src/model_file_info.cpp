@@ -14,12 +14,15 @@ ModelFileInfo read_model_file_info(const std::string& path) {
     const comp::ContainerReader r = comp::ContainerReader::open(path);
     info.file_bytes = static_cast<int64_t>(r.file_size());
     info.codebook = "none";
+    bool qins4 = false;
     for (const auto& t : r.tensors()) {
+      qins4 |= t.encoding == "qins4";
       int64_t n = 1;
       for (const auto d : t.shape) n *= static_cast<int64_t>(d);
       info.n_params += n;
       if (!t.codebook.empty()) info.codebook = t.codebook;
     }
+    if (qins4) info.codebook = "qins4";  // the layer projections' code names the model (as the loader)
     if (r.has_metadata("qins.json")) {
       const auto j = nlohmann::json::parse(r.metadata("qins.json"), nullptr, /*allow_exceptions=*/false);
       if (j.is_object() && j.contains("converter") && j["converter"].is_object()) {

@@ -509,7 +509,20 @@ void evaluate_qins(const std::string& model_path, const std::string& text_path, 
   EvalRow row;
   row.label = model_path + " (" + engine->info().codebook + ")";
   row.variant.name = engine->info().codebook;
-  if (engine->info().codebook != "none") row.variant.codebook = core::codebook_from_name(engine->info().codebook);
+  // A QINS-4 file: its layer projections are the "qins4" scheme (group 64: "qins4-g64"; another table:
+  // "qins4-<table>"), the embedding and lm_head 8-bit projective, as `--scheme qins4` builds them.
+  std::vector<std::pair<std::string, const core::Quantized4Tensor*>> q4_tensors;
+  const std::vector<TensorSpec> specs = phi3_tensors(model.config);
+  for (const WeightRef& wr : weight_refs(model, specs))
+    if (auto* q4 = dynamic_cast<Qins4LinearOp*>(wr.linear)) q4_tensors.emplace_back(wr.spec->name, &q4->module()->quantized());
+  if (!q4_tensors.empty()) {
+    const core::Quantized4Tensor& q = *q4_tensors.front().second;
+    row.variant.scheme = q.group == 64 ? "qins4-g64" : q.table == core::Table4::Lloyd ? "qins4" : std::string("qins4-") + core::table4_name(q.table);
+    row.variant.codebook = core::Codebook::Projective;
+    row.variant.pole = 0.0;
+  } else if (engine->info().codebook != "none") {
+    row.variant.codebook = core::codebook_from_name(engine->info().codebook);
+  }
   if (o.reference.empty()) {
     r.note = "no --reference given: the .qins model's perplexity alone (no fp32 comparison, no per-tensor error)";
     row.scores = score_batches(model, nullptr, batches, nullptr);
@@ -533,8 +546,11 @@ void evaluate_qins(const std::string& model_path, const std::string& text_path, 
     r.rows.push_back(reference_row(ref, batches, cache, c.vocab_size, o));
     for (const auto& [name, q] : qins_tensors(model)) {  // in the Phi-3 file order
       row.tensors.push_back(tensor_error(name, read_tensor_f32(*ckpt, c, name), *q, 0));
-      if (q->codebook == core::Codebook::Projective) row.variant.pole = q->pole;
+      if (q->codebook == core::Codebook::Projective && q4_tensors.empty()) row.variant.pole = q->pole;
     }
+    for (const auto& [name, q] : q4_tensors)
+      row.tensors.push_back(tensor_error_dense(name, read_tensor_f32(*ckpt, c, name), core::dequantize4(*q),
+                                               8.0 * static_cast<double>(q->bytes())));
     summarize(row);
     row.scores = score_batches(model, &ref, batches, &cache);
     r.rows.push_back(std::move(row));

@@ -38,7 +38,7 @@ TensorRow inspect_tensor(const comp::ContainerReader& r, const comp::TensorInfo&
   // Empirical order-0 entropy of the codes: the bound a per-symbol code could reach.
   double entropy = 0.0;
   std::string status = "not checked";
-  const comp::SectionInfo* codes = ti.section(ti.encoding == "qins8" ? "codes" : "data");
+  const comp::SectionInfo* codes = ti.section(ti.encoding == "f32" ? "data" : "codes");
   if (codes) {
     scratch.resize(codes->raw_size);
     try {
@@ -54,15 +54,22 @@ TensorRow inspect_tensor(const comp::ContainerReader& r, const comp::TensorInfo&
   for (unsigned k = 0; k < comp::kNumCodecs; ++k)
     if (st.chunks[k]) codecs += (codecs.empty() ? "" : ",") + std::string(comp::codec_name(static_cast<comp::Codec>(k))) + "x" + std::to_string(st.chunks[k]);
   const double bits = 8.0 * static_cast<double>(st.stored_bytes) / static_cast<double>(n);
+  // The code column: the 8-bit codebook, "qins4-gG" (4-bit, group G; the table fit in the JSON), or
+  // the float encoding.
+  const auto group = ti.extras.find("group");
+  const std::string code = ti.encoding == "qins4" ? "qins4-g" + (group == ti.extras.end() ? "?" : group->second)
+                           : ti.codebook.empty() ? ti.encoding
+                                                 : ti.codebook;
   char line[320];
   std::snprintf(line, sizeof line, "%-48s %-10s %-18s %12llu %7.3f %8.3f %6.2fx %6.2fx  %s%s\n", ti.name.c_str(),
-                ti.codebook.empty() ? ti.encoding.c_str() : ti.codebook.c_str(), shape_str(shape).c_str(),
+                code.c_str(), shape_str(shape).c_str(),
                 static_cast<unsigned long long>(st.stored_bytes), bits, entropy, 2.0 * n / st.stored_bytes,
                 4.0 * n / st.stored_bytes, codecs.c_str(), verify ? ("  " + status).c_str() : "");
   row.line = line;
   row.json = {{"name", ti.name},
               {"encoding", ti.encoding},
               {"codebook", ti.codebook},
+              {"code", code},
               {"shape", ti.shape},
               {"stored_bytes", st.stored_bytes},
               {"raw_bytes", st.raw_bytes},

@@ -20,6 +20,7 @@
 #include "qins/tools/fixture.h"
 #include "qins/io/hf_folder.h"
 #include "qins/graph/phi3_config.h"
+#include "qins/io/converter.h"
 #include "qins/io/qins_file.h"
 #include "qins/tokenizer/tokenizer.h"
 
@@ -166,14 +167,16 @@ Phi3Config synth_config(const SynthShape& s, int base_vocab, const std::string& 
 
 std::string synth_info_json(const SynthOptions& o) {
   static const char* kDistNames[] = {"gaussian", "laplace", "t5"};
-  return nlohmann::json({{"source", "synthetic"},
-                         {"like", o.like},
-                         {"dist", kDistNames[static_cast<int>(o.dist)]},
-                         {"std", o.weight_std},
-                         {"seed", o.seed},
-                         {"codebook", core::codebook_name(o.quant.codebook)},
-                         {"pole", o.quant.pole}})
-      .dump();
+  nlohmann::json j({{"source", "synthetic"},
+                    {"like", o.like},
+                    {"dist", kDistNames[static_cast<int>(o.dist)]},
+                    {"std", o.weight_std},
+                    {"seed", o.seed},
+                    {"codebook", o.qins4 ? "qins4" : core::codebook_name(o.quant.codebook)},
+                    {"pole", o.quant.pole}});
+  if (o.qins4)
+    j["qins4"] = {{"table", core::table4_name(o.quant4.table)}, {"group", o.quant4.group}, {"refine_scales", o.quant4.refine_scales}};
+  return j.dump();
 }
 
 // One tensor's random values: matrices row by row in parallel (stream = tensor index, row),
@@ -207,7 +210,16 @@ void write_synth_tensors(QinsFileWriter& w, const Phi3Config& c, const SynthOpti
     torch::Tensor t = synth_tensor(spec, ti, o);
     rep.generate_seconds += seconds_since(t1);
     t1 = Clock::now();
-    if (spec.is_matrix()) {
+    if (o.qins4 && stored_as_qins4(spec)) {
+      core::Quantize4Options qo = o.quant4;
+      qo.threads = o.quant.threads;
+      const core::Quantized4Tensor q = core::quantize4(t, qo);
+      rep.quantize_seconds += seconds_since(t1);
+      t = torch::Tensor();
+      rep.code_bytes += q.bytes();
+      t1 = Clock::now();
+      w.add_qins4(spec.name, q);
+    } else if (spec.is_matrix()) {
       core::QuantizedTensor q = core::quantize(t, o.quant);
       rep.quantize_seconds += seconds_since(t1);
       t = torch::Tensor();  // free the f32 copy before compressing
@@ -247,6 +259,7 @@ SynthReport write_synthetic_model(const std::string& out_path, const SynthOption
   meta.generation_config_json =
       nlohmann::json({{"bos_token_id", 1}, {"eos_token_id", {base_vocab, base_vocab + 7}}}).dump(2);
   meta.info_json = synth_info_json(o);
+  meta.has_qins4 = o.qins4;
 
   SynthReport rep;
   QinsFileWriter w(out_path);

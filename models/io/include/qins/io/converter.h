@@ -8,11 +8,16 @@
 #include <vector>
 
 #include "qins/core/qins.h"
+#include "qins/core/qins4.h"
 
 namespace qins {
 
 struct ConvertOptions {
   core::QuantizeOptions quant;   // codebook, pole, threads
+  // QINS-4 (mixed precision policy): the layer projections (qkv, o, gate_up, down) as 4-bit codes
+  // with `quant4` (table, group); the token embedding and lm_head stay 8-bit QINS with `quant`.
+  bool qins4 = false;
+  core::Quantize4Options quant4;
   // Opt-in lossy pruning: codes whose magnitude index j is <= prune_index become exact zeros
   // (which the sparse codec then stores almost for free). 0 = off.
   int prune_index = 0;
@@ -42,6 +47,14 @@ struct ConvertReport {
 // progress(fraction, tensor name) returning false cancels (throws Cancelled, no file written).
 ConvertReport convert_to_qins(const std::string& hf_dir, const std::string& out_path, const ConvertOptions& opts,
                               const std::function<bool(double, const std::string&)>& progress = {});
+
+// The mixed precision policy of a QINS-4 file: true for the tensors stored as QINS-4 (the layer
+// projections); the embedding and lm_head stay 8-bit, norms f32.
+struct TensorSpec;
+bool stored_as_qins4(const TensorSpec& spec);
+
+// QINS-4's weight error (SQNR, relative error) against the fp32 weights.
+core::ErrorStats measure_error4(const torch::Tensor& w, const core::Quantized4Tensor& q);
 
 // Applies the opt-in pruning to codes in place; returns how many codes became zero.
 int64_t prune_codes(core::QuantizedTensor& q, int prune_index);

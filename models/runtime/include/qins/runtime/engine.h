@@ -63,7 +63,7 @@ struct ModelInfo {
   std::string name;            // directory or file stem
   std::string path;
   std::string format;          // "hf" (safetensors directory) or "qins"
-  std::string codebook;        // "none" for float weights, else inverse|projective|uniform
+  std::string codebook;        // "none" for float weights, else inverse|projective|uniform|qins4
   std::string device;          // cpu | cuda | mps | cpu-generic: where the graph runs
   std::string device_note;     // why a preferred device was not used, if it was not
   std::string device_mode;     // how it runs there, e.g. "fused CPU kernels (avx2)" or
@@ -169,7 +169,8 @@ class Engine {
 };
 
 // Converts a Hugging Face folder into one .qins file (the torch-free entry to the converter, for
-// the app). codebook: inverse | projective | uniform. progress returning false cancels (throws
+// the app). codebook: inverse | projective | uniform (8-bit), or qins4 (layer projections 4-bit,
+// embedding and lm_head 8-bit projective). progress returning false cancels (throws
 // Cancelled; nothing is left under out_path).
 void convert_model(const std::string& hf_dir, const std::string& out_path, const std::string& codebook,
                    const ProgressFn& progress = {});
@@ -188,7 +189,7 @@ void convert_model(const std::string& hf_dir, const std::string& out_path, const
 // readable .qins.
 struct ModelFileInfo {
   std::string name;         // the converter's "source" (the model's display name)
-  std::string codebook;     // inverse | projective | uniform | "none"
+  std::string codebook;     // inverse | projective | uniform | qins4 | "none"
   int64_t n_params = 0;
   int64_t file_bytes = 0;
   std::string origin_repo;    // "" unless converted from a Hub pull

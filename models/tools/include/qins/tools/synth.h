@@ -9,6 +9,7 @@
 #include <string>
 
 #include "qins/core/qins.h"
+#include "qins/core/qins4.h"
 
 namespace qins {
 
@@ -20,6 +21,10 @@ struct SynthOptions {
   SynthDist dist = SynthDist::Gaussian;
   double weight_std = 0.02;
   core::QuantizeOptions quant;        // codebook, pole, threads
+  // QINS-4 file (as `qins convert --codebook qins4`): layer projections 4-bit with quant4, the
+  // embedding and lm_head 8-bit with quant.
+  bool qins4 = false;
+  core::Quantize4Options quant4;
   uint64_t seed = 1;
 };
 
