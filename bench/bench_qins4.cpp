@@ -6,7 +6,8 @@
 // format's default kernel path; next to it a plain read of the QINS-4 bytes (the bandwidth
 // roofline for its bytes per token). Projected tokens/s: 32 layers + an 8-bit lm_head (the
 // mixed-precision policy keeps lm_head at 8 bits in both files), from the per-layer medians.
-// Prefill: `--prefill-rows` rows through one layer, both formats.
+// Prefill: `--prefill-rows` rows through one layer, every format. QINS-4 at group 32 (fp16 scales)
+// and group 16 (8-bit log-scale codes), same bits per weight.
 //
 //   ./build/bench/bench_qins4 [--layers 8] [--rounds 7] [--prefill-rows 64]
 #include <ATen/Parallel.h>
@@ -62,6 +63,22 @@ qc::Quantized4Tensor random_q4(const Shape& s, const torch::Tensor& lut) {
   return q;
 }
 
+// Group 16: 8-bit log-scale codes into the tensor's table (the upper half of the range, as trained
+// weights use it).
+qc::Quantized4Tensor random_q4_g16(const Shape& s, const torch::Tensor& lut) {
+  qc::Quantized4Tensor q;
+  q.in_features = s.in;
+  q.group = 16;
+  q.codes = qc::empty_large({s.out, s.in / 2}, torch::kUInt8);  // [out, in/2] uint8
+  q.codes.copy_(torch::randint(0, 256, {s.out, s.in / 2}, torch::kUInt8));
+  qc::promote_to_huge_pages(q.codes);
+  q.scales = torch::randint(128, 256, {s.out, s.in / 16}, torch::kUInt8);  // [out, in/16] uint8
+  q.sub_table = qc::sub_scale_table(2e-4f);
+  q.lut = lut;
+  q.validate("bench");
+  return q;
+}
+
 uint64_t sum_plain(const uint64_t* p, int64_t n) {  // integer adds: the compiler vectorises them
   uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
   int64_t i = 0;
@@ -95,14 +112,16 @@ int main(int argc, char** argv) {
   const torch::Tensor lut = qc::quantize4(torch::randn({64, 256}) / torch::randn({64, 256}).abs().add(0.5)).lut;
 
   std::vector<std::vector<qc::QuantizedTensor>> l8(static_cast<size_t>(n_layers));
-  std::vector<std::vector<qc::Quantized4Tensor>> l4(static_cast<size_t>(n_layers));
-  int64_t bytes8 = 0, bytes4 = 0;
+  std::vector<std::vector<qc::Quantized4Tensor>> l4(static_cast<size_t>(n_layers)), l16(static_cast<size_t>(n_layers));
+  int64_t bytes8 = 0, bytes4 = 0, bytes16 = 0;
   for (int l = 0; l < n_layers; ++l)
     for (const Shape& s : kLayer) {
       l8[static_cast<size_t>(l)].push_back(random_q8(s));
       l4[static_cast<size_t>(l)].push_back(random_q4(s, lut));
       bytes8 += s.out * s.in + s.out * 4;
       bytes4 += l4[static_cast<size_t>(l)].back().bytes();
+      l16[static_cast<size_t>(l)].push_back(random_q4_g16(s, lut));
+      bytes16 += l16[static_cast<size_t>(l)].back().bytes();
     }
   const qc::QuantizedTensor lm = random_q8(kLmHead);
   // The plain read: one buffer as large as the QINS-4 layers.
@@ -123,6 +142,10 @@ int main(int argc, char** argv) {
   };
   auto decode4 = [&] {
     for (auto& layer : l4)
+      for (size_t p = 0; p < layer.size(); ++p) qc::qins4_matmul(layer[p], xs[p].data_ptr<float>(), 1, ys[p].data_ptr<float>());
+  };
+  auto decode16 = [&] {
+    for (auto& layer : l16)
       for (size_t p = 0; p < layer.size(); ++p) qc::qins4_matmul(layer[p], xs[p].data_ptr<float>(), 1, ys[p].data_ptr<float>());
   };
   volatile uint64_t sink = 0;
@@ -148,8 +171,12 @@ int main(int argc, char** argv) {
     for (size_t p = 0; p < 4; ++p) qc::qins4_matmul(l4[0][p], xs[p].data_ptr<float>(), prefill_rows, ys[p].data_ptr<float>());
   };
 
-  decode8(), decode4(), read_plain(), prefill8(), prefill4();  // warm-up
-  std::vector<double> t8, t4, tp, tlm, p8, p4;
+  auto prefill16 = [&] {
+    for (size_t p = 0; p < 4; ++p) qc::qins4_matmul(l16[0][p], xs[p].data_ptr<float>(), prefill_rows, ys[p].data_ptr<float>());
+  };
+
+  decode8(), decode4(), decode16(), read_plain(), prefill8(), prefill4(), prefill16();  // warm-up
+  std::vector<double> t8, t4, t16, tp, tlm, p8, p4, p16;
   for (int r = 0; r < rounds; ++r) {
     auto t = Clock::now();
     decode8();
@@ -157,6 +184,9 @@ int main(int argc, char** argv) {
     t = Clock::now();
     decode4();
     t4.push_back(since(t) / n_layers);
+    t = Clock::now();
+    decode16();
+    t16.push_back(since(t) / n_layers);
     t = Clock::now();
     read_plain();
     tp.push_back(since(t) / n_layers);
@@ -169,18 +199,29 @@ int main(int argc, char** argv) {
     t = Clock::now();
     prefill4();
     p4.push_back(since(t));
+    t = Clock::now();
+    prefill16();
+    p16.push_back(since(t));
   }
-  const double m8 = median(t8), m4 = median(t4), mp = median(tp), mlm = median(tlm), mp8 = median(p8), mp4 = median(p4);
+  const double m8 = median(t8), m4 = median(t4), m16 = median(t16), mp = median(tp), mlm = median(tlm);
+  const double mp8 = median(p8), mp4 = median(p4), mp16 = median(p16);
   const double layer8 = static_cast<double>(bytes8) / n_layers, layer4 = static_cast<double>(bytes4) / n_layers;
+  const double layer16 = static_cast<double>(bytes16) / n_layers;
   std::printf("bench_qins4: %d threads, kernels: 8-bit %s, QINS-4 %s; %d layers x 4 projections, %d rounds (medians)\n",
               at::get_num_threads(), qc::kernel_isa(), qc::kernel4_isa(), n_layers, rounds);
-  std::printf("| | 8-bit | QINS-4 | QINS-4 / 8-bit |\n|---|---:|---:|---:|\n");
-  std::printf("| bytes per layer (MB) | %.1f | %.1f | %.3f |\n", layer8 / 1e6, layer4 / 1e6, layer4 / layer8);
-  std::printf("| decode, ms per layer | %.2f | %.2f | %.2fx faster |\n", 1e3 * m8, 1e3 * m4, m8 / m4);
-  std::printf("| decode, GB/s streamed | %.1f | %.1f | |\n", layer8 / m8 / 1e9, layer4 / m4 / 1e9);
-  std::printf("| plain read of the QINS-4 bytes, ms per layer | | %.2f | %.0f %% of roofline |\n", 1e3 * mp, 100.0 * mp / m4);
-  std::printf("| projected decode tok/s (32 layers + 8-bit lm_head %.1f ms) | %.2f | %.2f | %.2fx |\n", 1e3 * mlm,
-              1.0 / (32 * m8 + mlm), 1.0 / (32 * m4 + mlm), (32 * m8 + mlm) / (32 * m4 + mlm));
-  std::printf("| prefill %d rows, ms per layer | %.1f | %.1f | %.2fx faster |\n", prefill_rows, 1e3 * mp8, 1e3 * mp4, mp8 / mp4);
+  std::printf("| | 8-bit | QINS-4 g32 | QINS-4 g16 | g32 / 8-bit | g16 / 8-bit |\n|---|---:|---:|---:|---:|---:|\n");
+  std::printf("| bytes per layer (MB) | %.1f | %.1f | %.1f | %.3f | %.3f |\n", layer8 / 1e6, layer4 / 1e6, layer16 / 1e6,
+              layer4 / layer8, layer16 / layer8);
+  std::printf("| decode, ms per layer | %.2f | %.2f | %.2f | %.2fx faster | %.2fx faster |\n", 1e3 * m8, 1e3 * m4, 1e3 * m16,
+              m8 / m4, m8 / m16);
+  std::printf("| decode, GB/s streamed | %.1f | %.1f | %.1f | | |\n", layer8 / m8 / 1e9, layer4 / m4 / 1e9,
+              layer16 / m16 / 1e9);
+  std::printf("| plain read of the g32 bytes, ms per layer | | %.2f | | %.0f %% of roofline (g32) | %.0f %% (g16) |\n",
+              1e3 * mp, 100.0 * mp / m4, 100.0 * mp / m16);
+  std::printf("| projected decode tok/s (32 layers + 8-bit lm_head %.1f ms) | %.2f | %.2f | %.2f | %.2fx | %.2fx |\n",
+              1e3 * mlm, 1.0 / (32 * m8 + mlm), 1.0 / (32 * m4 + mlm), 1.0 / (32 * m16 + mlm),
+              (32 * m8 + mlm) / (32 * m4 + mlm), (32 * m8 + mlm) / (32 * m16 + mlm));
+  std::printf("| prefill %d rows, ms per layer | %.1f | %.1f | %.1f | %.2fx faster | %.2fx faster |\n", prefill_rows,
+              1e3 * mp8, 1e3 * mp4, 1e3 * mp16, mp8 / mp4, mp8 / mp16);
   return sink == 42 ? 1 : 0;
 }

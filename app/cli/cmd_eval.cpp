@@ -27,8 +27,8 @@ Runner add_eval(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::IsMember({"inverse", "projective", "uniform", "all", "none"}));
   app.add_option("--scheme", o->scheme,
-                 "Extra rows (Hugging Face models), comma-separated: qins4, qins4-g64, qins4-projective, qins4-uniform, "
-                 "simulated llama.cpp q4_0, q4_1, q4_k, q8_0, or 4bit (qins4, qins4-g64 and the four simulations)");
+                 "Extra rows (Hugging Face models), comma-separated: qins4, qins4-g16, qins4-g64, qins4-projective, qins4-uniform, "
+                 "simulated llama.cpp q4_0, q4_1, q4_k, q8_0, or 4bit (qins4, qins4-g16, qins4-g64 and the four simulations)");
   app.add_option("--pole", o->pole,
                  "Fixed pole C of the projective rows (projective is also evaluated with C fitted per tensor by "
                  "weight MSE; <= 0: only that)")

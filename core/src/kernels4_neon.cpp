@@ -28,6 +28,60 @@ inline int32x4_t dot32(const uint8_t* c, int8x16_t tbl, const int8_t* xq) {
 #endif
 }
 
+// Group 16: the two halves of a block (low nibbles = columns 0-15, high = 16-31) as separate sums.
+inline void dot16x2(const uint8_t* c, int8x16_t tbl, const int8_t* xq, int32x4_t* lo, int32x4_t* hi) {
+  const uint8x16_t v = vld1q_u8(c);
+  const int8x16_t w0 = vqtbl1q_s8(tbl, vandq_u8(v, vdupq_n_u8(0x0f)));
+  const int8x16_t w1 = vqtbl1q_s8(tbl, vshrq_n_u8(v, 4));
+  const int8x16_t x0 = vld1q_s8(xq), x1 = vld1q_s8(xq + 16);
+#if defined(__ARM_FEATURE_DOTPROD)
+  *lo = vdotq_s32(vdupq_n_s32(0), w0, x0);
+  *hi = vdotq_s32(vdupq_n_s32(0), w1, x1);
+#else
+  *lo = vpaddlq_s16(vmlal_high_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(x0)), w0, x0));
+  *hi = vpaddlq_s16(vmlal_high_s8(vmull_s8(vget_low_s8(w1), vget_low_s8(x1)), w1, x1));
+#endif
+}
+
+void gemv16_neon(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint8_t* sub, const float* st,
+                 const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
+  const int8x16_t tbl = vld1q_s8(lut);
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* c = codes + r * n_blocks * 16;
+    const uint8_t* s = sub + r * n_blocks * 2;
+    float32x4_t a0 = vdupq_n_f32(0.f), a1 = vdupq_n_f32(0.f);
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      int32x4_t lo, hi;
+      dot16x2(c + b * 16, tbl, xq + b * 32, &lo, &hi);
+      a0 = vfmaq_n_f32(a0, vcvtq_f32_s32(lo), st[s[2 * b]] * dx[b]);
+      a1 = vfmaq_n_f32(a1, vcvtq_f32_s32(hi), st[s[2 * b + 1]] * dx[b]);
+    }
+    y[r - r0] = vaddvq_f32(vaddq_f32(a0, a1));
+  }
+}
+
+void expand16_neon(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint8_t* sub,
+                   const float* st, const int8_t* lut, float* out) {
+  const int8x16_t tbl = vld1q_s8(lut);
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* c = codes + r * n_blocks * 16;
+    float* o = out + (r - r0) * n_blocks * 32;
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const uint8x16_t v = vld1q_u8(c + b * 16);
+      const int8x16_t w[2] = {vqtbl1q_s8(tbl, vandq_u8(v, vdupq_n_u8(0x0f))), vqtbl1q_s8(tbl, vshrq_n_u8(v, 4))};
+      for (int h = 0; h < 2; ++h) {
+        const float d = st[sub[r * n_blocks * 2 + 2 * b + h]];
+        const int16x8_t lo = vmovl_s8(vget_low_s8(w[h])), hi = vmovl_high_s8(w[h]);
+        float* ob = o + b * 32 + h * 16;
+        vst1q_f32(ob, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))), d));
+        vst1q_f32(ob + 4, vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(lo)), d));
+        vst1q_f32(ob + 8, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))), d));
+        vst1q_f32(ob + 12, vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(hi)), d));
+      }
+    }
+  }
+}
+
 void gemv_neon(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
                const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
   const int8x16_t tbl = vld1q_s8(lut);
@@ -77,7 +131,7 @@ void expand_neon(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64
 }  // namespace
 
 const Kernel4* neon_kernel4() {
-  static const Kernel4 k{"neon", gemv_neon, expand_neon};
+  static const Kernel4 k{"neon", gemv_neon, expand_neon, gemv16_neon, expand16_neon};
   return &k;
 }
 

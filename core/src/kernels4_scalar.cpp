@@ -104,10 +104,46 @@ void expand_scalar(const uint8_t* codes, int64_t n_blocks, int group_blocks, int
   }
 }
 
+void gemv16_scalar(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint8_t* sub,
+                   const float* st, const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* c = codes + r * n_blocks * 16;
+    const uint8_t* s = sub + r * n_blocks * 2;
+    float acc = 0.f;
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      int32_t lo = 0, hi = 0;
+      for (int i = 0; i < 16; ++i) {
+        const uint8_t byte = c[b * 16 + i];
+        lo += lut[byte & 0x0f] * xq[b * 32 + i];
+        hi += lut[byte >> 4] * xq[b * 32 + 16 + i];
+      }
+      acc += dx[b] * (st[s[2 * b]] * static_cast<float>(lo) + st[s[2 * b + 1]] * static_cast<float>(hi));
+    }
+    y[r - r0] = acc;
+  }
+}
+
+void expand16_scalar(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint8_t* sub,
+                     const float* st, const int8_t* lut, float* out) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* c = codes + r * n_blocks * 16;
+    float* o = out + (r - r0) * n_blocks * 32;
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const float d0 = st[sub[r * n_blocks * 2 + 2 * b]];
+      const float d1 = st[sub[r * n_blocks * 2 + 2 * b + 1]];
+      for (int i = 0; i < 16; ++i) {
+        const uint8_t byte = c[b * 16 + i];
+        o[b * 32 + i] = d0 * static_cast<float>(lut[byte & 0x0f]);
+        o[b * 32 + 16 + i] = d1 * static_cast<float>(lut[byte >> 4]);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 const Kernel4& scalar_kernel4() {
-  static const Kernel4 k{"scalar", gemv_scalar, expand_scalar};
+  static const Kernel4 k{"scalar", gemv_scalar, expand_scalar, gemv16_scalar, expand16_scalar};
   return k;
 }
 

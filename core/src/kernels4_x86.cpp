@@ -90,6 +90,55 @@ QINS4_AVX2 void expand_avx2(const uint8_t* codes, int64_t n_blocks, int group_bl
   }
 }
 
+// Group 16: the 8 int32 partial sums of dot32 are columns 0-15 (lanes 0-3) and 16-31 (lanes 4-7),
+// so one FMA by [st[sub_lo] dx x4, st[sub_hi] dx x4] weighs both halves of a block.
+QINS4_AVX2 inline __m256 scale16(const uint8_t* s, const float* st, float dx) {
+  return _mm256_set_m128(_mm_set1_ps(st[s[1]] * dx), _mm_set1_ps(st[s[0]] * dx));
+}
+
+QINS4_AVX2 void gemv16_avx2(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint8_t* sub,
+                            const float* st, const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
+  const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lut)));
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* c = codes + r * n_blocks * 16;
+    const uint8_t* s = sub + r * n_blocks * 2;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= n_blocks; b += 2) {
+      const __m256i p0 = dot32(lookup32(c + b * 16, tbl), xq + b * 32);
+      const __m256i p1 = dot32(lookup32(c + b * 16 + 16, tbl), xq + b * 32 + 32);
+      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), scale16(s + 2 * b, st, dx[b]), a0);
+      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), scale16(s + 2 * b + 2, st, dx[b + 1]), a1);
+    }
+    if (b < n_blocks) {
+      const __m256i p0 = dot32(lookup32(c + b * 16, tbl), xq + b * 32);
+      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), scale16(s + 2 * b, st, dx[b]), a0);
+    }
+    y[r - r0] = hsum256(_mm256_add_ps(a0, a1));
+  }
+}
+
+QINS4_AVX2 void expand16_avx2(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint8_t* sub,
+                              const float* st, const int8_t* lut, float* out) {
+  const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lut)));
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* c = codes + r * n_blocks * 16;
+    const uint8_t* s = sub + r * n_blocks * 2;
+    float* o = out + (r - r0) * n_blocks * 32;
+    for (int64_t b = 0; b < n_blocks; ++b) {
+      const __m256 d0 = _mm256_set1_ps(st[s[2 * b]]);
+      const __m256 d1 = _mm256_set1_ps(st[s[2 * b + 1]]);
+      const __m256i w = lookup32(c + b * 16, tbl);
+      const __m128i w0 = _mm256_castsi256_si128(w), w1 = _mm256_extracti128_si256(w, 1);
+      float* ob = o + b * 32;
+      _mm256_storeu_ps(ob, _mm256_mul_ps(d0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(w0))));
+      _mm256_storeu_ps(ob + 8, _mm256_mul_ps(d0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(w0, 8)))));
+      _mm256_storeu_ps(ob + 16, _mm256_mul_ps(d1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(w1))));
+      _mm256_storeu_ps(ob + 24, _mm256_mul_ps(d1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(w1, 8)))));
+    }
+  }
+}
+
 // AVX-512BW: two blocks (64 weights, 32 code bytes) per step. The nibble split of 32 bytes gives
 // 128-bit lanes [lo(b0), lo(b1), hi(b0), hi(b1)]; one lane shuffle puts them in natural order
 // [lo(b0), hi(b0), lo(b1), hi(b1)]. There is no 512-bit vpsignb: |w| by vpabsb, and x negated
@@ -153,10 +202,45 @@ QINS4_AVX512 void gemv_avx512(const uint8_t* codes, int64_t n_blocks, int group_
   }
 }
 
+// Group 16: the 16 int32 partial sums of dot64 are four groups of 16 columns, 4 lanes each, in
+// order (block b low, block b high, block b+1 low, block b+1 high): one FMA by the four group
+// weights, each spread over its 4 lanes.
+QINS4_AVX512 void gemv16_avx512(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint8_t* sub,
+                                const float* st, const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
+  alignas(64) int8_t t4[64];
+  for (int k = 0; k < 64; ++k) t4[k] = lut[k & 15];
+  const __m512i tbl = _mm512_load_si512(reinterpret_cast<const void*>(t4));
+  const __m256i tbl256 = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lut)));
+  const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* c = codes + r * n_blocks * 16;
+    const uint8_t* s = sub + r * n_blocks * 2;
+    __m512 a0 = _mm512_setzero_ps();
+    int64_t b = 0;
+    for (; b + 2 <= n_blocks; b += 2) {
+      const __m512i p = dot64(lookup64(c + b * 16, tbl), xq + b * 32);
+      const __m128 g = _mm_mul_ps(_mm_setr_ps(st[s[2 * b]], st[s[2 * b + 1]], st[s[2 * b + 2]], st[s[2 * b + 3]]),
+                                  _mm_setr_ps(dx[b], dx[b], dx[b + 1], dx[b + 1]));
+      const __m512 sv = _mm512_maskz_permutexvar_ps(0xFFFF, spread, _mm512_maskz_broadcast_f32x4(0xFFFF, g));
+      a0 = _mm512_fmadd_ps(_mm512_mask_cvtepi32_ps(_mm512_setzero_ps(), 0xFFFF, p), sv, a0);
+    }
+    __m256 t = _mm256_setzero_ps();
+    if (b < n_blocks) {
+      const __m256i p = dot32(lookup32(c + b * 16, tbl256), xq + b * 32);
+      t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale16(s + 2 * b, st, dx[b]), t);
+    }
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, a0);
+    float sum = hsum256(t);
+    for (float e : lanes) sum += e;
+    y[r - r0] = sum;
+  }
+}
+
 }  // namespace
 
 const Kernel4* avx2_kernel4() {
-  static const Kernel4 k{"avx2", gemv_avx2, expand_avx2};
+  static const Kernel4 k{"avx2", gemv_avx2, expand_avx2, gemv16_avx2, expand16_avx2};
   __builtin_cpu_init();
   // F16C is not asked for: every AVX2 CPU has it (Intel since Ivy Bridge, AMD since Piledriver), and
   // clang 14's __builtin_cpu_supports does not know the name.
@@ -166,7 +250,7 @@ const Kernel4* avx2_kernel4() {
 
 const Kernel4* avx512_kernel4() {
   // The prefill expand is AVX2's (it is bound by the stores of the fp32 tile, not the lookups).
-  static const Kernel4 k{"avx512", gemv_avx512, expand_avx2};
+  static const Kernel4 k{"avx512", gemv_avx512, expand_avx2, gemv16_avx512, expand16_avx2};
   __builtin_cpu_init();
   const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") &&

@@ -38,24 +38,47 @@ Table4 table4_from_name(const std::string& name) {
 }
 
 int64_t Quantized4Tensor::bytes() const {
-  return (codes.defined() ? codes.numel() : 0) + (scales.defined() ? scales.numel() * 2 : 0) +
-         (lut.defined() ? lut.numel() : 0);
+  return (codes.defined() ? codes.numel() : 0) + (scales.defined() ? scales.numel() * scales.element_size() : 0) +
+         (lut.defined() ? lut.numel() : 0) + (sub_table.defined() ? 4 : 0);
+}
+
+torch::Tensor sub_scale_table(float top) {
+  torch::Tensor t = torch::empty({256}, torch::kFloat32);
+  float* p = t.data_ptr<float>();
+  p[0] = 0.f;
+  for (int k = 1; k < 256; ++k) p[k] = top * std::exp2(static_cast<float>(k - 255) / 16.f);
+  return t;
 }
 
 void Quantized4Tensor::validate(const std::string& what) const {
   auto bad = [&](const std::string& m) { throw std::invalid_argument(what + ": " + m); };
-  if (group != 32 && group != 64) bad("group must be 32 or 64, got " + std::to_string(group));
+  if (group != 16 && group != 32 && group != 64) bad("group must be 16, 32 or 64, got " + std::to_string(group));
   if (!codes.defined() || codes.dim() != 2 || codes.scalar_type() != torch::kUInt8) bad("codes must be [out, in_pad/2] uint8");
-  if (!scales.defined() || scales.dim() != 2 || scales.scalar_type() != torch::kHalf) bad("scales must be [out, groups] float16");
+  if (group == 16) {
+    if (!scales.defined() || scales.dim() != 2 || scales.scalar_type() != torch::kUInt8)
+      bad("group 16 needs scales [out, groups] uint8 (sub-scales)");
+    if (!sub_table.defined() || sub_table.numel() != 256 || sub_table.scalar_type() != torch::kFloat32)
+      bad("group 16 needs sub_table [256] float32");
+    const torch::Tensor st = sub_table.to(torch::kCPU).contiguous().view({-1});
+    const float top = st.data_ptr<float>()[255];
+    if (!(top >= 0.f) || !std::isfinite(top)) bad("group 16's top scale is not a finite value >= 0");
+    if (!torch::equal(st, sub_scale_table(top))) bad("sub_table is not the log table of its top scale");
+  } else {
+    if (!scales.defined() || scales.dim() != 2 || scales.scalar_type() != torch::kHalf) bad("scales must be [out, groups] float16");
+    if (sub_table.defined()) bad("sub_table is only for group 16");
+  }
   if (!lut.defined() || lut.numel() != 16 || lut.scalar_type() != torch::kInt8) bad("lut must be [16] int8");
   if (in_features <= 0) bad("in_features must be positive, got " + std::to_string(in_features));
   const int64_t n_groups = (in_features + group - 1) / group;
-  if (codes.size(1) != n_groups * group / 2)
-    bad("codes have " + std::to_string(codes.size(1)) + " bytes per row, expected " + std::to_string(n_groups * group / 2) +
+  // Rows are whole 32-column blocks (a group of 16 is one half of a block).
+  const int64_t row_bytes = (n_groups * group + 31) / 32 * 16;
+  if (codes.size(1) != row_bytes)
+    bad("codes have " + std::to_string(codes.size(1)) + " bytes per row, expected " + std::to_string(row_bytes) +
         " for " + std::to_string(in_features) + " columns in groups of " + std::to_string(group));
-  if (scales.size(0) != codes.size(0) || scales.size(1) != n_groups)
+  const int64_t stored_groups = codes.size(1) * 2 / group;
+  if (scales.size(0) != codes.size(0) || scales.size(1) != stored_groups)
     bad("scales are [" + std::to_string(scales.size(0)) + ", " + std::to_string(scales.size(1)) + "], expected [" +
-        std::to_string(codes.size(0)) + ", " + std::to_string(n_groups) + "]");
+        std::to_string(codes.size(0)) + ", " + std::to_string(stored_groups) + "]");
   const torch::Tensor l = lut.to(torch::kCPU).contiguous();
   const int8_t* p = l.data_ptr<int8_t>();
   for (int k = 0; k < 16; ++k)
@@ -182,9 +205,18 @@ Levels fit_lloyd(const Sample& s, const Levels& start) {
   return s.sse(lv) < s.sse(start) ? lv : start;
 }
 
-// One group: codes (one index per column, natural order) and the fp16 scale. Returns the squared error.
+// Columns of a stored row: whole groups, then whole 32-column blocks (a group of 16 is half a block).
+int64_t padded_columns(int64_t in, int group) {
+  const int64_t g = (in + group - 1) / group * group;
+  return (g + 31) / 32 * 32;
+}
+
+// One group: codes (one index per column, natural order) and its scale. With `exact`, the scale is
+// `fixed` as given (group 16's sub-scale grid); otherwise fitted (absmax, refined by squared error
+// if asked) and rounded to fp16. *scale_out gets the scale the codes were chosen for. Returns the
+// squared error.
 double encode_group(const float* w, int64_t n, float amax, const Levels& lv, const Nearest& nearest, bool refine,
-                    uint16_t* scale_out, uint8_t* idx) {
+                    bool exact, float fixed, float* scale_out, uint8_t* idx) {
   const float top = std::max(-lv[0], lv[15]);
   auto sse_at = [&](float d) {
     double e = 0;
@@ -195,42 +227,47 @@ double encode_group(const float* w, int64_t n, float amax, const Levels& lv, con
     }
     return e;
   };
-  float d = amax / top;
-  if (!(amax > 0.f)) {
-    *scale_out = 0;
+  if (!(amax > 0.f) || (exact && !(fixed > 0.f))) {
+    *scale_out = 0.f;
     const int z = nearest(0.f);
     std::fill(idx, idx + n, static_cast<uint8_t>(z));
-    return 0.0;
+    double e = 0;
+    for (int64_t i = 0; i < n; ++i) e += static_cast<double>(w[i]) * w[i];
+    return e;
   }
-  if (refine) {
-    double best = sse_at(d);
-    const float d0 = d;
-    for (int f = -10; f <= 10; ++f) {
-      if (f == 0) continue;
-      const float c = d0 * (1.f + 0.02f * static_cast<float>(f));
-      const double e = sse_at(c);
-      if (e < best) best = e, d = c;
+  float dh = fixed;
+  if (!exact) {
+    float d = amax / top;
+    if (refine) {
+      double best = sse_at(d);
+      const float d0 = d;
+      for (int f = -10; f <= 10; ++f) {
+        if (f == 0) continue;
+        const float c = d0 * (1.f + 0.02f * static_cast<float>(f));
+        const double e = sse_at(c);
+        if (e < best) best = e, d = c;
+      }
+      // Least-squares scale for the chosen assignment.
+      double num = 0, den = 0;
+      const float inv = 1.f / d;
+      for (int64_t i = 0; i < n; ++i) {
+        const double l = lv[static_cast<size_t>(nearest(w[i] * inv))];
+        num += w[i] * l;
+        den += l * l;
+      }
+      if (den > 0 && num > 0) {
+        const float c = static_cast<float>(num / den);
+        if (sse_at(c) < best) d = c;
+      }
     }
-    // Least-squares scale for the chosen assignment.
-    double num = 0, den = 0;
-    const float inv = 1.f / d;
-    for (int64_t i = 0; i < n; ++i) {
-      const double l = lv[static_cast<size_t>(nearest(w[i] * inv))];
-      num += w[i] * l;
-      den += l * l;
-    }
-    if (den > 0 && num > 0) {
-      const float c = static_cast<float>(num / den);
-      if (sse_at(c) < best) d = c;
-    }
-  }
-  uint16_t h = float_to_half(d);
-  float dh = half_to_float(h);
-  if (!(dh > 0.f) || !std::isfinite(dh)) {  // below fp16's range (or above): the nearest usable half
-    h = dh > 0.f ? uint16_t{0x7bff} : uint16_t{0x0001};
+    uint16_t h = float_to_half(d);
     dh = half_to_float(h);
+    if (!(dh > 0.f) || !std::isfinite(dh)) {  // below fp16's range (or above): the nearest usable half
+      h = dh > 0.f ? uint16_t{0x7bff} : uint16_t{0x0001};
+      dh = half_to_float(h);
+    }
   }
-  *scale_out = h;
+  *scale_out = dh;
   const float inv = 1.f / dh;
   double e = 0;
   for (int64_t i = 0; i < n; ++i) {
@@ -243,32 +280,71 @@ double encode_group(const float* w, int64_t n, float amax, const Levels& lv, con
 }
 
 struct Encoded {
-  std::vector<uint8_t> idx;       // [out, in_pad] one index per byte
-  std::vector<uint16_t> scales;   // [out, n_groups]
+  std::vector<uint8_t> idx;      // [out, in_pad] one index per byte
+  std::vector<float> scale;      // [out, n_stored] the scale each group's codes were chosen for
+  std::vector<uint8_t> sub;      // group 16: [out, n_stored] log-scale codes
+  float top = 0.f;               // group 16: the table's top
   double sse = 0;
 };
 
+// Group 16: each group's fitted scale moves to the nearest (in log) entry of the tensor's table,
+// never 0 for a non-zero group, and the group's codes are chosen again for it.
+double requantize_sub_scales(const float* w, int64_t r, int64_t in, int group, int64_t n_stored,
+                             const std::vector<float>& amax, const Levels& lv, const Nearest& nearest,
+                             const float* table, Encoded& e) {
+  const int64_t n_groups = (in + group - 1) / group, in_pad = n_stored * group;
+  const float top = table[255];
+  double sse = 0;
+  for (int64_t g = 0; g < n_stored; ++g) {
+    const size_t gi = static_cast<size_t>(r * n_stored + g);
+    const float s = e.scale[gi];
+    int k = 0;
+    if (s > 0.f && top > 0.f) {
+      k = static_cast<int>(std::clamp(std::nearbyint(255.f + 16.f * std::log2(s / top)), 1.f, 255.f));
+      // The rounding in log can miss the nearer entry by one: take the nearer in value.
+      if (k < 255 && std::fabs(table[k + 1] - s) < std::fabs(table[k] - s)) ++k;
+      if (k > 1 && std::fabs(table[k - 1] - s) < std::fabs(table[k] - s)) --k;
+    }
+    e.sub[gi] = static_cast<uint8_t>(k);
+    if (g >= n_groups) continue;  // padding group: codes already zero-level, code 0
+    const int64_t c0 = g * group, c1 = std::min(in, c0 + group);
+    sse += encode_group(w + r * in + c0, c1 - c0, amax[static_cast<size_t>(r * n_groups + g)], lv, nearest, false, true,
+                        table[k], &e.scale[gi], e.idx.data() + r * in_pad + c0);
+  }
+  return sse;
+}
+
 Encoded encode_all(const float* w, int64_t out, int64_t in, int group, const std::vector<float>& amax, const Levels& lv,
                    bool refine, int64_t grain) {
-  const int64_t n_groups = (in + group - 1) / group, in_pad = n_groups * group;
+  const int64_t n_groups = (in + group - 1) / group, in_pad = padded_columns(in, group), n_stored = in_pad / group;
   Encoded e;
-  e.idx.assign(static_cast<size_t>(out * in_pad), 0);
-  e.scales.assign(static_cast<size_t>(out * n_groups), 0);
-  std::vector<double> row_sse(static_cast<size_t>(out), 0.0);
   const Nearest nearest(lv);
   const uint8_t zero_idx = static_cast<uint8_t>(nearest(0.f));
+  e.idx.assign(static_cast<size_t>(out * in_pad), zero_idx);  // padding columns: the zero level
+  e.scale.assign(static_cast<size_t>(out * n_stored), 0.f);
+  if (group == 16) e.sub.assign(static_cast<size_t>(out * n_stored), 0);
+  std::vector<double> row_sse(static_cast<size_t>(out), 0.0);
   at::parallel_for(0, out, grain, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
+      double sse = 0;
       for (int64_t g = 0; g < n_groups; ++g) {
         const int64_t c0 = g * group, c1 = std::min(in, c0 + group);
-        uint8_t* idx = e.idx.data() + r * in_pad + c0;
-        row_sse[static_cast<size_t>(r)] +=
-            encode_group(w + r * in + c0, c1 - c0, amax[static_cast<size_t>(r * n_groups + g)], lv, nearest, refine,
-                         e.scales.data() + r * n_groups + g, idx);
-        std::fill(idx + (c1 - c0), idx + group, zero_idx);  // padding columns
+        sse += encode_group(w + r * in + c0, c1 - c0, amax[static_cast<size_t>(r * n_groups + g)], lv, nearest, refine,
+                            false, 0.f, &e.scale[static_cast<size_t>(r * n_stored + g)], e.idx.data() + r * in_pad + c0);
       }
+      row_sse[static_cast<size_t>(r)] = sse;
     }
   });
+  if (group == 16) {
+    // The table's top is the largest fitted scale of the tensor; then every group moves onto it.
+    for (float s : e.scale) e.top = std::max(e.top, s);
+    const torch::Tensor table = sub_scale_table(e.top);
+    const float* tp = table.data_ptr<float>();
+    at::parallel_for(0, out, grain, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        row_sse[static_cast<size_t>(r)] = requantize_sub_scales(w, r, in, group, n_stored, amax, lv, nearest, tp, e);
+    });
+  }
   for (double s : row_sse) e.sse += s;
   return e;
 }
@@ -277,14 +353,14 @@ Encoded encode_all(const float* w, int64_t out, int64_t in, int group, const std
 // t_k = sum w d / sum d^2 over the weights coded k, rescaled so the largest |level| is 127.
 std::array<double, 16> refit_levels(const float* w, int64_t out, int64_t in, int group, const Encoded& e,
                                     const Levels& lv) {
-  const int64_t n_groups = (in + group - 1) / group, in_pad = n_groups * group;
+  const int64_t in_pad = padded_columns(in, group), n_stored = in_pad / group;
   std::vector<std::array<double, 32>> acc(static_cast<size_t>(out));
   at::parallel_for(0, out, 16, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       std::array<double, 32>& a = acc[static_cast<size_t>(r)];
       a.fill(0.0);
       for (int64_t i = 0; i < in; ++i) {
-        const double d = half_to_float(e.scales[static_cast<size_t>(r * n_groups + i / group)]);
+        const double d = e.scale[static_cast<size_t>(r * n_stored + i / group)];
         const int k = e.idx[static_cast<size_t>(r * in_pad + i)];
         a[static_cast<size_t>(k)] += w[r * in + i] * d;
         a[static_cast<size_t>(16 + k)] += d * d;
@@ -310,13 +386,14 @@ std::array<double, 16> refit_levels(const float* w, int64_t out, int64_t in, int
 Quantized4Tensor quantize4(const torch::Tensor& w_in, const Quantize4Options& o) {
   if (!w_in.defined() || w_in.dim() != 2 || !w_in.is_floating_point())
     throw std::invalid_argument("quantize4: expected a floating-point [out, in] matrix");
-  if (o.group != 32 && o.group != 64) throw std::invalid_argument("quantize4: group must be 32 or 64, got " + std::to_string(o.group));
+  if (o.group != 16 && o.group != 32 && o.group != 64)
+    throw std::invalid_argument("quantize4: group must be 16, 32 or 64, got " + std::to_string(o.group));
   if (w_in.size(0) == 0 || w_in.size(1) == 0) throw std::invalid_argument("quantize4: empty matrix");
   const torch::Tensor wt = w_in.to(torch::kCPU, torch::kFloat32).contiguous();  // [out, in] f32
   if (!torch::isfinite(wt).all().item<bool>()) throw std::invalid_argument("quantize4: the matrix has non-finite values");
   const int64_t out = wt.size(0), in = wt.size(1);
   const int group = o.group;
-  const int64_t n_groups = (in + group - 1) / group, in_pad = n_groups * group;
+  const int64_t n_groups = (in + group - 1) / group, in_pad = padded_columns(in, group), n_stored = in_pad / group;
   const float* w = wt.data_ptr<float>();
   // threads > 0 caps the parallelism through the grain (as quantize() does); the result does not
   // depend on it.
@@ -353,10 +430,17 @@ Quantized4Tensor quantize4(const torch::Tensor& w_in, const Quantize4Options& o)
   q.group = group;
   q.table = o.table;
   q.codes = torch::empty({out, in_pad / 2}, torch::kUInt8);
-  q.scales = torch::empty({out, n_groups}, torch::kHalf);
   q.lut = torch::empty({16}, torch::kInt8);
   for (int k = 0; k < 16; ++k) q.lut.data_ptr<int8_t>()[k] = static_cast<int8_t>(lv[static_cast<size_t>(k)]);
-  std::copy(e.scales.begin(), e.scales.end(), reinterpret_cast<uint16_t*>(q.scales.data_ptr<at::Half>()));
+  if (group == 16) {
+    q.scales = torch::empty({out, n_stored}, torch::kUInt8);
+    std::copy(e.sub.begin(), e.sub.end(), q.scales.data_ptr<uint8_t>());
+    q.sub_table = sub_scale_table(e.top);
+  } else {
+    q.scales = torch::empty({out, n_stored}, torch::kHalf);
+    uint16_t* hs = reinterpret_cast<uint16_t*>(q.scales.data_ptr<at::Half>());
+    for (size_t i = 0; i < e.scale.size(); ++i) hs[i] = float_to_half(e.scale[i]);  // exact: the scales are halves
+  }
   uint8_t* codes = q.codes.data_ptr<uint8_t>();
   const int64_t n_blocks = in_pad / 32;
   for (int64_t r = 0; r < out; ++r)
@@ -368,18 +452,23 @@ Quantized4Tensor quantize4(const torch::Tensor& w_in, const Quantize4Options& o)
   return q;
 }
 
+float group_scale4(const Quantized4Tensor& q, int64_t row, int64_t g) {
+  const int64_t n = q.scales.size(1);
+  if (q.sub_scales()) return q.sub_table.data_ptr<float>()[q.scales.data_ptr<uint8_t>()[row * n + g]];
+  return half_to_float(reinterpret_cast<const uint16_t*>(q.scales.data_ptr<at::Half>())[row * n + g]);
+}
+
 void dequantize4_row_into(const Quantized4Tensor& q, int64_t row, float* out) {
   if (row < 0 || row >= q.out_features())
     throw std::out_of_range("QINS-4: row " + std::to_string(row) + " outside [0, " + std::to_string(q.out_features()) + ")");
-  const int64_t in = q.in_features, n_groups = q.scales.size(1);
+  const int64_t in = q.in_features;
   const uint8_t* c = q.codes.data_ptr<uint8_t>() + row * q.codes.size(1);
-  const uint16_t* s = reinterpret_cast<const uint16_t*>(q.scales.data_ptr<at::Half>()) + row * n_groups;
   const int8_t* lut = q.lut.data_ptr<int8_t>();
   for (int64_t i = 0; i < in; ++i) {
     const int64_t b = i / 32, p = i % 32;
     const uint8_t byte = c[b * 16 + (p & 15)];
     const int k = p < 16 ? (byte & 0x0f) : (byte >> 4);
-    out[i] = half_to_float(s[i / q.group]) * static_cast<float>(lut[k]);
+    out[i] = group_scale4(q, row, i / q.group) * static_cast<float>(lut[k]);
   }
 }
 
@@ -389,6 +478,7 @@ torch::Tensor dequantize4(const Quantized4Tensor& q) {
   c.codes = q.codes.to(torch::kCPU).contiguous();
   c.scales = q.scales.to(torch::kCPU).contiguous();
   c.lut = q.lut.to(torch::kCPU).contiguous();
+  if (q.sub_table.defined()) c.sub_table = q.sub_table.to(torch::kCPU).contiguous();
   torch::Tensor w = torch::empty({c.out_features(), c.in_features}, torch::kFloat32);  // [out, in] f32
   float* p = w.data_ptr<float>();
   at::parallel_for(0, c.out_features(), 64, [&](int64_t r0, int64_t r1) {

@@ -25,6 +25,14 @@ struct Kernel4 {
   // out[(r - r0) * n_blocks * 32 + i] = half(scale of i's group) * lut[k(r, i)], natural order.
   void (*expand)(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
                  const uint16_t* scales, const int8_t* lut, float* out);
+  // Group 16 (two groups per block: its low nibbles, columns 0-15, and its high nibbles, 16-31):
+  // y[r - r0] = sum_b dx[b] * (st[sub[r, 2b]] * isum_lo(r, b) + st[sub[r, 2b + 1]] * isum_hi(r, b)),
+  // sub: [out, 2 * n_blocks] uint8 codes into st, the tensor's 256-entry table of scales.
+  void (*gemv16)(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint8_t* sub,
+                 const float* st, const int8_t* lut, const int8_t* xq, const float* dx, float* y);
+  // out[(r - r0) * n_blocks * 32 + i] = st[sub[r, i / 16]] * lut[k(r, i)].
+  void (*expand16)(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint8_t* sub,
+                   const float* st, const int8_t* lut, float* out);
 };
 
 const Kernel4& scalar_kernel4();

@@ -53,17 +53,32 @@ int64_t gemv4_grain(int64_t row_bytes) { return std::max<int64_t>(16, 65536 / st
 
 struct Views {
   const uint8_t* codes;
-  const uint16_t* scales;
+  const uint16_t* scales;  // group 32, 64
+  const uint8_t* sub;      // group 16
+  const float* st;         // group 16: the 256 scales
   const int8_t* lut;
   int64_t n_blocks;
-  int group_blocks;
+  int group_blocks;  // 0 for group 16
 };
 
 Views views(const Quantized4Tensor& q) {
   TORCH_CHECK(q.codes.device().is_cpu() && q.codes.is_contiguous() && q.scales.is_contiguous() && q.lut.is_contiguous(),
               "qins4_matmul: codes, scales and lut must be contiguous CPU tensors");
-  return {q.codes.data_ptr<uint8_t>(), reinterpret_cast<const uint16_t*>(q.scales.data_ptr<at::Half>()),
+  if (q.sub_scales()) {
+    TORCH_CHECK(q.sub_table.defined() && q.sub_table.device().is_cpu() && q.sub_table.is_contiguous(),
+                "qins4_matmul: group 16 needs its contiguous CPU table of scales");
+    return {q.codes.data_ptr<uint8_t>(), nullptr, q.scales.data_ptr<uint8_t>(), q.sub_table.data_ptr<float>(),
+            q.lut.data_ptr<int8_t>(), q.padded_in() / 32, 0};
+  }
+  return {q.codes.data_ptr<uint8_t>(), reinterpret_cast<const uint16_t*>(q.scales.data_ptr<at::Half>()), nullptr, nullptr,
           q.lut.data_ptr<int8_t>(), q.padded_in() / 32, q.group / 32};
+}
+
+void expand_with(const Kernel4& k, const Views& v, int64_t r0, int64_t r1, float* out) {
+  if (v.sub)
+    k.expand16(v.codes, v.n_blocks, r0, r1, v.sub, v.st, v.lut, out);
+  else
+    k.expand(v.codes, v.n_blocks, v.group_blocks, r0, r1, v.scales, v.lut, out);
 }
 
 void gemv_with(const Kernel4& k, const Quantized4Tensor& q, const float* x, float* y) {
@@ -77,7 +92,10 @@ void gemv_with(const Kernel4& k, const Quantized4Tensor& q, const float* x, floa
   const int8_t* xqp = xq.data();
   const float* dxp = dx.data();
   at::parallel_for(0, q.out_features(), gemv4_grain(v.n_blocks * 16), [&](int64_t b, int64_t e) {
-    k.gemv(v.codes, v.n_blocks, v.group_blocks, b, e, v.scales, v.lut, xqp, dxp, y + b);
+    if (v.sub)
+      k.gemv16(v.codes, v.n_blocks, b, e, v.sub, v.st, v.lut, xqp, dxp, y + b);
+    else
+      k.gemv(v.codes, v.n_blocks, v.group_blocks, b, e, v.scales, v.lut, xqp, dxp, y + b);
   });
 }
 
@@ -125,7 +143,7 @@ void qins4_matmul(const Quantized4Tensor& q, const float* x, int64_t n_rows, flo
   torch::Tensor yt = torch::from_blob(y, {n_rows, out}, torch::kFloat32);                          // [n, out]
   for (int64_t r0 = 0; r0 < out; r0 += rt) {
     const int64_t r1 = std::min(out, r0 + rt);
-    k.expand(v.codes, v.n_blocks, v.group_blocks, r0, r1, v.scales, v.lut, bufp);
+    expand_with(k, v, r0, r1, bufp);
     // [rows, in]: the padding columns of the tile are skipped by the stride.
     const torch::Tensor w = torch::from_blob(bufp, {r1 - r0, in_pad}, torch::kFloat32).narrow(1, 0, in);
     torch::Tensor dst = yt.narrow(1, r0, r1 - r0);
@@ -141,6 +159,10 @@ Qins4LinearImpl::Qins4LinearImpl(Quantized4Tensor q, torch::Tensor bias) : q_(st
   register_buffer("codes", q_.codes);
   register_buffer("scales", q_.scales);
   register_buffer("lut", q_.lut);
+  if (q_.sub_table.defined()) {
+    q_.sub_table = q_.sub_table.to(torch::kCPU).contiguous();
+    register_buffer("sub_table", q_.sub_table);
+  }
   if (bias.defined()) {
     TORCH_CHECK(bias.numel() == q_.out_features(), "Qins4Linear: bias must have ", q_.out_features(),
                 " elements, got ", bias.numel());

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "qins/core/qins4.h"
@@ -74,6 +75,54 @@ TEST(Qins4Quantize, ShapesBytesAndTable) {
   }
 }
 
+// Group 16: 8-bit log-scale codes into the tensor's table; rows padded to whole 32-column blocks.
+TEST(Qins4Quantize, Group16LogScales) {
+  const torch::Tensor w = heavy_tailed(7, 100, 1);
+  Quantize4Options o;
+  o.group = 16;
+  const Quantized4Tensor q = quantize4(w, o);
+  EXPECT_NO_THROW(q.validate("q"));
+  EXPECT_EQ(q.codes.sizes(), (std::vector<int64_t>{7, 64}));  // 100 columns -> 128 (4 blocks)
+  EXPECT_EQ(q.scales.sizes(), (std::vector<int64_t>{7, 8}));  // 8 groups of 16, the last one padding
+  EXPECT_EQ(q.scales.scalar_type(), torch::kUInt8);
+  EXPECT_EQ(q.bytes(), 7 * 64 + 7 * 8 + 16 + 4);  // 4.5 bits per weight + the table + top
+  const float* st = q.sub_table.data_ptr<float>();
+  EXPECT_EQ(st[0], 0.f);
+  for (int k = 2; k < 256; ++k) EXPECT_NEAR(st[k] / st[k - 1], std::exp2(1.0 / 16), 1e-5) << k;
+  const uint8_t* sub = q.scales.data_ptr<uint8_t>();
+  int top_codes = 0;
+  for (int64_t r = 0; r < 7; ++r) {
+    top_codes += *std::max_element(sub + r * 8, sub + r * 8 + 7) == 255;
+    EXPECT_EQ(sub[r * 8 + 7], 0) << "padding group, row " << r;
+  }
+  EXPECT_GE(top_codes, 1) << "the largest group of the tensor sits at the top of the table";
+  // Each weight is st[code of its group] * level.
+  const torch::Tensor d = dequantize4(q);
+  const int8_t* lut = q.lut.data_ptr<int8_t>();
+  const float v = d[2][40].item<float>();
+  bool found = false;
+  for (int k = 0; k < 16; ++k) found |= v == st[sub[2 * 8 + 2]] * static_cast<float>(lut[k]);
+  EXPECT_TRUE(found) << v;
+  // Finer groups at the same 4.5 bits: a smaller weight error than group 32 with fp16 scales.
+  const torch::Tensor big = heavy_tailed(256, 512, 5);
+  Quantize4Options o32;
+  EXPECT_GT(sqnr_db(big, dequantize4(quantize4(big, o))), sqnr_db(big, dequantize4(quantize4(big, o32))) + 0.5);
+  // validate: group 16 needs uint8 codes and its log table; the other groups must not have one.
+  Quantized4Tensor bad = q;
+  bad.sub_table = torch::Tensor();
+  EXPECT_THROW(bad.validate("q"), std::invalid_argument);
+  bad = q;
+  bad.sub_table = q.sub_table.clone();
+  bad.sub_table[3] = 1.f;
+  EXPECT_THROW(bad.validate("q"), std::invalid_argument);
+  bad = q;
+  bad.scales = q.scales.to(torch::kHalf);
+  EXPECT_THROW(bad.validate("q"), std::invalid_argument);
+  Quantized4Tensor g32 = quantize4(w);
+  g32.sub_table = q.sub_table;
+  EXPECT_THROW(g32.validate("q"), std::invalid_argument);
+}
+
 TEST(Qins4Quantize, DeterministicAcrossThreads) {
   const torch::Tensor w = heavy_tailed(65, 300, 2);
   Quantize4Options a, b;
@@ -109,9 +158,13 @@ TEST(Qins4Quantize, ZeroRowsAndGroupsStayZero) {
   torch::Tensor w = heavy_tailed(3, 96, 4);
   w[1].zero_();
   w[2].narrow(0, 32, 32).zero_();
-  const torch::Tensor d = dequantize4(quantize4(w));
-  EXPECT_EQ(d[1].abs().max().item<float>(), 0.f);
-  EXPECT_EQ(d[2].narrow(0, 32, 32).abs().max().item<float>(), 0.f);
+  for (int group : {16, 32}) {
+    Quantize4Options o;
+    o.group = group;
+    const torch::Tensor d = dequantize4(quantize4(w, o));
+    EXPECT_EQ(d[1].abs().max().item<float>(), 0.f) << group;
+    EXPECT_EQ(d[2].narrow(0, 32, 32).abs().max().item<float>(), 0.f) << group;
+  }
 }
 
 // The weight error of each table and group: the fitted tables beat the uniform one on
@@ -160,7 +213,7 @@ TEST(Qins4Kernels, EveryPathMatchesScalarTwin) {
   Kernel4Guard guard;
   const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1}, {3, 31}, {5, 33}, {7, 95}, {17, 200},
                                                            {33, 513}, {64, 1024}, {9, 3072}};
-  for (int group : {32, 64}) {
+  for (int group : {16, 32, 64}) {
     for (const auto& [out, in] : shapes) {
       Quantize4Options o;
       o.group = group;
@@ -190,8 +243,11 @@ TEST(Qins4Kernels, EveryPathMatchesScalarTwin) {
 // The prefill path (tile expand + GEMM) of every kernel against dequantize4 + matmul.
 TEST(Qins4Kernels, EveryPathPrefillMatchesReference) {
   Kernel4Guard guard;
-  for (const auto& [out, in] : std::vector<std::pair<int64_t, int64_t>>{{3, 31}, {130, 95}, {257, 200}}) {
-    const Quantized4Tensor q = quantize4(heavy_tailed(out, in, 9));
+  for (const auto& [out, in, group] : std::vector<std::tuple<int64_t, int64_t, int>>{
+           {3, 31, 32}, {130, 95, 32}, {257, 200, 32}, {3, 31, 16}, {130, 95, 16}, {257, 200, 16}, {5, 130, 64}}) {
+    Quantize4Options o;
+    o.group = group;
+    const Quantized4Tensor q = quantize4(heavy_tailed(out, in, 9), o);
     torch::manual_seed(10);
     const torch::Tensor x = torch::randn({6, in});
     const torch::Tensor ref = torch::mm(x, dequantize4(q).t());
@@ -199,7 +255,7 @@ TEST(Qins4Kernels, EveryPathPrefillMatchesReference) {
       set_kernel4_isa(isa);
       torch::Tensor y = torch::empty({6, out});
       qins4_matmul(q, x.data_ptr<float>(), 6, y.data_ptr<float>());
-      EXPECT_LT(rel_err(y, ref), 1e-5) << isa << " " << out << "x" << in;
+      EXPECT_LT(rel_err(y, ref), 1e-5) << isa << " " << out << "x" << in << " group " << group;
     }
   }
 }

@@ -81,6 +81,7 @@ namespace {
 std::string scheme_label(const std::string& s) {
   if (s == "qins4") return "QINS-4 (lloyd table, group 32)";
   if (s == "qins4-g64") return "QINS-4 (lloyd table, group 64)";
+  if (s == "qins4-g16") return "QINS-4 (lloyd table, group 16, 8-bit log scales)";
   if (s == "qins4-projective") return "QINS-4 (projective table, group 32)";
   if (s == "qins4-uniform") return "QINS-4 (uniform table, group 32)";
   if (s == "q4_0") return "sim llama.cpp Q4_0";
@@ -98,12 +99,12 @@ std::vector<EvalVariant> scheme_variants(const std::string& list) {
   for (std::string item; std::getline(ss, item, ',');) {
     if (item.empty()) continue;
     if (item == "4bit") {
-      for (const char* n : {"qins4", "qins4-g64", "q4_0", "q4_1", "q4_k", "q8_0"}) names.emplace_back(n);
+      for (const char* n : {"qins4", "qins4-g16", "qins4-g64", "q4_0", "q4_1", "q4_k", "q8_0"}) names.emplace_back(n);
       continue;
     }
     if (scheme_label(item).empty())
       throw Error("--scheme: unknown scheme '" + item +
-                  "' (expected qins4, qins4-g64, qins4-projective, qins4-uniform, q4_0, q4_1, q4_k, q8_0 or 4bit)");
+                  "' (expected qins4, qins4-g16, qins4-g64, qins4-projective, qins4-uniform, q4_0, q4_1, q4_k, q8_0 or 4bit)");
     names.push_back(item);
   }
   std::vector<EvalVariant> out;
@@ -367,7 +368,7 @@ Phi3Weights quantize_checkpoint(const st::Checkpoint& ckpt, const Phi3Config& c,
     const torch::Tensor t = read_tensor_f32(ckpt, c, s.name);  // [out, in] f32
     if (v.scheme.rfind("qins4", 0) == 0) {
       core::Quantize4Options o4;
-      o4.group = v.scheme == "qins4-g64" ? 64 : 32;
+      o4.group = v.scheme == "qins4-g64" ? 64 : v.scheme == "qins4-g16" ? 16 : 32;
       o4.table = v.scheme == "qins4-projective" ? core::Table4::Projective
                  : v.scheme == "qins4-uniform"  ? core::Table4::Uniform
                                                 : core::Table4::Lloyd;

@@ -2,6 +2,11 @@
 // table of 16 int8 levels; each group of `group` consecutive weights of a row has one fp16 scale:
 //   w[r, i] = scale[r, i / group] * lut[code(r, i)]          (lut int8 in [-127, 127])
 // At group 32: 4 + 16/32 = 4.5 bits per weight (plus 16 bytes per tensor); group 64: 4.25.
+// Group 16 stores one 8-bit log-scale code per group of 16 and one fp32 `top` per tensor:
+// scale[r, g] = sub_table[sub[r, g]], sub_table[k] = top * 2^((k - 255) / 16) for k >= 1 and
+// sub_table[0] = 0 (steps of 4.4 %, a range of 2^15.9): 4 + 8/16 = 4.5 bits per weight plus 4
+// bytes per tensor. Finer groups at the same bits: on the demo model it measured a lower KL than
+// group 32 with fp16 scales (docs/qins.md).
 //
 // Layout of one row: the columns are padded to a multiple of `group` (padding codes are 0 and
 // never contribute: kernels pad x with zeros). Every 32-column block is 16 bytes; byte b holds
@@ -28,22 +33,24 @@ Table4 table4_from_name(const std::string& name);  // throws std::invalid_argume
 
 struct Quantize4Options {
   Table4 table = Table4::Lloyd;
-  int group = 32;             // 32 or 64 columns per scale
+  int group = 32;             // 16 (8-bit sub-scales + a row scale), 32 or 64 (fp16 scales) columns per scale
   bool refine_scales = true;  // per-group scale search by squared error (off: absmax only, fast)
   int threads = 0;            // 0 = at::get_num_threads()
 };
 
 struct Quantized4Tensor {
   torch::Tensor codes;   // [out, in_pad / 2] uint8, nibble-packed (see the layout above)
-  torch::Tensor scales;  // [out, in_pad / group] float16
-  torch::Tensor lut;     // [16] int8, the signed levels
+  torch::Tensor scales;      // [out, in_pad / group]: float16 (group 32, 64) or uint8 sub-scales (group 16)
+  torch::Tensor lut;         // [16] int8, the signed levels
+  torch::Tensor sub_table;   // [256] float32, group 16 only (undefined otherwise): sub_scale_table(top)
   int64_t in_features = 0;
   int group = 32;
   Table4 table = Table4::Lloyd;
 
   int64_t out_features() const { return codes.defined() ? codes.size(0) : 0; }
   int64_t padded_in() const { return codes.defined() ? codes.size(1) * 2 : 0; }
-  // codes + scales + table, in bytes.
+  bool sub_scales() const { return group == 16; }
+  // codes + scales + table (+ group 16's top), in bytes: what a file stores.
   int64_t bytes() const;
   // Checks shapes, dtypes, group and table against each other; throws std::invalid_argument
   // naming `what` and the problem.
@@ -54,6 +61,10 @@ struct Quantized4Tensor {
 Quantized4Tensor quantize4(const torch::Tensor& w, const Quantize4Options& opts = {});
 // The slow twin: the full fp32 matrix [out, in] (reference, tests, accuracy report).
 torch::Tensor dequantize4(const Quantized4Tensor& q);
+// Group 16's table of scales for its 8-bit codes: [256] float32, [0] = 0, [k] = top * 2^((k - 255) / 16).
+torch::Tensor sub_scale_table(float top);
+// The scale of group g of a row (fp16, or sub_table[code] for group 16); CPU tensors.
+float group_scale4(const Quantized4Tensor& q, int64_t row, int64_t g);
 // One row into out[in] fp32; throws std::out_of_range for a row outside [0, out).
 void dequantize4_row_into(const Quantized4Tensor& q, int64_t row, float* out);
 
