@@ -17,7 +17,7 @@ namespace qins::cli {
 Runner add_synth(CLI::App& app) {
   struct Opts {
     std::string out, like = "phi-3.5-mini", dist = "gaussian", codebook = "projective", table = "lloyd";
-    int group = 32;
+    int group = 16;
     bool absmax_scales = false;
     double pole = 300.0, std_dev = 0.02;
     uint64_t seed = 1;

@@ -14,7 +14,7 @@ namespace qins::cli {
 Runner add_convert(CLI::App& app) {
   struct Opts {
     std::string in, out, codebook = "projective", table = "lloyd";
-    int group = 32;
+    int group = 16;
     double pole = 300.0;
     int prune_index = 0, threads = 0;
     bool quiet = false;

@@ -68,7 +68,7 @@ class DownloadBar {
 
 struct PullOpts {
   std::string ref, out, codebook = "projective", cache_dir, table = "lloyd";
-  int group = 32;
+  int group = 16;
   CLI::Option* pole_opt = nullptr;
   double pole = 300.0, stall_timeout = 30.0;
   int retries = 5, threads = 0;

@@ -14,15 +14,17 @@ namespace qins::cli {
 
 inline const char* codebook_help() {
   return "inverse | projective | uniform: 8-bit QINS codes everywhere. qins4: the layer projections "
-         "(qkv, o, gate_up, down) as 4-bit QINS-4 codes (4.5 bits per weight at --group 32, 4.25 at 64); "
+         "(qkv, o, gate_up, down) as 4-bit QINS-4 codes (4.5 bits per weight at --group 16 or 32, 4.25 at 64); "
          "the token embedding and lm_head stay 8-bit QINS (projective, pole fitted per tensor unless --pole is "
          "given), norms fp32";
 }
 
 inline void add_qins4_options(CLI::App& app, int& group, std::string& table) {
-  app.add_option("--group", group, "qins4: columns per fp16 scale, 32 or 64")
+  app.add_option("--group", group,
+                 "qins4: columns per scale: 16 (8-bit log-scale codes, the lowest error at 4.5 bits per weight), "
+                 "32 (fp16 scales) or 64 (fp16, 4.25 bits per weight)")
       ->capture_default_str()
-      ->check(CLI::IsMember({32, 64}));
+      ->check(CLI::IsMember({16, 32, 64}));
   app.add_option("--table", table, "qins4: how the 16-level table is fitted: lloyd | projective | uniform")
       ->capture_default_str()
       ->check(CLI::IsMember({"lloyd", "projective", "uniform"}));

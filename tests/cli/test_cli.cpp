@@ -187,7 +187,7 @@ TEST(CliConvert, SigintLeavesNoTemporaryFile) { kill_convert_with(SIGINT); }
 TEST(CliConvert, SigkillLeftoverIsRemovedByTheNextConvert) { kill_convert_with(SIGKILL); }
 
 // `qins convert --codebook qins4`: a 4-bit file that inspect labels and generate runs; a group other
-// than 32 or 64 is refused by the option parser.
+// than 16, 32 or 64 is refused by the option parser.
 TEST(CliConvert, Qins4FileConvertsInspectsAndGenerates) {
   const auto dir = test::fixture("cli", FixtureOptions{});
   const auto out = (test::temp_root() / "cli4.qins").string();

@@ -6,6 +6,10 @@
 #include <nlohmann/json.hpp>
 
 #include <cstring>
+#include <functional>
+#include <string>
+#include <tuple>
+#include <vector>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -33,6 +37,32 @@ std::string convert4(const std::string& name, int group = 32) {
   o.quant.pole = 0.0;  // as `qins convert --codebook qins4`: the 8-bit tensors fit their pole
   o.quant4.group = group;
   convert_to_qins(test::fixture("mha", {}), out, o);
+  return out;
+}
+
+// A copy of `good` named NAME.qins in which tensor `target`'s record and section bytes are changed.
+std::string rewrite_tensor(const std::string& good, const std::string& target, const std::string& name,
+                           const std::function<void(comp::TensorInfo&)>& change_rec,
+                           const std::function<void(const std::string&, std::vector<uint8_t>&)>& change_bytes) {
+  const auto out = (test::temp_root() / (name + ".qins")).string();
+  const comp::ContainerReader r = comp::ContainerReader::open(good);
+  comp::ContainerWriter w(out);
+  for (const auto& k : r.metadata_keys()) w.put_metadata(k, r.metadata(k));
+  for (const auto& t0 : r.tensors()) {
+    comp::TensorInfo t = t0;
+    std::vector<std::vector<uint8_t>> bytes;
+    std::vector<comp::SectionData> sections;
+    bytes.reserve(t.sections.size());
+    for (const auto& s : t0.sections) {
+      bytes.emplace_back(s.raw_size);
+      r.decode_section(t0, s.name, bytes.back().data(), bytes.back().size());
+      if (t.name == target) change_bytes(s.name, bytes.back());
+      sections.push_back({s.name, bytes.back().data(), bytes.back().size()});
+    }
+    if (t.name == target) change_rec(t);
+    w.add_tensor({t.name, t.shape, t.encoding, t.codebook, t.extras}, sections, comp::EncodeOptions{});
+  }
+  w.commit();
   return out;
 }
 
@@ -171,6 +201,58 @@ TEST(Qins4File, RoundTripEqualsTheModelBuiltInMemory) {
   }
 }
 
+// Group 16 (8-bit log-scale codes + the table's top, the default of `qins convert --codebook qins4`):
+// the file holds exactly what `qins eval --scheme qins4-g16` builds in memory, and replies the same;
+// a bad top or a missing one is a clean error naming the file and tensor.
+TEST(Qins4File, Group16RoundTripAndItsFields) {
+  const auto file = convert4("rt16", 16);
+  auto from_file = Engine::load(file);
+  const std::string dir = test::fixture("mha", {});
+  const Phi3Config c = read_phi3_config(find_hf_files(dir).config);
+  auto ckpt = st::Checkpoint::open_dir(dir);
+  LoadOptions lo;
+  lo.weight_format = "f32";
+  auto in_memory = Engine::load(dir, lo);
+  engine_internals(*in_memory).weights = quantize_checkpoint(*ckpt, c, scheme_variants("qins4-g16").at(0), nullptr);
+  apply_thread_policy(engine_internals(*in_memory).weights);
+  auto& a = engine_internals(*from_file).weights;
+  auto& b = engine_internals(*in_memory).weights;
+  for (size_t l = 0; l < a.layers.size(); ++l) {
+    const auto& qa = q4_of(a.layers[l].down.get());
+    const auto& qb = q4_of(b.layers[l].down.get());
+    EXPECT_EQ(qa.group, 16);
+    EXPECT_EQ(qa.scales.scalar_type(), torch::kUInt8);
+    EXPECT_TRUE(torch::equal(qa.codes, qb.codes)) << l;
+    EXPECT_TRUE(torch::equal(qa.scales, qb.scales)) << l;
+    EXPECT_TRUE(torch::equal(qa.sub_table, qb.sub_table)) << l;
+  }
+  EXPECT_EQ(reply_ids(*from_file, "What does harbour mean?"), reply_ids(*in_memory, "What does harbour mean?"));
+
+  const std::string down = "model.layers.0.mlp.down_proj.weight";
+  auto none_rec = [](comp::TensorInfo&) {};
+  const std::vector<std::tuple<std::string, std::string, std::function<void(comp::TensorInfo&)>,
+                               std::function<void(const std::string&, std::vector<uint8_t>&)>>>
+      cases = {
+          {"top_nan", "its top-scale bytes contain NaN or Inf", none_rec,
+           [](const std::string& s, std::vector<uint8_t>& b) {
+             if (s == "top") b = {0x00, 0x00, 0xC0, 0x7F};  // a quiet NaN, little-endian
+           }},
+          {"top_negative", "top scale is not a finite value >= 0", none_rec,
+           [](const std::string& s, std::vector<uint8_t>& b) {
+             if (s == "top") b[3] |= 0x80;
+           }},
+          {"group32", "unexpected section 'top' for qins4", [](comp::TensorInfo& t) { t.extras["group"] = "32"; },
+           [](const std::string&, std::vector<uint8_t>&) {}},
+      };
+  for (const auto& [name, expect, rec, bytes] : cases) {
+    const std::string bad = rewrite_tensor(file, down, "bad16_" + name, rec, bytes);
+    const std::string what = load_error(bad);
+    EXPECT_EQ(what.find(bad), 0u) << name << ": " << what;
+    EXPECT_NE(what.find(down), std::string::npos) << name << ": " << what;
+    EXPECT_NE(what.find(expect), std::string::npos) << name << ": " << what;
+  }
+}
+
 // Raw nibble codes point into the file mapping, as qins8 codes do; QINS_MMAP=0-style copies are not
 // needed for a 4-bit model to start.
 TEST(Qins4File, NibbleCodesAreUsedInPlaceFromTheMapping) {
@@ -220,26 +302,7 @@ TEST(Qins4File, InconsistentQins4FieldsAreCleanErrors) {
   const std::string down = "model.layers.0.mlp.down_proj.weight";
   auto with_extras = [&](const std::string& name, std::function<void(comp::TensorInfo&)> change_rec,
                          std::function<void(const std::string&, std::vector<uint8_t>&)> change_bytes) {
-    const auto out = (test::temp_root() / (name + ".qins")).string();
-    const comp::ContainerReader r = comp::ContainerReader::open(good);
-    comp::ContainerWriter w(out);
-    for (const auto& k : r.metadata_keys()) w.put_metadata(k, r.metadata(k));
-    for (const auto& t0 : r.tensors()) {
-      comp::TensorInfo t = t0;
-      std::vector<std::vector<uint8_t>> bytes;
-      std::vector<comp::SectionData> sections;
-      bytes.reserve(t.sections.size());
-      for (const auto& s : t0.sections) {
-        bytes.emplace_back(s.raw_size);
-        r.decode_section(t0, s.name, bytes.back().data(), bytes.back().size());
-        if (t.name == down) change_bytes(s.name, bytes.back());
-        sections.push_back({s.name, bytes.back().data(), bytes.back().size()});
-      }
-      if (t.name == down) change_rec(t);
-      w.add_tensor({t.name, t.shape, t.encoding, t.codebook, t.extras}, sections, comp::EncodeOptions{});
-    }
-    w.commit();
-    return out;
+    return rewrite_tensor(good, down, name, change_rec, change_bytes);
   };
   auto none_rec = [](comp::TensorInfo&) {};
   auto none_bytes = [](const std::string&, std::vector<uint8_t>&) {};
@@ -249,7 +312,7 @@ TEST(Qins4File, InconsistentQins4FieldsAreCleanErrors) {
     std::function<void(const std::string&, std::vector<uint8_t>&)> bytes;
   };
   const std::vector<Case> cases = {
-      {"group48", "qins4 group '48' is not 32 or 64", [](comp::TensorInfo& t) { t.extras["group"] = "48"; }, none_bytes},
+      {"group48", "qins4 group '48' is not 16, 32 or 64", [](comp::TensorInfo& t) { t.extras["group"] = "48"; }, none_bytes},
       {"nogroup", "qins4 needs the extra 'group'", [](comp::TensorInfo& t) { t.extras.erase("group"); }, none_bytes},
       {"group64", "section 'scales' declares 512 bytes", [](comp::TensorInfo& t) { t.extras["group"] = "64"; }, none_bytes},
       {"table", "unknown QINS-4 table 'bogus'", [](comp::TensorInfo& t) { t.codebook = "bogus"; }, none_bytes},

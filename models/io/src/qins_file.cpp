@@ -73,13 +73,21 @@ void QinsFileWriter::add_quantized(const std::string& name, const core::Quantize
 void QinsFileWriter::add_qins4(const std::string& name, const core::Quantized4Tensor& q) {
   q.validate(path_ + ": tensor '" + name + "'");
   const auto codes = q.codes.contiguous();
-  const auto scales = q.scales.contiguous();  // fp16, stored as its 2 bytes little-endian (x86, arm64)
+  // fp16 (group 32, 64: 2 bytes little-endian, x86 and arm64) or uint8 log-scale codes (group 16).
+  const auto scales = q.scales.contiguous();
   const auto lut = q.lut.contiguous();
   const std::vector<uint64_t> shape{static_cast<uint64_t>(q.out_features()), static_cast<uint64_t>(q.in_features)};
   comp::TensorRecord rec{name, shape, "qins4", core::table4_name(q.table), {{"group", std::to_string(q.group)}}};
-  w_->add_tensor(rec, {{"codes", codes.data_ptr(), static_cast<size_t>(codes.numel())},
-                       {"scales", scales.data_ptr(), static_cast<size_t>(scales.numel()) * 2},
-                       {"lut", lut.data_ptr(), static_cast<size_t>(lut.numel())}});
+  std::vector<comp::SectionData> sections{
+      {"codes", codes.data_ptr(), static_cast<size_t>(codes.numel())},
+      {"scales", scales.data_ptr(), static_cast<size_t>(scales.numel() * scales.element_size())},
+      {"lut", lut.data_ptr(), static_cast<size_t>(lut.numel())}};
+  float top = 0.f;  // group 16: the table of scales is rebuilt from its top (fp32) when loading
+  if (q.sub_scales()) {
+    top = q.sub_table.to(torch::kCPU).contiguous().data_ptr<float>()[255];
+    sections.push_back({"top", &top, sizeof(top)});
+  }
+  w_->add_tensor(rec, sections);
 }
 
 void QinsFileWriter::add_f32(const std::string& name, const torch::Tensor& t) {
@@ -125,6 +133,7 @@ struct Pending {
   const comp::TensorInfo* info = nullptr;
   core::QuantizedTensor q;    // qins8
   core::Quantized4Tensor q4;  // qins4
+  torch::Tensor q4_top;       // qins4 group 16: [1] fp32, the top of its table of scales
   torch::Tensor f;            // f32
 };
 
@@ -153,16 +162,21 @@ int64_t check_qins_tensor(const comp::TensorInfo& t, const std::string& path) {
     if (t.shape[1] == 0) throw Error(where + ": qins4 needs at least one column");
     const auto g = t.extras.find("group");
     if (g == t.extras.end()) throw Error(where + ": qins4 needs the extra 'group'");
-    if (g->second != "32" && g->second != "64")
-      throw Error(where + ": qins4 group '" + g->second + "' is not 32 or 64");
+    if (g->second != "16" && g->second != "32" && g->second != "64")
+      throw Error(where + ": qins4 group '" + g->second + "' is not 16, 32 or 64");
     try {
       core::table4_from_name(t.codebook);
     } catch (const std::invalid_argument& e) {
       throw Error(where + ": " + e.what());
     }
-    const uint64_t group = g->second == "32" ? 32 : 64;
-    const uint64_t groups = (t.shape[1] + group - 1) / group;  // shape[1] < 2^48: no overflow below
-    want = {{"codes", t.shape[0] * groups * group / 2}, {"scales", t.shape[0] * groups * 2}, {"lut", 16}};
+    const uint64_t group = std::stoull(g->second);
+    // Rows are whole groups, padded to whole 32-column blocks (16 bytes); shape[1] < 2^48: no overflow.
+    const uint64_t blocks = ((t.shape[1] + group - 1) / group * group + 31) / 32;
+    const uint64_t groups = blocks * 32 / group;
+    if (group == 16)  // 8-bit log-scale codes and the table's top
+      want = {{"codes", t.shape[0] * blocks * 16}, {"scales", t.shape[0] * groups}, {"lut", 16}, {"top", 4}};
+    else
+      want = {{"codes", t.shape[0] * blocks * 16}, {"scales", t.shape[0] * groups * 2}, {"lut", 16}};
   } else if (t.encoding == "f32") {
     want = {{"data", n * 4}};
   } else {
@@ -255,11 +269,12 @@ std::map<std::string, Pending> allocate_tensors(const comp::ContainerReader& r, 
       jobs.push_back({t.name, "lut", p.q.lut.data_ptr(), 128 * 4});
     } else if (t.encoding == "qins4") {
       // Sizes were held to the shape by check_qins_tensor above.
-      p.q4.group = t.extras.at("group") == "32" ? 32 : 64;
+      p.q4.group = std::stoi(t.extras.at("group"));
       p.q4.table = core::table4_from_name(t.codebook);
       p.q4.in_features = shape[1];
-      const int64_t groups = (shape[1] + p.q4.group - 1) / p.q4.group;
-      const std::vector<int64_t> code_shape{shape[0], groups * p.q4.group / 2};
+      const int64_t blocks = ((shape[1] + p.q4.group - 1) / p.q4.group * p.q4.group + 31) / 32;
+      const int64_t groups = blocks * 32 / p.q4.group;
+      const std::vector<int64_t> code_shape{shape[0], blocks * 16};
       if (const uint8_t* mapped = map_in_place() ? r.mapped_section(t, "codes") : nullptr) {
         // As qins8: raw nibble codes are used where they lie in the file mapping.
         p.q4.codes = torch::from_blob(const_cast<uint8_t*>(mapped), code_shape, [keep = r.mapping()](void*) {},
@@ -271,10 +286,15 @@ std::map<std::string, Pending> allocate_tensors(const comp::ContainerReader& r, 
         p.q4.codes = core::empty_large(code_shape, torch::kUInt8);
         jobs.push_back({t.name, "codes", p.q4.codes.data_ptr(), static_cast<size_t>(p.q4.codes.numel())});
       }
-      p.q4.scales = torch::empty({shape[0], groups}, torch::kHalf);
+      p.q4.scales = torch::empty({shape[0], groups}, p.q4.group == 16 ? torch::kUInt8 : torch::kHalf);
       p.q4.lut = torch::empty({16}, torch::kInt8);
-      jobs.push_back({t.name, "scales", p.q4.scales.data_ptr(), static_cast<size_t>(shape[0] * groups) * 2});
+      jobs.push_back({t.name, "scales", p.q4.scales.data_ptr(),
+                      static_cast<size_t>(p.q4.scales.numel() * p.q4.scales.element_size())});
       jobs.push_back({t.name, "lut", p.q4.lut.data_ptr(), 16});
+      if (p.q4.group == 16) {
+        p.q4_top = torch::empty({1}, torch::kFloat32);
+        jobs.push_back({t.name, "top", p.q4_top.data_ptr(), 4});
+      }
     } else if (t.encoding == "f32") {
       p.f = torch::empty(shape, torch::kFloat32);
       jobs.push_back({t.name, "data", p.f.data_ptr(), static_cast<size_t>(p.f.numel()) * 4});
@@ -315,7 +335,12 @@ Phi3Weights assemble_decoded(const Phi3Config& c, std::map<std::string, Pending>
   make.linear = [&](const TensorSpec& s) -> std::unique_ptr<LinearOp> {
     Pending& p = take(s.name);
     if (p.q4.codes.defined()) {
-      finite(p.q4.scales.to(torch::kFloat32), s.name, "its group scales");
+      if (p.q4.group == 16) {
+        finite(p.q4_top, s.name, "its top-scale bytes");
+        p.q4.sub_table = core::sub_scale_table(p.q4_top.item<float>());
+      } else {
+        finite(p.q4.scales.to(torch::kFloat32), s.name, "its group scales");
+      }
       try {
         p.q4.validate("tensor '" + s.name + "'");  // the table: 16 levels in [-127, 127]
       } catch (const std::invalid_argument& e) {

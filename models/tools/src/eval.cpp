@@ -518,7 +518,7 @@ void evaluate_qins(const std::string& model_path, const std::string& text_path, 
     if (auto* q4 = dynamic_cast<Qins4LinearOp*>(wr.linear)) q4_tensors.emplace_back(wr.spec->name, &q4->module()->quantized());
   if (!q4_tensors.empty()) {
     const core::Quantized4Tensor& q = *q4_tensors.front().second;
-    row.variant.scheme = q.group == 64 ? "qins4-g64" : q.table == core::Table4::Lloyd ? "qins4" : std::string("qins4-") + core::table4_name(q.table);
+    row.variant.scheme = q.group == 64 ? "qins4-g64" : q.group == 16 ? "qins4-g16" : q.table == core::Table4::Lloyd ? "qins4" : std::string("qins4-") + core::table4_name(q.table);
     row.variant.codebook = core::Codebook::Projective;
     row.variant.pole = 0.0;
   } else if (engine->info().codebook != "none") {
