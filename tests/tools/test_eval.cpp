@@ -339,7 +339,7 @@ TEST(Eval, FourBitSchemesSideBySide) {
   o.codebooks = "none";
   o.schemes = "4bit";
   const EvalReport r = evaluate(model_dir(), text_file(), o);
-  ASSERT_EQ(r.rows.size(), 7u);  // fp32, qins4, qins4-g64, q4_0, q4_1, q4_k, q8_0
+  ASSERT_EQ(r.rows.size(), 8u);  // fp32, qins4, qins4-g16, qins4-g64, q4_0, q4_1, q4_k, q8_0
   for (size_t i = 1; i < r.rows.size(); ++i) {
     const EvalRow& x = r.rows[i];
     EXPECT_GT(x.scores.kl, 0.0) << x.label;
@@ -350,10 +350,13 @@ TEST(Eval, FourBitSchemesSideBySide) {
         << "embedding at 8 bits: " << x.label;
   }
   const EvalRow &q4 = row(r, "QINS-4 (lloyd table, group 32)"), &q4g64 = row(r, "QINS-4 (lloyd table, group 64)");
+  const EvalRow& q4g16 = row(r, "QINS-4 (lloyd table, group 16, 8-bit log scales)");
   const EvalRow &s40 = row(r, "sim llama.cpp Q4_0"), &s41 = row(r, "sim llama.cpp Q4_1");
   const EvalRow &s4k = row(r, "sim llama.cpp Q4_K"), &s80 = row(r, "sim llama.cpp Q8_0");
   EXPECT_NEAR(q4.bits_per_weight, 4.5, 0.02);  // + 16 table bytes per tensor
   EXPECT_NEAR(q4g64.bits_per_weight, 4.25, 0.02);
+  EXPECT_NEAR(q4g16.bits_per_weight, 4.5, 0.02);  // + 16 table bytes and the 4-byte top per tensor
+  EXPECT_GT(q4g16.bits_per_weight, q4.bits_per_weight);
   EXPECT_EQ(s40.bits_per_weight, 4.5);
   EXPECT_EQ(s41.bits_per_weight, 5.0);
   EXPECT_EQ(s4k.bits_per_weight, 4.5);
@@ -364,6 +367,7 @@ TEST(Eval, FourBitSchemesSideBySide) {
   EXPECT_GT(s80.tensors[1].sqnr_db, q4.tensors[1].sqnr_db + 15.0) << s80.tensors[1].name;
   EXPECT_GT(q4.weight_sqnr_db, s40.weight_sqnr_db);
   EXPECT_GT(q4.weight_sqnr_db, q4g64.weight_sqnr_db);
+  EXPECT_GT(q4g16.weight_sqnr_db, q4.weight_sqnr_db);  // twice the scales at the same bits
   EXPECT_LT(s80.scores.kl, q4.scores.kl);
   const std::string md = eval_report_markdown(r);
   EXPECT_NE(md.find("| sim llama.cpp Q8_0 | 8.500 |"), std::string::npos) << md;
