@@ -70,6 +70,16 @@ QINS4_AVX2 void gemv_avx2(const uint8_t* codes, int64_t n_blocks, int group_bloc
   }
 }
 
+// One block's 32 int8 weights (natural order) times their scales into ob[0..31]: columns 0-15 by
+// d_lo, 16-31 by d_hi (equal for groups of 32 and 64).
+QINS4_AVX2 inline void store_block(__m256i w, __m256 d_lo, __m256 d_hi, float* ob) {
+  const __m128i w0 = _mm256_castsi256_si128(w), w1 = _mm256_extracti128_si256(w, 1);
+  _mm256_storeu_ps(ob, _mm256_mul_ps(d_lo, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(w0))));
+  _mm256_storeu_ps(ob + 8, _mm256_mul_ps(d_lo, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(w0, 8)))));
+  _mm256_storeu_ps(ob + 16, _mm256_mul_ps(d_hi, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(w1))));
+  _mm256_storeu_ps(ob + 24, _mm256_mul_ps(d_hi, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(w1, 8)))));
+}
+
 QINS4_AVX2 void expand_avx2(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
                             const uint16_t* scales, const int8_t* lut, float* out) {
   const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lut)));
@@ -79,13 +89,7 @@ QINS4_AVX2 void expand_avx2(const uint8_t* codes, int64_t n_blocks, int group_bl
     float* o = out + (r - r0) * n_blocks * 32;
     for (int64_t b = 0; b < n_blocks; ++b) {
       const __m256 d = _mm256_set1_ps(_cvtsh_ss(scales[r * n_groups + b / group_blocks]));
-      const __m256i w = lookup32(c + b * 16, tbl);
-      const __m128i w0 = _mm256_castsi256_si128(w), w1 = _mm256_extracti128_si256(w, 1);
-      float* ob = o + b * 32;
-      _mm256_storeu_ps(ob, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(w0))));
-      _mm256_storeu_ps(ob + 8, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(w0, 8)))));
-      _mm256_storeu_ps(ob + 16, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(w1))));
-      _mm256_storeu_ps(ob + 24, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(w1, 8)))));
+      store_block(lookup32(c + b * 16, tbl), d, d, o + b * 32);
     }
   }
 }
@@ -128,13 +132,7 @@ QINS4_AVX2 void expand16_avx2(const uint8_t* codes, int64_t n_blocks, int64_t r0
     for (int64_t b = 0; b < n_blocks; ++b) {
       const __m256 d0 = _mm256_set1_ps(st[s[2 * b]]);
       const __m256 d1 = _mm256_set1_ps(st[s[2 * b + 1]]);
-      const __m256i w = lookup32(c + b * 16, tbl);
-      const __m128i w0 = _mm256_castsi256_si128(w), w1 = _mm256_extracti128_si256(w, 1);
-      float* ob = o + b * 32;
-      _mm256_storeu_ps(ob, _mm256_mul_ps(d0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(w0))));
-      _mm256_storeu_ps(ob + 8, _mm256_mul_ps(d0, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(w0, 8)))));
-      _mm256_storeu_ps(ob + 16, _mm256_mul_ps(d1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(w1))));
-      _mm256_storeu_ps(ob + 24, _mm256_mul_ps(d1, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(w1, 8)))));
+      store_block(lookup32(c + b * 16, tbl), d0, d1, o + b * 32);
     }
   }
 }
