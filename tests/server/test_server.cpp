@@ -381,6 +381,35 @@ TEST_F(ServerTest, DisconnectMidStreamStopsTheWork) {
   EXPECT_EQ(post("/v1/completions", json{{"prompt", "Hi"}, {"max_tokens", 2}}).status, 200);
 }
 
+TEST_F(ServerTest, DisconnectWhileWaitingForANonStreamedReplyStopsTheWork) {
+  start();
+  const int n = kContext - 64;
+  const Reference ref = complete_alone("the cat sat on the mat", n);
+  ASSERT_EQ(ref.stats.generated_tokens, n) << "the fixture stops early; pick another prompt";
+  {
+    Connection c(port());
+    c.send_request("POST", "/v1/completions",
+                   json{{"prompt", "the cat sat on the mat"}, {"temperature", 0}, {"max_tokens", n}}.dump());
+    // Hang up once the request is generating (nothing has been written back: not streamed).
+    for (int i = 0; i < 6000 && scheduler_->counters().generated_tokens == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ASSERT_GT(scheduler_->counters().generated_tokens, 0);
+  }
+  const BatchCounters c = settled();
+  EXPECT_EQ(c.cancelled, 1);
+  EXPECT_EQ(c.completed, 0);
+  EXPECT_LT(c.generated_tokens, n);
+  for (int i = 0; i < 200 && server_->counters().disconnects == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(server_->counters().disconnects, 1);
+  // A client that is still there gets its whole reply, and the server goes on serving.
+  const HttpReply r = post("/v1/completions", json{{"prompt", "the cat sat on the mat"}, {"temperature", 0}, {"max_tokens", 8}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)["usage"]["completion_tokens"], 8);
+  EXPECT_EQ(server_->counters().disconnects, 1);
+}
+
 TEST_F(ServerTest, BadInputsGetTheirStatusAndTheServerGoesOn) {
   server::ServerOptions so;
   so.max_body_bytes = 64 * 1024;

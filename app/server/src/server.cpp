@@ -4,12 +4,18 @@
 // scheduler thread hands pieces over through an Exchange (mutex + condition variable). A stream's
 // headers go out only once the first piece (or the end) is there, so a request that fails before
 // its first token gets an ordinary HTTP error. A write that fails (the client went away) cancels
-// the request's BatchHandle, which stops it at the scheduler's next token.
+// the request's BatchHandle, which stops it at the scheduler's next token. A request that is not
+// streamed writes nothing until its end, so its connection thread watches the socket instead
+// (connection_socket / peer_closed) each time a piece arrives.
 #include "qins/server/server.h"
 
 #include <httplib.h>
+#include <netdb.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+
+#include <cerrno>
 
 #include <atomic>
 #include <chrono>
@@ -52,6 +58,43 @@ bool same_secret(const std::string& given, const std::string& key) {
   unsigned char diff = 0;
   for (size_t i = 0; i < key.size(); ++i) diff |= static_cast<unsigned char>(given[i] ^ key[i]);
   return diff == 0;
+}
+
+// The socket of the connection a request came on: cpp-httplib 0.11 (Debian 12's) gives a handler
+// no socket and no way to ask whether the client is still there, so this looks for the open
+// socket whose local port, peer port and peer address are the request's (the connection's fd
+// stays open until the handler returns). -1 when none is found among the first 4096 fds.
+int connection_socket(const httplib::Request& req) {
+  rlimit rl{};
+  int cap = 4096;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < static_cast<rlim_t>(cap))
+    cap = static_cast<int>(rl.rlim_cur);
+  auto port_of = [](const sockaddr_storage& a) -> int {
+    if (a.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in&>(a).sin_port);
+    if (a.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6&>(a).sin6_port);
+    return -1;
+  };
+  for (int fd = 0; fd < cap; ++fd) {
+    sockaddr_storage local{}, peer{};
+    socklen_t ln = sizeof local, pn = sizeof peer;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &ln) != 0 || port_of(local) != req.local_port) continue;
+    if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &pn) != 0 || port_of(peer) != req.remote_port) continue;
+    char host[NI_MAXHOST] = "";
+    if (getnameinfo(reinterpret_cast<sockaddr*>(&peer), pn, host, sizeof host, nullptr, 0, NI_NUMERICHOST) == 0 &&
+        req.remote_addr == host)
+      return fd;
+  }
+  return -1;
+}
+
+// True once the client has closed or reset the connection (a peek that reads end-of-file or
+// fails); bytes waiting (a pipelined request) or none yet mean it is still there. A client that
+// half-closes its side after sending the request counts as gone.
+bool peer_closed(int fd) {
+  char b;
+  const ssize_t n = ::recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return true;
+  return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
 }  // namespace
@@ -267,13 +310,32 @@ struct Server::Impl {
     const ResponseMeta meta = new_response_meta(endpoint, model);
 
     if (!ar.stream) {
+      // Nothing is written before the end, so a client that hangs up is noticed by watching its
+      // socket: at every piece (the next token) and every 100 ms.
+      const int sock = connection_socket(req);
+      bool gone = false;
       std::string text;
       BatchResult result;
       {
         std::unique_lock<std::mutex> lk(ex->m);
-        ex->cv.wait(lk, [&] { return ex->done; });
+        size_t seen = 0;
+        while (!ex->done) {
+          ex->cv.wait_for(lk, std::chrono::milliseconds(100), [&] { return ex->done || ex->pending.size() != seen; });
+          seen = ex->pending.size();
+          if (ex->done || gone || sock < 0) continue;
+          lk.unlock();  // the scheduler thread takes ex->m for every piece: no syscall under it
+          gone = peer_closed(sock);
+          if (gone) handle->cancel();  // the scheduler ends it at its next token and calls on_done
+          lk.lock();
+        }
         text = std::move(ex->pending);
         result = ex->result;
+      }
+      if (gone) {
+        ++n_disconnects;
+        // Nobody reads it: the status the log line shows for a request its client abandoned.
+        send_error(res, ApiError(499, "invalid_request_error", "client_closed_request", "", "client disconnected"));
+        return;
       }
       check_outcome(result);
       res.set_content(dump(full_response(meta, text, result)), "application/json");

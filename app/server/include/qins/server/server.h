@@ -29,7 +29,7 @@ struct ServerCounters {
   int64_t requests = 0;          // HTTP requests answered (any path, any status)
   int64_t completions = 0;       // completion requests answered successfully (whole response or stream)
   int64_t errors = 0;            // responses with status >= 400 and streams ended by an error
-  int64_t disconnects = 0;       // streams cancelled because the client went away
+  int64_t disconnects = 0;       // requests cancelled because the client went away (streamed or not)
 };
 
 class Server {
