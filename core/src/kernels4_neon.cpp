@@ -10,11 +10,19 @@ namespace qins::core::kernels4 {
 
 namespace {
 
+// One block's 16 code bytes -> its 32 int8 weights: w[0] the low nibbles (columns 0-15), w[1] the
+// high nibbles (16-31).
+inline void lookup32(const uint8_t* c, int8x16_t tbl, int8x16_t w[2]) {
+  const uint8x16_t v = vld1q_u8(c);
+  w[0] = vqtbl1q_s8(tbl, vandq_u8(v, vdupq_n_u8(0x0f)));
+  w[1] = vqtbl1q_s8(tbl, vshrq_n_u8(v, 4));
+}
+
 // The block's exact integer dot product as 4 int32 partial sums.
 inline int32x4_t dot32(const uint8_t* c, int8x16_t tbl, const int8_t* xq) {
-  const uint8x16_t v = vld1q_u8(c);
-  const int8x16_t w0 = vqtbl1q_s8(tbl, vandq_u8(v, vdupq_n_u8(0x0f)));  // columns 0..15
-  const int8x16_t w1 = vqtbl1q_s8(tbl, vshrq_n_u8(v, 4));               // columns 16..31
+  int8x16_t w[2];
+  lookup32(c, tbl, w);
+  const int8x16_t w0 = w[0], w1 = w[1];
   const int8x16_t x0 = vld1q_s8(xq), x1 = vld1q_s8(xq + 16);
 #if defined(__ARM_FEATURE_DOTPROD)
   return vdotq_s32(vdotq_s32(vdupq_n_s32(0), w0, x0), w1, x1);
@@ -30,9 +38,9 @@ inline int32x4_t dot32(const uint8_t* c, int8x16_t tbl, const int8_t* xq) {
 
 // Group 16: the two halves of a block (low nibbles = columns 0-15, high = 16-31) as separate sums.
 inline void dot16x2(const uint8_t* c, int8x16_t tbl, const int8_t* xq, int32x4_t* lo, int32x4_t* hi) {
-  const uint8x16_t v = vld1q_u8(c);
-  const int8x16_t w0 = vqtbl1q_s8(tbl, vandq_u8(v, vdupq_n_u8(0x0f)));
-  const int8x16_t w1 = vqtbl1q_s8(tbl, vshrq_n_u8(v, 4));
+  int8x16_t w[2];
+  lookup32(c, tbl, w);
+  const int8x16_t w0 = w[0], w1 = w[1];
   const int8x16_t x0 = vld1q_s8(xq), x1 = vld1q_s8(xq + 16);
 #if defined(__ARM_FEATURE_DOTPROD)
   *lo = vdotq_s32(vdupq_n_s32(0), w0, x0);
@@ -60,6 +68,15 @@ void gemv16_neon(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1,
   }
 }
 
+// 16 int8 weights times their scale d into ob[0..15] (fp32), for the expand paths.
+inline void store16(int8x16_t w, float d, float* ob) {
+  const int16x8_t lo = vmovl_s8(vget_low_s8(w)), hi = vmovl_high_s8(w);
+  vst1q_f32(ob, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))), d));
+  vst1q_f32(ob + 4, vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(lo)), d));
+  vst1q_f32(ob + 8, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))), d));
+  vst1q_f32(ob + 12, vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(hi)), d));
+}
+
 void expand16_neon(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint8_t* sub,
                    const float* st, const int8_t* lut, float* out) {
   const int8x16_t tbl = vld1q_s8(lut);
@@ -67,16 +84,11 @@ void expand16_neon(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r
     const uint8_t* c = codes + r * n_blocks * 16;
     float* o = out + (r - r0) * n_blocks * 32;
     for (int64_t b = 0; b < n_blocks; ++b) {
-      const uint8x16_t v = vld1q_u8(c + b * 16);
-      const int8x16_t w[2] = {vqtbl1q_s8(tbl, vandq_u8(v, vdupq_n_u8(0x0f))), vqtbl1q_s8(tbl, vshrq_n_u8(v, 4))};
+      int8x16_t w[2];
+      lookup32(c + b * 16, tbl, w);
       for (int h = 0; h < 2; ++h) {
         const float d = st[sub[r * n_blocks * 2 + 2 * b + h]];
-        const int16x8_t lo = vmovl_s8(vget_low_s8(w[h])), hi = vmovl_high_s8(w[h]);
-        float* ob = o + b * 32 + h * 16;
-        vst1q_f32(ob, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))), d));
-        vst1q_f32(ob + 4, vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(lo)), d));
-        vst1q_f32(ob + 8, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))), d));
-        vst1q_f32(ob + 12, vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(hi)), d));
+        store16(w[h], d, o + b * 32 + h * 16);
       }
     }
   }
@@ -114,15 +126,10 @@ void expand_neon(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64
     float* o = out + (r - r0) * n_blocks * 32;
     for (int64_t b = 0; b < n_blocks; ++b) {
       const float d = half_to_float(scales[r * n_groups + b / group_blocks]);
-      const uint8x16_t v = vld1q_u8(c + b * 16);
-      const int8x16_t w[2] = {vqtbl1q_s8(tbl, vandq_u8(v, vdupq_n_u8(0x0f))), vqtbl1q_s8(tbl, vshrq_n_u8(v, 4))};
+      int8x16_t w[2];
+      lookup32(c + b * 16, tbl, w);
       for (int h = 0; h < 2; ++h) {
-        const int16x8_t lo = vmovl_s8(vget_low_s8(w[h])), hi = vmovl_high_s8(w[h]);
-        float* ob = o + b * 32 + h * 16;
-        vst1q_f32(ob, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))), d));
-        vst1q_f32(ob + 4, vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(lo)), d));
-        vst1q_f32(ob + 8, vmulq_n_f32(vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))), d));
-        vst1q_f32(ob + 12, vmulq_n_f32(vcvtq_f32_s32(vmovl_high_s16(hi)), d));
+        store16(w[h], d, o + b * 32 + h * 16);
       }
     }
   }
