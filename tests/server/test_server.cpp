@@ -198,6 +198,7 @@ TEST_F(ServerTest, ChatNonStreamingFieldByField) {
   EXPECT_EQ(j["usage"]["prompt_tokens"], ref.stats.prompt_tokens);
   EXPECT_EQ(j["usage"]["completion_tokens"], ref.stats.generated_tokens);
   EXPECT_EQ(j["usage"]["total_tokens"], ref.stats.prompt_tokens + ref.stats.generated_tokens);
+  EXPECT_EQ(j["usage"]["prompt_tokens_details"]["cached_tokens"], 0);  // a fresh server: nothing cached
   // One log line per request, naming method, path and status.
   const auto lines = log_lines();
   ASSERT_EQ(lines.size(), 1u);
@@ -353,6 +354,27 @@ TEST_F(ServerTest, FourConcurrentGreedyRequestsMatchAlone) {
   const BatchCounters c = settled();
   EXPECT_EQ(c.completed, 4);
   EXPECT_GT(c.decode_steps, 0);
+}
+
+TEST_F(ServerTest, ASecondTurnReportsThePromptTokensItsSlotHadCached) {
+  SchedulerOptions sc;
+  sc.parallel = 1;  // one slot: the second turn finds the first one's tokens there
+  start({}, sc);
+  json first = chat_body("Tell me about rivers.", 6);
+  const HttpReply r1 = post("/v1/chat/completions", first);
+  ASSERT_EQ(r1.status, 200) << r1.body;
+  const json j1 = json::parse(r1.body);
+  EXPECT_EQ(j1["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+  json second = first;
+  second["messages"].push_back({{"role", "assistant"}, {"content", j1["choices"][0]["message"]["content"]}});
+  second["messages"].push_back({{"role", "user"}, {"content", "And stones?"}});
+  const HttpReply r2 = post("/v1/chat/completions", second);
+  ASSERT_EQ(r2.status, 200) << r2.body;
+  const json u = json::parse(r2.body)["usage"];
+  const int cached = u["prompt_tokens_details"]["cached_tokens"];
+  // The whole first prompt at least is reused; the new turn is prefilled.
+  EXPECT_GE(cached, j1["usage"]["prompt_tokens"].get<int>());
+  EXPECT_LT(cached, u["prompt_tokens"].get<int>());
 }
 
 TEST_F(ServerTest, DisconnectMidStreamStopsTheWork) {

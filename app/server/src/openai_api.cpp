@@ -1,5 +1,7 @@
 #include "openai_api.h"
 
+#include <algorithm>
+
 #include <chrono>
 #include <cmath>
 #include <random>
@@ -295,9 +297,13 @@ ResponseMeta new_response_meta(Endpoint endpoint, const std::string& model) {
 std::string finish_reason_of(const BatchResult& result) { return result.finish_reason == "length" ? "length" : "stop"; }
 
 json usage_of(const GenerationStats& s) {
+  // cached_tokens (OpenAI's field): the prompt tokens the request's slot already held from its
+  // previous request (the scheduler's prefix reuse), i.e. not prefilled again.
+  const int cached = std::max(0, s.prompt_tokens - s.prefilled_tokens);
   return json{{"prompt_tokens", s.prompt_tokens},
               {"completion_tokens", s.generated_tokens},
-              {"total_tokens", s.prompt_tokens + s.generated_tokens}};
+              {"total_tokens", s.prompt_tokens + s.generated_tokens},
+              {"prompt_tokens_details", {{"cached_tokens", cached}}}};
 }
 
 json full_response(const ResponseMeta& meta, const std::string& text, const BatchResult& result) {
