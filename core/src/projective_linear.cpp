@@ -10,6 +10,7 @@
 
 #include "qins/core/projective_linear.h"
 
+#include "qins/core/blas_threads.h"
 #include "qins/core/device_expand.h"
 #include "qins_kernels.h"
 
@@ -200,14 +201,31 @@ void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float
     return;
   }
 
-  // Prefill: Y[:, tile] = Xp @ Wtile^T, one tile of rows at a time: expand the tile (kernel order,
-  // scale applied) into one buffer, then one GEMM uses the BLAS's own threads.
-  // (Tiles in parallel, each with its own GEMM, oversubscribes a pthread BLAS and measured slower.)
+  // Prefill: Y[:, tile] = Xp @ Wtile^T, tile by tile: expand the tile (kernel order, scale
+  // applied) into a buffer, then one GEMM.
   const int64_t rt = std::min(out, tile_rows(in));
-  if (buf.size() < static_cast<size_t>(rt * in)) buf.resize(static_cast<size_t>(rt * in));
-  float* bufp = buf.data();
   torch::Tensor xt = torch::from_blob(xp.data(), {n_rows, in}, torch::kFloat32);  // [n, in] fp32
   torch::Tensor yt = torch::from_blob(y, {n_rows, out}, torch::kFloat32);         // [n, out] fp32
+  if (blas_single_threaded() && at::get_num_threads() > 1) {
+    // The BLAS runs on one thread (the engine's policy for QINS graphs, blas_threads.h): each of
+    // our threads expands its own tiles and multiplies them on its own, so the expansion runs on
+    // every core and no thread spins waiting for another's half of the work.
+    at::parallel_for(0, (out + rt - 1) / rt, 1, [&](int64_t tb, int64_t te) {
+      thread_local std::vector<float> tile;  // this worker's own [rt, in] buffer
+      if (tile.size() < static_cast<size_t>(rt * in)) tile.resize(static_cast<size_t>(rt * in));
+      for (int64_t ti = tb; ti < te; ++ti) {
+        const int64_t r0 = ti * rt, r1 = std::min(out, r0 + rt);
+        k.expand(codes, in, r0, r1, scales, t, tile.data());
+        const torch::Tensor w = torch::from_blob(tile.data(), {r1 - r0, in}, torch::kFloat32);  // [rows, in]
+        torch::Tensor dst = yt.narrow(1, r0, r1 - r0);
+        at::mm_out(dst, xt, w.t());
+      }
+    });
+    return;
+  }
+  // BLAS with its own threads: one tile at a time, expanded on this thread, one GEMM on all.
+  if (buf.size() < static_cast<size_t>(rt * in)) buf.resize(static_cast<size_t>(rt * in));
+  float* bufp = buf.data();
   for (int64_t r0 = 0; r0 < out; r0 += rt) {
     const int64_t r1 = std::min(out, r0 + rt);
     // Expanded on this thread: an OpenMP region here would leave its worker spinning while the

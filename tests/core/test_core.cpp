@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "qins/core/blas_threads.h"
 #include "qins/core/projective_linear.h"
 #include "qins/core/qins.h"
 
@@ -310,6 +311,33 @@ TEST(Kernels, LargeShapeEveryPath) {
       const torch::Tensor want = qc::kernel_uses_bf16() ? reference_for_active_path(layer, x) : ref;
       EXPECT_LE(worst_ratio(layer->forward(x), want, mag), kMaxRelError) << isa << " n=" << n;
     }
+  }
+}
+
+// Prefill with a one-thread BLAS (the engine's policy for QINS graphs): the tiles of rows are
+// expanded and multiplied in parallel, one GEMM per thread. Same result as one tile at a time with
+// the BLAS's own threads, and the reference within the kernels' bound, on every path.
+TEST(ProjectiveLinear, PrefillTilesInParallelWithAOneThreadBlas) {
+  KernelGuard kg;
+  if (at::get_num_threads() < 2) GTEST_SKIP() << "one thread: no parallel tiles";
+  const qc::QuantizedTensor q = random_quantized(1500, 3000, qc::Codebook::Projective, 77);  // several tiles
+  qc::ProjectiveLinear layer(q);
+  const torch::Tensor w = layer->dequantize();
+  const torch::Tensor x = torch::randn({9, 3000});
+  const torch::Tensor mag = magnitude(w, x);
+  for (const std::string& isa : qc::available_kernel_isas()) {
+    if (isa == "scalar") continue;  // slow; the scalar expand is covered above
+    qc::set_kernel_isa(isa);
+    if (qc::kernel_uses_bf16()) continue;  // bf16 kernels have their own GEMM, not these tiles
+    qc::set_blas_threads(at::get_num_threads());
+    const torch::Tensor serial = layer->forward(x);
+    qc::set_blas_threads(1);
+    const bool one = qc::blas_single_threaded();
+    const torch::Tensor parallel = layer->forward(x);
+    qc::set_blas_threads(at::get_num_threads());
+    if (!one) GTEST_SKIP() << "the BLAS is not OpenBLAS: its thread count cannot be set";
+    EXPECT_LE(worst_ratio(parallel, serial, mag), 1e-6) << isa;
+    EXPECT_LE(worst_ratio(parallel, torch::linear(x, w), mag), kMaxRelError) << isa;
   }
 }
 

@@ -9,6 +9,7 @@
 #include <tuple>
 #include <vector>
 
+#include "qins/core/blas_threads.h"
 #include "qins/core/qins4.h"
 #include "qins4_kernels.h"
 
@@ -256,6 +257,34 @@ TEST(Qins4Kernels, EveryPathPrefillMatchesReference) {
       torch::Tensor y = torch::empty({6, out});
       qins4_matmul(q, x.data_ptr<float>(), 6, y.data_ptr<float>());
       EXPECT_LT(rel_err(y, ref), 1e-5) << isa << " " << out << "x" << in << " group " << group;
+    }
+  }
+}
+
+// Prefill with a one-thread BLAS (the engine's policy for QINS graphs): tiles expanded and
+// multiplied in parallel give what one tile at a time with the BLAS's threads gives.
+TEST(Qins4Kernels, PrefillTilesInParallelWithAOneThreadBlas) {
+  Kernel4Guard guard;
+  if (at::get_num_threads() < 2) GTEST_SKIP() << "one thread: no parallel tiles";
+  for (const int group : {16, 32}) {
+    Quantize4Options o;
+    o.group = group;
+    const Quantized4Tensor q = quantize4(heavy_tailed(300, 200, 11), o);  // 3 tiles of 128 rows
+    torch::manual_seed(12);
+    const torch::Tensor x = torch::randn({7, 200});
+    const torch::Tensor ref = torch::mm(x, dequantize4(q).t());
+    for (const std::string& isa : available_kernel4_isas()) {
+      set_kernel4_isa(isa);
+      torch::Tensor serial = torch::empty({7, 300}), parallel = torch::empty({7, 300});
+      set_blas_threads(at::get_num_threads());
+      qins4_matmul(q, x.data_ptr<float>(), 7, serial.data_ptr<float>());
+      set_blas_threads(1);
+      const bool one = blas_single_threaded();
+      qins4_matmul(q, x.data_ptr<float>(), 7, parallel.data_ptr<float>());
+      set_blas_threads(at::get_num_threads());
+      if (!one) GTEST_SKIP() << "the BLAS is not OpenBLAS: its thread count cannot be set";
+      EXPECT_LT(rel_err(parallel, serial), 1e-6) << isa << " group " << group;
+      EXPECT_LT(rel_err(parallel, ref), 1e-5) << isa << " group " << group;
     }
   }
 }

@@ -58,7 +58,7 @@ void configure_threads(int threads) {
 }
 
 void apply_thread_policy(const Phi3Weights& w) {
-  const bool own_gemm = !w.layers.empty() && w.layers[0].qkv->uses_qins_kernels() && core::kernel_uses_bf16();
+  const bool own_gemm = !w.layers.empty() && w.layers[0].qkv->uses_qins_kernels();
   core::set_blas_threads(own_gemm ? 1 : at::get_num_threads());
 }
 
