@@ -28,7 +28,9 @@ constexpr qint64 phi3MiniBytes(bool qins4) {
 // 3,825,704,288 bytes (docs/qins.md).
 constexpr qint64 kPhi3MiniConverted = phi3MiniBytes(false);
 // 2,236,491,776 bytes: 4.5 bits per weight for the 3.62 G projection weights, 8 bits for the 197 M
-// of the embedding and lm_head.
+// of the embedding and lm_head. The synthetic file of these shapes (`qins synth --like phi-3.5-mini
+// --codebook qins4 --absmax-scales`, group 16) holds exactly these raw bytes (`qins inspect --json`)
+// in 2,135,203,776 bytes of file: its random weights' scale codes entropy-code well (docs/app.md).
 constexpr qint64 kPhi3MiniConverted4 = phi3MiniBytes(true);
 static_assert(kPhi3MiniConverted == 3'826'064'896LL && kPhi3MiniConverted4 == 2'236'491'776LL,
               "the sizes quoted in the comments above");
