@@ -12,16 +12,23 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <sstream>
 
+#include "model_catalog.h"
 #include "model_downloads.h"
 #include "model_library.h"
 #include "model_manager.h"
 #include "model_profile.h"
 #include "test_support.h"
 
+#include "qins/runtime/engine.h"
+#include "qins/tools/inspect.h"
+
 #ifdef QINS_HAVE_FAKE_HUB
+#include <nlohmann/json.hpp>
+
 #include "fake_hub.h"
 #endif
 
@@ -62,7 +69,7 @@ TEST(ModelsPage, CatalogListsThePhi3FamilyWithSizesLicenceAndState) {
   }
   const QString sizes = d.data(d.index(0), ModelDownloads::SizesTextRole).toString();
   EXPECT_TRUE(sizes.contains(QStringLiteral("7.64 GB download"))) << sizes.toStdString();
-  EXPECT_TRUE(sizes.contains(QStringLiteral("3.82 GB after conversion"))) << sizes.toStdString();
+  EXPECT_TRUE(sizes.contains(QStringLiteral("3.83 GB after conversion to 8-bit QINS"))) << sizes.toStdString();
 
   // Any repo id can be added; a malformed one is refused with a reason.
   EXPECT_EQ(d.addRepo(QStringLiteral("not a repo")), -1);
@@ -72,6 +79,45 @@ TEST(ModelsPage, CatalogListsThePhi3FamilyWithSizesLicenceAndState) {
   EXPECT_TRUE(d.addError().isEmpty());
   EXPECT_EQ(d.highlightedRow(), row);
   EXPECT_EQ(d.addRepo(QStringLiteral("someone/some-model")), row);  // no duplicate
+}
+
+TEST(ModelsPage, EachModelOffersEightAndFourBitWithTheirSizesAndRemembersTheChoice) {
+  const QString cache = makeTempDir(QStringLiteral("cache-precision"));
+  const QString modelsDir = makeTempDir(QStringLiteral("models-precision"));
+  const QString repo = QStringLiteral("microsoft/Phi-3-mini-4k-instruct");
+  {
+    ModelDownloads d;
+    d.setCacheDir(cache);
+    d.setModelsDir(modelsDir);
+    for (int i = 0; i < 3; ++i) ASSERT_TRUE(d.setPrecision(d.data(d.index(i), ModelDownloads::RepoRole).toString(), ModelDownloads::Bits8));
+    const int row = d.rowOf(repo);
+    ASSERT_GE(row, 0);
+    const QModelIndex ix = d.index(row);
+    // 8-bit is the default; both options carry their size after conversion (Phi-3-mini shapes).
+    EXPECT_EQ(d.data(ix, ModelDownloads::PrecisionRole).toInt(), ModelDownloads::Bits8);
+    const QStringList options = d.data(ix, ModelDownloads::PrecisionOptionsRole).toStringList();
+    ASSERT_EQ(options.size(), 2);
+    EXPECT_TRUE(options[0].startsWith(QStringLiteral("8-bit QINS · about 3.83 GB"))) << options[0].toStdString();
+    EXPECT_TRUE(options[1].startsWith(QStringLiteral("4-bit QINS-4 · about 2.24 GB"))) << options[1].toStdString();
+    EXPECT_FALSE(options[0].contains(QStringLiteral("converted")));
+    QString sizes = d.data(ix, ModelDownloads::SizesTextRole).toString();
+    EXPECT_EQ(sizes, QStringLiteral("7.64 GB download · about 3.83 GB after conversion to 8-bit QINS"));
+
+    QSignalSpy changed(&d, &QAbstractItemModel::dataChanged);
+    EXPECT_TRUE(d.setPrecision(repo, ModelDownloads::Bits4));
+    EXPECT_GE(changed.count(), 1);
+    EXPECT_EQ(d.precisionOf(repo), ModelDownloads::Bits4);
+    sizes = d.data(ix, ModelDownloads::SizesTextRole).toString();
+    EXPECT_EQ(sizes, QStringLiteral("7.64 GB download · about 2.24 GB after conversion to 4-bit QINS-4"));
+    EXPECT_EQ(d.data(ix, ModelDownloads::StateRole).toInt(), ModelDownloads::NotDownloaded);
+    EXPECT_FALSE(d.setPrecision(repo, 2));
+    EXPECT_FALSE(d.setPrecision(QStringLiteral("nobody/nothing"), ModelDownloads::Bits4));
+  }
+  // Remembered per model: a new list (the app restarted) has 4 bits for that model only.
+  ModelDownloads again;
+  EXPECT_EQ(again.precisionOf(repo), ModelDownloads::Bits4);
+  EXPECT_EQ(again.precisionOf(QStringLiteral("microsoft/Phi-3.5-mini-instruct")), ModelDownloads::Bits8);
+  EXPECT_TRUE(again.setPrecision(repo, ModelDownloads::Bits8));  // as the other tests expect it
 }
 
 TEST(ModelsPage, ProfileDescribesAFolderByItsOwnFileAndOffersPhi35) {
@@ -294,6 +340,113 @@ TEST(ModelsPage, NetworkDownAndFullDiskGiveClearMessagesAndKeepWhatWasThere) {
   e = s.downloads->errorOf(kRepo);
   EXPECT_TRUE(e.contains(QStringLiteral("Not enough disk space"))) << e.toStdString();
   EXPECT_NE(s.downloads->stateOf(kRepo), ModelDownloads::Converted);
+}
+
+TEST(ModelsPage, SizeFormulaMatchesWhatTheWriterStoresForEachTensor) {
+  // The Phi-3-mini figures the page shows (model_catalog.cpp)...
+  EXPECT_EQ(phi3MiniQinsBytes(false), 3'826'064'896LL);
+  EXPECT_EQ(phi3MiniQinsBytes(true), 2'236'491'776LL);
+  // ...come from qinsTensorBytes, held here to the sections of real files the converter wrote from
+  // the fixture model: every qins8 and qins4 tensor, at both precisions.
+  for (const char* codebook : {"projective", "qins4"}) {
+    const QString file = QDir(makeTempDir(QStringLiteral("sizes"))).filePath(QStringLiteral("m-%1.qins").arg(QLatin1String(codebook)));
+    qins::convert_model(fixtureModelDir().toStdString(), file.toStdString(), codebook);
+    const qins::ModelReport report = qins::inspect_model(file.toStdString(), false);
+    const auto j = nlohmann::json::parse(report.json);
+    int matrices = 0, four = 0;
+    for (const auto& t : j["tensors"]) {
+      const std::string enc = t["encoding"];
+      if (enc != "qins8" && enc != "qins4") continue;
+      ASSERT_EQ(t["shape"].size(), 2u) << t.dump();
+      EXPECT_EQ(t["raw_bytes"].get<qint64>(), qinsTensorBytes(t["shape"][0], t["shape"][1], enc == "qins4")) << t.dump();
+      ++matrices;
+      four += enc == "qins4";
+    }
+    EXPECT_GT(matrices, 4) << codebook;
+    if (std::string(codebook) == "qins4") EXPECT_GT(four, 0);
+    else EXPECT_EQ(four, 0);
+  }
+}
+
+// The projections' encodings in a converted file, read back through `qins inspect`'s report:
+// {tensor name: code} ("qins4-g16", "projective", ...).
+std::map<std::string, std::string> tensorCodes(const QString& file) {
+  const qins::ModelReport report = qins::inspect_model(file.toStdString(), true);
+  EXPECT_TRUE(report.ok) << report.text;
+  std::map<std::string, std::string> codes;
+  const auto j = nlohmann::json::parse(report.json);
+  for (const auto& t : j["tensors"]) codes[t["name"].get<std::string>()] = t["code"].get<std::string>();
+  return codes;
+}
+
+TEST(ModelsPage, ConvertsAtFourBitsKeepsBothPrecisionsAndLoadsTheChosenOne) {
+  qins_test::FakeHub hub(kRepo.toStdString(), fixtureRepo());
+  PageRig s(hub);
+  ModelDownloads& d = *s.downloads;
+  const int row = d.rowOf(kRepo);
+  ASSERT_TRUE(d.setPrecision(kRepo, ModelDownloads::Bits4));
+  QSignalSpy converted(&d, &ModelDownloads::converted);
+  ASSERT_TRUE(d.download(kRepo));
+  EXPECT_FALSE(d.setPrecision(kRepo, ModelDownloads::Bits8));  // not while its job runs
+  ASSERT_TRUE(s.waitIdle());
+  ASSERT_EQ(d.stateOf(kRepo), ModelDownloads::Converted) << d.errorOf(kRepo).toStdString();
+  ASSERT_EQ(converted.count(), 1);
+  const QString q4 = converted.at(0).at(1).toString();
+  EXPECT_EQ(q4, QDir(s.models).filePath(QStringLiteral("Phi-3.5-mini-instruct-qins4.qins")));
+  EXPECT_EQ(d.qinsPathOf(kRepo, ModelDownloads::Bits4), q4);
+  EXPECT_TRUE(d.qinsPathOf(kRepo, ModelDownloads::Bits8).isEmpty());
+  EXPECT_EQ(d.data(d.index(row), ModelDownloads::QinsPathRole).toString(), q4);
+  // The file: the layer projections are QINS-4 (group 16), the embedding and lm_head 8-bit.
+  int projections = 0;
+  for (const auto& [name, code] : tensorCodes(q4)) {
+    if (name.find("_proj.") != std::string::npos) {
+      EXPECT_EQ(code, "qins4-g16") << name;
+      ++projections;
+    } else if (name.find("embed_tokens") != std::string::npos || name.find("lm_head") != std::string::npos) {
+      EXPECT_EQ(code, "projective") << name;
+    }
+  }
+  EXPECT_GT(projections, 0);
+  EXPECT_EQ(s.library->data(s.library->index(s.library->rowOfPath(q4)), ModelLibrary::CodebookRole).toString(),
+            QStringLiteral("qins4"));
+  QStringList options = d.data(d.index(row), ModelDownloads::PrecisionOptionsRole).toStringList();
+  EXPECT_FALSE(options[0].contains(QStringLiteral("converted")));
+  EXPECT_TRUE(options[1].endsWith(QStringLiteral(" · converted"))) << options[1].toStdString();
+
+  // Switching to 8 bits: the download is there, not this conversion; Convert makes the second file
+  // without downloading the weights again.
+  const size_t weightGets = hub.data_gets("model.safetensors").size();
+  ASSERT_TRUE(d.setPrecision(kRepo, ModelDownloads::Bits8));
+  EXPECT_EQ(d.stateOf(kRepo), ModelDownloads::Downloaded);
+  EXPECT_TRUE(d.data(d.index(row), ModelDownloads::QinsPathRole).toString().isEmpty());
+  ASSERT_TRUE(d.download(kRepo));
+  ASSERT_TRUE(s.waitIdle());
+  ASSERT_EQ(d.stateOf(kRepo), ModelDownloads::Converted) << d.errorOf(kRepo).toStdString();
+  EXPECT_EQ(hub.data_gets("model.safetensors").size(), weightGets);
+  const QString q8 = d.qinsPathOf(kRepo, ModelDownloads::Bits8);
+  EXPECT_EQ(q8, QDir(s.models).filePath(QStringLiteral("Phi-3.5-mini-instruct-projective.qins")));
+  EXPECT_EQ(tensorCodes(q8).at("model.layers.0.mlp.down_proj.weight"), "projective");
+  EXPECT_TRUE(QFileInfo(q4).isFile());
+
+  // After a restart both files show as converted, the choice (8 bits) is remembered, and choosing
+  // 4 bits again makes Load use the QINS-4 file, which loads.
+  s.restart(hub);
+  ModelDownloads& d2 = *s.downloads;
+  EXPECT_EQ(d2.precisionOf(kRepo), ModelDownloads::Bits8);
+  EXPECT_EQ(d2.data(d2.index(row), ModelDownloads::QinsPathRole).toString(), q8);
+  options = d2.data(d2.index(row), ModelDownloads::PrecisionOptionsRole).toStringList();
+  EXPECT_TRUE(options[0].endsWith(QStringLiteral(" · converted"))) << options[0].toStdString();
+  EXPECT_TRUE(options[1].endsWith(QStringLiteral(" · converted"))) << options[1].toStdString();
+  ASSERT_TRUE(d2.setPrecision(kRepo, ModelDownloads::Bits4));
+  EXPECT_EQ(d2.stateOf(kRepo), ModelDownloads::Converted);
+  EXPECT_EQ(d2.data(d2.index(row), ModelDownloads::QinsPathRole).toString(), q4);
+  EXPECT_TRUE(d2.data(d2.index(row), ModelDownloads::StateTextRole).toString().contains(QStringLiteral("4-bit QINS-4")));
+  ModelManager models;
+  models.load(d2.data(d2.index(row), ModelDownloads::QinsPathRole).toString());
+  ASSERT_TRUE(QTest::qWaitFor([&] { return !models.loading(); }, 120000));
+  ASSERT_TRUE(models.ready()) << models.message().toStdString();
+  EXPECT_EQ(models.modelPath(), q4);
+  EXPECT_TRUE(d2.setPrecision(kRepo, ModelDownloads::Bits8));  // as the other tests expect it
 }
 
 #endif  // QINS_HAVE_FAKE_HUB

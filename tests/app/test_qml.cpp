@@ -7,6 +7,7 @@
 #include <QQmlApplicationEngine>
 #include <QQmlComponent>
 #include <QQmlEngine>
+#include <QQuickItem>
 #include <QQuickStyle>
 #include <QQuickWindow>
 #include <QSemaphore>
@@ -35,6 +36,21 @@ void prepareEngine(QQmlEngine& engine) { engine.addImportPath(QStringLiteral("qr
 template <typename T>
 T* rootObject(QObject* root, const char* property) {
   return qvariant_cast<T*>(root->property(property));
+}
+
+// The item called `name` under `item` (a delegate's control: Repeater delegates are reached through
+// the visual tree).
+QQuickItem* findItem(QQuickItem* item, const QString& name) {
+  if (item->objectName() == name) return item;
+  for (QQuickItem* child : item->childItems())
+    if (QQuickItem* found = findItem(child, name)) return found;
+  return nullptr;
+}
+
+// A real mouse click in the middle of `item`.
+void clickItem(QQuickWindow* window, QQuickItem* item) {
+  const QPointF centre = item->mapToScene(QPointF(item->width() / 2, item->height() / 2));
+  QTest::mouseClick(window, Qt::LeftButton, Qt::NoModifier, centre.toPoint());
 }
 
 // QTest::keyClicks has no QWindow overload: one key click per (ASCII) character.
@@ -186,5 +202,72 @@ TEST(Qml, KeyboardEnterSendsShiftEnterBreaksEscStopsCtrlNStartsOver) {
     EXPECT_EQ(window->property("sidePanel").toString(), QStringLiteral("sampling"));
   }
   qunsetenv("QINS_MODEL");
+  EXPECT_TRUE(warnings.messages().isEmpty()) << warnings.joined().toStdString();
+}
+
+TEST(Qml, ModelsPageFourBitOptionChangesTheSizes) {
+  WarningCollector warnings;
+  {
+    QQmlApplicationEngine engine;
+    prepareEngine(engine);
+    // The page alone, with the real C++ types (the default folders: the test's, see test_main.cpp).
+    engine.loadData(R"(
+import QtQuick
+import QtQuick.Controls
+import QinsChat
+ApplicationWindow {
+    id: win
+    width: 1100
+    height: 900
+    visible: true
+    property ModelManager models: ModelManager {}
+    property ModelLibrary library: ModelLibrary {}
+    property ModelDownloads downloads: ModelDownloads { library: win.library }
+    ModelsPage {
+        anchors.fill: parent
+        downloads: win.downloads
+        library: win.library
+        models: win.models
+    }
+}
+)");
+    ASSERT_EQ(engine.rootObjects().size(), 1) << warnings.joined().toStdString();
+    auto* window = qobject_cast<QQuickWindow*>(engine.rootObjects().first());
+    ASSERT_NE(window, nullptr);
+    ASSERT_TRUE(QTest::qWaitForWindowExposed(window));
+    auto* downloads = rootObject<ModelDownloads>(window, "downloads");
+    ASSERT_NE(downloads, nullptr);
+    const QString repo = downloads->data(downloads->index(0), ModelDownloads::RepoRole).toString();
+    ASSERT_TRUE(downloads->setPrecision(repo, ModelDownloads::Bits8));
+    QTest::qWait(50);
+
+    QQuickItem* sizes = findItem(window->contentItem(), QStringLiteral("sizes-0"));
+    QQuickItem* bits4 = findItem(window->contentItem(), QStringLiteral("precision4-0"));
+    QQuickItem* bits8 = findItem(window->contentItem(), QStringLiteral("precision8-0"));
+    ASSERT_NE(sizes, nullptr);
+    ASSERT_NE(bits4, nullptr);
+    ASSERT_NE(bits8, nullptr);
+    EXPECT_TRUE(bits8->property("checked").toBool());
+    EXPECT_FALSE(bits4->property("checked").toBool());
+    EXPECT_TRUE(bits4->property("text").toString().startsWith(QStringLiteral("4-bit QINS-4 · about 2.24 GB")))
+        << bits4->property("text").toString().toStdString();
+    const QString before = sizes->property("text").toString();
+    EXPECT_TRUE(before.contains(QStringLiteral("about 3.83 GB after conversion to 8-bit QINS"))) << before.toStdString();
+
+    clickItem(window, bits4);
+    ASSERT_TRUE(QTest::qWaitFor([&] { return sizes->property("text").toString() != before; }, 5000));
+    const QString after = sizes->property("text").toString();
+    EXPECT_TRUE(after.contains(QStringLiteral("about 2.24 GB after conversion to 4-bit QINS-4"))) << after.toStdString();
+    EXPECT_TRUE(after.startsWith(QStringLiteral("7.64 GB download"))) << after.toStdString();
+    EXPECT_EQ(downloads->precisionOf(repo), ModelDownloads::Bits4);
+    EXPECT_TRUE(bits4->property("checked").toBool());
+    EXPECT_FALSE(bits8->property("checked").toBool());
+
+    // And back: the binding still follows the model.
+    clickItem(window, bits8);
+    ASSERT_TRUE(QTest::qWaitFor([&] { return sizes->property("text").toString() == before; }, 5000));
+    EXPECT_EQ(downloads->precisionOf(repo), ModelDownloads::Bits8);
+    EXPECT_FALSE(bits4->property("checked").toBool());
+  }
   EXPECT_TRUE(warnings.messages().isEmpty()) << warnings.joined().toStdString();
 }

@@ -57,7 +57,8 @@ Rectangle {
             }
             Muted {
                 text: qsTr("Downloads come from the Hugging Face Hub (%1) into its cache (%2), are checked against the Hub's hashes, "
-                           + "then converted to 8-bit QINS codes in %3. A paused download resumes where it stopped, also after a restart.")
+                           + "then converted to QINS codes in %3: 8-bit (best quality) or 4-bit QINS-4 (smaller, faster decode), as you choose for each model. "
+                           + "A paused download resumes where it stopped, also after a restart.")
                       .arg(root.downloads.hubEndpoint).arg(root.downloads.cacheDir).arg(root.downloads.modelsDir)
             }
 
@@ -80,6 +81,8 @@ Rectangle {
                     required property string progressText
                     required property string errorMessage
                     required property string qinsPath
+                    required property int precision
+                    required property var precisionOptions
                     readonly property bool active: card.downloadState === ModelDownloads.Downloading
                                                    || card.downloadState === ModelDownloads.Converting
 
@@ -150,10 +153,39 @@ Rectangle {
                             visible: text.length > 0
                         }
                         Label {
+                            objectName: "sizes-" + card.index
                             Layout.fillWidth: true
                             text: card.sizesText
                             wrapMode: Text.Wrap
                             color: Theme.text
+                        }
+                        // The precision to convert to (and the converted file Load uses).
+                        Flow {
+                            Layout.fillWidth: true
+                            spacing: 14
+                            Label {
+                                height: bits8.height
+                                verticalAlignment: Text.AlignVCenter
+                                text: qsTr("Convert to:")
+                                color: Theme.mutedText
+                            }
+                            RadioButton {
+                                id: bits8
+                                objectName: "precision8-" + card.index
+                                enabled: !card.active
+                                checked: card.precision === ModelDownloads.Bits8
+                                text: card.precisionOptions[ModelDownloads.Bits8]
+                                Accessible.name: qsTr("Convert %1 to %2").arg(card.title).arg(text)
+                                onClicked: root.downloads.setPrecision(card.repo, ModelDownloads.Bits8)
+                            }
+                            RadioButton {
+                                objectName: "precision4-" + card.index
+                                enabled: !card.active
+                                checked: card.precision === ModelDownloads.Bits4
+                                text: card.precisionOptions[ModelDownloads.Bits4]
+                                Accessible.name: qsTr("Convert %1 to %2").arg(card.title).arg(text)
+                                onClicked: root.downloads.setPrecision(card.repo, ModelDownloads.Bits4)
+                            }
                         }
                         Label {
                             Layout.fillWidth: true

@@ -16,7 +16,26 @@ struct CatalogModel {
   qint64 downloadBytes;   // the safetensors + tokenizer files (bf16 weights); 0 = unknown
   qint64 convertedBytes;  // the .qins file at 8 bits per weight (about); 0 = unknown
   QStringList examples;   // example prompts for the welcome screen
+  qint64 converted4Bytes = 0;  // the .qins file with 4-bit QINS-4 layer projections (about); 0 = unknown
 };
+
+// The bytes of a weight matrix [out, in] in a .qins file, as the writer stores its sections before
+// any entropy coding (docs/file-format.md, "Model encodings"). qins4 = false: qins8, one code byte
+// per weight, an fp32 scale per row, a 128-entry fp32 table. qins4 = true: QINS-4 at group 16 (the
+// default of `qins convert --codebook qins4` and the app's): `in` padded to a multiple of 32, a
+// nibble per weight and a one-byte log-scale code per 16 weights (4.5 bits per weight together),
+// a 16-entry int8 table and the fp32 `top`.
+constexpr qint64 qinsTensorBytes(qint64 out, qint64 in, bool qins4) {
+  if (!qins4) return out * in + out * 4 + 128 * 4;
+  const qint64 inPad = (in + 31) / 32 * 32;
+  return out * inPad / 2 + out * inPad / 16 + 16 + 4;
+}
+
+// The .qins file of a Phi-3-mini-shaped model (vocab 32064, hidden 3072, 32 layers, intermediate
+// 8192), from the sections the writer stores, before any chunk is entropy-coded: 8-bit QINS codes
+// everywhere (qins4 = false), or QINS-4 group-16 layer projections with the token embedding and
+// lm_head at 8 bits (qins4 = true). model_catalog.cpp says how.
+qint64 phi3MiniQinsBytes(bool qins4);
 
 // The built-in catalog, in the order the Models page shows it.
 const std::vector<CatalogModel>& modelCatalog();

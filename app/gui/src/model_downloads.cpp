@@ -16,6 +16,9 @@ namespace {
 
 QString bytesText(qint64 n) { return QString::fromStdString(hub::format_bytes(static_cast<uint64_t>(std::max<qint64>(n, 0)))); }
 
+// The per-repo precision choice: {repo (lower case): codebook}.
+const QString kPrecisionsKey = QStringLiteral("models/precisions");
+
 }  // namespace
 
 ModelDownloads::ModelDownloads(QObject* parent) : QAbstractListModel(parent) {
@@ -32,6 +35,8 @@ ModelDownloads::ModelDownloads(QObject* parent) : QAbstractListModel(parent) {
     } catch (const hub::HubError&) {
     }
   }
+
+  for (Row& r : m_rows) loadPrecision(r);
 
   m_worker = new DownloadWorker(&m_stop, &m_discard);  // no parent: it moves to m_thread
   m_worker->moveToThread(&m_thread);
@@ -61,7 +66,8 @@ QHash<int, QByteArray> ModelDownloads::roleNames() const {
           {SizesTextRole, "sizesText"}, {StateRole, "downloadState"},
           {StateTextRole, "stateText"}, {ProgressRole, "progress"},
           {ProgressTextRole, "progressText"}, {ErrorRole, "errorMessage"},
-          {QinsPathRole, "qinsPath"},   {CustomRole, "custom"}};
+          {QinsPathRole, "qinsPath"},   {CustomRole, "custom"},
+          {PrecisionRole, "precision"}, {PrecisionOptionsRole, "precisionOptions"}};
 }
 
 QVariant ModelDownloads::data(const QModelIndex& index, int role) const {
@@ -77,8 +83,11 @@ QVariant ModelDownloads::data(const QModelIndex& index, int role) const {
     case SizesTextRole: {
       QString s = r.model.downloadBytes > 0 ? tr("%1 download").arg(bytesText(r.model.downloadBytes))
                                             : tr("download size: shown once the Hub lists the files");
-      if (r.model.convertedBytes > 0) s += tr(" · about %1 after conversion").arg(bytesText(r.model.convertedBytes));
-      if (r.state == Converted) s += tr(" · on disk: %1").arg(bytesText(QFileInfo(r.qinsPath).size()));
+      const qint64 converted = r.precision == Bits4 ? r.model.converted4Bytes : r.model.convertedBytes;
+      const QString precision = r.precision == Bits4 ? tr("4-bit QINS-4") : tr("8-bit QINS");
+      if (converted > 0) s += tr(" · about %1 after conversion to %2").arg(bytesText(converted), precision);
+      else s += tr(" · converts to %1").arg(precision);
+      if (r.state == Converted) s += tr(" · on disk: %1").arg(bytesText(QFileInfo(r.qinsPath()).size()));
       return s;
     }
     case StateRole: return r.state;
@@ -92,7 +101,9 @@ QVariant ModelDownloads::data(const QModelIndex& index, int role) const {
           return tr("Paused: %1 downloaded, Resume continues from there").arg(bytesText(r.partialBytes));
         case Downloaded: return tr("Downloaded, not converted yet");
         case Converting: return tr("Converting to .qins %1 %").arg(static_cast<int>(std::max(0.0, p.convertFraction) * 100));
-        case Converted: return tr("Converted: ready to load");
+        case Converted:
+          return r.precision == Bits4 ? tr("Converted to 4-bit QINS-4: ready to load")
+                                      : tr("Converted to 8-bit QINS: ready to load");
       }
       return {};
     case ProgressRole:
@@ -109,8 +120,21 @@ QVariant ModelDownloads::data(const QModelIndex& index, int role) const {
       return s;
     }
     case ErrorRole: return r.error;
-    case QinsPathRole: return r.qinsPath;
+    case QinsPathRole: return r.qinsPath();
     case CustomRole: return r.custom;
+    case PrecisionRole: return r.precision;
+    case PrecisionOptionsRole: {
+      QStringList labels;
+      for (const Precision p : {Bits8, Bits4}) {
+        const qint64 bytes = p == Bits4 ? r.model.converted4Bytes : r.model.convertedBytes;
+        QString label = p == Bits4 ? tr("4-bit QINS-4") : tr("8-bit QINS");
+        if (bytes > 0) label += tr(" · about %1").arg(bytesText(bytes));
+        label += p == Bits4 ? tr(" · faster decode, a little lower quality") : tr(" · best quality");
+        if (!r.qinsPaths[p].isEmpty()) label += tr(" · converted");
+        labels << label;
+      }
+      return labels;
+    }
   }
   return {};
 }
@@ -163,6 +187,39 @@ ModelDownloads::State ModelDownloads::stateOf(const QString& repo) const {
   return i < 0 ? NotDownloaded : m_rows[static_cast<size_t>(i)].state;
 }
 
+ModelDownloads::Precision ModelDownloads::precisionOf(const QString& repo) const {
+  const int i = rowOf(repo);
+  return i < 0 ? Bits8 : m_rows[static_cast<size_t>(i)].precision;
+}
+
+QString ModelDownloads::codebookOf(Precision p) { return p == Bits4 ? QStringLiteral("qins4") : QStringLiteral("projective"); }
+
+QString ModelDownloads::qinsPathOf(const QString& repo, int precision) const {
+  const int i = rowOf(repo);
+  if (i < 0 || (precision != Bits8 && precision != Bits4)) return {};
+  return m_rows[static_cast<size_t>(i)].qinsPaths[precision];
+}
+
+void ModelDownloads::loadPrecision(Row& r) const {
+  const QString codebook = QSettings().value(kPrecisionsKey).toMap().value(r.model.repo.toLower()).toString();
+  r.precision = codebook == codebookOf(Bits4) ? Bits4 : Bits8;
+}
+
+bool ModelDownloads::setPrecision(const QString& repo, int precision) {
+  const int i = rowOf(repo);
+  if (i < 0 || (precision != Bits8 && precision != Bits4)) return false;
+  Row& r = m_rows[static_cast<size_t>(i)];
+  if (r.model.repo == m_activeRepo) return false;  // the running job converts at the precision it started with
+  if (r.precision == precision) return true;
+  r.precision = static_cast<Precision>(precision);
+  QVariantMap saved = QSettings().value(kPrecisionsKey).toMap();
+  saved.insert(r.model.repo.toLower(), codebookOf(r.precision));
+  QSettings().setValue(kPrecisionsKey, saved);
+  readDiskState(r);  // converted at this precision, or what the download stands at
+  changed(i);
+  return true;
+}
+
 QString ModelDownloads::errorOf(const QString& repo) const {
   const int i = rowOf(repo);
   return i < 0 ? QString() : m_rows[static_cast<size_t>(i)].error;
@@ -176,20 +233,29 @@ void ModelDownloads::highlight(const QString& repo) {
 }
 
 void ModelDownloads::readDiskState(Row& r) const {
-  r.qinsPath.clear();
+  r.qinsPaths[Bits8].clear();
+  r.qinsPaths[Bits4].clear();
   r.partialBytes = 0;
-  // Converted: <models>/NAME-CODEBOOK.qins whose recorded origin (when it has one) is this repo.
+  // Converted: <models>/NAME-CODEBOOK.qins whose recorded origin (when it has one) is this repo; its
+  // codebook says the precision (qins4: 4-bit, any other: 8-bit). The name the worker writes for a
+  // precision wins over other files of that precision.
   const QDir models(m_modelsDir);
-  for (const QString& name : models.entryList({repoName(r.model.repo) + QStringLiteral("-*.qins")}, QDir::Files, QDir::Name)) {
+  const QString stem = repoName(r.model.repo) + QLatin1Char('-');
+  for (const QString& name : models.entryList({stem + QStringLiteral("*.qins")}, QDir::Files, QDir::Name)) {
+    Precision p = Bits8;
     try {
       const auto info = qins::read_model_file_info(models.filePath(name).toStdString());
       if (!info.origin_repo.empty() &&
           QString::fromStdString(info.origin_repo).compare(r.model.repo, Qt::CaseInsensitive) != 0)
         continue;
+      p = info.codebook == "qins4" ? Bits4 : Bits8;
     } catch (const std::exception&) {
       continue;  // not a readable .qins: the local list shows why
     }
-    r.qinsPath = models.filePath(name);
+    if (r.qinsPaths[p].isEmpty() || name == stem + codebookOf(p) + QStringLiteral(".qins"))
+      r.qinsPaths[p] = models.filePath(name);
+  }
+  if (!r.qinsPath().isEmpty()) {
     r.state = Converted;
     return;
   }
@@ -234,9 +300,10 @@ bool ModelDownloads::download(const QString& repo) {
   r.state = Downloading;
   r.progress = DownloadProgress{};
   r.progress.stage = tr("listing files");
+  m_activePrecision = r.precision;
   setActive(r.model.repo);
   changed(i);
-  DownloadJob job{r.model.repo, r.revision, m_modelsDir, QStringLiteral("projective"), m_hub};
+  DownloadJob job{r.model.repo, r.revision, m_modelsDir, codebookOf(r.precision), m_hub};
   if (job.hub.cache_dir.empty()) job.hub.cache_dir = cacheDir().toStdString();
   DownloadWorker* worker = m_worker;
   QMetaObject::invokeMethod(m_worker, [worker, job] { worker->run(job); }, Qt::QueuedConnection);
@@ -264,6 +331,7 @@ int ModelDownloads::addRepo(const QString& ref) {
       Row r{CatalogModel{qrepo, repoName(qrepo), tr("Added by you"), tr("see the model's page"), 0, 0, {}}};
       r.revision = QString::fromStdString(revision);
       r.custom = true;
+      loadPrecision(r);
       readDiskState(r);
       row = rowCount();
       beginInsertRows({}, row, row);
@@ -301,8 +369,8 @@ void ModelDownloads::onFinished(const QString& repo, const QString& qinsPath) {
   setActive(QString());
   if (i >= 0) {
     Row& r = m_rows[static_cast<size_t>(i)];
-    r.state = Converted;
-    r.qinsPath = qinsPath;
+    r.state = Converted;  // the choice cannot change while the job runs: it is this precision
+    r.qinsPaths[m_activePrecision] = qinsPath;
     r.error.clear();
     changed(i);
   }

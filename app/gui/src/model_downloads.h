@@ -4,6 +4,9 @@
 // models folder) and from the running job. One download at a time runs on a worker thread
 // (DownloadWorker); progress arrives coalesced through queued signals, so the GUI never blocks.
 // Pause keeps the partial files (Download again resumes, also after a restart); Cancel removes them.
+// Each model is converted at the precision the user picks for it (8-bit QINS, the default, or 4-bit
+// QINS-4; remembered per repo in QSettings): the file is NAME-projective.qins or NAME-qins4.qins, both
+// can be on the disk, and the row's state, sizes and Load follow the chosen one.
 #pragma once
 
 #include <QAbstractListModel>
@@ -37,19 +40,25 @@ class ModelDownloads : public QAbstractListModel {
  public:
   enum State { NotDownloaded, Downloading, Paused, Downloaded, Converting, Converted };
   Q_ENUM(State)
+  // What a model is converted to. Bits8: 8-bit QINS codes (codebook "projective"); Bits4: QINS-4
+  // layer projections at group 16, embedding and lm_head 8-bit (codebook "qins4").
+  enum Precision { Bits8, Bits4 };
+  Q_ENUM(Precision)
   enum Role {
     RepoRole = Qt::UserRole + 1,
     TitleRole,
     DescriptionRole,
     LicenceRole,
-    SizesTextRole,      // "7.64 GB download · about 3.82 GB after conversion"
+    SizesTextRole,      // "7.64 GB download · about 3.83 GB after conversion to 8-bit QINS"
     StateRole,          // State
     StateTextRole,      // "Downloading 42 %", "Paused at 1.20 GB of 7.64 GB", ...
     ProgressRole,       // 0..1 of the current stage (download bytes, or conversion)
     ProgressTextRole,   // "1.20 GB of 7.64 GB · 25.0 MB/s · 4 min 10 s left · file 2 of 9"
     ErrorRole,          // the last failure of this row, in words ("" when none)
-    QinsPathRole,       // the converted file ("" until converted)
+    QinsPathRole,       // the converted file at the chosen precision ("" until converted)
     CustomRole,         // added by the user (not in the catalog)
+    PrecisionRole,         // Precision: the one chosen for this model
+    PrecisionOptionsRole,  // one label per Precision: "4-bit QINS-4 · about 2.24 GB · converted"
   };
 
   explicit ModelDownloads(QObject* parent = nullptr);
@@ -71,6 +80,11 @@ class ModelDownloads : public QAbstractListModel {
   Q_INVOKABLE void refresh();
   Q_INVOKABLE int rowOf(const QString& repo) const;
   Q_INVOKABLE void highlight(const QString& repo);
+  // Chooses what `repo` is converted to (and which of its files Load uses); remembered. False for
+  // an unknown repo or precision, or while that repo's job runs.
+  Q_INVOKABLE bool setPrecision(const QString& repo, int precision);
+  // The converted file of `repo` at `precision` ("" when there is none).
+  Q_INVOKABLE QString qinsPathOf(const QString& repo, int precision) const;
 
   bool busy() const { return !m_activeRepo.isEmpty(); }
   QString activeRepo() const { return m_activeRepo; }
@@ -86,6 +100,9 @@ class ModelDownloads : public QAbstractListModel {
   int highlightedRow() const { return m_highlightedRow; }
 
   State stateOf(const QString& repo) const;
+  Precision precisionOf(const QString& repo) const;
+  // "projective" | "qins4": the converter's codebook for a precision (and the file name's suffix).
+  static QString codebookOf(Precision p);
   QString errorOf(const QString& repo) const;
   // Tests: the Hub client's options (endpoint, timeouts, token); cache_dir follows cacheDir.
   void setHubOptions(const qins::hub::HubOptions& options);
@@ -110,8 +127,11 @@ class ModelDownloads : public QAbstractListModel {
     DownloadProgress progress;  // of the running job, or the last one
     qint64 partialBytes = 0;    // on disk in *.incomplete files
     QString error;
-    QString qinsPath;
+    Precision precision = Bits8;
+    QString qinsPaths[2];  // the converted file per Precision ("" when none)
+    const QString& qinsPath() const { return qinsPaths[precision]; }
   };
+  void loadPrecision(Row& row) const;
   void readDiskState(Row& row) const;
   void changed(int row);
   void onProgress(const QString& repo, const DownloadProgress& p);
@@ -125,6 +145,7 @@ class ModelDownloads : public QAbstractListModel {
   std::atomic<bool> m_stop{false};
   std::atomic<bool> m_discard{false};
   QString m_activeRepo;
+  Precision m_activePrecision = Bits8;  // of the running job
   QPointer<ModelLibrary> m_library;
   qins::hub::HubOptions m_hub;
   QString m_modelsDir;

@@ -169,8 +169,8 @@ class Engine {
 };
 
 // Converts a Hugging Face folder into one .qins file (the torch-free entry to the converter, for
-// the app). codebook: inverse | projective | uniform (8-bit), or qins4 (layer projections 4-bit,
-// embedding and lm_head 8-bit projective). progress returning false cancels (throws
+// the app). codebook: inverse | projective | uniform (8-bit), or qins4 (layer projections 4-bit
+// QINS-4 at group 16, as `qins convert --codebook qins4`; embedding and lm_head 8-bit projective). progress returning false cancels (throws
 // Cancelled; nothing is left under out_path).
 void convert_model(const std::string& hf_dir, const std::string& out_path, const std::string& codebook,
                    const ProgressFn& progress = {});
