@@ -27,7 +27,6 @@
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(QINS_HUFFMAN_PORTABLE_ONLY)
 #include <cpuid.h>
-#include <immintrin.h>
 #endif
 
 #include "qins/compression/bitstream.h"
@@ -222,17 +221,17 @@ QINS_ALWAYS_INLINE void store_le16(uint8_t* p, unsigned v) {
 #endif
   std::memcpy(p, &w, 2);
 }
+// The pair's 2 bytes by a rotate, not copy + shift: one instruction (rorx with BMI2).
 QINS_ALWAYS_INLINE uint32_t rotr8(uint32_t e) { return e >> 8 | e << 24; }
 #define QINS_DECODE2(T, b, o)                 \
   {                                           \
-    const uint32_t e = T[peek(b)];            \
+    const uint32_t e = T[b & kTableMask];     \
     b >>= e & 63u;                            \
     store_le16(o, rotr8(e));                  \
     o += e >> 24;                             \
   }
 #define QINS_OUT(S, k, o) uint8_t* o = S.ob[k] + S.done[k];
 #define QINS_DONE(S, k, o) S.done[k] = std::size_t(o - S.ob[k]);
-template <uint64_t (*peek)(uint64_t)>
 QINS_ALWAYS_INLINE void rounds4_impl(ChunkState& A, std::size_t rounds) {
   const uint32_t* t = A.pair;
   QINS_OUT(A, 0, o0)
@@ -249,7 +248,7 @@ QINS_ALWAYS_INLINE void rounds4_impl(ChunkState& A, std::size_t rounds) {
     QINS_REFILL(b2, p2)
     QINS_REFILL(b3, p3)
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 4
+#pragma GCC unroll 4  // else GCC keeps the j loop, its counter spilled to the stack
 #endif
     for (unsigned j = 0; j < 4; ++j) {
       QINS_DECODE2(t, b0, o0)
@@ -269,13 +268,9 @@ QINS_ALWAYS_INLINE void rounds4_impl(ChunkState& A, std::size_t rounds) {
 }
 
 // Two chunks, 8 chains: twice the independent work per iteration for the out-of-order core.
-template <uint64_t (*peek)(uint64_t)>
-QINS_ALWAYS_INLINE void rounds8_impl(ChunkState* cs, std::size_t rounds) {
-  // Both tables at fixed offsets from one pointer: one base register for both.
-  ChunkState& A = cs[0];
-  ChunkState& B = cs[1];
-  const uint32_t* ta = cs[0].pair;
-  const uint32_t* tb = cs[1].pair;
+QINS_ALWAYS_INLINE void rounds8_impl(ChunkState& A, ChunkState& B, std::size_t rounds) {
+  const uint32_t* ta = A.pair;
+  const uint32_t* tb = B.pair;
   QINS_OUT(A, 0, oa0)
   QINS_OUT(A, 1, oa1)
   QINS_OUT(A, 2, oa2)
@@ -302,7 +297,7 @@ QINS_ALWAYS_INLINE void rounds8_impl(ChunkState* cs, std::size_t rounds) {
     QINS_REFILL(b2, bp2)
     QINS_REFILL(b3, bp3)
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC unroll 4
+#pragma GCC unroll 4  // else GCC keeps the j loop, its counter spilled to the stack
 #endif
     for (unsigned j = 0; j < 4; ++j) {
       QINS_DECODE2(ta, a0, oa0)
@@ -340,11 +335,8 @@ QINS_ALWAYS_INLINE void rounds8_impl(ChunkState* cs, std::size_t rounds) {
 #undef QINS_OUT
 #undef QINS_DONE
 
-QINS_ALWAYS_INLINE uint64_t peek_and(uint64_t b) { return b & kTableMask; }
-void rounds4_generic(ChunkState& A, std::size_t rounds) { rounds4_impl<peek_and>(A, rounds); }
-void rounds8_generic(ChunkState* cs, std::size_t rounds) {
-  rounds8_impl<peek_and>(cs, rounds);
-}
+void rounds4_generic(ChunkState& A, std::size_t rounds) { rounds4_impl(A, rounds); }
+void rounds8_generic(ChunkState& A, ChunkState& B, std::size_t rounds) { rounds8_impl(A, B, rounds); }
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(QINS_HUFFMAN_PORTABLE_ONLY)
 // The same loops compiled for BMI2 + LZCNT (shrx takes any register as the count, lzcnt is one
@@ -352,10 +344,11 @@ void rounds8_generic(ChunkState* cs, std::size_t rounds) {
 // still runs on x86-64 CPUs without them. (-DQINS_HUFFMAN_PORTABLE_ONLY builds only the
 // portable loops, to test them on a machine that has BMI2.)
 __attribute__((target("bmi2,lzcnt"))) void rounds4_bmi2(ChunkState& A, std::size_t rounds) {
-  rounds4_impl<peek_and>(A, rounds);
+  rounds4_impl(A, rounds);
 }
-__attribute__((target("bmi2,lzcnt"))) void rounds8_bmi2(ChunkState* cs, std::size_t rounds) {
-  rounds8_impl<peek_and>(cs, rounds);
+__attribute__((target("bmi2,lzcnt"))) void rounds8_bmi2(ChunkState& A, ChunkState& B,
+                                                        std::size_t rounds) {
+  rounds8_impl(A, B, rounds);
 }
 bool have_bmi2_lzcnt() {
   static const bool yes = [] {
@@ -369,12 +362,12 @@ bool have_bmi2_lzcnt() {
 void rounds4(ChunkState& A, std::size_t rounds) {
   have_bmi2_lzcnt() ? rounds4_bmi2(A, rounds) : rounds4_generic(A, rounds);
 }
-void rounds8(ChunkState* cs, std::size_t rounds) {
-  have_bmi2_lzcnt() ? rounds8_bmi2(cs, rounds) : rounds8_generic(cs, rounds);
+void rounds8(ChunkState& A, ChunkState& B, std::size_t rounds) {
+  have_bmi2_lzcnt() ? rounds8_bmi2(A, B, rounds) : rounds8_generic(A, B, rounds);
 }
 #else
 void rounds4(ChunkState& A, std::size_t rounds) { rounds4_generic(A, rounds); }
-void rounds8(ChunkState* cs, std::size_t rounds) { rounds8_generic(cs, rounds); }
+void rounds8(ChunkState& A, ChunkState& B, std::size_t rounds) { rounds8_generic(A, B, rounds); }
 #endif
 
 // Finishes one chunk: unchecked rounds while they are safe, then each stream's exact tail.
@@ -404,15 +397,13 @@ void huffman_decode2(const uint8_t* src0, std::size_t src0_size, uint8_t* dst0,
     huffman_decode(src1, src1_size, dst1, dst1_size);
     return;
   }
-  ChunkState cs[2];
-  ChunkState& a = cs[0];
-  ChunkState& b = cs[1];
+  ChunkState a, b;
   prepare(src0, src0_size, dst0, dst0_size, a);
   prepare(src1, src1_size, dst1, dst1_size, b);
   for (;;) {
     const std::size_t r = std::min(rounds_available(a), rounds_available(b));
     if (r == 0) break;
-    rounds8(cs, r);
+    rounds8(a, b, r);
   }
   finish(a);
   finish(b);
