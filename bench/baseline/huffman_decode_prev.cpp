@@ -1,18 +1,33 @@
-// The previous Huffman decoder (one symbol per table lookup), kept verbatim from commit 9d50644
-// except for its namespace (qins::comp::huf_prev), as the side-by-side baseline of
-// bench_huffman's *Prev benchmarks: the machine is shared and noisy, so the new decoder's
-// speed-up is only meaningful as a ratio measured in the same run. Not linked into the library.
+// The previous Huffman decoder (two symbols per lookup, 8 interleaved streams), kept verbatim
+// from commit 2355e0b except for its namespace (qins::comp::huf_prev), as the side-by-side
+// baseline of bench_huffman's *Prev benchmarks: the machine is shared and noisy, so the new
+// decoder's speed-up is only meaningful as a ratio measured in the same run. Not linked into the
+// library. (The one-symbol decoder before it is bench/baseline/huffman_decode_prev.cpp at 9d50644.)
 // Huffman decoder. Distrusts its input: the table must be a complete code, stream sizes must
 // fit the payload, and each stream must end exactly at its last byte (only zero padding bits
-// left). Where time goes: the unchecked multi-stream loop below, one table lookup per output
-// byte; the lookup table (4096 x 16 bits = 8 KiB) stays in L1.
+// left). Where time goes: the unchecked multi-stream loops below, one lookup in a 4096-entry
+// table (16 KiB, stays in L1) per one or two output bytes.
 //
 // Speed: each stream is one dependency chain (mask -> table load -> shift, ~6 cycles a
-// symbol), so one chunk's 4 streams leave a core mostly waiting on load latency.
-// huffman_decode2 decodes two chunks at once, 8 independent chains in one loop: ~1.45x the
-// bytes/s of one chunk at a time on the 2-core EPYC dev VM (bench_huffman TwoChunks*; 12
-// chains, 3 chunks, measured slower: too few registers). The loader decodes in pairs.
+// lookup), so a core mostly waits on load latency; two levers shorten the wait per byte:
+// - two symbols per lookup: an entry holds both symbols when the second code fits in the
+//   12-bit peek after the first (on QINS-like codes of ~6.5 bits about half of the lookups), so
+//   ~1.5 bytes come out per chain step; the pair is stored with one 2-byte store and the
+//   stream's output pointer advances by 1 or 2;
+// - huffman_decode2 decodes two chunks at once, 8 independent chains in one loop; the loader
+//   decodes in pairs.
+// bench_huffman on the 2-core EPYC dev VM (docs/benchmarks.md): the two-symbol loops run
+// 1.26-1.51x the bytes/s of the previous one-symbol loops in the same run
+// (bench/baseline/huffman_decode_prev.cpp).
+
+// GCC's SLP vectorizer packs the loops' four output pointers into vector registers (extra
+// moves and spills on the critical path: 0.87 against 1.24 GB/s in bench_huffman); the loops
+// are scalar by design.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-tree-slp-vectorize")
+#endif
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(QINS_HUFFMAN_PORTABLE_ONLY)
@@ -42,10 +57,13 @@ struct StreamState {
 // high bits), its 4 streams and their output ranges; `done` symbols of every stream are out.
 struct ChunkState {
   uint16_t table[1u << kTableBits];
+  // The same 12-bit peek decoding up to two symbols: bits 0-5 the bits they take together,
+  // 8-15 the first symbol, 16-23 the second (0 when only one fits), 24-31 how many (1 or 2).
+  uint32_t pair[1u << kTableBits];
   StreamState st[kNumStreams];
   uint8_t* ob[kNumStreams];
   uint8_t* oe[kNumStreams];
-  std::size_t done = 0;
+  std::size_t done[kNumStreams] = {0, 0, 0, 0};  // symbols of stream k already out
 };
 
 // Parses and validates the table and the stream sizes (dst_size > 0).
@@ -63,6 +81,15 @@ void prepare(const uint8_t* src, std::size_t src_size, uint8_t* dst, std::size_t
     for (unsigned i = 0; i < l; ++i) r |= ((codes[s] >> i) & 1u) << (l - 1 - i);
     const uint16_t e = uint16_t(l | s << 8);
     for (unsigned h = r; h < (1u << kTableBits); h += 1u << l) c.table[h] = e;
+  }
+  // Two symbols share an entry when the second code fits in the peek's remaining bits: the
+  // bits above the first code, read as a shorter peek (zeros above), then decode it exactly.
+  for (unsigned h = 0; h < (1u << kTableBits); ++h) {
+    const unsigned e1 = c.table[h], l1 = e1 & 15u;
+    const unsigned e2 = c.table[h >> l1], l2 = e2 & 15u;
+    c.pair[h] = l1 + l2 <= kTableBits
+                    ? (l1 + l2) | (e1 >> 8) << 8 | (e2 >> 8) << 16 | 2u << 24
+                    : l1 | (e1 >> 8) << 8 | 1u << 24;
   }
 
   const uint8_t* sizes = src + tsize;
@@ -86,20 +113,21 @@ void prepare(const uint8_t* src, std::size_t src_size, uint8_t* dst, std::size_t
   for (unsigned k = 0; k < kNumStreams; ++k) {
     c.ob[k] = dst + std::min(dst_size, k * q);
     c.oe[k] = dst + std::min(dst_size, (k + 1) * q);
+    c.done[k] = 0;
   }
-  c.done = 0;
 }
 
-// Rounds of the unchecked loop the chunk can still take: each round writes 4 symbols per
-// stream, and a refill advances p by <= 7 bytes and reads 8, so a stream with r bytes left
-// supports (r - 8) / 7 + 1 refills; one byte less is assumed, for rounds4 taking a partly
-// consumed byte before its first refill. When this is > 0 no stream's output range was clamped, so
-// stream k writes at ob[0] + k * (ob[1] - ob[0]).
+// Rounds of the unchecked loop the chunk can still take: each round makes 4 table lookups per
+// stream and writes up to 8 symbols per stream. Lookup j of a stream writes its 2 bytes at
+// output index <= 2j (each earlier lookup wrote <= 2), so r rounds touch indices < 8r only,
+// never the next stream's range. A refill advances p by <= 7 bytes and reads 8, so a stream with
+// b bytes left supports (b - 8) / 7 + 1 refills; one byte less is assumed, for a loop taking a
+// partly consumed byte before its first refill.
 std::size_t rounds_available(const ChunkState& c) {
   std::size_t rounds = std::size_t(-1);
   for (unsigned k = 0; k < kNumStreams; ++k) {
-    const std::size_t out_left = std::size_t(c.oe[k] - c.ob[k]) - c.done;
-    rounds = std::min(rounds, out_left / 4);
+    const std::size_t out_left = std::size_t(c.oe[k] - c.ob[k]) - c.done[k];
+    rounds = std::min(rounds, out_left / 8);
     const std::size_t in_left = std::size_t(c.st[k].end - c.st[k].p);
     rounds = std::min(rounds, in_left < 9 ? 0 : (in_left - 9) / 7 + 1);
   }
@@ -142,17 +170,17 @@ void decode_tail(const StreamState& s, const uint16_t* table, uint8_t* o, uint8_
 #define QINS_ALWAYS_INLINE inline
 #endif
 
-// The unchecked loops: `rounds` rounds, each refilling every stream (branch-free) and decoding
-// 4 symbols from it (<= 48 bits). Per stream only two registers: the bit buffer b and the byte
+// The unchecked loops: `rounds` rounds, each refilling every stream (branch-free) and making 4
+// table lookups in it (<= 48 bits, 4 to 8 symbols). Per stream only two registers: the bit buffer b and the byte
 // pointer p. b holds the stream's bits from p on, shifted right by the bits already consumed,
 // with a sentinel 1 just above the last loaded bit, so the consumed count is clz(b) and no
 // separate counter needs updating per symbol. A refill advances p by whole consumed bytes and
 // reloads 8 bytes: with <= 7 + 48 = 55 bits consumed per round the sentinel (bit 63 of the
 // load, replacing a data bit the round can never reach) never drops out, and every table peek
 // (at <= 43 consumed bits, 12 bits wide) stays below it. p advances <= 6 bytes a refill.
-// Where time goes: ~6 instructions per symbol (mask, table load, shift, symbol extract,
-// store) plus ~8 per refill; the entry keeps the length in its low bits so the shift takes
-// it directly (x86 masks shift counts to 6 bits, so `& 63` is free).
+// Where time goes: ~8 instructions per lookup (mask, table load, shift, symbol extract, store,
+// count extract, pointer add) plus ~8 per refill; the entry keeps the bit count in its low bits
+// so the shift takes it directly (x86 masks shift counts to 6 bits, so `& 63` is free).
 constexpr uint64_t kSentinel = uint64_t(1) << 63;
 
 QINS_ALWAYS_INLINE unsigned clz64(uint64_t v) {  // v != 0
@@ -189,74 +217,69 @@ QINS_ALWAYS_INLINE unsigned clz64(uint64_t v) {  // v != 0
     b >>= e & 63u;                            \
   }
 
-// One chunk alone: 4 chains are latency-bound, and there a separate bit counter per stream
-// (one more instruction per symbol, off the critical path) beats the sentinel's longer refill
-// chain (clz -> add -> load). State: b holds c valid bits (plus peeked ones above them) and p
-// is the next byte to append at bit c. Entering on a partly consumed byte takes its
-// remaining bits first, so loads start at most one byte later than the sentinel loop's (the
-// round bound in rounds_available allows for that byte).
-#define QINS_ENTER4(S, k, b, c, ptr)                 \
-  const uint8_t* ptr = S.st[k].p;                    \
-  uint64_t b = 0;                                    \
-  unsigned c = 0;                                    \
-  if (S.st[k].skip) {                                \
-    b = uint64_t(*ptr++) >> S.st[k].skip;            \
-    c = 8 - S.st[k].skip;                            \
-  }
-#define QINS_LEAVE4(S, k, b, c, ptr)                 \
-  S.st[k].p = ptr - ((c + 7) >> 3);                  \
-  S.st[k].skip = (8 - (c & 7u)) & 7u;
-#define QINS_REFILL4(b, c, ptr) \
-  b |= load_le64(ptr) << c;     \
-  ptr += (63 - c) >> 3;         \
-  c |= 56;
-#define QINS_DECODE4(T, b, c, out)            \
-  {                                           \
-    const unsigned e = T[b & kTableMask];     \
-    out = uint8_t(e >> 8);                    \
-    b >>= e & 63u;                            \
-    c -= e & 63u;                             \
-  }
-QINS_ALWAYS_INLINE void rounds4_impl(ChunkState& A, std::size_t rounds) {
-  const uint16_t* ta = A.table;
-  const std::size_t sa = std::size_t(A.ob[1] - A.ob[0]);
-  uint8_t* o = A.ob[0] + A.done;
-  QINS_ENTER4(A, 0, b0, c0, p0)
-  QINS_ENTER4(A, 1, b1, c1, p1)
-  QINS_ENTER4(A, 2, b2, c2, p2)
-  QINS_ENTER4(A, 3, b3, c3, p3)
-  for (std::size_t r = 0; r < rounds; ++r) {
-    QINS_REFILL4(b0, c0, p0)
-    QINS_REFILL4(b1, c1, p1)
-    QINS_REFILL4(b2, c2, p2)
-    QINS_REFILL4(b3, c3, p3)
-    for (unsigned j = 0; j < 4; ++j) {
-      QINS_DECODE4(ta, b0, c0, o[j])
-      QINS_DECODE4(ta, b1, c1, o[sa + j])
-      QINS_DECODE4(ta, b2, c2, o[2 * sa + j])
-      QINS_DECODE4(ta, b3, c3, o[3 * sa + j])
-    }
-    o += 4;
-  }
-  QINS_LEAVE4(A, 0, b0, c0, p0)
-  QINS_LEAVE4(A, 1, b1, c1, p1)
-  QINS_LEAVE4(A, 2, b2, c2, p2)
-  QINS_LEAVE4(A, 3, b3, c3, p3)
-  A.done += rounds * 4;
+// Up to two symbols per lookup (ChunkState::pair): one 2-byte store of both, then the output
+// pointer moves by how many were real; the chain per stream (mask -> table load -> shift)
+// is as long as the one-symbol loop's but yields ~1.5 symbols on QINS-like codes of ~6.5 bits.
+QINS_ALWAYS_INLINE void store_le16(uint8_t* p, unsigned v) {
+  uint16_t w = uint16_t(v);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  w = uint16_t(w >> 8 | w << 8);
+#endif
+  std::memcpy(p, &w, 2);
 }
-#undef QINS_ENTER4
-#undef QINS_LEAVE4
-#undef QINS_REFILL4
-#undef QINS_DECODE4
+#define QINS_DECODE2(T, b, o)                 \
+  {                                           \
+    const uint32_t e = T[b & kTableMask];     \
+    b >>= e & 63u;                            \
+    store_le16(o, e >> 8);                    \
+    o += e >> 24;                             \
+  }
+#define QINS_OUT(S, k, o) uint8_t* o = S.ob[k] + S.done[k];
+#define QINS_DONE(S, k, o) S.done[k] = std::size_t(o - S.ob[k]);
+QINS_ALWAYS_INLINE void rounds4_impl(ChunkState& A, std::size_t rounds) {
+  const uint32_t* t = A.pair;
+  QINS_OUT(A, 0, o0)
+  QINS_OUT(A, 1, o1)
+  QINS_OUT(A, 2, o2)
+  QINS_OUT(A, 3, o3)
+  QINS_ENTER(A, 0, b0, p0)
+  QINS_ENTER(A, 1, b1, p1)
+  QINS_ENTER(A, 2, b2, p2)
+  QINS_ENTER(A, 3, b3, p3)
+  for (std::size_t r = 0; r < rounds; ++r) {
+    QINS_REFILL(b0, p0)
+    QINS_REFILL(b1, p1)
+    QINS_REFILL(b2, p2)
+    QINS_REFILL(b3, p3)
+    for (unsigned j = 0; j < 4; ++j) {
+      QINS_DECODE2(t, b0, o0)
+      QINS_DECODE2(t, b1, o1)
+      QINS_DECODE2(t, b2, o2)
+      QINS_DECODE2(t, b3, o3)
+    }
+  }
+  QINS_LEAVE(A, 0, b0, p0)
+  QINS_LEAVE(A, 1, b1, p1)
+  QINS_LEAVE(A, 2, b2, p2)
+  QINS_LEAVE(A, 3, b3, p3)
+  QINS_DONE(A, 0, o0)
+  QINS_DONE(A, 1, o1)
+  QINS_DONE(A, 2, o2)
+  QINS_DONE(A, 3, o3)
+}
 
 // Two chunks, 8 chains: twice the independent work per iteration for the out-of-order core.
 QINS_ALWAYS_INLINE void rounds8_impl(ChunkState& A, ChunkState& B, std::size_t rounds) {
-  const uint16_t* ta = A.table;
-  const uint16_t* tb = B.table;
-  const std::size_t sa = std::size_t(A.ob[1] - A.ob[0]);
-  const std::size_t sb = std::size_t(B.ob[1] - B.ob[0]);
-  uint8_t* oa = A.ob[0] + A.done;
-  uint8_t* ob_ = B.ob[0] + B.done;
+  const uint32_t* ta = A.pair;
+  const uint32_t* tb = B.pair;
+  QINS_OUT(A, 0, oa0)
+  QINS_OUT(A, 1, oa1)
+  QINS_OUT(A, 2, oa2)
+  QINS_OUT(A, 3, oa3)
+  QINS_OUT(B, 0, ob0)
+  QINS_OUT(B, 1, ob1)
+  QINS_OUT(B, 2, ob2)
+  QINS_OUT(B, 3, ob3)
   QINS_ENTER(A, 0, a0, ap0)
   QINS_ENTER(A, 1, a1, ap1)
   QINS_ENTER(A, 2, a2, ap2)
@@ -275,17 +298,15 @@ QINS_ALWAYS_INLINE void rounds8_impl(ChunkState& A, ChunkState& B, std::size_t r
     QINS_REFILL(b2, bp2)
     QINS_REFILL(b3, bp3)
     for (unsigned j = 0; j < 4; ++j) {
-      QINS_DECODE(ta, a0, oa[j])
-      QINS_DECODE(ta, a1, oa[sa + j])
-      QINS_DECODE(ta, a2, oa[2 * sa + j])
-      QINS_DECODE(ta, a3, oa[3 * sa + j])
-      QINS_DECODE(tb, b0, ob_[j])
-      QINS_DECODE(tb, b1, ob_[sb + j])
-      QINS_DECODE(tb, b2, ob_[2 * sb + j])
-      QINS_DECODE(tb, b3, ob_[3 * sb + j])
+      QINS_DECODE2(ta, a0, oa0)
+      QINS_DECODE2(ta, a1, oa1)
+      QINS_DECODE2(ta, a2, oa2)
+      QINS_DECODE2(ta, a3, oa3)
+      QINS_DECODE2(tb, b0, ob0)
+      QINS_DECODE2(tb, b1, ob1)
+      QINS_DECODE2(tb, b2, ob2)
+      QINS_DECODE2(tb, b3, ob3)
     }
-    oa += 4;
-    ob_ += 4;
   }
   QINS_LEAVE(A, 0, a0, ap0)
   QINS_LEAVE(A, 1, a1, ap1)
@@ -295,13 +316,22 @@ QINS_ALWAYS_INLINE void rounds8_impl(ChunkState& A, ChunkState& B, std::size_t r
   QINS_LEAVE(B, 1, b1, bp1)
   QINS_LEAVE(B, 2, b2, bp2)
   QINS_LEAVE(B, 3, b3, bp3)
-  A.done += rounds * 4;
-  B.done += rounds * 4;
+  QINS_DONE(A, 0, oa0)
+  QINS_DONE(A, 1, oa1)
+  QINS_DONE(A, 2, oa2)
+  QINS_DONE(A, 3, oa3)
+  QINS_DONE(B, 0, ob0)
+  QINS_DONE(B, 1, ob1)
+  QINS_DONE(B, 2, ob2)
+  QINS_DONE(B, 3, ob3)
 }
 #undef QINS_ENTER
 #undef QINS_LEAVE
 #undef QINS_REFILL
 #undef QINS_DECODE
+#undef QINS_DECODE2
+#undef QINS_OUT
+#undef QINS_DONE
 
 void rounds4_generic(ChunkState& A, std::size_t rounds) { rounds4_impl(A, rounds); }
 void rounds8_generic(ChunkState& A, ChunkState& B, std::size_t rounds) { rounds8_impl(A, B, rounds); }
@@ -342,7 +372,7 @@ void rounds8(ChunkState& A, ChunkState& B, std::size_t rounds) { rounds8_generic
 void finish(ChunkState& c) {
   for (std::size_t r; (r = rounds_available(c)) > 0;) rounds4(c, r);
   for (unsigned k = 0; k < kNumStreams; ++k)
-    decode_tail(c.st[k], c.table, c.ob[k] + c.done, c.oe[k], k);
+    decode_tail(c.st[k], c.table, c.ob[k] + c.done[k], c.oe[k], k);
 }
 
 }  // namespace
