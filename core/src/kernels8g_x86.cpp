@@ -20,7 +20,8 @@ namespace qins::core::kernels8g {
 
 namespace {
 
-#define QINS8G_AVX2 __attribute__((target("avx2,fma")))
+// F16C for the fp16 scales: every AVX2 CPU has it (Intel since Ivy Bridge, AMD since Piledriver).
+#define QINS8G_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 struct Planes {
   alignas(32) uint8_t u[8][4][32];  // telescoped sub-table s of byte plane k, in both 128-bit lanes
@@ -70,6 +71,20 @@ QINS8G_AVX2 inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// The row's scales as fp32: log codes through the table, fp16 by vcvtph2ps 8 at a time (the
+// function-call conversion of row_scales() measured ~15 % of the decode time at group 32).
+QINS8G_AVX2 inline void row_scales_avx2(const Scales& s, int64_t r, int64_t n_groups, float* out) {
+  if (!s.half) {
+    row_scales(s, r, n_groups, out);
+    return;
+  }
+  const uint16_t* h = s.half + r * n_groups;
+  int64_t g = 0;
+  for (; g + 8 <= n_groups; g += 8)
+    _mm256_storeu_ps(out + g, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + g))));
+  for (; g < n_groups; ++g) out[g] = _cvtsh_ss(h[g]);
+}
+
 QINS8G_AVX2 void gemv_avx2(const uint8_t* codes, int64_t in_pad, int group, int64_t r0, int64_t r1, const Scales& s,
                            const float* lut, const float* xp, float* y) {
   Planes p;
@@ -78,7 +93,7 @@ QINS8G_AVX2 void gemv_avx2(const uint8_t* codes, int64_t in_pad, int group, int6
   std::vector<float> sc(static_cast<size_t>(n_groups));
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* c = codes + r * in_pad;
-    row_scales(s, r, n_groups, sc.data());
+    row_scales_avx2(s, r, n_groups, sc.data());
     __m256 acc = _mm256_setzero_ps();
     for (int64_t g = 0; g < n_groups; ++g) {
       __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
