@@ -28,7 +28,9 @@ Runner add_eval(CLI::App& app) {
       ->check(CLI::IsMember({"inverse", "projective", "uniform", "all", "none"}));
   app.add_option("--scheme", o->scheme,
                  "Extra rows (Hugging Face models), comma-separated: qins4, qins4-g16, qins4-g64, qins4-projective, qins4-uniform, "
-                 "simulated llama.cpp q4_0, q4_1, q4_k, q8_0, or 4bit (qins4, qins4-g16, qins4-g64 and the four simulations)");
+                 "qins8-g32, qins8-g64, qins8-g32-fp16, qins8-g64-fp16 (8-bit codes, a scale per group: 8-bit log or fp16), "
+                 "simulated llama.cpp q4_0, q4_1, q4_k, q8_0, or 4bit (qins4, qins4-g16, qins4-g64 and the four simulations) "
+                 "or 8bit (the four qins8 groupings and q8_0)");
   app.add_option("--pole", o->pole,
                  "Fixed pole C of the projective rows (projective is also evaluated with C fitted per tensor by "
                  "weight MSE; <= 0: only that)")

@@ -379,6 +379,45 @@ TEST(Eval, FourBitSchemesSideBySide) {
   EXPECT_THROW(evaluate(model_dir(), text_file(), o), Error);  // nothing to evaluate
 }
 
+// QINS-8 grouped next to the row-scale 8-bit code and simulated Q8_0: bits per weight as stored,
+// every row costs something, finer groups and wider scales lower the weight error.
+TEST(Eval, EightBitSchemesSideBySide) {
+  EvalOptions o = small_options();
+  o.codebooks = "projective";
+  o.pole = 300.0;
+  o.schemes = "8bit";
+  const EvalReport r = evaluate(model_dir(), text_file(), o);
+  ASSERT_EQ(r.rows.size(), 8u);  // fp32, C=300, fitted C, qins8-g32, -g64, -g32-fp16, -g64-fp16, q8_0
+  for (size_t i = 1; i < r.rows.size(); ++i) {
+    const EvalRow& x = r.rows[i];
+    EXPECT_GT(x.scores.kl, 0.0) << x.label;
+    EXPECT_GT(x.scores.kl_se, 0.0) << x.label;
+    ASSERT_EQ(x.tensors.size(), 10u) << x.label;
+    EXPECT_EQ(x.tensors.front().bits, 8.0 * x.tensors.front().numel + 32.0 * (x.tensors.front().shape[0] + 128))
+        << "embedding at 8 bits with row scales: " << x.label;
+  }
+  const EvalRow& g32 = row(r, "QINS-8 (projective table, group 32, 8-bit log scales)");
+  const EvalRow& g64 = row(r, "QINS-8 (projective table, group 64, 8-bit log scales)");
+  const EvalRow& h32 = row(r, "QINS-8 (projective table, group 32, fp16 scales)");
+  const EvalRow& h64 = row(r, "QINS-8 (projective table, group 64, fp16 scales)");
+  const EvalRow& rowc = row(r, "projective C=300");
+  // Layer tensor 1: codes, one byte per group (log) or two (fp16), the 512-byte table, the top.
+  const TensorError& t = g32.tensors[1];
+  const int64_t groups = t.shape[0] * ((t.shape[1] + 31) / 32);
+  EXPECT_EQ(t.bits, 8.0 * (t.shape[0] * ((t.shape[1] + 31) / 32 * 32) + groups + 512 + 4)) << t.name;
+  EXPECT_EQ(h32.tensors[1].bits, 8.0 * (t.shape[0] * ((t.shape[1] + 31) / 32 * 32) + 2 * groups + 512));
+  EXPECT_GT(g32.bits_per_weight, g64.bits_per_weight);
+  EXPECT_GT(h32.bits_per_weight, g32.bits_per_weight);
+  EXPECT_GT(h64.bits_per_weight, g64.bits_per_weight);
+  EXPECT_GT(g32.weight_sqnr_db, g64.weight_sqnr_db);
+  EXPECT_GT(h32.weight_sqnr_db, h64.weight_sqnr_db);
+  EXPECT_GT(h32.weight_sqnr_db, g32.weight_sqnr_db);  // fp16 scales: no 4.4 % grid
+  EXPECT_GT(rowc.weight_sqnr_db, 30.0);
+  const auto j = nlohmann::json::parse(eval_report_json(r));
+  EXPECT_EQ(j["rows"][3]["scheme"], "qins8-g32");
+  EXPECT_THROW(scheme_variants("qins8-g16"), Error);
+}
+
 TEST(SimQuant, FormatsStoreWhatTheyClaim) {
   torch::manual_seed(4);
   const torch::Tensor w = torch::randn({16, 300});  // 300: a partial block of 32 and of 256

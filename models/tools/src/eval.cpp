@@ -10,6 +10,7 @@
 #include "qins/tools/eval.h"
 #include "qins/tools/sim_quant.h"
 #include "qins/core/qins4.h"
+#include "qins/core/qins8g.h"
 #include "eval_format.h"
 
 #include <nlohmann/json.hpp>
@@ -88,6 +89,10 @@ std::string scheme_label(const std::string& s) {
   if (s == "q4_1") return "sim llama.cpp Q4_1";
   if (s == "q4_k") return "sim llama.cpp Q4_K";
   if (s == "q8_0") return "sim llama.cpp Q8_0";
+  if (s == "qins8-g32") return "QINS-8 (projective table, group 32, 8-bit log scales)";
+  if (s == "qins8-g64") return "QINS-8 (projective table, group 64, 8-bit log scales)";
+  if (s == "qins8-g32-fp16") return "QINS-8 (projective table, group 32, fp16 scales)";
+  if (s == "qins8-g64-fp16") return "QINS-8 (projective table, group 64, fp16 scales)";
   return "";
 }
 
@@ -102,9 +107,14 @@ std::vector<EvalVariant> scheme_variants(const std::string& list) {
       for (const char* n : {"qins4", "qins4-g16", "qins4-g64", "q4_0", "q4_1", "q4_k", "q8_0"}) names.emplace_back(n);
       continue;
     }
+    if (item == "8bit") {
+      for (const char* n : {"qins8-g32", "qins8-g64", "qins8-g32-fp16", "qins8-g64-fp16", "q8_0"}) names.emplace_back(n);
+      continue;
+    }
     if (scheme_label(item).empty())
       throw Error("--scheme: unknown scheme '" + item +
-                  "' (expected qins4, qins4-g16, qins4-g64, qins4-projective, qins4-uniform, q4_0, q4_1, q4_k, q8_0 or 4bit)");
+                  "' (expected qins4, qins4-g16, qins4-g64, qins4-projective, qins4-uniform, qins8-g32, qins8-g64, "
+                  "qins8-g32-fp16, qins8-g64-fp16, q4_0, q4_1, q4_k, q8_0, 4bit or 8bit)");
     names.push_back(item);
   }
   std::vector<EvalVariant> out;
@@ -376,6 +386,19 @@ Phi3Weights quantize_checkpoint(const st::Checkpoint& ckpt, const Phi3Config& c,
       core::Quantized4Tensor q = core::quantize4(t, o4);
       if (errors) errors->push_back(tensor_error_dense(s.name, t, core::dequantize4(q), 8.0 * static_cast<double>(q.bytes())));
       return std::make_unique<Qins4LinearOp>(core::Qins4Linear(std::move(q)));
+    }
+    if (v.scheme.rfind("qins8-", 0) == 0) {
+      // QINS-8 grouped: evaluated on its dequantized matrix (its kernel computes in fp32 on the
+      // same stored values, so only the order of the additions differs).
+      core::Quantize8gOptions o8;
+      o8.group = v.scheme.rfind("qins8-g64", 0) == 0 ? 64 : 32;
+      o8.scale = v.scheme.size() > 5 && v.scheme.compare(v.scheme.size() - 5, 5, "-fp16") == 0 ? core::Scale8::Fp16
+                                                                                              : core::Scale8::Log8;
+      o8.threads = threads;
+      const core::Quantized8gTensor q = core::quantize8g(t, o8);
+      torch::Tensor wq = core::dequantize8g(q);  // [out, in] f32
+      if (errors) errors->push_back(tensor_error_dense(s.name, t, wq, 8.0 * static_cast<double>(q.bytes())));
+      return std::make_unique<DenseLinear>(std::move(wq));
     }
     torch::Tensor wq = simulate_gguf(v.scheme, t);  // [out, in] f32
     if (errors) errors->push_back(tensor_error_dense(s.name, t, wq, gguf_bits_per_weight(v.scheme) * static_cast<double>(t.numel())));
