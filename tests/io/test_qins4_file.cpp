@@ -116,7 +116,9 @@ TEST(Qins4File, MixedFileHoldsQins4ProjectionsAndQins8EmbeddingAndHead) {
   std::map<std::string, int> enc;
   for (const auto& t : r.tensors()) {
     ++enc[t.encoding];
-    if (t.name.find("embed_tokens") != std::string::npos || t.name == "lm_head.weight") EXPECT_EQ(t.encoding, "qins8") << t.name;
+    if (t.name.find("embed_tokens") != std::string::npos || t.name == "lm_head.weight") {
+      EXPECT_EQ(t.encoding, "qins8") << t.name;
+    }
     if (t.name.find("_proj.weight") != std::string::npos) {
       EXPECT_EQ(t.encoding, "qins4") << t.name;
       EXPECT_EQ(t.codebook, "lloyd") << t.name;
