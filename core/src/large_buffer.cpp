@@ -9,6 +9,7 @@
 // on huge pages spent 3-4x the kernel time. So buffers are filled on small pages (fast load) and
 // then collapsed in place with MADV_COLLAPSE (Linux 6.1+) by a background thread
 // (promote_to_huge_pages), in pieces, while the model is already usable.
+#include "qins/core/prefault.h"
 #include "qins/core/qins.h"
 
 #include <algorithm>
@@ -38,6 +39,41 @@ bool huge_pages_wanted() {
 }  // namespace
 
 bool huge_pages_enabled() { return huge_pages_wanted(); }
+
+bool prefault_enabled() {
+  static const bool on = [] {
+    const char* v = std::getenv("QINS_PREFAULT");
+    return !(v && std::strcmp(v, "0") == 0);
+  }();
+  return on;
+}
+
+// Codes used in place from the file mapping are page-cache pages the process has not mapped yet:
+// the first pass over them (the first reply's prefill) would take a page fault every few pages.
+// MADV_POPULATE_READ (Linux 5.14) maps them in advance, in 32 MiB pieces so that a cancel is
+// quick; on anonymous memory already written it finds every page present and returns at once.
+int64_t prefault_pages(const torch::Tensor& t, const std::atomic<bool>* cancel) {
+#if defined(__linux__)
+  if (!prefault_enabled() || !t.defined() || !t.device().is_cpu() || t.numel() == 0) return 0;
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(t.data_ptr()) & ~(page - 1);
+  const auto stop = reinterpret_cast<uintptr_t>(t.data_ptr()) + static_cast<uintptr_t>(t.numel() * t.element_size());
+  constexpr int kPopulateRead = 22;                   // MADV_POPULATE_READ; older headers lack the name
+  constexpr uintptr_t kPiece = uintptr_t{32} << 20;  // cancel checks between pieces
+  int64_t done = 0;
+  for (uintptr_t p = begin; p < stop; p += kPiece) {
+    if (cancel && cancel->load(std::memory_order_relaxed)) break;
+    const uintptr_t n = std::min(kPiece, stop - p);
+    if (madvise(reinterpret_cast<void*>(p), n, kPopulateRead) != 0) break;  // EINVAL: no such advice here
+    done += static_cast<int64_t>(n);
+  }
+  return done;
+#else
+  (void)t;
+  (void)cancel;
+  return 0;
+#endif
+}
 
 torch::Tensor empty_large(at::IntArrayRef shape, torch::ScalarType dtype) {
   int64_t numel = 1;

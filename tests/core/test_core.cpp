@@ -1,15 +1,23 @@
 // Core tests: codebooks, quantize determinism, every kernel path vs the dequantize+linear twin.
 #include <gtest/gtest.h>
+#if defined(__linux__)
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "qins/core/blas_threads.h"
+#include "qins/core/prefault.h"
 #include "qins/core/projective_linear.h"
 #include "qins/core/qins.h"
 
@@ -449,6 +457,52 @@ TEST(Kernels, ParallelLoopsUseEveryThread) {
   ThreadsGuard tg(2);
   EXPECT_EQ(qc::parallel_threads_used(), 2);
 }
+
+// x86-64 Linux only: the arm64 CI job runs this binary under qemu-user, which accepts madvise
+// without mapping anything and shows its own /proc/self/smaps.
+#if defined(__linux__) && defined(__x86_64__)
+// Resident bytes of the mapping that starts at `addr`, from /proc/self/smaps (-1 if not found).
+int64_t mapping_rss(const void* addr) {
+  std::ifstream in("/proc/self/smaps");
+  std::string line;
+  bool ours = false;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%lx-", static_cast<unsigned long>(reinterpret_cast<uintptr_t>(addr)));
+  while (std::getline(in, line)) {
+    if (line.rfind(buf, 0) == 0) ours = true;
+    else if (ours && line.rfind("Rss:", 0) == 0) return std::stoll(line.substr(4)) * 1024;
+  }
+  return -1;
+}
+
+// Codes used in place from a file mapping get their pages mapped ahead of the first reply.
+TEST(LargeBuffer, PrefaultMapsAFileMappingsPages) {
+  if (!qc::prefault_enabled()) GTEST_SKIP() << "QINS_PREFAULT=0";
+  char path[] = "/tmp/qins_prefault_XXXXXX";
+  const int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  const size_t bytes = size_t{24} << 20;
+  std::vector<char> block(1 << 20, 7);
+  for (size_t i = 0; i < bytes; i += block.size()) ASSERT_EQ(write(fd, block.data(), block.size()), static_cast<ssize_t>(block.size()));
+  void* p = mmap(nullptr, bytes, PROT_READ, MAP_SHARED, fd, 0);
+  close(fd);
+  unlink(path);
+  ASSERT_NE(p, MAP_FAILED);
+  madvise(p, bytes, MADV_RANDOM);  // no read-around: only what is touched or populated is mapped
+  const torch::Tensor t = torch::from_blob(p, {static_cast<int64_t>(bytes)}, torch::kUInt8);
+  EXPECT_LT(mapping_rss(p), static_cast<int64_t>(bytes / 2));
+  const int64_t done = qc::prefault_pages(t);
+  if (done == 0) {
+    munmap(p, bytes);
+    GTEST_SKIP() << "this kernel has no MADV_POPULATE_READ";
+  }
+  EXPECT_EQ(done, static_cast<int64_t>(bytes));
+  EXPECT_EQ(mapping_rss(p), static_cast<int64_t>(bytes));
+  std::atomic<bool> cancel{true};
+  EXPECT_EQ(qc::prefault_pages(t, &cancel), 0);  // cancelled before the first piece
+  munmap(p, bytes);
+}
+#endif
 
 TEST(LargeBuffer, ShapesDtypesAndWrites) {
   for (int64_t rows : {1, 3, 4096}) {  // 4096 x 3072 bytes = 12 MiB: the huge-page mapping

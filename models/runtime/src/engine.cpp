@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "qins/core/blas_threads.h"
+#include "qins/core/prefault.h"
 #include "qins/core/projective_linear.h"
 #include "qins/graph/device.h"
 #include "qins/io/hf_folder.h"
@@ -184,7 +185,7 @@ std::unique_ptr<Engine> EngineInternals::make(LoadedModel m, const LoadOptions& 
 
 void Engine::Impl::start_background_work() {
   stop_background_work();
-  if (!core::huge_pages_enabled()) return;
+  if (!core::huge_pages_enabled() && !core::prefault_enabled()) return;
   // The buffers decoding streams every token: QINS codes and dense weights of every projection
   // and the lm_head (the embedding is read one row per token and stays as it is).
   std::vector<torch::Tensor> buffers;
@@ -203,6 +204,7 @@ void Engine::Impl::start_background_work() {
     const auto t0 = Clock::now();
     for (torch::Tensor& b : buffers) {
       if (background_cancel.load()) break;
+      core::prefault_pages(b, &background_cancel);  // mapped file pages: no faults in the first reply
       background_bytes += core::promote_to_huge_pages(b, &background_cancel);
       b = torch::Tensor();  // drop the reference: a replaced weight can be freed at once
     }

@@ -1,0 +1,18 @@
+// Mapping a buffer's pages into the process ahead of its first use (core/src/large_buffer.cpp).
+#pragma once
+
+#include <torch/torch.h>
+
+#include <atomic>
+#include <cstdint>
+
+namespace qins::core {
+
+// Maps every page of the tensor's memory into the process now (Linux MADV_POPULATE_READ, in 32
+// MiB pieces, stopping early when *cancel turns true): for codes used in place from a file
+// mapping, so that the first reply does not take their page faults. Returns the bytes done (0
+// where unsupported, or with QINS_PREFAULT=0).
+int64_t prefault_pages(const torch::Tensor& t, const std::atomic<bool>* cancel = nullptr);
+bool prefault_enabled();  // false when QINS_PREFAULT=0
+
+}  // namespace qins::core
