@@ -149,7 +149,9 @@ void concurrent_matches_alone(const std::string& format, int parallel) {
   EXPECT_LE(c.full_decode_rows, c.decode_rows);
   EXPECT_EQ(c.full_decode_rows % parallel, 0);  // steps with every slot decoding run `parallel` rows
   EXPECT_LE(c.full_decode_s, c.decode_s);
-  if (c.full_decode_rows == 0) EXPECT_EQ(c.full_decode_s, 0.0);
+  if (c.full_decode_rows == 0) {
+    EXPECT_EQ(c.full_decode_s, 0.0);
+  }
 }
 
 TEST(BatchScheduler, ConcurrentGreedyRequestsMatchSessionsExactly) { concurrent_matches_alone("inverse", 4); }
