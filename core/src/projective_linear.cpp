@@ -13,6 +13,7 @@
 #include "qins/core/blas_threads.h"
 #include "qins/core/device_expand.h"
 #include "qins_kernels.h"
+#include "tiled_prefill.h"
 
 namespace qins::core {
 
@@ -188,7 +189,6 @@ void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float
   // Per-thread scratch, reused across calls: no heap allocation per decoded token after warm-up.
   // The parallel loops take raw pointers (a thread_local name inside them is the worker's copy).
   thread_local std::vector<float> xp;  // [n, in] fp32, kernel order
-  thread_local std::vector<float> buf;  // [rt, in] fp32, one expanded tile (prefill only)
   if (xp.size() < static_cast<size_t>(n_rows * in)) xp.resize(static_cast<size_t>(n_rows * in));
   for (int64_t r = 0; r < n_rows; ++r) kernels::to_kernel_order(k.order, x + r * in, in, xp.data() + r * in);
 
@@ -202,39 +202,10 @@ void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float
   }
 
   // Prefill: Y[:, tile] = Xp @ Wtile^T, tile by tile: expand the tile (kernel order, scale
-  // applied) into a buffer, then one GEMM.
-  const int64_t rt = std::min(out, tile_rows(in));
-  torch::Tensor xt = torch::from_blob(xp.data(), {n_rows, in}, torch::kFloat32);  // [n, in] fp32
-  torch::Tensor yt = torch::from_blob(y, {n_rows, out}, torch::kFloat32);         // [n, out] fp32
-  if (blas_single_threaded() && at::get_num_threads() > 1) {
-    // The BLAS runs on one thread (the engine's policy for QINS graphs, blas_threads.h): each of
-    // our threads expands its own tiles and multiplies them on its own, so the expansion runs on
-    // every core and no thread spins waiting for another's half of the work.
-    at::parallel_for(0, (out + rt - 1) / rt, 1, [&](int64_t tb, int64_t te) {
-      thread_local std::vector<float> tile;  // this worker's own [rt, in] buffer
-      if (tile.size() < static_cast<size_t>(rt * in)) tile.resize(static_cast<size_t>(rt * in));
-      for (int64_t ti = tb; ti < te; ++ti) {
-        const int64_t r0 = ti * rt, r1 = std::min(out, r0 + rt);
-        k.expand(codes, in, r0, r1, scales, t, tile.data());
-        const torch::Tensor w = torch::from_blob(tile.data(), {r1 - r0, in}, torch::kFloat32);  // [rows, in]
-        torch::Tensor dst = yt.narrow(1, r0, r1 - r0);
-        at::mm_out(dst, xt, w.t());
-      }
-    });
-    return;
-  }
-  // BLAS with its own threads: one tile at a time, expanded on this thread, one GEMM on all.
-  if (buf.size() < static_cast<size_t>(rt * in)) buf.resize(static_cast<size_t>(rt * in));
-  float* bufp = buf.data();
-  for (int64_t r0 = 0; r0 < out; r0 += rt) {
-    const int64_t r1 = std::min(out, r0 + rt);
-    // Expanded on this thread: an OpenMP region here would leave its worker spinning while the
-    // BLAS's own threads run the GEMM (measured 30x slower once the loops really ran in parallel).
-    k.expand(codes, in, r0, r1, scales, t, bufp);
-    const torch::Tensor w = torch::from_blob(bufp, {r1 - r0, in}, torch::kFloat32);  // [rows, in]
-    torch::Tensor dst = yt.narrow(1, r0, r1 - r0);
-    at::mm_out(dst, xt, w.t());
-  }
+  // applied) into a buffer, then one GEMM (tiled_prefill.h).
+  tiled_prefill(xpp, n_rows, in, in, out, std::min(out, tile_rows(in)), y, [&](int64_t r0, int64_t r1, float* tile) {
+    k.expand(codes, in, r0, r1, scales, t, tile);
+  });
 }
 
 ProjectiveLinearImpl::ProjectiveLinearImpl(QuantizedTensor q, torch::Tensor bias) : q_(std::move(q)) {

@@ -12,6 +12,7 @@
 #include "qins/core/blas_threads.h"
 #include "qins/core/qins4.h"
 #include "qins4_kernels.h"
+#include "tiled_prefill.h"
 
 namespace qins::core {
 
@@ -133,39 +134,10 @@ void qins4_matmul(const Quantized4Tensor& q, const float* x, int64_t n_rows, flo
     gemv_with(k, q, x, y);
     return;
   }
-  // Prefill: Y[:, tile] = X @ Wtile^T, 128 rows per tile (as the 8-bit path; see its comment).
+  // Prefill: Y[:, tile] = X @ Wtile^T, 128 rows per tile (as the 8-bit path), tiled_prefill.h.
   const Views v = views(q);
-  const int64_t in_pad = v.n_blocks * 32;
-  const int64_t rt = std::min<int64_t>(out, 128);
-  const torch::Tensor xt = torch::from_blob(const_cast<float*>(x), {n_rows, in}, torch::kFloat32);  // [n, in]
-  torch::Tensor yt = torch::from_blob(y, {n_rows, out}, torch::kFloat32);                          // [n, out]
-  if (blas_single_threaded() && at::get_num_threads() > 1) {
-    // One-thread BLAS (the engine's policy for QINS graphs): tiles in parallel, each thread
-    // expanding and multiplying its own (see qins_matmul).
-    at::parallel_for(0, (out + rt - 1) / rt, 1, [&](int64_t tb, int64_t te) {
-      thread_local std::vector<float> tile;  // this worker's own [rt, in_pad] buffer
-      if (tile.size() < static_cast<size_t>(rt * in_pad)) tile.resize(static_cast<size_t>(rt * in_pad));
-      for (int64_t ti = tb; ti < te; ++ti) {
-        const int64_t r0 = ti * rt, r1 = std::min(out, r0 + rt);
-        expand_with(k, v, r0, r1, tile.data());
-        const torch::Tensor w = torch::from_blob(tile.data(), {r1 - r0, in_pad}, torch::kFloat32).narrow(1, 0, in);
-        torch::Tensor dst = yt.narrow(1, r0, r1 - r0);
-        at::mm_out(dst, xt, w.t());
-      }
-    });
-    return;
-  }
-  thread_local std::vector<float> buf;  // [rt, in_pad] fp32, one expanded tile
-  if (buf.size() < static_cast<size_t>(rt * in_pad)) buf.resize(static_cast<size_t>(rt * in_pad));
-  float* bufp = buf.data();
-  for (int64_t r0 = 0; r0 < out; r0 += rt) {
-    const int64_t r1 = std::min(out, r0 + rt);
-    expand_with(k, v, r0, r1, bufp);
-    // [rows, in]: the padding columns of the tile are skipped by the stride.
-    const torch::Tensor w = torch::from_blob(bufp, {r1 - r0, in_pad}, torch::kFloat32).narrow(1, 0, in);
-    torch::Tensor dst = yt.narrow(1, r0, r1 - r0);
-    at::mm_out(dst, xt, w.t());
-  }
+  tiled_prefill(x, n_rows, in, v.n_blocks * 32, out, std::min<int64_t>(out, 128), y,
+                [&](int64_t r0, int64_t r1, float* tile) { expand_with(k, v, r0, r1, tile); });
 }
 
 Qins4LinearImpl::Qins4LinearImpl(Quantized4Tensor q, torch::Tensor bias) : q_(std::move(q)) {
