@@ -36,6 +36,25 @@ bool huge_pages_wanted() {
   }();
   return on;
 }
+
+#if defined(__linux__)
+// madvise(advice) over [a, b) in 32 MiB pieces, checking `cancel` between them; returns the bytes
+// advised. EINVAL (this kernel does not know the advice) ends the walk; any other failure ends it
+// when `stop_on_error`, else that piece is skipped.
+int64_t advise_in_pieces(uintptr_t a, uintptr_t b, int advice, bool stop_on_error, const std::atomic<bool>* cancel) {
+  constexpr uintptr_t kPiece = uintptr_t{32} << 20;
+  int64_t done = 0;
+  for (uintptr_t p = a; p < b; p += kPiece) {
+    if (cancel && cancel->load(std::memory_order_relaxed)) break;
+    const uintptr_t n = std::min(kPiece, b - p);
+    if (madvise(reinterpret_cast<void*>(p), n, advice) == 0)
+      done += static_cast<int64_t>(n);
+    else if (errno == EINVAL || stop_on_error)
+      break;
+  }
+  return done;
+}
+#endif
 }  // namespace
 
 bool huge_pages_enabled() { return huge_pages_wanted(); }
@@ -58,16 +77,8 @@ int64_t prefault_pages(const torch::Tensor& t, const std::atomic<bool>* cancel) 
   const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const auto begin = reinterpret_cast<uintptr_t>(t.data_ptr()) & ~(page - 1);
   const auto stop = reinterpret_cast<uintptr_t>(t.data_ptr()) + static_cast<uintptr_t>(t.numel() * t.element_size());
-  constexpr int kPopulateRead = 22;                   // MADV_POPULATE_READ; older headers lack the name
-  constexpr uintptr_t kPiece = uintptr_t{32} << 20;  // cancel checks between pieces
-  int64_t done = 0;
-  for (uintptr_t p = begin; p < stop; p += kPiece) {
-    if (cancel && cancel->load(std::memory_order_relaxed)) break;
-    const uintptr_t n = std::min(kPiece, stop - p);
-    if (madvise(reinterpret_cast<void*>(p), n, kPopulateRead) != 0) break;  // EINVAL: no such advice here
-    done += static_cast<int64_t>(n);
-  }
-  return done;
+  constexpr int kPopulateRead = 22;  // MADV_POPULATE_READ; older headers lack the name
+  return advise_in_pieces(begin, stop, kPopulateRead, /*stop_on_error=*/true, cancel);
 #else
   (void)t;
   (void)cancel;
@@ -112,18 +123,9 @@ int64_t promote_to_huge_pages(const torch::Tensor& t, const std::atomic<bool>* c
   // Keep the kernel's THP logic (and khugepaged, if collapse is unavailable) interested.
   madvise(reinterpret_cast<void*>(a), b - a, MADV_HUGEPAGE);
   constexpr int kCollapse = 25;  // MADV_COLLAPSE (Linux 6.1); older headers lack the name
-  constexpr uintptr_t kPiece = uintptr_t{32} << 20;  // cancel checks between pieces
-  int64_t done = 0;
-  for (uintptr_t p = a; p < b; p += kPiece) {
-    if (cancel && cancel->load(std::memory_order_relaxed)) break;
-    const uintptr_t n = std::min(kPiece, b - p);
-    if (madvise(reinterpret_cast<void*>(p), n, kCollapse) == 0) {
-      done += static_cast<int64_t>(n);
-    } else if (errno == EINVAL) {
-      break;  // this kernel has no MADV_COLLAPSE: MADV_HUGEPAGE above is all we can do
-    }        // EAGAIN / ENOMEM: no huge page free right now; leave this piece on small pages
-  }
-  return done;
+  // EAGAIN / ENOMEM (no huge page free right now) leaves that piece on small pages; EINVAL (no
+  // MADV_COLLAPSE in this kernel) leaves MADV_HUGEPAGE above as all we can do.
+  return advise_in_pieces(a, b, kCollapse, /*stop_on_error=*/false, cancel);
 #else
   (void)t;
   (void)cancel;
