@@ -461,8 +461,9 @@ TEST(Kernels, ParallelLoopsUseEveryThread) {
 // x86-64 Linux only: the arm64 CI job runs this binary under qemu-user, which accepts madvise
 // without mapping anything and shows its own /proc/self/smaps.
 #if defined(__linux__) && defined(__x86_64__)
-// Resident bytes of the mapping that starts at `addr`, from /proc/self/smaps (-1 if not found).
-int64_t mapping_rss(const void* addr) {
+// A byte count ("Rss:", "AnonHugePages:") of the mapping that starts at `addr`, from
+// /proc/self/smaps (-1 if not found).
+int64_t mapping_field(const void* addr, const std::string& field) {
   std::ifstream in("/proc/self/smaps");
   std::string line;
   bool ours = false;
@@ -470,9 +471,33 @@ int64_t mapping_rss(const void* addr) {
   std::snprintf(buf, sizeof buf, "%lx-", static_cast<unsigned long>(reinterpret_cast<uintptr_t>(addr)));
   while (std::getline(in, line)) {
     if (line.rfind(buf, 0) == 0) ours = true;
-    else if (ours && line.rfind("Rss:", 0) == 0) return std::stoll(line.substr(4)) * 1024;
+    else if (ours && line.rfind(field, 0) == 0) return std::stoll(line.substr(field.size())) * 1024;
   }
   return -1;
+}
+
+int64_t mapping_rss(const void* addr) { return mapping_field(addr, "Rss:"); }
+
+// The background move onto huge pages: in place (the data stays), stops when cancelled, and what
+// it reports as done is really on huge pages.
+TEST(LargeBuffer, HugePagePromotionKeepsTheDataAndHonoursCancel) {
+  if (!qc::huge_pages_enabled()) GTEST_SKIP() << "QINS_HUGEPAGES=0";
+  const int64_t bytes = int64_t{16} << 20;
+  torch::Tensor t = qc::empty_large({bytes}, torch::kUInt8);
+  t.copy_(torch::arange(bytes, torch::kInt64).remainder(251).to(torch::kUInt8));
+  const int64_t sum = t.sum().item<int64_t>();
+  std::atomic<bool> cancel{true};
+  EXPECT_EQ(qc::promote_to_huge_pages(t, &cancel), 0);  // cancelled before the first piece
+  const int64_t done = qc::promote_to_huge_pages(t);
+  EXPECT_GE(done, 0);
+  EXPECT_LE(done, bytes);
+  EXPECT_EQ(done % (int64_t{2} << 20), 0);
+  if (done > 0) {
+    EXPECT_GE(mapping_field(t.data_ptr(), "AnonHugePages:"), done);
+  }
+  std::printf("promoted %lld of %lld bytes\n", static_cast<long long>(done), static_cast<long long>(bytes));
+  EXPECT_EQ(t.sum().item<int64_t>(), sum);
+  EXPECT_EQ(t[12345].item<uint8_t>(), 12345 % 251);
 }
 
 // Codes used in place from a file mapping get their pages mapped ahead of the first reply.
