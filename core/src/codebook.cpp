@@ -64,18 +64,6 @@ namespace {
 
 using fit::NearestCode;
 
-void encode_row(const float* w, int64_t n, float s, const NearestCode& nc, uint8_t* codes) {
-  if (s <= 0.f) {
-    std::fill(codes, codes + n, uint8_t{0});
-    return;
-  }
-  const float inv = 1.f / s;
-  for (int64_t i = 0; i < n; ++i) {
-    const int j = nc.index(std::fabs(w[i]) * inv);
-    codes[i] = static_cast<uint8_t>(j | ((std::signbit(w[i]) && j != 0) ? 0x80 : 0));
-  }
-}
-
 // Row scale: the row max for the inverse codebook (the original rule: k = 1 is the max), else the
 // fitted scale (search on the row's sorted summary; `summary` is this thread's scratch).
 float row_scale(Codebook cb, const float* w, int64_t n, const NearestCode& nc, fit::RowSummary& summary) {
@@ -163,7 +151,7 @@ QuantizedTensor quantize(const torch::Tensor& w, const QuantizeOptions& opts) {
       const float* row = wp + r * cols;
       const float s = row_scale(opts.codebook, row, cols, nc, summary);
       sp[r] = s;
-      encode_row(row, cols, s, nc, cp + r * cols);
+      fit::encode_signed(row, cols, s, nc, cp + r * cols);
     }
   });
   return q;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "qins/core/qins4.h"
+#include "dequantize_rows.h"
 #include "qins4_kernels.h"
 
 namespace qins::core {
@@ -472,19 +473,6 @@ void dequantize4_row_into(const Quantized4Tensor& q, int64_t row, float* out) {
   }
 }
 
-torch::Tensor dequantize4(const Quantized4Tensor& q) {
-  q.validate("dequantize4");
-  Quantized4Tensor c = q;
-  c.codes = q.codes.to(torch::kCPU).contiguous();
-  c.scales = q.scales.to(torch::kCPU).contiguous();
-  c.lut = q.lut.to(torch::kCPU).contiguous();
-  if (q.sub_table.defined()) c.sub_table = q.sub_table.to(torch::kCPU).contiguous();
-  torch::Tensor w = torch::empty({c.out_features(), c.in_features}, torch::kFloat32);  // [out, in] f32
-  float* p = w.data_ptr<float>();
-  at::parallel_for(0, c.out_features(), 64, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) dequantize4_row_into(c, r, p + r * c.in_features);
-  });
-  return w;
-}
+torch::Tensor dequantize4(const Quantized4Tensor& q) { return dequantize_rows(q, "dequantize4", &dequantize4_row_into); }
 
 }  // namespace qins::core

@@ -16,6 +16,7 @@
 #include "qins/core/qins.h"
 #include "qins/core/qins4.h"
 #include "qins/core/qins8g.h"
+#include "dequantize_rows.h"
 #include "qins4_kernels.h"
 #include "scale_fit.h"
 
@@ -143,18 +144,6 @@ GroupChoice fit_group(const float* w, int64_t n, const ScaleGrid& grid, const Ne
   return best;
 }
 
-void encode_group(const float* w, int64_t n, float s, const NearestCode& nc, uint8_t* codes) {
-  if (!(s > 0.f)) {
-    std::fill(codes, codes + n, uint8_t{0});
-    return;
-  }
-  const float inv = 1.f / s;
-  for (int64_t i = 0; i < n; ++i) {
-    const int j = nc.index(std::fabs(w[i]) * inv);
-    codes[i] = static_cast<uint8_t>(j | ((std::signbit(w[i]) && j != 0) ? 0x80 : 0));
-  }
-}
-
 int64_t grain_for(int64_t rows, int threads) {
   if (threads <= 0) return std::max<int64_t>(1, rows / 64);
   return std::max<int64_t>(1, (rows + threads - 1) / threads);
@@ -233,7 +222,7 @@ Quantized8gTensor quantize8g(const torch::Tensor& w_in, const Quantize8gOptions&
         const GroupChoice ch = fit_group(w + r * in + c0, n, grid, nc);
         if (sub) sub[r * n_groups + g] = static_cast<uint8_t>(ch.code);
         else hs[r * n_groups + g] = ch.code;
-        encode_group(w + r * in + c0, n, ch.scale, nc, c + c0);
+        fit::encode_signed(w + r * in + c0, n, ch.scale, nc, c + c0);
       }
     }
   });
@@ -258,19 +247,6 @@ void dequantize8g_row_into(const Quantized8gTensor& q, int64_t row, float* out) 
   }
 }
 
-torch::Tensor dequantize8g(const Quantized8gTensor& q) {
-  q.validate("dequantize8g");
-  Quantized8gTensor c = q;
-  c.codes = q.codes.to(torch::kCPU).contiguous();
-  c.scales = q.scales.to(torch::kCPU).contiguous();
-  c.lut = q.lut.to(torch::kCPU).contiguous();
-  if (q.sub_table.defined()) c.sub_table = q.sub_table.to(torch::kCPU).contiguous();
-  torch::Tensor w = torch::empty({c.out_features(), c.in_features}, torch::kFloat32);  // [out, in] f32
-  float* p = w.data_ptr<float>();
-  at::parallel_for(0, c.out_features(), 64, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) dequantize8g_row_into(c, r, p + r * c.in_features);
-  });
-  return w;
-}
+torch::Tensor dequantize8g(const Quantized8gTensor& q) { return dequantize_rows(q, "dequantize8g", &dequantize8g_row_into); }
 
 }  // namespace qins::core

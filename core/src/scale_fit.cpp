@@ -59,6 +59,18 @@ NearestCode::NearestCode(const std::array<float, 128>& lut) : lut_(lut) {
   }
 }
 
+void encode_signed(const float* w, int64_t n, float s, const NearestCode& nc, uint8_t* codes) {
+  if (!(s > 0.f)) {
+    std::fill(codes, codes + n, uint8_t{0});
+    return;
+  }
+  const float inv = 1.f / s;
+  for (int64_t i = 0; i < n; ++i) {
+    const int j = nc.index(std::fabs(w[i]) * inv);
+    codes[i] = static_cast<uint8_t>(j | ((std::signbit(w[i]) && j != 0) ? 0x80 : 0));
+  }
+}
+
 float row_absmax(const float* w, int64_t n) {
   int64_t i = 0;
   float top = 0.f;

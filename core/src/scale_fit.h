@@ -92,6 +92,10 @@ float search_scale(float absmax, ErrorFn&& error, double* err_out) {
 
 float row_absmax(const float* w, int64_t n);
 
+// The 8-bit codes of w[0..n) at scale s: the nearest table index of |w| / s, the sign in bit 7
+// (never on index 0, so zero has one code). A scale that is not > 0 (zero, NaN) gives all zeros.
+void encode_signed(const float* w, int64_t n, float s, const NearestCode& nc, uint8_t* codes);
+
 // Reference fit: one full pass over the row per evaluated scale (the algorithm quantize() used
 // before the sorted summary; kept as the yardstick for the test and the benchmark).
 double row_error_reference(const float* w, int64_t n, float s, const NearestCode& nc);
