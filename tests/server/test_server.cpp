@@ -117,6 +117,18 @@ class ServerTest : public ::testing::Test {
     ADD_FAILURE() << "the scheduler did not settle";
     return scheduler_->counters();
   }
+  // After the client of an n-token request hung up: its generation stopped before the end, and
+  // the server counted one disconnect.
+  void expect_cancelled_by_disconnect(int n) {
+    const BatchCounters c = settled();
+    EXPECT_EQ(c.cancelled, 1);
+    EXPECT_EQ(c.completed, 0);
+    EXPECT_LT(c.generated_tokens, n);
+    for (int i = 0; i < 200 && server_->counters().disconnects == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_EQ(server_->counters().disconnects, 1);
+  }
   std::vector<std::string> log_lines() {
     std::lock_guard<std::mutex> lk(log_m_);
     return log_;
@@ -390,14 +402,7 @@ TEST_F(ServerTest, DisconnectMidStreamStopsTheWork) {
     while (got.find("data: ") == std::string::npos) ASSERT_TRUE(c.read_some(got)) << got;
     EXPECT_EQ(got.rfind("HTTP/1.1 200", 0), 0u) << got;
   }  // hang up after the first event
-  const BatchCounters c = settled();
-  EXPECT_EQ(c.cancelled, 1);
-  EXPECT_EQ(c.completed, 0);
-  EXPECT_LT(c.generated_tokens, n);
-  for (int i = 0; i < 200 && server_->counters().disconnects == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  EXPECT_EQ(server_->counters().disconnects, 1);
+  expect_cancelled_by_disconnect(n);
   // And the server goes on serving.
   EXPECT_EQ(http_request(port(), "GET", "/health").status, 200);
   EXPECT_EQ(post("/v1/completions", json{{"prompt", "Hi"}, {"max_tokens", 2}}).status, 200);
@@ -417,14 +422,7 @@ TEST_F(ServerTest, DisconnectWhileWaitingForANonStreamedReplyStopsTheWork) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     ASSERT_GT(scheduler_->counters().generated_tokens, 0);
   }
-  const BatchCounters c = settled();
-  EXPECT_EQ(c.cancelled, 1);
-  EXPECT_EQ(c.completed, 0);
-  EXPECT_LT(c.generated_tokens, n);
-  for (int i = 0; i < 200 && server_->counters().disconnects == 0; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  EXPECT_EQ(server_->counters().disconnects, 1);
+  expect_cancelled_by_disconnect(n);
   // A client that is still there gets its whole reply, and the server goes on serving.
   const HttpReply r = post("/v1/completions", json{{"prompt", "the cat sat on the mat"}, {"temperature", 0}, {"max_tokens", 8}});
   ASSERT_EQ(r.status, 200) << r.body;
