@@ -7,7 +7,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
-#include <nlohmann/json.hpp>
 
 #include "code_options.h"
 #include "commands.h"
@@ -129,24 +128,6 @@ std::string output_path(const PullOpts& o, const std::string& repo) {
   return out;
 }
 
-// Where the model came from, for the .qins metadata: the Hub, repo, revision, commit and files.
-std::string origin_json(const hub::HubClient& client, const std::string& repo, const std::string& revision,
-                        const hub::PullResult& r) {
-  nlohmann::json files = nlohmann::json::array();
-  for (const auto& f : r.files) {
-    nlohmann::json jf = {{"path", f.path}, {"size", f.size}};
-    if (f.lfs()) jf["sha256"] = f.sha256;
-    if (!f.blob_id.empty()) jf["git_blob"] = f.blob_id;
-    files.push_back(jf);
-  }
-  return nlohmann::json({{"hub", client.endpoint()},
-                         {"repo", repo},
-                         {"revision", revision},
-                         {"commit", r.info.commit},
-                         {"files", files}})
-      .dump();
-}
-
 void convert(const PullOpts& o, const hub::HubClient& client, const std::string& repo, const std::string& revision,
              const hub::PullResult& r) {
   if (!fs::exists(r.snapshot_dir + "/tokenizer.model"))
@@ -157,7 +138,7 @@ void convert(const PullOpts& o, const hub::HubClient& client, const std::string&
   co.qins4 = apply_code_choice(o.codebook, o.pole, o.pole_opt && o.pole_opt->count() > 0, o.group, o.table, co.quant, co.quant4);
   co.quant.threads = o.threads;
   co.source_name = repo.substr(repo.find('/') + 1);
-  co.origin_json = origin_json(client, repo, revision, r);
+  co.origin_json = hub::origin_json(client.endpoint(), repo, revision, r);
   ProgressBar cbar("converting", !o.quiet);
   const ConvertReport cr = convert_to_qins(r.snapshot_dir, out, co, [&](double f, const std::string& name) {
     cbar.update(f, name);

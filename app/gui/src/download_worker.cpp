@@ -4,7 +4,6 @@
 #include <QElapsedTimer>
 #include <QFileInfo>
 
-#include <nlohmann/json.hpp>
 
 #include "model_catalog.h"
 #include "qins/runtime/engine.h"
@@ -111,21 +110,9 @@ void DownloadWorker::run(const DownloadJob& job) {
     QDir().mkpath(job.modelsDir);
     const QString out = QDir(job.modelsDir).filePath(repoName(job.repo) + QLatin1Char('-') + job.codebook +
                                                      QStringLiteral(".qins"));
-    nlohmann::json files = nlohmann::json::array();
-    for (const auto& f : r.files) {
-      nlohmann::json jf = {{"path", f.path}, {"size", f.size}};
-      if (f.lfs()) jf["sha256"] = f.sha256;
-      if (!f.blob_id.empty()) jf["git_blob"] = f.blob_id;
-      files.push_back(jf);
-    }
     qins::ModelOrigin origin;
     origin.name = repoName(job.repo).toStdString();
-    origin.origin_json = nlohmann::json({{"hub", client.endpoint()},
-                                         {"repo", repo},
-                                         {"revision", job.revision.toStdString()},
-                                         {"commit", r.info.commit},
-                                         {"files", files}})
-                             .dump();
+    origin.origin_json = hub::origin_json(client.endpoint(), repo, job.revision.toStdString(), r);
     DownloadProgress p = last;
     p.stage = QStringLiteral("converting to .qins");
     p.file.clear();

@@ -156,3 +156,21 @@ RepoInfo Puller::resolve(const std::string& repo, const std::string& revision) {
 }
 
 }  // namespace qins::hub::detail
+
+namespace qins::hub {
+
+std::string origin_json(const std::string& endpoint, const std::string& repo, const std::string& revision,
+                        const PullResult& r) {
+  nlohmann::json files = nlohmann::json::array();
+  for (const auto& f : r.files) {
+    nlohmann::json jf = {{"path", f.path}, {"size", f.size}};
+    if (f.lfs()) jf["sha256"] = f.sha256;
+    if (!f.blob_id.empty()) jf["git_blob"] = f.blob_id;
+    files.push_back(jf);
+  }
+  return nlohmann::json(
+             {{"hub", endpoint}, {"repo", repo}, {"revision", revision}, {"commit", r.info.commit}, {"files", files}})
+      .dump();
+}
+
+}  // namespace qins::hub

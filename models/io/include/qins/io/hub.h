@@ -153,5 +153,9 @@ std::pair<std::string, std::string> parse_repo_ref(const std::string& ref);
 std::string app_models_dir();
 // "12.3 MB", "1.20 GB"
 std::string format_bytes(uint64_t n);
+// Where a pulled model came from, for the .qins metadata: JSON with the Hub endpoint, repo,
+// revision, commit and the files (path, size, sha256 of LFS files, git blob id).
+std::string origin_json(const std::string& endpoint, const std::string& repo, const std::string& revision,
+                        const PullResult& r);
 
 }  // namespace qins::hub
