@@ -439,6 +439,12 @@ TEST_F(ServerTest, BadInputsGetTheirStatusAndTheServerGoesOn) {
                "not valid JSON", "malformed JSON");
   expect_error(http_request(port(), "POST", chat, "[1,2]", {}), 400, "invalid_request_error", "", "JSON object",
                "not an object");
+  // A number too large for a double is the parser's out_of_range, not a parse_error (fuzz_openai found it: a 500).
+  expect_error(http_request(port(), "POST", chat, "{\"messages\": [], \"seed\": 1844e4415}", {}), 400,
+               "invalid_request_error", "", "not valid JSON", "number overflow");
+  // Invalid UTF-8 inside a string: a 400 whose body is still valid JSON.
+  expect_error(http_request(port(), "POST", chat, "{\"model\": \"a\xff\"}", {}), 400, "invalid_request_error", "",
+               "not valid JSON", "invalid UTF-8");
   expect_error(post(chat, json{{"messages", "hello"}}), 400, "invalid_request_error", "messages", "'messages' must be an array",
                "messages as a string");
   expect_error(post(chat, json::object()), 400, "invalid_request_error", "messages", "required", "no messages");

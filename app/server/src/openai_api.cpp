@@ -222,7 +222,7 @@ ApiRequest parse_request(Endpoint endpoint, const std::string& body_text, int co
   json body;
   try {
     body = json::parse(body_text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for a number like 1e999
     throw ApiError(400, "invalid_request_error", "invalid_json", "",
                    std::string("the request body is not valid JSON: ") + e.what());
   }
