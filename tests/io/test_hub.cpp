@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "fake_hub.h"
+#include "hub_json.h"
 #include "qins/io/hub.h"
 #include "qins/tools/fixture.h"
 #include "test_util.h"
@@ -562,3 +563,73 @@ TEST(QinsPull, EndToEndPullVerifiesConvertsAndTheResultAnswers) {
 }
 
 }  // namespace
+
+// A Hub (or a mirror named by HF_ENDPOINT) answering with the wrong shapes: every answer is a
+// Protocol error naming the repo, the answer and the field; never a JSON library exception.
+TEST(HubJson, MalformedAnswersAreProtocolErrorsNamingTheField) {
+  namespace d = qins::hub::detail;
+  const std::string sha(40, 'a'), sha256(64, 'b');
+  auto revision_error = [&](const std::string& body) {
+    try {
+      d::parse_revision(body, "org/m", "main");
+    } catch (const HubError& e) {
+      EXPECT_EQ(e.kind(), HubErrorKind::Protocol) << body;
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  auto tree_error = [&](const std::string& body) {
+    try {
+      d::parse_tree_page(body, "org/m");
+    } catch (const HubError& e) {
+      EXPECT_EQ(e.kind(), HubErrorKind::Protocol) << body;
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  EXPECT_EQ(revision_error("[]"), "org/m: the answer for revision main: not a JSON object");
+  EXPECT_NE(revision_error("{\"sha\": 1e999}").find("not valid JSON"), std::string::npos);
+  EXPECT_EQ(revision_error("{\"sha\": 5}"), "org/m: the answer for revision main: 'sha' is not a string");
+  EXPECT_EQ(revision_error("{\"sha\": \"abc\"}"), "org/m: revision main did not resolve to a commit");
+  const std::string head = "{\"sha\": \"" + sha + "\", \"siblings\": ";
+  EXPECT_EQ(revision_error(head + "[1]}"), "org/m: the answer for revision main, sibling 0: not a JSON object");
+  EXPECT_EQ(revision_error(head + "[{\"rfilename\": 7, \"size\": 3}]}"),
+            "org/m: the answer for revision main, sibling 0: 'rfilename' is not a string");
+  EXPECT_EQ(revision_error(head + "[{\"rfilename\": \"a\", \"size\": 3, \"lfs\": {\"sha256\": []}}]}"),
+            "org/m: the answer for revision main, sibling 0's lfs: 'sha256' is not a string");
+  // A sibling without a size: not an error, the tree listing is asked instead.
+  const d::RevisionAnswer partial = d::parse_revision(head + "[{\"rfilename\": \"a\", \"size\": 3}, {\"rfilename\": \"b\"}]}", "org/m", "main");
+  EXPECT_FALSE(partial.complete);
+  EXPECT_TRUE(partial.files.empty());
+  const d::RevisionAnswer full = d::parse_revision(
+      head + "[{\"rfilename\": \"w.safetensors\", \"size\": 3, \"blobId\": \"" + sha +
+          "\", \"lfs\": {\"sha256\": \"" + sha256 + "\", \"size\": 9}}]}",
+      "org/m", "main");
+  ASSERT_TRUE(full.complete);
+  ASSERT_EQ(full.files.size(), 1u);
+  EXPECT_EQ(full.files[0].size, 9u);
+  EXPECT_EQ(full.files[0].sha256, sha256);
+
+  EXPECT_EQ(tree_error("{}"), "org/m: the file listing: not a list");
+  EXPECT_EQ(tree_error("[5]"), "org/m: the file listing's entry 0: not a JSON object");
+  EXPECT_EQ(tree_error("[{\"path\": \"a\"}, {\"type\": 1, \"path\": \"b\"}]"),
+            "org/m: the file listing's entry 1: 'type' is not a string");
+  EXPECT_EQ(tree_error("[{\"path\": [\"x\"]}]"), "org/m: the file listing's entry 0: 'path' is not a string");
+  EXPECT_EQ(tree_error("[{\"path\": \"a\", \"oid\": {}}]"), "org/m: the file listing's entry 0: 'oid' is not a string");
+  const auto files = d::parse_tree_page(
+      "[{\"type\": \"directory\", \"path\": \"d\"}, {\"path\": \"w\", \"size\": 3, \"oid\": \"" + sha +
+          "\", \"lfs\": {\"oid\": \"" + sha256 + "\", \"size\": 9}}]",
+      "org/m");
+  ASSERT_EQ(files.size(), 1u);
+  EXPECT_EQ(files[0].path, "w");
+  EXPECT_EQ(files[0].size, 9u);
+  EXPECT_EQ(files[0].blob_id, sha);
+  EXPECT_EQ(files[0].sha256, sha256);
+
+  RepoFile unsafe;
+  unsafe.path = "../escape";
+  EXPECT_THROW(d::check_listing({unsafe}, "org/m"), HubError);
+  unsafe.path = "ok";
+  unsafe.sha256 = "xyz";
+  EXPECT_THROW(d::check_listing({unsafe}, "org/m"), HubError);
+}

@@ -41,10 +41,6 @@ std::string home_dir() {
   return h.empty() ? std::string("/tmp") : h;
 }
 
-bool is_hex(const std::string& s, size_t n) {
-  return s.size() == n && std::all_of(s.begin(), s.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); });
-}
-
 }  // namespace detail
 
 using namespace detail;

@@ -81,25 +81,7 @@ std::vector<RepoFile> Puller::list_tree(const std::string& base, const std::stri
   for (int page = 0; !url.empty(); ++page) {
     if (page > 10000) throw HubError(HubErrorKind::Protocol, repo + ": the file listing does not end");
     const Response r = api_get(url, repo, "file listing");
-    nlohmann::json entries;
-    try {
-      entries = nlohmann::json::parse(r.body);
-    } catch (const nlohmann::json::exception& e) {
-      throw HubError(HubErrorKind::Protocol, repo + ": the file listing is not valid JSON (" + e.what() + ")");
-    }
-    if (!entries.is_array()) throw HubError(HubErrorKind::Protocol, repo + ": the file listing is not a list");
-    for (const auto& e : entries) {
-      if (e.value("type", "file") != "file" || !e.contains("path")) continue;
-      RepoFile f;
-      f.path = e["path"].get<std::string>();
-      f.size = e.contains("size") && e["size"].is_number_unsigned() ? e["size"].get<uint64_t>() : 0;
-      f.blob_id = e.value("oid", "");
-      if (e.contains("lfs") && e["lfs"].is_object()) {
-        f.sha256 = e["lfs"].value("oid", e["lfs"].value("sha256", ""));
-        if (e["lfs"].contains("size") && e["lfs"]["size"].is_number_unsigned()) f.size = e["lfs"]["size"].get<uint64_t>();
-      }
-      files.push_back(f);
-    }
+    for (auto& f : parse_tree_page(r.body, repo)) files.push_back(std::move(f));
     // Link: <https://...>; rel="next"
     url.clear();
     static const std::regex next_re(R"re(<([^>]+)>\s*;\s*rel="?next"?)re");
@@ -116,42 +98,13 @@ RepoInfo Puller::resolve(const std::string& repo, const std::string& revision) {
   info.revision = revision;
   set_stage("listing");
   const std::string base = endpoint_ + "/api/models/" + repo;
-  nlohmann::json rev;
-  try {
-    rev = nlohmann::json::parse(api_get(base + "/revision/" + escape(revision) + "?blobs=true", repo,
-                                        "revision " + revision)
-                                    .body);
-  } catch (const nlohmann::json::exception& e) {
-    throw HubError(HubErrorKind::Protocol, repo + ": the revision answer is not valid JSON (" + e.what() + ")");
-  }
-  info.commit = rev.value("sha", "");
-  if (!is_hex(info.commit, 40))
-    throw HubError(HubErrorKind::Protocol, repo + ": revision " + revision + " did not resolve to a commit");
-  bool complete = rev.contains("siblings") && rev["siblings"].is_array();
-  if (complete) {
-    for (const auto& s : rev["siblings"]) {
-      if (!s.contains("rfilename") || !s.contains("size") || !s["size"].is_number_unsigned()) {
-        complete = false;
-        break;
-      }
-      RepoFile f;
-      f.path = s["rfilename"].get<std::string>();
-      f.size = s["size"].get<uint64_t>();
-      f.blob_id = s.value("blobId", "");
-      if (s.contains("lfs") && s["lfs"].is_object()) {
-        f.sha256 = s["lfs"].value("sha256", "");
-        if (s["lfs"].contains("size") && s["lfs"]["size"].is_number_unsigned()) f.size = s["lfs"]["size"].get<uint64_t>();
-      }
-      info.files.push_back(f);
-    }
-  }
-  if (!complete) info.files = list_tree(base, repo, info.commit);  // no sizes in the revision answer
-  for (auto& f : info.files) {
-    if (!f.sha256.empty() && !is_hex(f.sha256, 64))
-      throw HubError(HubErrorKind::Protocol, repo + ": " + f.path + ": the listing's sha256 is not 64 hex digits");
-    if (f.path.empty() || f.path.find("..") != std::string::npos || f.path[0] == '/')
-      throw HubError(HubErrorKind::Protocol, repo + ": the listing names an unsafe path '" + f.path + "'");
-  }
+  RevisionAnswer rev =
+      parse_revision(api_get(base + "/revision/" + escape(revision) + "?blobs=true", repo, "revision " + revision).body,
+                     repo, revision);
+  info.commit = rev.commit;
+  // No sizes in the revision answer: the tree listing has them.
+  info.files = rev.complete ? std::move(rev.files) : list_tree(base, repo, info.commit);
+  check_listing(info.files, repo);
   return info;
 }
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "qins/io/hub.h"
+#include "hub_json.h"
 
 namespace qins::hub::detail {
 
@@ -27,7 +28,6 @@ std::string env(const char* name);
 std::string trim(std::string s);
 std::string lower(std::string s);
 std::string home_dir();
-bool is_hex(const std::string& s, size_t n);
 
 // URL and header helpers (hub_http.cpp).
 std::string bare_etag(std::string e);  // W/"abc" -> abc
