@@ -129,7 +129,12 @@ EncodedChunk choose(const uint8_t* src, std::size_t n, const CodecOptions& opt,
   };
   if (opt.allow_huffman) {
     // Skip the encode when the size bound already says it cannot beat raw.
-    const huf::CodeLengths lengths = shared ? *shared : huf::build_code_lengths(h);
+    // The shared code unless it costs more than 1 % of the raw size against the chunk's own
+    // (a section whose chunks differ, e.g. noise beside skewed codes, keeps per-chunk codes
+    // where they pay; on one tensor's codes the loss is ~0.1 %, docs/file-format.md).
+    huf::CodeLengths lengths = huf::build_code_lengths(h);
+    if (shared && huf::encoded_size(h, *shared) <= huf::encoded_size(h, lengths) + n / 100)
+      lengths = *shared;
     if (huf::encoded_size(h, lengths) < best_size) {
       std::vector<uint8_t> tmp;
       tmp.reserve(n / 2);

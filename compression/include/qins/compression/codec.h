@@ -30,7 +30,8 @@ struct CodecOptions {
   // histogram of the whole section (each payload still carries its table, the same bytes in
   // every chunk, so readers need nothing new). A loader decoding two such chunks together
   // builds the lookup tables once (half the L1 footprint; docs/benchmarks.md, "Huffman decode,
-  // third round"). Costs a little size against a code per chunk (docs/file-format.md).
+  // third round"). A chunk keeps its own code where the shared one would cost more than 1 % of
+  // its raw size (codec.h, encode_best). Costs a little size (docs/file-format.md).
   bool share_huffman_code = true;
 };
 
@@ -47,9 +48,10 @@ void encode_with(Codec c, const uint8_t* src, std::size_t n, std::vector<uint8_t
 // the raw size; raw otherwise.
 EncodedChunk encode_best(const uint8_t* src, std::size_t n, const CodecOptions& opt = {});
 
-// The same choice, with the Huffman candidate encoded with a given code (shared by several
-// chunks; it must give every byte of src a code) and src's histogram already counted (hist).
-// Whether Huffman pays is judged on the payload size with that code.
+// The same choice, with src's histogram already counted (hist) and a code shared by several
+// chunks (it must give every byte of src a code): the Huffman candidate uses the shared code
+// unless that is more than 1 % of n larger than src's own code (then its own). Whether Huffman
+// pays is judged on the payload size with the code it uses.
 EncodedChunk encode_best(const uint8_t* src, std::size_t n, const CodecOptions& opt,
                          const huf::CodeLengths& huffman_code, const huf::Histogram& hist);
 
