@@ -10,7 +10,9 @@
 //   ~1.5 bytes come out per chain step; the pair is stored with one 2-byte store and the
 //   stream's output pointer advances by 1 or 2;
 // - huffman_decode2 decodes two chunks at once, 8 independent chains in one loop; the loader
-//   decodes in pairs.
+//   decodes in pairs. Writers give the chunks of a section one code, so a pair usually has the
+//   same code lengths: its tables are then built once and all 8 chains read the one 16 KiB pair
+//   table (two chunks with two codes fill the 32 KiB L1D with their two pair tables).
 // bench_huffman on the 2-core EPYC dev VM (docs/benchmarks.md): the two-symbol loops run
 // 1.26-1.51x the bytes/s of the previous one-symbol loops in the same run
 // (bench/baseline/huffman_decode_prev.cpp).
