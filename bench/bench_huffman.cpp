@@ -38,9 +38,10 @@ uint64_t xorshift(uint64_t& s) {
 }
 
 // kind 0: Laplace, 1: Gaussian; zero_frac: extra exact zeros (pruned codes) for sparse tests.
-std::vector<uint8_t> qins_codes(std::size_t n, int kind, double zero_frac = 0.0) {
+std::vector<uint8_t> qins_codes(std::size_t n, int kind, double zero_frac = 0.0,
+                                uint64_t seed = 0x9E3779B97F4A7C15ull) {
   std::vector<uint8_t> v(n);
-  uint64_t s = 0x9E3779B97F4A7C15ull;
+  uint64_t s = seed;
   const double step = kind == 0 ? 0.06 : 0.045;  // quantization step vs unit scale
   for (auto& b : v) {
     const double u1 = (double(xorshift(s) >> 11) + 0.5) / 9007199254740992.0;
@@ -146,6 +147,43 @@ void two_chunk_bench(benchmark::State& st, bool paired, bool prev = false) {
   st.SetBytesProcessed(int64_t(st.iterations()) * int64_t(a.size() + b.size()));
 }
 void BM_HuffmanDecodeTwoChunksOneByOne(benchmark::State& st) { two_chunk_bench(st, false); }
+
+// Two chunks of one tensor (Laplace codes, two draws) through huffman_decode2, each with its
+// own code (two sets of tables, as writers before the shared code made them) or both with one
+// code built from their merged histogram (what ContainerWriter now writes for the chunks of a
+// section: one set of tables). Same data in both. stored_bits: both payloads' bits per byte, so
+// the size the shared code costs shows next to its speed.
+void two_chunk_code_bench(benchmark::State& st, bool shared) {
+  const auto a = qins_codes(std::size_t(st.range(0)), 0);
+  const auto b = qins_codes(std::size_t(st.range(0)), 0, 0.0, 0x243F6A8885A308D3ull);
+  std::vector<uint8_t> ea, eb;
+  if (shared) {
+    namespace huf = qins::comp::huf;
+    huf::Histogram h = huf::histogram(a.data(), a.size());
+    huf::merge_histogram(h, huf::histogram(b.data(), b.size()));
+    const huf::CodeLengths code = huf::build_code_lengths(h);
+    huf::huffman_encode_with(code, a.data(), a.size(), ea);
+    huf::huffman_encode_with(code, b.data(), b.size(), eb);
+  } else {
+    qins::comp::huf::huffman_encode(a.data(), a.size(), ea);
+    qins::comp::huf::huffman_encode(b.data(), b.size(), eb);
+  }
+  std::vector<uint8_t> oa(a.size()), ob(b.size());
+  for (auto _ : st) {
+    qins::comp::huf::huffman_decode2(ea.data(), ea.size(), oa.data(), oa.size(), eb.data(),
+                                     eb.size(), ob.data(), ob.size());
+    benchmark::ClobberMemory();
+  }
+  if (oa != a || ob != b) st.SkipWithError("round trip mismatch");
+  st.SetBytesProcessed(int64_t(st.iterations()) * int64_t(a.size() + b.size()));
+  st.counters["stored_bits"] = 8.0 * double(ea.size() + eb.size()) / double(a.size() + b.size());
+}
+void BM_HuffmanDecodeTwoChunksPairedSeparateCodes(benchmark::State& st) {
+  two_chunk_code_bench(st, false);
+}
+void BM_HuffmanDecodeTwoChunksPairedSharedCode(benchmark::State& st) {
+  two_chunk_code_bench(st, true);
+}
 void BM_HuffmanDecodeTwoChunksPaired(benchmark::State& st) { two_chunk_bench(st, true); }
 void BM_HuffmanDecodeTwoChunksPairedPrev(benchmark::State& st) { two_chunk_bench(st, true, true); }
 
@@ -180,5 +218,8 @@ BENCHMARK(BM_HuffmanOneChunkGaussianPrev)->Arg(1 << 20);
 BENCHMARK(BM_HuffmanOneChunkGaussian)->Arg(1 << 20);
 BENCHMARK(BM_HuffmanDecodeTwoChunksPairedPrev)->Arg(1 << 20);
 BENCHMARK(BM_HuffmanDecodeTwoChunksPaired)->Arg(1 << 20);
+// Separate codes vs one shared code, same data, alternating: compare the pair's ratio.
+BENCHMARK(BM_HuffmanDecodeTwoChunksPairedSeparateCodes)->Arg(1 << 20);
+BENCHMARK(BM_HuffmanDecodeTwoChunksPairedSharedCode)->Arg(1 << 20);
 BENCHMARK(BM_HuffmanEncodeLaplace)->Arg(1 << 20);
 BENCHMARK_MAIN();

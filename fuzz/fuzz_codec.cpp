@@ -5,7 +5,9 @@
 // and code lengths built from them (as a histogram) must form a complete, <= 12-bit code.
 // The paired Huffman decoder (huf::huffman_decode2) gets the payload and its first half as two
 // chunks and must agree with two single decodes: it throws iff one of them throws, else it
-// writes the same bytes.
+// writes the same bytes (the two share their table bytes, so this also drives the pair's
+// one-set-of-tables path). The payload's two halves encoded with one shared code (as the writer
+// does for the chunks of a section) must round-trip through the paired decoder.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -56,6 +58,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::vector<uint8_t> back(n);
     decode_chunk(e, enc.data(), enc.size(), back.data(), back.size());
     if (n && std::memcmp(back.data(), payload, n) != 0) std::abort();
+  }
+
+  if (n >= 2) {
+    const std::size_t n2 = n / 2;
+    huf::Histogram hs = huf::histogram(payload, n2);
+    huf::merge_histogram(hs, huf::histogram(payload + n2, n - n2));
+    const huf::CodeLengths code = huf::build_code_lengths(hs);
+    std::vector<uint8_t> e1, e2, o1(n2), o2(n - n2);
+    huf::huffman_encode_with(code, payload, n2, e1);
+    huf::huffman_encode_with(code, payload + n2, n - n2, e2);
+    huf::huffman_decode2(e1.data(), e1.size(), o1.data(), o1.size(), e2.data(), e2.size(),
+                         o2.data(), o2.size());
+    if (std::memcmp(o1.data(), payload, n2) != 0 || std::memcmp(o2.data(), payload + n2, n - n2) != 0)
+      std::abort();
   }
 
   huf::Histogram h{};

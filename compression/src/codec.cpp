@@ -101,7 +101,11 @@ void encode_with(Codec c, const uint8_t* src, std::size_t n, std::vector<uint8_t
   throw std::invalid_argument("encode_with: unknown codec");
 }
 
-EncodedChunk encode_best(const uint8_t* src, std::size_t n, const CodecOptions& opt) {
+namespace {
+
+// shared: the Huffman code to use (nullptr: src's own); hist: src's histogram.
+EncodedChunk choose(const uint8_t* src, std::size_t n, const CodecOptions& opt,
+                    const huf::CodeLengths* shared, const huf::Histogram& h) {
   EncodedChunk best;
   best.codec = Codec::raw;
   if (n == 0) return best;
@@ -110,25 +114,50 @@ EncodedChunk encode_best(const uint8_t* src, std::size_t n, const CodecOptions& 
   const std::size_t limit = n - (n / 100) * pct - (n % 100) * pct / 100;
   if (limit == 0) return encode_raw(src, n);
   std::size_t best_size = std::min(n, limit + 1);  // and always smaller than raw
-  auto consider = [&](Codec c) {
-    std::vector<uint8_t> tmp;
-    tmp.reserve(n / 2);
-    encode_with(c, src, n, tmp, opt.zstd_level);
+  auto keep = [&](Codec c, std::vector<uint8_t>& tmp) {
     if (tmp.size() < best_size) {
       best_size = tmp.size();
       best.codec = c;
       best.data = std::move(tmp);
     }
   };
-  const huf::Histogram h = huf::histogram(src, n);
+  auto consider = [&](Codec c) {
+    std::vector<uint8_t> tmp;
+    tmp.reserve(n / 2);
+    encode_with(c, src, n, tmp, opt.zstd_level);
+    keep(c, tmp);
+  };
   if (opt.allow_huffman) {
     // Skip the encode when the size bound already says it cannot beat raw.
-    if (huf::encoded_size(h, huf::build_code_lengths(h)) < best_size) consider(Codec::huffman);
+    // The shared code unless it costs more than 1 % of the raw size against the chunk's own
+    // (a section whose chunks differ, e.g. noise beside skewed codes, keeps per-chunk codes
+    // where they pay; on one tensor's codes the loss is ~0.1 %, docs/file-format.md).
+    huf::CodeLengths lengths = huf::build_code_lengths(h);
+    if (shared && huf::encoded_size(h, *shared) <= huf::encoded_size(h, lengths) + n / 100)
+      lengths = *shared;
+    if (huf::encoded_size(h, lengths) < best_size) {
+      std::vector<uint8_t> tmp;
+      tmp.reserve(n / 2);
+      huf::huffman_encode_with(lengths, src, n, tmp);
+      keep(Codec::huffman, tmp);
+    }
   }
   if (opt.allow_sparse && h[0] * 8 >= n) consider(Codec::sparse_huffman);
   if (opt.allow_zstd) consider(Codec::zstd);
   if (best.codec == Codec::raw) return encode_raw(src, n);
   return best;
+}
+
+}  // namespace
+
+EncodedChunk encode_best(const uint8_t* src, std::size_t n, const CodecOptions& opt) {
+  if (n == 0) return EncodedChunk{};
+  return choose(src, n, opt, nullptr, huf::histogram(src, n));
+}
+
+EncodedChunk encode_best(const uint8_t* src, std::size_t n, const CodecOptions& opt,
+                         const huf::CodeLengths& huffman_code, const huf::Histogram& hist) {
+  return choose(src, n, opt, &huffman_code, hist);
 }
 
 void decode_chunk(Codec c, const uint8_t* src, std::size_t src_size, uint8_t* dst,

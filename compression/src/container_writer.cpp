@@ -20,6 +20,7 @@
 #include "qins/compression/bitstream.h"
 #include "qins/compression/checksum.h"
 #include "qins/compression/container.h"
+#include "qins/compression/huffman.h"
 #include "qins/util/files.h"
 
 namespace qins::comp {
@@ -46,6 +47,33 @@ class DirWriter {
 unsigned resolve_threads(unsigned t) {
   if (t == 0) t = std::max(1u, std::thread::hardware_concurrency());
   return t;
+}
+
+// Runs fn(i) for i in [b0, b1) on up to `threads` threads (this one included); rethrows the
+// first exception after all have stopped.
+template <class Fn>
+void parallel_for(std::size_t b0, std::size_t b1, unsigned threads, const Fn& fn) {
+  std::atomic<std::size_t> next{b0};
+  std::exception_ptr err;
+  std::mutex err_mu;
+  auto work = [&] {
+    for (;;) {
+      const std::size_t c = next.fetch_add(1);
+      if (c >= b1) return;
+      try {
+        fn(c);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(err_mu);
+        if (!err) err = std::current_exception();
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  const unsigned nt = unsigned(std::min<std::size_t>(threads, b1 - b0));
+  for (unsigned t = 1; t < nt; ++t) pool.emplace_back(work);
+  work();
+  for (auto& th : pool) th.join();
+  if (err) std::rethrow_exception(err);
 }
 
 }  // namespace
@@ -131,36 +159,34 @@ void ContainerWriter::add_tensor(const TensorRecord& tensor, const std::vector<S
     si.raw_size = sd.size;
     const uint8_t* src = static_cast<const uint8_t*>(sd.data);
     const std::size_t n_chunks = (sd.size + opt.chunk_size - 1) / opt.chunk_size;
+    auto chunk_len = [&](std::size_t c) { return std::min(opt.chunk_size, sd.size - c * opt.chunk_size); };
+    // One Huffman code for all chunks of the section (CodecOptions::share_huffman_code), built
+    // from their merged histogram; each chunk's histogram is kept for its codec choice.
+    const bool share = opt.codecs.allow_huffman && opt.codecs.share_huffman_code && n_chunks >= 2;
+    std::vector<huf::Histogram> hists;
+    huf::CodeLengths shared{};
+    if (share) {
+      hists.resize(n_chunks);
+      parallel_for(0, n_chunks, threads, [&](std::size_t c) {
+        hists[c] = huf::histogram(src + c * opt.chunk_size, chunk_len(c));
+      });
+      huf::Histogram all{};
+      for (const auto& h : hists) huf::merge_histogram(all, h);
+      shared = huf::build_code_lengths(all);
+    }
     // Batches of a few chunks per thread bound the encoded bytes held in memory.
     const std::size_t batch = std::size_t(threads) * 4;
     for (std::size_t b0 = 0; b0 < n_chunks; b0 += batch) {
       const std::size_t b1 = std::min(n_chunks, b0 + batch);
       std::vector<EncodedChunk> enc(b1 - b0);
       std::vector<uint64_t> sums(b1 - b0);
-      std::atomic<std::size_t> next{b0};
-      std::exception_ptr err;
-      std::mutex err_mu;
-      auto work = [&] {
-        for (;;) {
-          const std::size_t c = next.fetch_add(1);
-          if (c >= b1) return;
-          try {
-            const std::size_t off = c * opt.chunk_size;
-            const std::size_t len = std::min(opt.chunk_size, sd.size - off);
-            enc[c - b0] = encode_best(src + off, len, opt.codecs);
-            sums[c - b0] = checksum64(src + off, len);
-          } catch (...) {
-            std::lock_guard<std::mutex> lk(err_mu);
-            if (!err) err = std::current_exception();
-          }
-        }
-      };
-      std::vector<std::thread> pool;
-      const unsigned nt = unsigned(std::min<std::size_t>(threads, b1 - b0));
-      for (unsigned t = 1; t < nt; ++t) pool.emplace_back(work);
-      work();
-      for (auto& th : pool) th.join();
-      if (err) std::rethrow_exception(err);
+      parallel_for(b0, b1, threads, [&](std::size_t c) {
+        const uint8_t* p = src + c * opt.chunk_size;
+        const std::size_t len = chunk_len(c);
+        enc[c - b0] = share ? encode_best(p, len, opt.codecs, shared, hists[c])
+                            : encode_best(p, len, opt.codecs);
+        sums[c - b0] = checksum64(p, len);
+      });
       for (std::size_t c = b0; c < b1; ++c) {
         const std::size_t len = std::min(opt.chunk_size, sd.size - c * opt.chunk_size);
         // Raw chunks of a page or more start on a page (a loader uses them in place from the

@@ -32,6 +32,10 @@ Histogram histogram(const uint8_t* src, std::size_t n) {
   return out;
 }
 
+void merge_histogram(Histogram& into, const Histogram& h) {
+  for (unsigned s = 0; s < kNumSymbols; ++s) into[s] += h[s];
+}
+
 CodeLengths build_code_lengths(const Histogram& freq, unsigned max_len) {
   CodeLengths len{};
   std::vector<unsigned> syms;

@@ -10,7 +10,9 @@
 //   ~1.5 bytes come out per chain step; the pair is stored with one 2-byte store and the
 //   stream's output pointer advances by 1 or 2;
 // - huffman_decode2 decodes two chunks at once, 8 independent chains in one loop; the loader
-//   decodes in pairs.
+//   decodes in pairs. Writers give the chunks of a section one code, so a pair usually has the
+//   same code lengths: its tables are then built once and all 8 chains read the one 16 KiB pair
+//   table (two chunks with two codes fill the 32 KiB L1D with their two pair tables).
 // bench_huffman on the 2-core EPYC dev VM (docs/benchmarks.md): the two-symbol loops run
 // 1.26-1.51x the bytes/s of the previous one-symbol loops in the same run
 // (bench/baseline/huffman_decode_prev.cpp).
@@ -47,26 +49,27 @@ struct StreamState {
   unsigned skip;
 };
 
-// One chunk being decoded: its table (entry = length | symbol << 8, replicated over the unused
-// high bits), its 4 streams and their output ranges; `done` symbols of every stream are out.
-struct ChunkState {
+// A code's lookup tables: entry = length | symbol << 8, replicated over the unused high bits
+// (the exact tail loop), and the pair table of the fast loops. 24 KiB; two chunks with the same
+// code lengths share one.
+struct Tables {
   uint16_t table[1u << kTableBits];
   // The same 12-bit peek decoding up to two symbols: bits 0-5 the bits they take together,
   // 8-15 the first symbol, 16-23 the second (0 when only one fits), 24-31 how many (1 or 2).
   uint32_t pair[1u << kTableBits];
+};
+
+// One chunk being decoded: its tables, its 4 streams and their output ranges; `done` symbols of
+// every stream are out.
+struct ChunkState {
+  const Tables* t = nullptr;
   StreamState st[kNumStreams];
   uint8_t* ob[kNumStreams];
   uint8_t* oe[kNumStreams];
   std::size_t done[kNumStreams] = {0, 0, 0, 0};  // symbols of stream k already out
 };
 
-// Parses and validates the table and the stream sizes (dst_size > 0).
-void prepare(const uint8_t* src, std::size_t src_size, uint8_t* dst, std::size_t dst_size,
-             ChunkState& c) {
-  CodeLengths lengths;
-  const std::size_t tsize = read_table(src, src_size, lengths);
-  if (src_size - tsize < 4 * (kNumStreams - 1))
-    throw CodecError("Huffman payload truncated: no room for the stream sizes");
+void build_tables(const CodeLengths& lengths, Tables& t) {
   const auto codes = canonical_codes(lengths);
   for (unsigned s = 0; s < kNumSymbols; ++s) {
     const unsigned l = lengths[s];
@@ -74,17 +77,26 @@ void prepare(const uint8_t* src, std::size_t src_size, uint8_t* dst, std::size_t
     unsigned r = 0;
     for (unsigned i = 0; i < l; ++i) r |= ((codes[s] >> i) & 1u) << (l - 1 - i);
     const uint16_t e = uint16_t(l | s << 8);
-    for (unsigned h = r; h < (1u << kTableBits); h += 1u << l) c.table[h] = e;
+    for (unsigned h = r; h < (1u << kTableBits); h += 1u << l) t.table[h] = e;
   }
   // Two symbols share an entry when the second code fits in the peek's remaining bits: the
   // bits above the first code, read as a shorter peek (zeros above), then decode it exactly.
   for (unsigned h = 0; h < (1u << kTableBits); ++h) {
-    const unsigned e1 = c.table[h], l1 = e1 & 15u;
-    const unsigned e2 = c.table[h >> l1], l2 = e2 & 15u;
-    c.pair[h] = l1 + l2 <= kTableBits
+    const unsigned e1 = t.table[h], l1 = e1 & 15u;
+    const unsigned e2 = t.table[h >> l1], l2 = e2 & 15u;
+    t.pair[h] = l1 + l2 <= kTableBits
                     ? (l1 + l2) | (e1 >> 8) << 8 | (e2 >> 8) << 16 | 2u << 24
                     : l1 | (e1 >> 8) << 8 | 1u << 24;
   }
+}
+
+// Parses and validates the table (read_table: a complete code) and the stream sizes
+// (dst_size > 0); the caller builds c.t from `lengths`.
+void prepare(const uint8_t* src, std::size_t src_size, uint8_t* dst, std::size_t dst_size,
+             ChunkState& c, CodeLengths& lengths) {
+  const std::size_t tsize = read_table(src, src_size, lengths);
+  if (src_size - tsize < 4 * (kNumStreams - 1))
+    throw CodecError("Huffman payload truncated: no room for the stream sizes");
 
   const uint8_t* sizes = src + tsize;
   const uint8_t* data = sizes + 4 * (kNumStreams - 1);
@@ -233,7 +245,7 @@ QINS_ALWAYS_INLINE uint32_t rotr8(uint32_t e) { return e >> 8 | e << 24; }
 #define QINS_OUT(S, k, o) uint8_t* o = S.ob[k] + S.done[k];
 #define QINS_DONE(S, k, o) S.done[k] = std::size_t(o - S.ob[k]);
 QINS_ALWAYS_INLINE void rounds4_impl(ChunkState& A, std::size_t rounds) {
-  const uint32_t* t = A.pair;
+  const uint32_t* t = A.t->pair;
   QINS_OUT(A, 0, o0)
   QINS_OUT(A, 1, o1)
   QINS_OUT(A, 2, o2)
@@ -268,9 +280,12 @@ QINS_ALWAYS_INLINE void rounds4_impl(ChunkState& A, std::size_t rounds) {
 }
 
 // Two chunks, 8 chains: twice the independent work per iteration for the out-of-order core.
+// Shared: both chunks have the same code (A.t == B.t), so one table pointer serves all 8 chains
+// (one register fewer in the loop, and one table in L1 instead of two).
+template <bool Shared>
 QINS_ALWAYS_INLINE void rounds8_impl(ChunkState& A, ChunkState& B, std::size_t rounds) {
-  const uint32_t* ta = A.pair;
-  const uint32_t* tb = B.pair;
+  const uint32_t* ta = A.t->pair;
+  const uint32_t* tb = Shared ? ta : B.t->pair;
   QINS_OUT(A, 0, oa0)
   QINS_OUT(A, 1, oa1)
   QINS_OUT(A, 2, oa2)
@@ -336,7 +351,12 @@ QINS_ALWAYS_INLINE void rounds8_impl(ChunkState& A, ChunkState& B, std::size_t r
 #undef QINS_DONE
 
 void rounds4_generic(ChunkState& A, std::size_t rounds) { rounds4_impl(A, rounds); }
-void rounds8_generic(ChunkState& A, ChunkState& B, std::size_t rounds) { rounds8_impl(A, B, rounds); }
+void rounds8_generic(ChunkState& A, ChunkState& B, std::size_t rounds) {
+  rounds8_impl<false>(A, B, rounds);
+}
+void rounds8s_generic(ChunkState& A, ChunkState& B, std::size_t rounds) {
+  rounds8_impl<true>(A, B, rounds);
+}
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(QINS_HUFFMAN_PORTABLE_ONLY)
 // The same loops compiled for BMI2 + LZCNT (shrx takes any register as the count, lzcnt is one
@@ -348,7 +368,11 @@ __attribute__((target("bmi2,lzcnt"))) void rounds4_bmi2(ChunkState& A, std::size
 }
 __attribute__((target("bmi2,lzcnt"))) void rounds8_bmi2(ChunkState& A, ChunkState& B,
                                                         std::size_t rounds) {
-  rounds8_impl(A, B, rounds);
+  rounds8_impl<false>(A, B, rounds);
+}
+__attribute__((target("bmi2,lzcnt"))) void rounds8s_bmi2(ChunkState& A, ChunkState& B,
+                                                         std::size_t rounds) {
+  rounds8_impl<true>(A, B, rounds);
 }
 bool have_bmi2_lzcnt() {
   static const bool yes = [] {
@@ -363,18 +387,23 @@ void rounds4(ChunkState& A, std::size_t rounds) {
   have_bmi2_lzcnt() ? rounds4_bmi2(A, rounds) : rounds4_generic(A, rounds);
 }
 void rounds8(ChunkState& A, ChunkState& B, std::size_t rounds) {
-  have_bmi2_lzcnt() ? rounds8_bmi2(A, B, rounds) : rounds8_generic(A, B, rounds);
+  if (A.t == B.t)
+    have_bmi2_lzcnt() ? rounds8s_bmi2(A, B, rounds) : rounds8s_generic(A, B, rounds);
+  else
+    have_bmi2_lzcnt() ? rounds8_bmi2(A, B, rounds) : rounds8_generic(A, B, rounds);
 }
 #else
 void rounds4(ChunkState& A, std::size_t rounds) { rounds4_generic(A, rounds); }
-void rounds8(ChunkState& A, ChunkState& B, std::size_t rounds) { rounds8_generic(A, B, rounds); }
+void rounds8(ChunkState& A, ChunkState& B, std::size_t rounds) {
+  A.t == B.t ? rounds8s_generic(A, B, rounds) : rounds8_generic(A, B, rounds);
+}
 #endif
 
 // Finishes one chunk: unchecked rounds while they are safe, then each stream's exact tail.
 void finish(ChunkState& c) {
   for (std::size_t r; (r = rounds_available(c)) > 0;) rounds4(c, r);
   for (unsigned k = 0; k < kNumStreams; ++k)
-    decode_tail(c.st[k], c.table, c.ob[k] + c.done[k], c.oe[k], k);
+    decode_tail(c.st[k], c.t->table, c.ob[k] + c.done[k], c.oe[k], k);
 }
 
 }  // namespace
@@ -385,7 +414,11 @@ void huffman_decode(const uint8_t* src, std::size_t src_size, uint8_t* dst, std:
     return;
   }
   ChunkState c;
-  prepare(src, src_size, dst, dst_size, c);
+  Tables t;
+  CodeLengths lengths;
+  prepare(src, src_size, dst, dst_size, c, lengths);
+  build_tables(lengths, t);
+  c.t = &t;
   finish(c);
 }
 
@@ -398,8 +431,19 @@ void huffman_decode2(const uint8_t* src0, std::size_t src0_size, uint8_t* dst0,
     return;
   }
   ChunkState a, b;
-  prepare(src0, src0_size, dst0, dst0_size, a);
-  prepare(src1, src1_size, dst1, dst1_size, b);
+  CodeLengths la, lb;
+  prepare(src0, src0_size, dst0, dst0_size, a, la);
+  prepare(src1, src1_size, dst1, dst1_size, b, lb);
+  // The same code (a writer's shared code per section): one set of tables for both chunks.
+  Tables t[2];
+  build_tables(la, t[0]);
+  a.t = &t[0];
+  if (lb == la) {
+    b.t = &t[0];
+  } else {
+    build_tables(lb, t[1]);
+    b.t = &t[1];
+  }
   for (;;) {
     const std::size_t r = std::min(rounds_available(a), rounds_available(b));
     if (r == 0) break;

@@ -1,5 +1,7 @@
 // Huffman encoder: histogram -> limited lengths -> canonical codes -> 4 interleavable streams.
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 
 #include "qins/compression/bitstream.h"
 #include "qins/compression/huffman.h"
@@ -37,8 +39,30 @@ std::size_t encode_stream(const uint8_t* src, std::size_t n, const uint32_t* enc
 
 void huffman_encode(const uint8_t* src, std::size_t n, std::vector<uint8_t>& out) {
   if (n == 0) return;
-  const Histogram freq = histogram(src, n);
-  const CodeLengths lengths = build_code_lengths(freq);
+  huffman_encode_with(build_code_lengths(histogram(src, n)), src, n, out);
+}
+
+void huffman_encode_with(const CodeLengths& lengths, const uint8_t* src, std::size_t n,
+                         std::vector<uint8_t>& out) {
+  if (n == 0) return;
+  unsigned used = 0;
+  for (uint8_t l : lengths) {
+    if (l > kMaxCodeLength)
+      throw std::invalid_argument("huffman_encode_with: code length " + std::to_string(l) +
+                                  " exceeds " + std::to_string(kMaxCodeLength));
+    used += l > 0;
+  }
+  if (used < 2 || kraft_sum(lengths) != (uint64_t(1) << kMaxCodeLength))
+    throw std::invalid_argument("huffman_encode_with: the code lengths are not a complete prefix code");
+  // Every byte of src needs a code (a zero length would write nothing and lose the symbol).
+  uint8_t missing = 0;
+  for (std::size_t i = 0; i < n; ++i) missing |= uint8_t(lengths[src[i]] == 0);
+  if (missing) {
+    for (std::size_t i = 0; i < n; ++i)
+      if (lengths[src[i]] == 0)
+        throw std::invalid_argument("huffman_encode_with: byte " + std::to_string(src[i]) +
+                                    " at offset " + std::to_string(i) + " has no code");
+  }
   const auto codes = canonical_codes(lengths);
   // enc[s] = bit-reversed code | length << 16 (LSB-first streams, see bitstream.h).
   uint32_t enc[kNumSymbols];

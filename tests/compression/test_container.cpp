@@ -10,6 +10,7 @@
 #include <fstream>
 
 #include "container_test_util.h"
+#include "qins/compression/huffman.h"
 
 using namespace qins::comp;
 using namespace qins::comp::test;
@@ -575,4 +576,52 @@ TEST(Container, CorruptChunkUsedInPlaceIsACleanErrorNamingTheFile) {
   DecodeOptions no_verify;
   no_verify.verify = false;
   EXPECT_NO_THROW(r.decode_parallel({j}, no_verify));  // what --no-verify trades away
+}
+
+// The writer gives the Huffman chunks of a section one code (CodecOptions::share_huffman_code):
+// every chunk's payload starts with the same table bytes, the file round-trips (paired decode
+// with one set of tables), and it costs little size. Without the option each chunk has its own.
+TEST(Container, ChunksOfASectionShareOneHuffmanCode) {
+  TempDir d;
+  const std::size_t chunk = 64 * 1024;
+  const auto codes = qins_like_codes(8 * chunk, 21);  // (a short last chunk may keep its own code)
+  auto write = [&](const fs::path& p, bool share) {
+    ContainerWriter w(p.string());
+    EncodeOptions eo;
+    eo.chunk_size = chunk;
+    eo.threads = 2;
+    eo.codecs.allow_zstd = false;
+    eo.codecs.share_huffman_code = share;
+    w.add_tensor({"w", {codes.size()}, "qins8", "", {}}, {{"codes", codes.data(), codes.size()}}, eo);
+    w.commit();
+  };
+  auto tables = [&](const fs::path& p) {
+    const auto bytes = read_all(p);
+    ContainerReader r = ContainerReader::open(p.string());
+    std::vector<std::vector<uint8_t>> out;
+    for (const auto& c : r.find_tensor("w")->sections[0].chunks) {
+      EXPECT_EQ(c.codec, Codec::huffman);
+      huf::CodeLengths len;
+      const std::size_t ts = huf::read_table(bytes.data() + c.offset, std::size_t(c.stored_size), len);
+      out.emplace_back(bytes.begin() + std::ptrdiff_t(c.offset), bytes.begin() + std::ptrdiff_t(c.offset + ts));
+    }
+    std::vector<uint8_t> got(codes.size()), got2(codes.size());
+    r.decode_parallel({{"w", "codes", got.data(), got.size()}});
+    EXPECT_EQ(got, codes);
+    r.decode_section("w", "codes", got2.data(), got2.size());
+    EXPECT_EQ(got2, codes);
+    return out;
+  };
+  const fs::path shared = d.path() / "shared.qins", own = d.path() / "own.qins";
+  write(shared, true);
+  write(own, false);
+  const auto ts = tables(shared), to = tables(own);
+  ASSERT_EQ(ts.size(), 8u);
+  for (std::size_t i = 1; i < ts.size(); ++i) EXPECT_EQ(ts[i], ts[0]) << "chunk " << i;
+  bool differ = false;
+  for (std::size_t i = 1; i < to.size(); ++i) differ |= to[i] != to[0];
+  EXPECT_TRUE(differ) << "per-chunk codes of random draws should not all be equal";
+  const auto ss = fs::file_size(shared), so = fs::file_size(own);
+  EXPECT_GE(ss + 8 * 4, so);     // a shared code cannot beat each chunk's optimal one (padding aside)
+  EXPECT_LE(ss, so + so / 100);  // and costs well under 1 % here
 }

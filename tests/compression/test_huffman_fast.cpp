@@ -2,13 +2,15 @@
 // peek, 2-byte stores, per-stream output pointers) against a plain bit-by-bit canonical decoder
 // written here from the format description in huffman.h: random and adversarial code lengths
 // (all codes at the 12-bit maximum, 1-bit codes where every lookup yields two symbols, 6+6
-// exactly filling the peek), every size around the fast loop's bounds, single and paired decode,
-// and truncated or extended payloads rejected with a CodecError.
+// exactly filling the peek), every size around the fast loop's bounds, single and paired decode
+// (two codes, or one code shared by both chunks as ContainerWriter writes them), and truncated or
+// extended payloads rejected with a CodecError.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <stdexcept>
 #include <string>
 
 #include "qins/compression/bitstream.h"
@@ -197,6 +199,155 @@ TEST(HuffmanFast, TruncatedOrDamagedPayloadsAreCleanErrorsLikeTheReference) {
       }
     }
   }
+}
+
+// One code for two chunks (huffman_encode_with on their merged histogram): same table bytes,
+// and huffman_decode2 (one set of tables for both) decodes exactly what the reference does.
+TEST(HuffmanFast, SharedCodePairDecodesLikeTheReference) {
+  const auto cs = cases();
+  for (std::size_t ci = 0; ci < cs.size(); ++ci) {
+    // Two chunks drawn from the same distribution (like two chunks of one tensor) and one from
+    // the next case's (a code that fits the first chunks less well), sizes around the loop bounds.
+    const std::size_t cj = (ci + 1) % cs.size();
+    for (std::size_t n0 : {std::size_t(1), std::size_t(37), std::size_t(4099), std::size_t(70001)}) {
+      const std::size_t n1 = n0 * 3 + 5;
+      const auto x = draw(n0, cs[ci].weights, uint32_t(300 + ci));
+      const auto y = ci % 2 ? draw(n1, cs[cj].weights, uint32_t(400 + ci))
+                            : draw(n1, cs[ci].weights, uint32_t(400 + ci));
+      huf::Histogram h = huf::histogram(x.data(), x.size());
+      huf::merge_histogram(h, huf::histogram(y.data(), y.size()));
+      const huf::CodeLengths code = huf::build_code_lengths(h);
+      std::vector<uint8_t> ex, ey;
+      huf::huffman_encode_with(code, x.data(), x.size(), ex);
+      huf::huffman_encode_with(code, y.data(), y.size(), ey);
+      const std::size_t ts = huf::table_size(code);
+      ASSERT_TRUE(std::equal(ex.begin(), ex.begin() + std::ptrdiff_t(ts), ey.begin()))
+          << cs[ci].name << ": the two payloads carry the same table bytes";
+      std::vector<uint8_t> rx, ry;
+      ASSERT_TRUE(reference_decode(ex, n0, rx)) << cs[ci].name;
+      ASSERT_TRUE(reference_decode(ey, n1, ry)) << cs[ci].name;
+      ASSERT_EQ(rx, x) << cs[ci].name;
+      ASSERT_EQ(ry, y) << cs[ci].name;
+      std::vector<uint8_t> ox(n0 + 2, 0xEE), oy(n1 + 2, 0xEE);
+      huf::huffman_decode2(ex.data(), ex.size(), ox.data(), n0, ey.data(), ey.size(), oy.data(), n1);
+      ASSERT_TRUE(std::equal(x.begin(), x.end(), ox.begin())) << cs[ci].name << " n0=" << n0;
+      ASSERT_TRUE(std::equal(y.begin(), y.end(), oy.begin())) << cs[ci].name << " n0=" << n0;
+      ASSERT_EQ(ox[n0], 0xEE) << cs[ci].name << ": wrote past the first chunk";
+      ASSERT_EQ(oy[n1], 0xEE) << cs[ci].name << ": wrote past the second chunk";
+      // The other order too (the first chunk's tables serve both).
+      std::fill(ox.begin(), ox.end(), 0xEE);
+      std::fill(oy.begin(), oy.end(), 0xEE);
+      huf::huffman_decode2(ey.data(), ey.size(), oy.data(), n1, ex.data(), ex.size(), ox.data(), n0);
+      ASSERT_TRUE(std::equal(x.begin(), x.end(), ox.begin())) << cs[ci].name << " n0=" << n0;
+      ASSERT_TRUE(std::equal(y.begin(), y.end(), oy.begin())) << cs[ci].name << " n0=" << n0;
+      ASSERT_EQ(ox[n0], 0xEE);
+      ASSERT_EQ(oy[n1], 0xEE);
+    }
+  }
+}
+
+// A pair written with one shared code, then damaged: one payload cut short, its table changed
+// into another valid code (the pair now has two codes) or made invalid, or random bit flips. The
+// paired decode either throws a CodecError or gives, for each chunk, what the reference decodes
+// (never a read past either buffer: the sanitizer builds check that).
+TEST(HuffmanFast, DamagedSharedCodePairIsACleanErrorOrDecodesLikeTheReference) {
+  const auto cs = cases();
+  std::mt19937 rng(99);
+  for (std::size_t ci = 0; ci < cs.size(); ++ci) {
+    const auto x = draw(30000, cs[ci].weights, uint32_t(500 + ci));
+    const auto y = draw(27001, cs[ci].weights, uint32_t(600 + ci));
+    huf::Histogram h = huf::histogram(x.data(), x.size());
+    huf::merge_histogram(h, huf::histogram(y.data(), y.size()));
+    const huf::CodeLengths code = huf::build_code_lengths(h);
+    std::vector<uint8_t> ex, ey;
+    huf::huffman_encode_with(code, x.data(), x.size(), ex);
+    huf::huffman_encode_with(code, y.data(), y.size(), ey);
+    auto check = [&](const std::vector<uint8_t>& a, const std::vector<uint8_t>& b, const std::string& what) {
+      std::vector<uint8_t> ra, rb;
+      const bool ref_ok = reference_decode(a, x.size(), ra) && reference_decode(b, y.size(), rb);
+      std::vector<uint8_t> oa(x.size()), ob(y.size());
+      bool ok = true;
+      try {
+        huf::huffman_decode2(a.data(), a.size(), oa.data(), oa.size(), b.data(), b.size(), ob.data(), ob.size());
+      } catch (const CodecError& e) {
+        ok = false;
+        EXPECT_NE(std::string(e.what()).find("Huffman"), std::string::npos) << e.what();
+      }
+      ASSERT_EQ(ok, ref_ok) << cs[ci].name << ": " << what;
+      if (ok) {
+        ASSERT_EQ(oa, ra) << cs[ci].name << ": " << what;
+        ASSERT_EQ(ob, rb) << cs[ci].name << ": " << what;
+      }
+    };
+    for (std::size_t cut : {std::size_t(1), std::size_t(8), ey.size() / 2}) {
+      const std::vector<uint8_t> shorter(ey.begin(), ey.end() - std::ptrdiff_t(cut));
+      EXPECT_THROW(huf::huffman_decode2(ex.data(), ex.size(), std::vector<uint8_t>(x.size()).data(),
+                                        x.size(), shorter.data(), shorter.size(),
+                                        std::vector<uint8_t>(y.size()).data(), y.size()),
+                   CodecError)
+          << cs[ci].name << ": second payload cut by " << cut;
+      check(ex, shorter, "second payload cut by " + std::to_string(cut));
+    }
+    {
+      // Swap the lengths of two symbols with different lengths: still a complete code, but not
+      // the other chunk's, so the pair decodes with two codes (the reference says what comes out).
+      huf::CodeLengths other = code;
+      unsigned s0 = 256, s1 = 256;
+      for (unsigned s = 0; s < 256 && s1 == 256; ++s) {
+        if (!other[s]) continue;
+        if (s0 == 256) s0 = s;
+        else if (other[s] != other[s0]) s1 = s;
+      }
+      if (s1 != 256) {
+        std::swap(other[s0], other[s1]);
+        auto bad = ey;
+        ASSERT_EQ(huf::table_size(other), huf::table_size(code));
+        huf::write_table(other, bad.data());
+        check(ex, bad, "second table changed into another valid code");
+        check(bad, ey, "first table changed into another valid code");
+      }
+    }
+    {
+      auto bad = ex;
+      bad[1] = uint8_t(bad[1] ^ 0x0F);  // a first length changed: no longer a complete code
+      check(bad, ey, "first table made incomplete");
+    }
+    for (int t = 0; t < 30; ++t) {
+      auto bx = ex, by = ey;
+      auto& v = t % 2 ? by : bx;
+      // Half the flips land in the table and stream sizes, half anywhere.
+      const std::size_t head = huf::table_size(code) + 12;
+      v[t % 4 < 2 ? rng() % std::min(head, v.size()) : rng() % v.size()] ^= uint8_t(1u << (rng() % 8));
+      check(bx, by, "bit flip trial " + std::to_string(t));
+    }
+  }
+}
+
+TEST(HuffmanFast, EncodeWithRejectsAnIncompleteCodeOrAByteWithoutACode) {
+  const std::vector<uint8_t> in = {1, 2, 3, 2, 1};
+  std::vector<uint8_t> out;
+  huf::Histogram h{};
+  h[1] = h[2] = 1;
+  const huf::CodeLengths only12 = huf::build_code_lengths(h);  // no code for 3
+  try {
+    huf::huffman_encode_with(only12, in.data(), in.size(), out);
+    ADD_FAILURE() << "encoded a byte that has no code";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("byte 3 at offset 2 has no code"), std::string::npos) << e.what();
+  }
+  huf::CodeLengths incomplete{};
+  incomplete[1] = incomplete[2] = incomplete[3] = 2;  // Kraft sum 3/4
+  EXPECT_THROW(huf::huffman_encode_with(incomplete, in.data(), in.size(), out), std::invalid_argument);
+  huf::CodeLengths too_long{};
+  too_long[0] = 13;
+  EXPECT_THROW(huf::huffman_encode_with(too_long, in.data(), in.size(), out), std::invalid_argument);
+  // With a complete code that covers the bytes, the payload equals huffman_encode's when the
+  // code is the data's own.
+  std::vector<uint8_t> a, b;
+  huf::huffman_encode(in.data(), in.size(), a);
+  huf::huffman_encode_with(huf::build_code_lengths(huf::histogram(in.data(), in.size())), in.data(),
+                           in.size(), b);
+  EXPECT_EQ(a, b);
 }
 
 }  // namespace

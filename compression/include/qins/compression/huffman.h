@@ -28,6 +28,8 @@ using Histogram = std::array<uint64_t, kNumSymbols>;
 using CodeLengths = std::array<uint8_t, kNumSymbols>;
 
 Histogram histogram(const uint8_t* src, std::size_t n);
+// into[s] += h[s] for every symbol: the histogram of several buffers, for a code they share.
+void merge_histogram(Histogram& into, const Histogram& h);
 
 // Optimal code lengths under the limit max_len (package-merge). Symbols with zero frequency get
 // length 0. With exactly one used symbol a phantom neighbour is added so the code is complete;
@@ -50,8 +52,16 @@ std::size_t read_table(const uint8_t* src, std::size_t src_size, CodeLengths& le
 // produces for this histogram and these lengths; used to pick a codec without encoding.
 std::size_t encoded_size(const Histogram& freq, const CodeLengths& lengths);
 
-// Appends the payload for src[0..n) to out.
+// Appends the payload for src[0..n) to out, with the code built from src's own histogram.
 void huffman_encode(const uint8_t* src, std::size_t n, std::vector<uint8_t>& out);
+
+// Appends the payload for src[0..n) to out with a given code (e.g. one code shared by the
+// chunks of a section, built from their merged histogram; each payload still carries the
+// table, so the bytes decode like any other payload). The lengths must form a complete code
+// (what build_code_lengths returns for >= 1 used symbol) and give every byte of src a code;
+// otherwise throws std::invalid_argument naming the problem.
+void huffman_encode_with(const CodeLengths& lengths, const uint8_t* src, std::size_t n,
+                         std::vector<uint8_t>& out);
 
 // Decodes a payload into dst[0..dst_size) (dst_size = the raw size). Throws CodecError when the
 // payload is malformed: bad table, stream sizes out of range, a stream that overruns or does not
@@ -60,8 +70,11 @@ void huffman_decode(const uint8_t* src, std::size_t src_size, uint8_t* dst, std:
 
 // Decodes two payloads (two chunks) in one interleaved loop: the same output as two
 // huffman_decode calls, about twice the independent work per loop iteration (see
-// huffman_decode.cpp). Throws CodecError like huffman_decode, without saying which chunk is
-// bad: a caller that needs to name it decodes the two again one at a time.
+// huffman_decode.cpp). When the two payloads carry the same code lengths (writers give the
+// chunks of a section one shared code), the lookup tables are built once and both chunks' 8
+// streams read the one table (half the L1 footprint). Throws CodecError like huffman_decode,
+// without saying which chunk is bad: a caller that needs to name it decodes the two again one at
+// a time.
 void huffman_decode2(const uint8_t* src0, std::size_t src0_size, uint8_t* dst0,
                      std::size_t dst0_size, const uint8_t* src1, std::size_t src1_size,
                      uint8_t* dst1, std::size_t dst1_size);
