@@ -16,6 +16,7 @@
 // one-block-per-step loop made (bench_qins4's kernel rows measure the gain against that loop, kept
 // as bench/baseline/kernels4_avx2_prev.cpp).
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "qins4_kernels.h"
@@ -99,10 +100,30 @@ QINS4_AVX2 inline __m256 halves(const float* a, const float* b) {
   return _mm256_blend_ps(_mm256_broadcast_ss(a), _mm256_broadcast_ss(b), 0xF0);
 }
 
-QINS4_AVX2 void gemv_avx2(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
-                          const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
+// The fp16 group scales of blocks b..b+3 as floats, each over the 4 lanes of its block in the
+// pair layout: lo = [g(b) x4, g(b+1) x4], hi = [g(b+2) x4, g(b+3) x4]. One load and one vcvtph2ps
+// for the four (GB = group_blocks: 1 for group 32, 2 for group 64; b is even, b + 3 < n_blocks).
+template <int GB>
+QINS4_AVX2 inline void group_scales4(const uint16_t* s, int64_t b, __m256& lo, __m256& hi) {
+  __m128i h;
+  if constexpr (GB == 1) {
+    h = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + b));
+  } else {
+    int32_t two = 0;
+    std::memcpy(&two, s + b / 2, sizeof(two));
+    h = _mm_cvtsi32_si128(two);
+  }
+  const __m256 g = _mm256_castps128_ps256(_mm_cvtph_ps(h));
+  const int l1 = GB == 1 ? 1 : 0, h0 = GB == 1 ? 2 : 1, h1 = GB == 1 ? 3 : 1;
+  lo = _mm256_permutevar8x32_ps(g, _mm256_setr_epi32(0, 0, 0, 0, l1, l1, l1, l1));
+  hi = _mm256_permutevar8x32_ps(g, _mm256_setr_epi32(h0, h0, h0, h0, h1, h1, h1, h1));
+}
+
+template <int GB>
+QINS4_AVX2 void gemv_avx2_g(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint16_t* scales,
+                            const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
   const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lut)));
-  const int64_t n_groups = n_blocks / group_blocks;
+  const int64_t n_groups = n_blocks / GB;
   const int64_t n_pairs = n_blocks / 2;
   const PairedX px = pair_x(xq, dx, n_pairs);
   for (int64_t r = r0; r < r1; ++r) {
@@ -115,29 +136,37 @@ QINS4_AVX2 void gemv_avx2(const uint8_t* codes, int64_t n_blocks, int group_bloc
       __m256i l0, h0, l1, h1;
       dot_pair(c + p * 32, px.x + p * 64, tbl, l0, h0);
       dot_pair(c + p * 32 + 32, px.x + p * 64 + 64, tbl, l1, h1);
-      const int64_t b = 2 * p;
-      const float g0 = _cvtsh_ss(s[b / group_blocks]), g1 = _cvtsh_ss(s[(b + 1) / group_blocks]);
-      const float g2 = _cvtsh_ss(s[(b + 2) / group_blocks]), g3 = _cvtsh_ss(s[(b + 3) / group_blocks]);
-      const __m256 s0 = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(g1), _mm_set1_ps(g0)), _mm256_loadu_ps(px.d + p * 8));
-      const __m256 s1 = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(g3), _mm_set1_ps(g2)), _mm256_loadu_ps(px.d + p * 8 + 8));
-      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(l0, h0)), s0, a0);
-      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(l1, h1)), s1, a1);
+      __m256 g0, g1;
+      group_scales4<GB>(s, 2 * p, g0, g1);
+      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(l0, h0)), _mm256_mul_ps(g0, _mm256_loadu_ps(px.d + p * 8)),
+                           a0);
+      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(l1, h1)),
+                           _mm256_mul_ps(g1, _mm256_loadu_ps(px.d + p * 8 + 8)), a1);
     }
-    if (p < n_pairs) {
+    if (p < n_pairs) {  // one pair left (then b + 1 < n_blocks, and its scales are whole groups)
       __m256i l0, h0;
       dot_pair(c + p * 32, px.x + p * 64, tbl, l0, h0);
       const int64_t b = 2 * p;
-      const float g0 = _cvtsh_ss(s[b / group_blocks]), g1 = _cvtsh_ss(s[(b + 1) / group_blocks]);
+      const float g0 = _cvtsh_ss(s[b / GB]), g1 = _cvtsh_ss(s[(b + 1) / GB]);
       const __m256 s0 = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(g1), _mm_set1_ps(g0)), _mm256_loadu_ps(px.d + p * 8));
       a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(l0, h0)), s0, a0);
     }
     if (2 * n_pairs < n_blocks) {  // odd block count: the last block alone, natural order
       const int64_t b = 2 * n_pairs;
       const __m256i p0 = dot32(lookup32(c + b * 16, tbl), xq + b * 32);
-      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(_cvtsh_ss(s[b / group_blocks]) * dx[b]), a1);
+      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(_cvtsh_ss(s[b / GB]) * dx[b]), a1);
     }
     y[r - r0] = hsum256(_mm256_add_ps(a0, a1));
   }
+}
+
+// Groups of 32 (one scale per block) and 64 (one per two blocks), the only two the format has
+// besides 16 (Quantized4Tensor::validate); any other group size goes to the scalar twin.
+QINS4_AVX2 void gemv_avx2(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
+                          const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
+  if (group_blocks == 1) gemv_avx2_g<1>(codes, n_blocks, r0, r1, scales, lut, xq, dx, y);
+  else if (group_blocks == 2) gemv_avx2_g<2>(codes, n_blocks, r0, r1, scales, lut, xq, dx, y);
+  else scalar_kernel4().gemv(codes, n_blocks, group_blocks, r0, r1, scales, lut, xq, dx, y);
 }
 
 // One block's 32 int8 weights (natural order) times their scales into ob[0..31]: columns 0-15 by
