@@ -166,7 +166,7 @@ void bench_kernels(int rounds, const torch::Tensor& lut) {
       }
       char same[64];
       if (maxdiff == 0.f) std::snprintf(same, sizeof(same), "bit-identical");
-      else std::snprintf(same, sizeof(same), "max diff %.1e of max |y|", static_cast<double>(maxdiff / maxabs));
+      else std::snprintf(same, sizeof(same), "max diff %.1e of max abs y", static_cast<double>(maxdiff / maxabs));
       const int64_t l2_rows = std::min<int64_t>(sh.out, (int64_t{192} << 10) / row_bytes);
       const int l2_reps = static_cast<int>(std::max<int64_t>(1, mat_bytes / (l2_rows * row_bytes)));
       for (bool streamed : {false, true}) {
