@@ -171,8 +171,9 @@ void bench_kernels(int rounds, const torch::Tensor& lut) {
       const int l2_reps = static_cast<int>(std::max<int64_t>(1, mat_bytes / (l2_rows * row_bytes)));
       for (bool streamed : {false, true}) {
         std::vector<double> tp, tc;
-        for (int r = 0; r < rounds + 1; ++r) {  // round 0 warms up
-          for (bool cur : {false, true}) {
+        for (int r = 0; r < rounds + 1; ++r) {  // round 0 warms up; the order alternates per round
+          for (int k = 0; k < 2; ++k) {
+            const bool cur = (k + r) % 2 == 1;
             const auto t = Clock::now();
             if (streamed) {
               for (int64_t c = 0; c < copies; ++c) call(cur, c, sh.out, y0.data());
@@ -199,6 +200,13 @@ void bench_kernels(int rounds, const torch::Tensor& lut) {
 int main(int argc, char** argv) {
   int n_layers = 8, rounds = 7, prefill_rows = 64, kernel_rounds = 15;
   bool kernels_only = false;
+  auto usage = [] {
+    std::fprintf(stderr,
+                 "usage: bench_qins4 [--layers N] [--rounds N] [--prefill-rows N] [--kernel-rounds N] "
+                 "[--kernels-only 0|1]\n");
+    return 2;
+  };
+  if (argc % 2 == 0) return usage();  // every option takes a value
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     const int v = std::atoi(argv[i + 1]);
@@ -207,12 +215,7 @@ int main(int argc, char** argv) {
     else if (a == "--prefill-rows") prefill_rows = std::max(2, v);
     else if (a == "--kernel-rounds") kernel_rounds = std::max(1, v);
     else if (a == "--kernels-only") kernels_only = v != 0;
-    else {
-      std::fprintf(stderr,
-                   "usage: bench_qins4 [--layers N] [--rounds N] [--prefill-rows N] [--kernel-rounds N] "
-                   "[--kernels-only 0|1]\n");
-      return 2;
-    }
+    else return usage();
   }
   torch::manual_seed(1);
   // A realistic table: the fitted one of a heavy-tailed matrix.
