@@ -9,12 +9,19 @@
 // Prefill: `--prefill-rows` rows through one layer, every format. QINS-4 at group 32 (fp16 scales)
 // and group 16 (8-bit log-scale codes), same bits per weight.
 //
-//   ./build/bench/bench_qins4 [--layers 8] [--rounds 7] [--prefill-rows 64]
+// Kernel rows (x86 with AVX2 only): one thread, the AVX2 GEMV against the previous one
+// (bench/baseline/kernels4_avx2_prev.cpp) in the same interleaved rounds, group 16 and group 32,
+// on Phi-3 shapes, with the codes L2-resident (the first 192 KiB of rows, over and over) and
+// streamed (copies of the matrix past 64 MiB, more than the L3 holds), GB/s of code bytes.
+//
+//   ./build/bench/bench_qins4 [--layers 8] [--rounds 7] [--prefill-rows 64] [--kernel-rounds 15]
+//   ./build/bench/bench_qins4 --kernels-only 1    (the kernel rows alone)
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -24,6 +31,10 @@
 #include "qins/core/projective_linear.h"
 #include "qins/core/qins.h"
 #include "qins/core/qins4.h"
+#include "qins4_kernels.h"  // core/src: the kernel table, for the one-thread kernel rows
+#if defined(__x86_64__) || defined(__i386__)
+#include "baseline/kernels4_avx2_prev.h"
+#endif
 
 namespace qc = qins::core;
 
@@ -92,24 +103,131 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+#if defined(__x86_64__) || defined(__i386__)
+// The kernel rows: the current AVX2 gemv16 / gemv against the previous ones, one thread.
+void bench_kernels(int rounds, const torch::Tensor& lut) {
+  namespace k4 = qc::kernels4;
+  namespace prev = qins::bench::kernels4_prev;
+  const k4::Kernel4* avx2 = k4::avx2_kernel4();
+  if (avx2 == nullptr) {
+    std::printf("kernel rows: no AVX2 on this CPU, skipped\n");
+    return;
+  }
+  const Shape shapes[] = {{3072, 3072}, {8192, 3072}, {3072, 8192}};
+  const int8_t* lp = lut.data_ptr<int8_t>();
+  const torch::Tensor st = qc::sub_scale_table(2e-4f);
+  std::printf("\nkernel rows: one thread, AVX2, previous (bench/baseline) vs current, %d interleaved rounds (medians), "
+              "GB/s of code bytes\n",
+              rounds);
+  std::printf("| group | shape (out x in) | codes | previous GB/s | current GB/s | current / previous | same outputs |\n"
+              "|---|---|---|---:|---:|---:|---|\n");
+  for (int group : {16, 32}) {
+    for (const Shape& sh : shapes) {
+      const int64_t nb = sh.in / 32, row_bytes = nb * 16;
+      const int64_t mat_bytes = sh.out * row_bytes;
+      const int64_t copies = (int64_t{64} << 20) / mat_bytes + 1;
+      const int64_t all_rows = copies * sh.out;
+      torch::Tensor codes = qc::empty_large({all_rows, row_bytes}, torch::kUInt8);  // [copies*out, in/2] uint8
+      codes.copy_(torch::randint(0, 256, {all_rows, row_bytes}, torch::kUInt8));
+      qc::promote_to_huge_pages(codes);
+      // group 16: 2 sub-scale codes per block (upper half of the table); group 32: 1 fp16 scale per block
+      torch::Tensor sub = torch::randint(128, 256, {all_rows, 2 * nb}, torch::kUInt8);
+      torch::Tensor hs = (torch::rand({all_rows, nb}) * 1e-4 + 1e-4).to(torch::kHalf);
+      std::vector<int8_t> xq(static_cast<size_t>(sh.in));
+      std::vector<float> dx(static_cast<size_t>(nb));
+      const torch::Tensor xr = torch::randint(-127, 128, {sh.in}, torch::kInt8);
+      std::copy(xr.data_ptr<int8_t>(), xr.data_ptr<int8_t>() + sh.in, xq.begin());
+      const torch::Tensor dr = torch::rand({nb}) * 0.01 + 0.005;
+      std::copy(dr.data_ptr<float>(), dr.data_ptr<float>() + nb, dx.begin());
+      std::vector<float> y0(static_cast<size_t>(sh.out)), y1(static_cast<size_t>(sh.out));
+      const uint8_t* cp = codes.data_ptr<uint8_t>();
+      const uint8_t* sp = sub.data_ptr<uint8_t>();
+      const uint16_t* hp = reinterpret_cast<const uint16_t*>(hs.data_ptr<at::Half>());
+      const float* stp = st.data_ptr<float>();
+      // One call over rows [r0, r1) of copy `c` into y.
+      auto call = [&](bool cur, int64_t c, int64_t rows, float* y) {
+        const uint8_t* cc = cp + c * mat_bytes;
+        if (group == 16) {
+          const uint8_t* ss = sp + c * sh.out * 2 * nb;
+          if (cur) avx2->gemv16(cc, nb, 0, rows, ss, stp, lp, xq.data(), dx.data(), y);
+          else prev::gemv16_avx2_prev(cc, nb, 0, rows, ss, stp, lp, xq.data(), dx.data(), y);
+        } else {
+          const uint16_t* gg = hp + c * sh.out * nb;
+          if (cur) avx2->gemv(cc, nb, 1, 0, rows, gg, lp, xq.data(), dx.data(), y);
+          else prev::gemv_avx2_prev(cc, nb, 1, 0, rows, gg, lp, xq.data(), dx.data(), y);
+        }
+      };
+      call(false, 0, sh.out, y0.data());
+      call(true, 0, sh.out, y1.data());
+      float maxdiff = 0.f, maxabs = 0.f;
+      for (size_t i = 0; i < y0.size(); ++i) {
+        maxdiff = std::max(maxdiff, std::fabs(y0[i] - y1[i]));
+        maxabs = std::max(maxabs, std::fabs(y0[i]));
+      }
+      char same[64];
+      if (maxdiff == 0.f) std::snprintf(same, sizeof(same), "bit-identical");
+      else std::snprintf(same, sizeof(same), "max diff %.1e of max abs y", static_cast<double>(maxdiff / maxabs));
+      const int64_t l2_rows = std::min<int64_t>(sh.out, (int64_t{192} << 10) / row_bytes);
+      const int l2_reps = static_cast<int>(std::max<int64_t>(1, mat_bytes / (l2_rows * row_bytes)));
+      for (bool streamed : {false, true}) {
+        std::vector<double> tp, tc;
+        for (int r = 0; r < rounds + 1; ++r) {  // round 0 warms up; the order alternates per round
+          for (int k = 0; k < 2; ++k) {
+            const bool cur = (k + r) % 2 == 1;
+            const auto t = Clock::now();
+            if (streamed) {
+              for (int64_t c = 0; c < copies; ++c) call(cur, c, sh.out, y0.data());
+            } else {
+              for (int k = 0; k < l2_reps; ++k) call(cur, 0, l2_rows, y0.data());
+            }
+            const double bytes = streamed ? static_cast<double>(copies * mat_bytes)
+                                          : static_cast<double>(l2_reps) * static_cast<double>(l2_rows * row_bytes);
+            if (r > 0) (cur ? tc : tp).push_back(bytes / since(t) / 1e9);
+          }
+        }
+        const double mp = median(tp), mc = median(tc);
+        std::printf("| %d | %lld x %lld | %s | %.2f | %.2f | %.2fx | %s |\n", group, static_cast<long long>(sh.out),
+                    static_cast<long long>(sh.in),
+                    streamed ? "streamed (> 64 MiB)" : "L2-resident (192 KiB)", mp, mc, mc / mp, same);
+      }
+    }
+  }
+}
+#endif
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  int n_layers = 8, rounds = 7, prefill_rows = 64;
+  int n_layers = 8, rounds = 7, prefill_rows = 64, kernel_rounds = 15;
+  bool kernels_only = false;
+  auto usage = [] {
+    std::fprintf(stderr,
+                 "usage: bench_qins4 [--layers N] [--rounds N] [--prefill-rows N] [--kernel-rounds N] "
+                 "[--kernels-only 0|1]\n");
+    return 2;
+  };
+  if (argc % 2 == 0) return usage();  // every option takes a value
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     const int v = std::atoi(argv[i + 1]);
     if (a == "--layers") n_layers = std::max(1, v);
     else if (a == "--rounds") rounds = std::max(1, v);
     else if (a == "--prefill-rows") prefill_rows = std::max(2, v);
-    else {
-      std::fprintf(stderr, "usage: bench_qins4 [--layers N] [--rounds N] [--prefill-rows N]\n");
-      return 2;
-    }
+    else if (a == "--kernel-rounds") kernel_rounds = std::max(1, v);
+    else if (a == "--kernels-only") kernels_only = v != 0;
+    else return usage();
   }
   torch::manual_seed(1);
   // A realistic table: the fitted one of a heavy-tailed matrix.
   const torch::Tensor lut = qc::quantize4(torch::randn({64, 256}) / torch::randn({64, 256}).abs().add(0.5)).lut;
+  if (kernels_only) {
+#if defined(__x86_64__) || defined(__i386__)
+    bench_kernels(kernel_rounds, lut);
+#else
+    std::printf("kernel rows: x86 only\n");
+#endif
+    return 0;
+  }
 
   std::vector<std::vector<qc::QuantizedTensor>> l8(static_cast<size_t>(n_layers));
   std::vector<std::vector<qc::Quantized4Tensor>> l4(static_cast<size_t>(n_layers)), l16(static_cast<size_t>(n_layers));
@@ -223,5 +341,8 @@ int main(int argc, char** argv) {
               (32 * m8 + mlm) / (32 * m4 + mlm), (32 * m8 + mlm) / (32 * m16 + mlm));
   std::printf("| prefill %d rows, ms per layer | %.1f | %.1f | %.1f | %.2fx faster | %.2fx faster |\n", prefill_rows,
               1e3 * mp8, 1e3 * mp4, 1e3 * mp16, mp8 / mp4, mp8 / mp16);
+#if defined(__x86_64__) || defined(__i386__)
+  bench_kernels(kernel_rounds, lut);
+#endif
   return sink == 42 ? 1 : 0;
 }

@@ -7,7 +7,17 @@
 // operand, so it takes |w| and x with w's sign (vpsignb), then vpmaddwd sums pairs into int32
 // (|w|, |x| <= 127: a pair of products is at most 32258, no int16 saturation). One int32 -> fp32
 // conversion and one FMA by (group scale * block scale of x) per block.
+//
+// The AVX2 GEMVs take two blocks (32 code bytes) per step: the nibble split of one 32-byte load
+// gives [lo(b), lo(b+1)] and [hi(b), hi(b+1)] (columns 0-15 and 16-31 of each block), so the
+// activations are read in that order from a permuted copy of xq made once per call (it is shared
+// by every row of the call; pair_x below). That saves the 128-bit lane insert of every block and
+// half the mask/shift work; the integer partial sums of each 16-column half are the same ones the
+// one-block-per-step loop made (bench_qins4's kernel rows measure the gain against that loop, kept
+// as bench/baseline/kernels4_avx2_prev.cpp).
 #include <algorithm>
+#include <cstring>
+#include <vector>
 
 #include "qins4_kernels.h"
 
@@ -44,30 +54,119 @@ QINS4_AVX2 inline __m256i dot32(__m256i w, const int8_t* xq) {
   return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
 }
 
-QINS4_AVX2 void gemv_avx2(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
-                          const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
+// The per-call inputs of the two-block loops: per pair of blocks (b, b + 1) of xq, its 64 bytes
+// as [x(b)[0:16], x(b+1)[0:16], x(b)[16:32], x(b+1)[16:32]] (the order of the nibble split of the
+// pair's 32 code bytes), and [dx[b] x4, dx[b+1] x4]. n_pairs = n_blocks / 2; an odd last block
+// stays in xq / dx (natural order). The buffers are the calling thread's (each call of the
+// parallel row loop makes its own copy: 2 KiB of xq per 2048 columns, next to 32x as many code
+// bytes for a single row).
+struct PairedX {
+  const int8_t* x;
+  const float* d;
+};
+
+QINS4_AVX2 PairedX pair_x(const int8_t* xq, const float* dx, int64_t n_pairs) {
+  thread_local std::vector<int8_t> xbuf;
+  thread_local std::vector<float> dbuf;
+  const size_t nx = static_cast<size_t>(n_pairs) * 64, nd = static_cast<size_t>(n_pairs) * 8;
+  if (xbuf.size() < nx) xbuf.resize(nx);
+  if (dbuf.size() < nd) dbuf.resize(nd);
+  for (int64_t p = 0; p < n_pairs; ++p) {
+    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + p * 64));
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + p * 64 + 32));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(xbuf.data() + p * 64), _mm256_permute2x128_si256(a, b, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(xbuf.data() + p * 64 + 32), _mm256_permute2x128_si256(a, b, 0x31));
+    _mm256_storeu_ps(dbuf.data() + p * 8, _mm256_set_m128(_mm_set1_ps(dx[2 * p + 1]), _mm_set1_ps(dx[2 * p])));
+  }
+  return {xbuf.data(), dbuf.data()};
+}
+
+// One pair of blocks: the 8 int32 partial sums of the low halves (lanes 0-3: block b, 4-7: block
+// b + 1) and of the high halves, each lane the same 4-column sum dot32 makes.
+QINS4_AVX2 inline void dot_pair(const uint8_t* c, const int8_t* xp, __m256i tbl, __m256i& lo, __m256i& hi) {
+  const __m256i m4 = _mm256_set1_epi8(0x0f);
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
+  const __m256i wl = _mm256_shuffle_epi8(tbl, _mm256_and_si256(v, m4));
+  const __m256i wh = _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+  const __m256i xl = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp));
+  const __m256i xh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp + 32));
+  const __m256i one = _mm256_set1_epi16(1);
+  lo = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wl, wl), _mm256_sign_epi8(xl, wl)), one);
+  hi = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wh, wh), _mm256_sign_epi8(xh, wh)), one);
+}
+
+// [a x4, b x4] from two floats in memory: two broadcast loads and a blend (no lane shuffle).
+QINS4_AVX2 inline __m256 halves(const float* a, const float* b) {
+  return _mm256_blend_ps(_mm256_broadcast_ss(a), _mm256_broadcast_ss(b), 0xF0);
+}
+
+// The fp16 group scales of blocks b..b+3 as floats, each over the 4 lanes of its block in the
+// pair layout: lo = [g(b) x4, g(b+1) x4], hi = [g(b+2) x4, g(b+3) x4]. One load and one vcvtph2ps
+// for the four (GB = group_blocks: 1 for group 32, 2 for group 64; b is even, b + 3 < n_blocks).
+template <int GB>
+QINS4_AVX2 inline void group_scales4(const uint16_t* s, int64_t b, __m256& lo, __m256& hi) {
+  __m128i h;
+  if constexpr (GB == 1) {
+    h = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + b));
+  } else {
+    int32_t two = 0;
+    std::memcpy(&two, s + b / 2, sizeof(two));
+    h = _mm_cvtsi32_si128(two);
+  }
+  const __m256 g = _mm256_castps128_ps256(_mm_cvtph_ps(h));
+  const int l1 = GB == 1 ? 1 : 0, h0 = GB == 1 ? 2 : 1, h1 = GB == 1 ? 3 : 1;
+  lo = _mm256_permutevar8x32_ps(g, _mm256_setr_epi32(0, 0, 0, 0, l1, l1, l1, l1));
+  hi = _mm256_permutevar8x32_ps(g, _mm256_setr_epi32(h0, h0, h0, h0, h1, h1, h1, h1));
+}
+
+template <int GB>
+QINS4_AVX2 void gemv_avx2_g(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint16_t* scales,
+                            const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
   const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lut)));
-  const int64_t n_groups = n_blocks / group_blocks;
+  const int64_t n_groups = n_blocks / GB;
+  const int64_t n_pairs = n_blocks / 2;
+  const PairedX px = pair_x(xq, dx, n_pairs);
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* c = codes + r * n_blocks * 16;
     const uint16_t* s = scales + r * n_groups;
-    // Two accumulators (even / odd blocks) so the FMA latency does not chain every block.
+    // Both halves of a block share its group scale: their integer sums add exactly first.
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    int64_t b = 0;
-    for (; b + 2 <= n_blocks; b += 2) {
-      const float d0 = _cvtsh_ss(s[b / group_blocks]), d1 = _cvtsh_ss(s[(b + 1) / group_blocks]);
-      const __m256i p0 = dot32(lookup32(c + b * 16, tbl), xq + b * 32);
-      const __m256i p1 = dot32(lookup32(c + b * 16 + 16, tbl), xq + b * 32 + 32);
-      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d0 * dx[b]), a0);
-      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d1 * dx[b + 1]), a1);
+    int64_t p = 0;
+    for (; p + 2 <= n_pairs; p += 2) {
+      __m256i l0, h0, l1, h1;
+      dot_pair(c + p * 32, px.x + p * 64, tbl, l0, h0);
+      dot_pair(c + p * 32 + 32, px.x + p * 64 + 64, tbl, l1, h1);
+      __m256 g0, g1;
+      group_scales4<GB>(s, 2 * p, g0, g1);
+      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(l0, h0)), _mm256_mul_ps(g0, _mm256_loadu_ps(px.d + p * 8)),
+                           a0);
+      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(l1, h1)),
+                           _mm256_mul_ps(g1, _mm256_loadu_ps(px.d + p * 8 + 8)), a1);
     }
-    if (b < n_blocks) {
-      const float d0 = _cvtsh_ss(s[b / group_blocks]);
+    if (p < n_pairs) {  // one pair left (then b + 1 < n_blocks, and its scales are whole groups)
+      __m256i l0, h0;
+      dot_pair(c + p * 32, px.x + p * 64, tbl, l0, h0);
+      const int64_t b = 2 * p;
+      const float g0 = _cvtsh_ss(s[b / GB]), g1 = _cvtsh_ss(s[(b + 1) / GB]);
+      const __m256 s0 = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(g1), _mm_set1_ps(g0)), _mm256_loadu_ps(px.d + p * 8));
+      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(l0, h0)), s0, a0);
+    }
+    if (2 * n_pairs < n_blocks) {  // odd block count: the last block alone, natural order
+      const int64_t b = 2 * n_pairs;
       const __m256i p0 = dot32(lookup32(c + b * 16, tbl), xq + b * 32);
-      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d0 * dx[b]), a0);
+      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(_cvtsh_ss(s[b / GB]) * dx[b]), a1);
     }
     y[r - r0] = hsum256(_mm256_add_ps(a0, a1));
   }
+}
+
+// Groups of 32 (one scale per block) and 64 (one per two blocks), the only two the format has
+// besides 16 (Quantized4Tensor::validate); any other group size goes to the scalar twin.
+QINS4_AVX2 void gemv_avx2(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
+                          const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
+  if (group_blocks == 1) gemv_avx2_g<1>(codes, n_blocks, r0, r1, scales, lut, xq, dx, y);
+  else if (group_blocks == 2) gemv_avx2_g<2>(codes, n_blocks, r0, r1, scales, lut, xq, dx, y);
+  else scalar_kernel4().gemv(codes, n_blocks, group_blocks, r0, r1, scales, lut, xq, dx, y);
 }
 
 // One block's 32 int8 weights (natural order) times their scales into ob[0..31]: columns 0-15 by
@@ -103,22 +202,31 @@ QINS4_AVX2 inline __m256 scale16(const uint8_t* s, const float* st, float dx) {
 QINS4_AVX2 void gemv16_avx2(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint8_t* sub,
                             const float* st, const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
   const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lut)));
+  const int64_t n_pairs = n_blocks / 2;
+  const PairedX px = pair_x(xq, dx, n_pairs);
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* c = codes + r * n_blocks * 16;
     const uint8_t* s = sub + r * n_blocks * 2;
+    // a0: the low halves (lanes 0-3 even blocks, 4-7 odd blocks), a1: the high halves. Per lane
+    // the same FMA sequence as two accumulators over even / odd blocks of [low, high] halves.
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    int64_t b = 0;
-    for (; b + 2 <= n_blocks; b += 2) {
-      const __m256i p0 = dot32(lookup32(c + b * 16, tbl), xq + b * 32);
-      const __m256i p1 = dot32(lookup32(c + b * 16 + 16, tbl), xq + b * 32 + 32);
-      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), scale16(s + 2 * b, st, dx[b]), a0);
-      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), scale16(s + 2 * b + 2, st, dx[b + 1]), a1);
+    for (int64_t p = 0; p < n_pairs; ++p) {
+      __m256i lo, hi;
+      dot_pair(c + p * 32, px.x + p * 64, tbl, lo, hi);
+      const uint8_t* sp = s + 4 * p;  // sub-scales: b low, b high, b+1 low, b+1 high
+      const __m256 d = _mm256_loadu_ps(px.d + p * 8);
+      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), _mm256_mul_ps(halves(st + sp[0], st + sp[2]), d), a0);
+      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), _mm256_mul_ps(halves(st + sp[1], st + sp[3]), d), a1);
     }
-    if (b < n_blocks) {
-      const __m256i p0 = dot32(lookup32(c + b * 16, tbl), xq + b * 32);
-      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), scale16(s + 2 * b, st, dx[b]), a0);
+    // Regroup by block parity: [even low, even high] and [odd low, odd high].
+    __m256 ev = _mm256_permute2f128_ps(a0, a1, 0x20);
+    const __m256 od = _mm256_permute2f128_ps(a0, a1, 0x31);
+    if (2 * n_pairs < n_blocks) {  // odd block count: the last block alone, natural order
+      const int64_t b = 2 * n_pairs;
+      ev = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32(lookup32(c + b * 16, tbl), xq + b * 32)),
+                           scale16(s + 2 * b, st, dx[b]), ev);
     }
-    y[r - r0] = hsum256(_mm256_add_ps(a0, a1));
+    y[r - r0] = hsum256(_mm256_add_ps(ev, od));
   }
 }
 

@@ -289,6 +289,74 @@ TEST(Qins4Kernels, PrefillTilesInParallelWithAOneThreadBlas) {
   }
 }
 
+// The kernel table's GEMVs called directly: odd and even block counts (the AVX2 loops take two
+// blocks per step and the odd last block alone), every row range [r0, r1) of a 9-row matrix (a
+// row's result must not depend on which rows share the call), and a call with other activations
+// and another block count in between (the AVX2 kernels keep a per-thread permuted copy of xq).
+// Each path against the scalar twin within the kernel test's budget; across row ranges and
+// repeated calls, bit-identical.
+TEST(Qins4Kernels, GemvRowRangesAndOddBlockCounts) {
+  namespace k4 = kernels4;
+  std::vector<std::pair<std::string, const k4::Kernel4*>> paths = {{"scalar", &k4::scalar_kernel4()}};
+  if (k4::avx2_kernel4()) paths.emplace_back("avx2", k4::avx2_kernel4());
+  if (k4::avx512_kernel4()) paths.emplace_back("avx512", k4::avx512_kernel4());
+  if (k4::neon_kernel4()) paths.emplace_back("neon", k4::neon_kernel4());
+  const int64_t rows = 9;
+  torch::manual_seed(21);
+  const torch::Tensor lut = torch::randint(-127, 128, {16}, torch::kInt8);
+  const torch::Tensor st = sub_scale_table(3e-3f);
+  const int8_t* lp = lut.data_ptr<int8_t>();
+  const float* stp = st.data_ptr<float>();
+  for (int64_t nb : {1, 2, 3, 4, 5, 7, 8, 97}) {
+    for (int group_blocks : {0, 1, 2}) {  // 0: group 16 (gemv16)
+      if (group_blocks == 2 && nb % 2 != 0) continue;  // a group of 64 is two whole blocks
+      const torch::Tensor codes = torch::randint(0, 256, {rows, nb * 16}, torch::kUInt8);
+      const torch::Tensor sub = torch::randint(0, 256, {rows, nb * 2}, torch::kUInt8);
+      const int64_t n_groups = group_blocks ? nb / group_blocks : 0;
+      const torch::Tensor hs = (torch::rand({rows, std::max<int64_t>(n_groups, 1)}) + 0.5).to(torch::kHalf);
+      const torch::Tensor xq = torch::randint(-127, 128, {nb * 32}, torch::kInt8);
+      const torch::Tensor dx = torch::rand({nb}) * 0.02;
+      const torch::Tensor xq2 = torch::randint(-127, 128, {nb * 32}, torch::kInt8);
+      const torch::Tensor dx2 = torch::rand({nb});
+      auto run = [&](const k4::Kernel4& k, const torch::Tensor& x, const torch::Tensor& d, int64_t n, int64_t r0,
+                     int64_t r1, float* y) {
+        const auto* h = reinterpret_cast<const uint16_t*>(hs.data_ptr<at::Half>());
+        if (group_blocks == 0)
+          k.gemv16(codes.data_ptr<uint8_t>(), n, r0, r1, sub.data_ptr<uint8_t>(), stp, lp, x.data_ptr<int8_t>(),
+                   d.data_ptr<float>(), y);
+        else
+          k.gemv(codes.data_ptr<uint8_t>(), n, group_blocks, r0, r1, h, lp, x.data_ptr<int8_t>(), d.data_ptr<float>(),
+                 y);
+      };
+      std::vector<float> ref(static_cast<size_t>(rows));
+      run(k4::scalar_kernel4(), xq, dx, nb, 0, rows, ref.data());
+      const torch::Tensor rt = torch::from_blob(ref.data(), {rows});
+      const double scale = rt.abs().max().item<double>() + 1e-30;
+      for (const auto& [name, k] : paths) {
+        const std::string what = name + " n_blocks " + std::to_string(nb) + " group_blocks " +
+                                 std::to_string(group_blocks);
+        std::vector<float> full(static_cast<size_t>(rows));
+        run(*k, xq, dx, nb, 0, rows, full.data());
+        const torch::Tensor ft = torch::from_blob(full.data(), {rows});
+        EXPECT_LT((ft - rt).abs().max().item<double>() / scale, 2e-5) << what;
+        for (int64_t r0 = 0; r0 < rows; ++r0) {
+          for (int64_t r1 = r0 + 1; r1 <= rows; ++r1) {
+            // Another call first: other activations, another block count where one fits the rows.
+            const int64_t n_other = nb > 2 ? nb - std::max(group_blocks, 1) : nb;
+            std::vector<float> other(static_cast<size_t>(rows));
+            run(*k, xq2, dx2, n_other, 0, rows, other.data());
+            std::vector<float> part(static_cast<size_t>(r1 - r0), -1.f);
+            run(*k, xq, dx, nb, r0, r1, part.data());
+            for (int64_t r = r0; r < r1; ++r)
+              ASSERT_EQ(part[static_cast<size_t>(r - r0)], full[static_cast<size_t>(r)])
+                  << what << " rows [" << r0 << ", " << r1 << ") row " << r;
+          }
+        }
+      }
+    }
+  }
+}
+
 // The AVX-512 path is tested by the two tests above where the CPU has it; this says so, or skips.
 TEST(Qins4Kernels, Avx512PathPresentWhereTheCpuHasIt) {
   const auto isas = available_kernel4_isas();
