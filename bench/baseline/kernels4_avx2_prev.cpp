@@ -1,6 +1,6 @@
 // The previous AVX2 QINS-4 GEMV kernels (one block of 32 weights per step, a 128-bit lane insert
 // per block), kept verbatim from commit e2e5882 (core/src/kernels4_x86.cpp) except for their
-// namespace and names, as the side-by-side baseline of bench_qins4's kernel rows: the machine is
+// namespace and names (their block helpers are the library's, core/src/kernels4_avx2.h), as the side-by-side baseline of bench_qins4's kernel rows: the machine is
 // shared and noisy, so the new kernels' speed-up is only meaningful as a ratio measured in the
 // same run. Not linked into the library.
 #include "kernels4_avx2_prev.h"
@@ -8,36 +8,15 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
+#include "kernels4_avx2.h"
+
 #define QINS4_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 namespace qins::bench::kernels4_prev {
 
-namespace {
-
-QINS4_AVX2 inline float hsum256(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-// 16 code bytes -> the block's 32 signed int8 weights (table levels), natural column order.
-QINS4_AVX2 inline __m256i lookup32(const uint8_t* c, __m256i tbl) {
-  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c));
-  const __m128i m4 = _mm_set1_epi8(0x0f);
-  const __m128i lo = _mm_and_si128(v, m4);
-  const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
-  return _mm256_shuffle_epi8(tbl, _mm256_set_m128i(hi, lo));
-}
-
-// 8 int32 partial sums of w . x over one block (their total is the block's exact dot product).
-QINS4_AVX2 inline __m256i dot32(__m256i w, const int8_t* xq) {
-  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
-  const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
-}
-
-}  // namespace
+using qins::core::kernels4::dot32;
+using qins::core::kernels4::hsum256;
+using qins::core::kernels4::lookup32;
 
 QINS4_AVX2 void gemv_avx2_prev(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
                                const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx, float* y) {

@@ -24,6 +24,8 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
+#include "kernels4_avx2.h"
+
 #define QINS4_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define QINS4_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
 
@@ -31,28 +33,6 @@ namespace qins::core::kernels4 {
 
 namespace {
 
-QINS4_AVX2 inline float hsum256(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-// 16 code bytes -> the block's 32 signed int8 weights (table levels), natural column order.
-QINS4_AVX2 inline __m256i lookup32(const uint8_t* c, __m256i tbl) {
-  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c));
-  const __m128i m4 = _mm_set1_epi8(0x0f);
-  const __m128i lo = _mm_and_si128(v, m4);
-  const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), m4);
-  return _mm256_shuffle_epi8(tbl, _mm256_set_m128i(hi, lo));
-}
-
-// 8 int32 partial sums of w . x over one block (their total is the block's exact dot product).
-QINS4_AVX2 inline __m256i dot32(__m256i w, const int8_t* xq) {
-  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq));
-  const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
-}
 
 // The per-call inputs of the two-block loops: per pair of blocks (b, b + 1) of xq, its 64 bytes
 // as [x(b)[0:16], x(b+1)[0:16], x(b)[16:32], x(b+1)[16:32]] (the order of the nibble split of the

@@ -299,12 +299,6 @@ QINS_AVX2 inline void decode64_avx2(const uint8_t* c, const Shuffle256& p, __m25
 // Kernel-order offset of f[n] (decode64_avx2) inside its 64-column block.
 constexpr int kOff256[8] = {0, 16, 32, 48, 8, 24, 40, 56};
 
-QINS_AVX2 inline float hsum256(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
 
 // One 64-column block of products into a row's two accumulators, in the order every AVX2 path
 // uses (f[0], f[2], f[4], f[6] into a0; f[1], f[3], f[5], f[7] into a1).

@@ -203,6 +203,17 @@ TEST(HuffmanFast, TruncatedOrDamagedPayloadsAreCleanErrorsLikeTheReference) {
 
 // One code for two chunks (huffman_encode_with on their merged histogram): same table bytes,
 // and huffman_decode2 (one set of tables for both) decodes exactly what the reference does.
+// x and y encoded with one code built from both (what the writer does for a tensor's chunks).
+huf::CodeLengths encode_with_one_code(const std::vector<uint8_t>& x, const std::vector<uint8_t>& y,
+                                      std::vector<uint8_t>& ex, std::vector<uint8_t>& ey) {
+  huf::Histogram h = huf::histogram(x.data(), x.size());
+  huf::merge_histogram(h, huf::histogram(y.data(), y.size()));
+  const huf::CodeLengths code = huf::build_code_lengths(h);
+  huf::huffman_encode_with(code, x.data(), x.size(), ex);
+  huf::huffman_encode_with(code, y.data(), y.size(), ey);
+  return code;
+}
+
 TEST(HuffmanFast, SharedCodePairDecodesLikeTheReference) {
   const auto cs = cases();
   for (std::size_t ci = 0; ci < cs.size(); ++ci) {
@@ -214,12 +225,8 @@ TEST(HuffmanFast, SharedCodePairDecodesLikeTheReference) {
       const auto x = draw(n0, cs[ci].weights, uint32_t(300 + ci));
       const auto y = ci % 2 ? draw(n1, cs[cj].weights, uint32_t(400 + ci))
                             : draw(n1, cs[ci].weights, uint32_t(400 + ci));
-      huf::Histogram h = huf::histogram(x.data(), x.size());
-      huf::merge_histogram(h, huf::histogram(y.data(), y.size()));
-      const huf::CodeLengths code = huf::build_code_lengths(h);
       std::vector<uint8_t> ex, ey;
-      huf::huffman_encode_with(code, x.data(), x.size(), ex);
-      huf::huffman_encode_with(code, y.data(), y.size(), ey);
+      const huf::CodeLengths code = encode_with_one_code(x, y, ex, ey);
       const std::size_t ts = huf::table_size(code);
       ASSERT_TRUE(std::equal(ex.begin(), ex.begin() + std::ptrdiff_t(ts), ey.begin()))
           << cs[ci].name << ": the two payloads carry the same table bytes";
@@ -256,12 +263,8 @@ TEST(HuffmanFast, DamagedSharedCodePairIsACleanErrorOrDecodesLikeTheReference) {
   for (std::size_t ci = 0; ci < cs.size(); ++ci) {
     const auto x = draw(30000, cs[ci].weights, uint32_t(500 + ci));
     const auto y = draw(27001, cs[ci].weights, uint32_t(600 + ci));
-    huf::Histogram h = huf::histogram(x.data(), x.size());
-    huf::merge_histogram(h, huf::histogram(y.data(), y.size()));
-    const huf::CodeLengths code = huf::build_code_lengths(h);
     std::vector<uint8_t> ex, ey;
-    huf::huffman_encode_with(code, x.data(), x.size(), ex);
-    huf::huffman_encode_with(code, y.data(), y.size(), ey);
+    const huf::CodeLengths code = encode_with_one_code(x, y, ex, ey);
     auto check = [&](const std::vector<uint8_t>& a, const std::vector<uint8_t>& b, const std::string& what) {
       std::vector<uint8_t> ra, rb;
       const bool ref_ok = reference_decode(a, x.size(), ra) && reference_decode(b, y.size(), rb);
