@@ -10,6 +10,7 @@
 #include "qins_kernels.h"
 #include "simd_x86.h"
 #include <algorithm>
+#include <cstring>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -234,69 +235,36 @@ QINS_AVX512 void expand_avx512(const uint8_t* codes, int64_t in, int64_t r0, int
   }
 }
 
-// AVX2 has no byte permute across 128 entries, and its gather (vpgatherdd, 8 lanes) is the
-// bottleneck of a gather decode (Zen 3: about 4 GB/s of codes on two cores, compute-bound). The
-// decode below does without it: each of the 4 byte planes of the 128-entry fp32 table is looked up
-// with 8 vpshufb over its 16-byte sub-tables T_0..T_7. With U_0 = T_0 and U_s = T_s ^ T_{s-1}, and
-// index bytes j - 16 s (negative, so vpshufb gives 0, for s > j >> 4), the XOR of the 8 lookups
-// telescopes to T_{j>>4}[j & 15]: the exact table byte. The code's sign bit is ORed into the top
-// byte and the planes are interleaved with in-lane unpacks, so 32 codes come out as 4 vectors in
-// the AVX-512 path's Block64 order (half of a 64-column block each); x is put in that order once.
+// AVX2 has no byte permute across 128 entries. Each code's value is loaded from the 256-entry
+// signed table (t.signed_lut: lut[c & 0x7f] with bit 7 as the float's sign, the exact fp32 value)
+// with a scalar load and inserted into its lane; the loads run on Zen 3's three load ports and the
+// inserts beside them. Measured against the alternatives on Zen 3 (bench_kernels8_avx2, one
+// thread): the previous decode, 8 telescoped vpshufb lookups per byte plane of the table (32
+// vpshufb and 28 xors per 32 codes; bench/baseline/kernels8_avx2_prev.cpp), ran at 0.83x; vpgatherdd
+// and indices stored by vpmovzxbd for the scalar loads were slower still. 64 codes come out as 8
+// vectors in the AVX-512 path's Block64 order (x is put in that order once per call).
 
-// The telescoped sub-tables: u[s][k] = U_s of byte plane k, the 16 bytes in both 128-bit lanes.
-struct Shuffle256 {
-  alignas(32) uint8_t u[8][4][32];
-};
-
-inline void build_shuffle_tables(const LutTables& t, Shuffle256* p) {
-  for (int s = 0; s < 8; ++s)
-    for (int k = 0; k < 4; ++k)
-      for (int j = 0; j < 16; ++j) {
-        const uint8_t cur = t.planes[k][16 * s + j];
-        const uint8_t prev = s ? t.planes[k][16 * (s - 1) + j] : uint8_t{0};
-        p->u[s][k][j] = p->u[s][k][j + 16] = static_cast<uint8_t>(cur ^ prev);
-      }
+// Vector n = h * 4 + q of a 64-code block: codes 32 h + 4 q .. + 3 (low half) and
+// 32 h + 16 + 4 q .. + 3 (high half); c points at code 32 h + 4 q.
+QINS_AVX2 inline __m128 lookup4_avx2(uint32_t w, const float* sl) {
+  __m128 v = _mm_load_ss(sl + (w & 0xff));
+  v = _mm_insert_ps(v, _mm_load_ss(sl + ((w >> 8) & 0xff)), 0x10);
+  v = _mm_insert_ps(v, _mm_load_ss(sl + ((w >> 16) & 0xff)), 0x20);
+  return _mm_insert_ps(v, _mm_load_ss(sl + (w >> 24)), 0x30);
 }
 
-// 64 code bytes -> 64 signed fp32 magnitudes (before the row scale). f[0..3]: codes 0..31, f[4..7]:
-// codes 32..63; f[h * 4 + q] goes with kernel positions 16 q + 8 h .. + 7 of the Block64 block.
-QINS_AVX2 inline void decode64_avx2(const uint8_t* c, const Shuffle256& p, __m256 f[8]) {
-  const __m256i v0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
-  const __m256i v1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + 32));
-  const __m256i m7f = _mm256_set1_epi8(0x7f), s16 = _mm256_set1_epi8(16);
-  __m256i i0 = _mm256_and_si256(v0, m7f), i1 = _mm256_and_si256(v1, m7f);
-  __m256i b0[4], b1[4];
-  for (int k = 0; k < 4; ++k) {
-    const __m256i u = _mm256_load_si256(reinterpret_cast<const __m256i*>(p.u[0][k]));
-    b0[k] = _mm256_shuffle_epi8(u, i0);
-    b1[k] = _mm256_shuffle_epi8(u, i1);
-  }
-  for (int s = 1; s < 8; ++s) {
-    i0 = _mm256_sub_epi8(i0, s16);
-    i1 = _mm256_sub_epi8(i1, s16);
-    for (int k = 0; k < 4; ++k) {
-      const __m256i u = _mm256_load_si256(reinterpret_cast<const __m256i*>(p.u[s][k]));
-      b0[k] = _mm256_xor_si256(b0[k], _mm256_shuffle_epi8(u, i0));
-      b1[k] = _mm256_xor_si256(b1[k], _mm256_shuffle_epi8(u, i1));
-    }
-  }
-  // Table magnitudes are >= 0: OR the code's sign bit into the float's sign.
-  const __m256i m80 = _mm256_set1_epi8(static_cast<char>(0x80));
-  b0[3] = _mm256_or_si256(b0[3], _mm256_and_si256(v0, m80));
-  b1[3] = _mm256_or_si256(b1[3], _mm256_and_si256(v1, m80));
-  const __m256i* bs[2] = {b0, b1};
-  for (int h = 0; h < 2; ++h) {
-    const __m256i* b = bs[h];
-    const __m256i l01 = _mm256_unpacklo_epi8(b[0], b[1]), h01 = _mm256_unpackhi_epi8(b[0], b[1]);
-    const __m256i l23 = _mm256_unpacklo_epi8(b[2], b[3]), h23 = _mm256_unpackhi_epi8(b[2], b[3]);
-    f[h * 4 + 0] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(l01, l23));
-    f[h * 4 + 1] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(l01, l23));
-    f[h * 4 + 2] = _mm256_castsi256_ps(_mm256_unpacklo_epi16(h01, h23));
-    f[h * 4 + 3] = _mm256_castsi256_ps(_mm256_unpackhi_epi16(h01, h23));
-  }
+QINS_AVX2 inline __m256 lookup8_avx2(const uint8_t* c, const float* sl) {
+  uint32_t lo = 0, hi = 0;
+  std::memcpy(&lo, c, 4);
+  std::memcpy(&hi, c + 16, 4);
+  return _mm256_insertf128_ps(_mm256_castps128_ps256(lookup4_avx2(lo, sl)), lookup4_avx2(hi, sl), 1);
 }
 
-// Kernel-order offset of f[n] (decode64_avx2) inside its 64-column block.
+QINS_AVX2 inline void lookup64_avx2(const uint8_t* c, const float* sl, __m256 f[8]) {
+  for (int n = 0; n < 8; ++n) f[n] = lookup8_avx2(c + 32 * (n >> 2) + 4 * (n & 3), sl);
+}
+
+// Kernel-order offset of f[n] (lookup64_avx2) inside its 64-column block.
 constexpr int kOff256[8] = {0, 16, 32, 48, 8, 24, 40, 56};
 
 
@@ -312,16 +280,17 @@ QINS_AVX2 inline void fma_block_avx2(const __m256 f[8], const float* x, __m256& 
 QINS_AVX2 void gemv_avx2(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1,
                          const float* scales, const LutTables& t, const void* xpv, float* y) {
   const float* xp = static_cast<const float*>(xpv);
-  Shuffle256 p;
-  build_shuffle_tables(t, &p);
+  const float* sl = t.signed_lut;
   const int64_t in64 = in & ~int64_t{63};
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* c = codes + r * in;
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     for (int64_t i = 0; i < in64; i += 64) {
-      __m256 f[8];
-      decode64_avx2(c + i, p, f);
-      fma_block_avx2(f, xp + i, a0, a1);
+      for (int n = 0; n < 8; n += 2) {
+        a0 = _mm256_fmadd_ps(lookup8_avx2(c + i + 32 * (n >> 2) + 4 * (n & 3), sl), _mm256_loadu_ps(xp + i + kOff256[n]), a0);
+        a1 = _mm256_fmadd_ps(lookup8_avx2(c + i + 32 * (n >> 2) + 4 * (n & 3) + 4, sl),
+                             _mm256_loadu_ps(xp + i + kOff256[n + 1]), a1);
+      }
     }
     float s = hsum256(_mm256_add_ps(a0, a1));
     for (int64_t i = in64; i < in; ++i) s += code_value(c[i], t.lut) * xp[i];
@@ -342,12 +311,12 @@ constexpr int64_t kRowsBlock = 8;
 
 template <int NB>
 QINS_AVX2 inline void rows_in_registers_avx2(const uint8_t* c, const float* x, int64_t in, int64_t n,
-                                             const Shuffle256& p, __m256* a0, __m256* a1) {
+                                             const float* sl, __m256* a0, __m256* a1) {
   __m256 s0[NB], s1[NB];
   for (int b = 0; b < NB; ++b) s0[b] = a0[b], s1[b] = a1[b];
   for (int64_t i = 0; i < n; i += 64) {
     __m256 f[8];
-    decode64_avx2(c + i, p, f);
+    lookup64_avx2(c + i, sl, f);
     for (int b = 0; b < NB; ++b) fma_block_avx2(f, x + b * in + i, s0[b], s1[b]);
   }
   for (int b = 0; b < NB; ++b) a0[b] = s0[b], a1[b] = s1[b];
@@ -368,8 +337,6 @@ QINS_AVX2 inline void fma_rows_avx2(const float* dec, const float* x, int64_t in
 QINS_AVX2 void gemv_rows_avx2(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
                               const LutTables& t, const void* xpv, int64_t m, float* y, int64_t ldy) {
   const float* xp = static_cast<const float*>(xpv);
-  Shuffle256 p;
-  build_shuffle_tables(t, &p);
   const int64_t in64 = in & ~int64_t{63};
   alignas(32) float dec[kRowsChunk];
   __m256 a0[kRowsBlock][kRowsMax], a1[kRowsBlock][kRowsMax];
@@ -388,15 +355,15 @@ QINS_AVX2 void gemv_rows_avx2(const uint8_t* codes, int64_t in, int64_t r0, int6
           __m256* s0 = a0[r - rb];
           __m256* s1 = a1[r - rb];
           if (mb <= kRegRows) {
-            if (mb == 4) rows_in_registers_avx2<4>(c, xk, in, n, p, s0, s1);
-            if (mb == 3) rows_in_registers_avx2<3>(c, xk, in, n, p, s0, s1);
-            if (mb == 2) rows_in_registers_avx2<2>(c, xk, in, n, p, s0, s1);
-            if (mb == 1) rows_in_registers_avx2<1>(c, xk, in, n, p, s0, s1);
+            if (mb == 4) rows_in_registers_avx2<4>(c, xk, in, n, t.signed_lut, s0, s1);
+            if (mb == 3) rows_in_registers_avx2<3>(c, xk, in, n, t.signed_lut, s0, s1);
+            if (mb == 2) rows_in_registers_avx2<2>(c, xk, in, n, t.signed_lut, s0, s1);
+            if (mb == 1) rows_in_registers_avx2<1>(c, xk, in, n, t.signed_lut, s0, s1);
             continue;
           }
           for (int64_t i = 0; i < n; i += 64) {
             __m256 f[8];
-            decode64_avx2(c + i, p, f);
+            lookup64_avx2(c + i, t.signed_lut, f);
             for (int q = 0; q < 8; ++q) _mm256_store_ps(dec + i + 8 * q, f[q]);
           }
           int64_t b = 0;
@@ -420,8 +387,6 @@ QINS_AVX2 void gemv_rows_avx2(const uint8_t* codes, int64_t in, int64_t r0, int6
 
 QINS_AVX2 void expand_avx2(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1,
                            const float* scales, const LutTables& t, float* out) {
-  Shuffle256 p;
-  build_shuffle_tables(t, &p);
   const int64_t in64 = in & ~int64_t{63};
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* c = codes + r * in;
@@ -430,7 +395,7 @@ QINS_AVX2 void expand_avx2(const uint8_t* codes, int64_t in, int64_t r0, int64_t
     const __m256 vs = _mm256_set1_ps(s);
     for (int64_t i = 0; i < in64; i += 64) {
       __m256 f[8];
-      decode64_avx2(c + i, p, f);
+      lookup64_avx2(c + i, t.signed_lut, f);
       for (int n = 0; n < 8; ++n) _mm256_storeu_ps(o + i + kOff256[n], _mm256_mul_ps(f[n], vs));
     }
     for (int64_t i = in64; i < in; ++i) o[i] = code_value(c[i], t.lut) * s;

@@ -11,6 +11,7 @@ namespace qins::core::kernels {
 struct LutTables {
   alignas(64) float lut[128];        // magnitude per index j, lut[0] == 0
   alignas(64) uint8_t planes[4][128];  // byte k of lut[j] (little-endian), for byte-shuffle lookups
+  alignas(64) float signed_lut[256];   // value of each whole code byte: lut[c & 0x7f] with bit 7 as the float's sign
   alignas(64) uint8_t bf16_planes[2][128];  // low / high byte of bf16(lut[j]) (bf16 kernels)
   uint16_t lut_bf16[128];                   // bf16(lut[j]), round to nearest even
 };
