@@ -314,10 +314,15 @@ QINS_AVX2 inline void rows_in_registers_avx2(const uint8_t* c, const float* x, i
                                              const float* sl, __m256* a0, __m256* a1) {
   __m256 s0[NB], s1[NB];
   for (int b = 0; b < NB; ++b) s0[b] = a0[b], s1[b] = a1[b];
+  // One vector of values at a time straight into every row's accumulator (few live registers),
+  // in fma_block_avx2's order.
   for (int64_t i = 0; i < n; i += 64) {
-    __m256 f[8];
-    lookup64_avx2(c + i, sl, f);
-    for (int b = 0; b < NB; ++b) fma_block_avx2(f, x + b * in + i, s0[b], s1[b]);
+    for (int k = 0; k < 8; k += 2) {
+      const __m256 f0 = lookup8_avx2(c + i + 32 * (k >> 2) + 4 * (k & 3), sl);
+      for (int b = 0; b < NB; ++b) s0[b] = _mm256_fmadd_ps(f0, _mm256_loadu_ps(x + b * in + i + kOff256[k]), s0[b]);
+      const __m256 f1 = lookup8_avx2(c + i + 32 * (k >> 2) + 4 * (k & 3) + 4, sl);
+      for (int b = 0; b < NB; ++b) s1[b] = _mm256_fmadd_ps(f1, _mm256_loadu_ps(x + b * in + i + kOff256[k + 1]), s1[b]);
+    }
   }
   for (int b = 0; b < NB; ++b) a0[b] = s0[b], a1[b] = s1[b];
 }
