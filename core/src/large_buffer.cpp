@@ -19,6 +19,8 @@
 #include <cstring>
 
 #if defined(__linux__)
+#include <pthread.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #endif
@@ -39,19 +41,28 @@ bool huge_pages_wanted() {
 
 #if defined(__linux__)
 // madvise(advice) over [a, b) in 32 MiB pieces, checking `cancel` between them; returns the bytes
-// advised. EINVAL (this kernel does not know the advice) ends the walk; any other failure ends it
-// when `stop_on_error`, else that piece is skipped.
-int64_t advise_in_pieces(uintptr_t a, uintptr_t b, int advice, bool stop_on_error, const std::atomic<bool>* cancel) {
+// advised. `after` (when >= 0) is advised on each piece where `advice` succeeded. EINVAL ends the
+// walk when `stop_on_error` (this kernel does not know the advice), else that piece is skipped, as
+// is a piece with any other failure; `*einval_only` (when given) tells whether every piece failed
+// with EINVAL.
+int64_t advise_in_pieces(uintptr_t a, uintptr_t b, int advice, int after, bool stop_on_error,
+                         const std::atomic<bool>* cancel, bool* einval_only = nullptr) {
   constexpr uintptr_t kPiece = uintptr_t{32} << 20;
   int64_t done = 0;
+  bool all_einval = true;
   for (uintptr_t p = a; p < b; p += kPiece) {
     if (cancel && cancel->load(std::memory_order_relaxed)) break;
     const uintptr_t n = std::min(kPiece, b - p);
-    if (madvise(reinterpret_cast<void*>(p), n, advice) == 0)
+    if (madvise(reinterpret_cast<void*>(p), n, advice) == 0) {
       done += static_cast<int64_t>(n);
-    else if (errno == EINVAL || stop_on_error)
-      break;
+      all_einval = false;
+      if (after >= 0) madvise(reinterpret_cast<void*>(p), n, after);
+    } else {
+      if (errno != EINVAL) all_einval = false;
+      if (stop_on_error) break;
+    }
   }
+  if (einval_only) *einval_only = all_einval && done == 0;
   return done;
 }
 #endif
@@ -67,6 +78,18 @@ bool prefault_enabled() {
   return on;
 }
 
+bool run_at_idle_priority() {
+  const char* v = std::getenv("QINS_BACKGROUND_IDLE");
+  if (v && std::strcmp(v, "0") == 0) return false;
+#if defined(__linux__)
+  sched_param sp{};
+  sp.sched_priority = 0;
+  return pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) == 0;
+#else
+  return false;
+#endif
+}
+
 // Codes used in place from the file mapping are page-cache pages the process has not mapped yet:
 // the first pass over them (the first reply's prefill) would take a page fault every few pages.
 // MADV_POPULATE_READ (Linux 5.14) maps them in advance, in 32 MiB pieces so that a cancel is
@@ -78,7 +101,7 @@ int64_t prefault_pages(const torch::Tensor& t, const std::atomic<bool>* cancel) 
   const auto begin = reinterpret_cast<uintptr_t>(t.data_ptr()) & ~(page - 1);
   const auto stop = reinterpret_cast<uintptr_t>(t.data_ptr()) + static_cast<uintptr_t>(t.numel() * t.element_size());
   constexpr int kPopulateRead = 22;  // MADV_POPULATE_READ; older headers lack the name
-  return advise_in_pieces(begin, stop, kPopulateRead, /*stop_on_error=*/true, cancel);
+  return advise_in_pieces(begin, stop, kPopulateRead, -1, /*stop_on_error=*/true, cancel);
 #else
   (void)t;
   (void)cancel;
@@ -86,7 +109,10 @@ int64_t prefault_pages(const torch::Tensor& t, const std::atomic<bool>* cancel) 
 #endif
 }
 
-torch::Tensor empty_large(at::IntArrayRef shape, torch::ScalarType dtype) {
+namespace {
+// A 2 MiB-aligned anonymous mapping of the tensor's size (zero-filled by the kernel), or an
+// undefined tensor where there is none (small buffers, other systems, mmap failure).
+torch::Tensor mapped_large(at::IntArrayRef shape, torch::ScalarType dtype) {
   int64_t numel = 1;
   for (int64_t d : shape) numel *= d;
   const int64_t bytes = numel * static_cast<int64_t>(c10::elementSize(dtype));
@@ -108,8 +134,21 @@ torch::Tensor empty_large(at::IntArrayRef shape, torch::ScalarType dtype) {
           torch::TensorOptions().dtype(dtype));
     }
   }
+#else
+  (void)bytes;
 #endif
-  return torch::empty(shape, torch::TensorOptions().dtype(dtype));
+  return torch::Tensor();
+}
+}  // namespace
+
+torch::Tensor empty_large(at::IntArrayRef shape, torch::ScalarType dtype) {
+  torch::Tensor t = mapped_large(shape, dtype);
+  return t.defined() ? t : torch::empty(shape, torch::TensorOptions().dtype(dtype));
+}
+
+torch::Tensor zeros_large(at::IntArrayRef shape, torch::ScalarType dtype) {
+  torch::Tensor t = mapped_large(shape, dtype);
+  return t.defined() ? t : torch::zeros(shape, torch::TensorOptions().dtype(dtype));
 }
 
 int64_t promote_to_huge_pages(const torch::Tensor& t, const std::atomic<bool>* cancel) {
@@ -120,12 +159,20 @@ int64_t promote_to_huge_pages(const torch::Tensor& t, const std::atomic<bool>* c
   const uintptr_t a = (begin + kHuge - 1) & ~static_cast<uintptr_t>(kHuge - 1);
   const uintptr_t b = stop & ~static_cast<uintptr_t>(kHuge - 1);
   if (b <= a) return 0;
-  // Keep the kernel's THP logic (and khugepaged, if collapse is unavailable) interested.
-  madvise(reinterpret_cast<void*>(a), b - a, MADV_HUGEPAGE);
   constexpr int kCollapse = 25;  // MADV_COLLAPSE (Linux 6.1); older headers lack the name
-  // EAGAIN / ENOMEM (no huge page free right now) leaves that piece on small pages; EINVAL (no
-  // MADV_COLLAPSE in this kernel) leaves MADV_HUGEPAGE above as all we can do.
-  return advise_in_pieces(a, b, kCollapse, /*stop_on_error=*/false, cancel);
+  // Collapsed piece by piece; MADV_HUGEPAGE goes only on what was collapsed: flagged at once,
+  // the buffer's pages not yet mapped would come in as 2 MiB pages zeroed in whichever thread
+  // first touches them (a fresh KV cache, touched all over by the first prefill, was zeroed that
+  // way in the prefill). A 2 MiB range with no page mapped yet cannot be collapsed (EINVAL) and is
+  // skipped; EAGAIN / ENOMEM (no huge page free right now) leave a piece on small pages. When
+  // every piece fails with EINVAL on memory that is mapped, the kernel has no MADV_COLLAPSE
+  // (before Linux 6.1): the whole buffer is flagged MADV_HUGEPAGE for khugepaged instead.
+  bool einval_only = false;
+  const int64_t done = advise_in_pieces(a, b, kCollapse, MADV_HUGEPAGE, /*stop_on_error=*/false, cancel, &einval_only);
+  unsigned char resident = 0;
+  if (einval_only && mincore(reinterpret_cast<void*>(a), 1, &resident) == 0 && (resident & 1))
+    madvise(reinterpret_cast<void*>(a), b - a, MADV_HUGEPAGE);
+  return done;
 #else
   (void)t;
   (void)cancel;

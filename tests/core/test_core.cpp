@@ -478,6 +478,32 @@ int64_t mapping_field(const void* addr, const std::string& field) {
 
 int64_t mapping_rss(const void* addr) { return mapping_field(addr, "Rss:"); }
 
+// zeros_large: zero, and a large one is not resident until used (a fresh KV cache of a 4k context is
+// 1.6 GB for Phi-3.5; its pages come in as positions fill them). A small one is torch::zeros.
+TEST(LargeBuffer, ZerosLargeIsZeroAndMapsPagesOnlyAsTheyAreUsed) {
+  const int64_t bytes = int64_t{64} << 20;
+  torch::Tensor t = qc::zeros_large({bytes / 2}, torch::kBFloat16);
+  EXPECT_LT(mapping_rss(t.data_ptr()), bytes / 16);  // nothing written yet
+  t.narrow(0, 0, 1024).fill_(1.0);                  // the first 2 KiB
+  EXPECT_LT(mapping_rss(t.data_ptr()), bytes / 16);
+  EXPECT_EQ(t.narrow(0, 1024, bytes / 2 - 1024).abs().sum().item<float>(), 0.0f);  // reads map the shared zero page
+  EXPECT_EQ(t.narrow(0, 0, 1024).sum().item<float>(), 1024.0f);
+  const torch::Tensor small = qc::zeros_large({7, 3}, torch::kFloat32);
+  EXPECT_TRUE(torch::equal(small, torch::zeros({7, 3})));
+}
+
+// Promoting a buffer whose pages were never touched leaves them unmapped: later first touches
+// stay small-page faults in the faulting thread, not 2 MiB pages zeroed there.
+TEST(LargeBuffer, PromotingAnUntouchedBufferDoesNotMakeItsFirstTouchesHuge) {
+  if (!qc::huge_pages_enabled()) GTEST_SKIP() << "QINS_HUGEPAGES=0";
+  const int64_t bytes = int64_t{32} << 20;
+  torch::Tensor t = qc::zeros_large({bytes}, torch::kUInt8);
+  qc::promote_to_huge_pages(t);
+  for (int64_t i = 0; i < bytes; i += int64_t{2} << 20) t[i] = 1;  // one byte in each 2 MiB
+  EXPECT_LT(mapping_rss(t.data_ptr()), bytes / 4);
+  EXPECT_EQ(t.sum().item<int64_t>(), bytes >> 21);
+}
+
 // The background move onto huge pages: in place (the data stays), stops when cancelled, and what
 // it reports as done is really on huge pages.
 TEST(LargeBuffer, HugePagePromotionKeepsTheDataAndHonoursCancel) {

@@ -201,6 +201,7 @@ void Engine::Impl::start_background_work() {
   background_done = false;
   background_bytes = 0;
   background = std::thread([this, buffers = std::move(buffers)]() mutable {
+    core::run_at_idle_priority();  // never slows a reply: only the CPU time replies leave idle
     const auto t0 = Clock::now();
     for (torch::Tensor& b : buffers) {
       if (background_cancel.load()) break;

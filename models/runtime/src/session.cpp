@@ -6,6 +6,7 @@
 #include <string>
 #include <thread>
 
+#include "qins/core/prefault.h"
 #include "qins/runtime/engine.h"
 #include "qins/runtime/internal.h"
 #include "qins/runtime/sampler.h"
@@ -122,6 +123,7 @@ GenerationStats Session::Impl::run(std::vector<int> prompt, const SamplingParams
 
   bool cancelled = false;
   torch::Tensor logits = prefill(prompt, common, stop, &cancelled);
+  if (!cached.empty()) cache_written = true;
   const double prefill_s = seconds_since(t0);
   stats.prefill_tokens_per_s = prefill_s > 0 ? stats.prefilled_tokens / prefill_s : 0.0;
   if (cancelled) {
@@ -253,9 +255,11 @@ std::unique_ptr<Session> Engine::new_session() {
   s->cache = make_kv_cache(impl_->weights, impl_->info.context_length, impl_->kv_dtype);  // on the weights' device
   if (core::huge_pages_enabled() && s->cache.bytes() >= (int64_t{4} << 20)) {
     Engine::Impl* e = impl_.get();
-    s->huge_pages = std::thread([cache = s->cache, e, cancel = &s->huge_pages_cancel] {
-      // One collapse at a time: wait for the weights' (each takes a core while it runs).
-      while (!cancel->load() && !e->background_done.load())
+    s->huge_pages = std::thread([cache = s->cache, e, cancel = &s->huge_pages_cancel, written = &s->cache_written] {
+      core::run_at_idle_priority();  // only the CPU time replies leave idle
+      // One collapse at a time: wait for the weights' (each takes a core while it runs), and for
+      // the first prefill (see session_impl.h).
+      while (!cancel->load() && (!e->background_done.load() || !written->load()))
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
       promote_kv_cache(cache, cancel);
     });

@@ -26,11 +26,14 @@ struct Session::Impl {
   Engine::Impl* e = nullptr;
   KvCache cache;
   std::vector<int> cached;  // tokens whose K/V sit in the cache, in order
-  // Moves the cache onto huge pages in the background after the session is made (the engine's
-  // own move of the weights goes first); holds its own references to K and V, and is cancelled
-  // and joined when the session goes.
+  // Moves the cache onto huge pages in the background, at idle priority, once the engine's own
+  // move of the weights is done and a prefill has written the cache (before that its pages are
+  // not even mapped: a collapse would fail there, and MADV_HUGEPAGE would make the first prefill
+  // zero every 2 MiB it touches). Holds its own references to K and V, and is cancelled and
+  // joined when the session goes.
   std::thread huge_pages;
   std::atomic<bool> huge_pages_cancel{false};
+  std::atomic<bool> cache_written{false};
 
   ~Impl() {
     huge_pages_cancel = true;

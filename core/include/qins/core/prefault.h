@@ -15,4 +15,10 @@ namespace qins::core {
 int64_t prefault_pages(const torch::Tensor& t, const std::atomic<bool>* cancel = nullptr);
 bool prefault_enabled();  // false when QINS_PREFAULT=0
 
+// Puts the calling thread at idle priority (Linux SCHED_IDLE: it runs only on a core nothing else
+// wants), for the engine's background pass over the weights, so that pass never takes CPU time
+// from a reply (a first reply's prefill uses every core). Returns false where unsupported, where
+// the call fails, or with QINS_BACKGROUND_IDLE=0 (the thread keeps its normal priority).
+bool run_at_idle_priority();
+
 }  // namespace qins::core

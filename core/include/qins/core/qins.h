@@ -49,6 +49,10 @@ void dequantize_row_into(const QuantizedTensor& q, int64_t row, float* out);
 // their own 2 MiB-aligned mapping, so that promote_to_huge_pages can later put every whole 2 MiB
 // on one transparent huge page; otherwise the same as torch::empty. See core/src/large_buffer.cpp.
 torch::Tensor empty_large(at::IntArrayRef shape, torch::ScalarType dtype);
+// The same, filled with zeros: a fresh mapping is zero already and is not written, so its pages
+// are only mapped (and counted in the resident memory) as they are first used; small buffers and
+// other systems get torch::zeros.
+torch::Tensor zeros_large(at::IntArrayRef shape, torch::ScalarType dtype);
 // Collapses the tensor's memory onto huge pages in place (Linux MADV_COLLAPSE, in 32 MiB pieces,
 // stopping early when *cancel turns true). Streaming the weights is ~1.5x faster afterwards on
 // this machine. Returns the bytes collapsed (0 where unsupported, or with QINS_HUGEPAGES=0).
