@@ -20,16 +20,23 @@ float from_bf16(uint16_t b) {
   return f;
 }
 
+void build_signed_lut(const float* lut, float* out) {
+  for (int j = 0; j < 128; ++j) {
+    uint32_t bits = 0;
+    std::memcpy(&bits, &lut[j], sizeof(bits));
+    bits |= 0x80000000u;
+    out[j] = lut[j];
+    std::memcpy(&out[128 + j], &bits, sizeof(bits));
+  }
+}
+
 void build_tables(const float* lut, LutTables* t) {
+  build_signed_lut(lut, t->signed_lut);
   for (int j = 0; j < 128; ++j) {
     t->lut[j] = lut[j];
     uint32_t bits = 0;
     std::memcpy(&bits, &lut[j], sizeof(bits));
     for (int k = 0; k < 4; ++k) t->planes[k][j] = static_cast<uint8_t>(bits >> (8 * k));
-    // The sign bit ORed in, as the byte-shuffle decoders do (so code 0x80 is -0.0f).
-    const uint32_t neg = bits | 0x80000000u;
-    t->signed_lut[j] = lut[j];
-    std::memcpy(&t->signed_lut[128 + j], &neg, sizeof(neg));
     const uint16_t b = to_bf16(lut[j]);
     t->lut_bf16[j] = b;
     t->bf16_planes[0][j] = static_cast<uint8_t>(b & 0xff);

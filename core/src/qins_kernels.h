@@ -16,6 +16,9 @@ struct LutTables {
   uint16_t lut_bf16[128];                   // bf16(lut[j]), round to nearest even
 };
 void build_tables(const float* lut, LutTables* t);
+// out[c] for every code byte c: lut[c & 0x7f] with bit 7 ORed into the float's sign bit (so 0x80 is
+// -0.0f), what the byte-shuffle decoders produce; out has 256 entries.
+void build_signed_lut(const float* lut, float* out);
 
 // Element order a kernel uses inside a row. Block64: within each full 64-column block, kernel
 // position p = f*16 + lane*4 + t holds natural column lane*16 + f*4 + t (the order AVX-512 byte
