@@ -188,7 +188,7 @@ void ContainerWriter::add_tensor(const TensorRecord& tensor, const std::vector<S
         sums[c - b0] = checksum64(p, len);
       });
       for (std::size_t c = b0; c < b1; ++c) {
-        const std::size_t len = std::min(opt.chunk_size, sd.size - c * opt.chunk_size);
+        const std::size_t len = chunk_len(c);
         // Raw chunks of a page or more start on a page (a loader uses them in place from the
         // file mapping); the smaller ones (scales, tables) keep the 64-byte alignment.
         align(enc[c - b0].codec == Codec::raw && len >= kRawChunkAlignment ? kRawChunkAlignment : kDataAlignment);
