@@ -239,7 +239,7 @@ QINS_AVX512 void expand_avx512(const uint8_t* codes, int64_t in, int64_t r0, int
 // with a scalar load and inserted into its lane; the loads run on Zen 3's three load ports and the
 // inserts beside them. Measured against the alternatives on Zen 3 (bench_kernels8_avx2, one
 // thread): the previous decode, 8 telescoped vpshufb lookups per byte plane of the table (32
-// vpshufb and 28 xors per 32 codes; bench/baseline/kernels8_avx2_prev.cpp), ran at 0.83x; vpgatherdd
+// vpshufb and 28 xors per 32 codes; bench/baseline/kernels8_avx2_prev.cpp), ran at 0.62-0.66x; vpgatherdd
 // and indices stored by vpmovzxbd for the scalar loads were slower still. 64 codes come out as 8
 // vectors in the AVX-512 path's Block64 order (x is put in that order once per call).
 
@@ -265,28 +265,6 @@ QINS_AVX2 inline void fma_block_avx2(const __m256 f[8], const float* x, __m256& 
   }
 }
 
-QINS_AVX2 void gemv_avx2(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1,
-                         const float* scales, const LutTables& t, const void* xpv, float* y) {
-  const float* xp = static_cast<const float*>(xpv);
-  const float* sl = t.signed_lut;
-  const int64_t in64 = in & ~int64_t{63};
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* c = codes + r * in;
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    for (int64_t i = 0; i < in64; i += 64) {
-      // Unrolled (GCC 12 -O2 keeps this 4-trip loop otherwise: 1.4x slower on Zen 3).
-#pragma GCC unroll 4
-      for (int n = 0; n < 8; n += 2) {
-        a0 = _mm256_fmadd_ps(lookup8_avx2(c + i + kCode256[n], sl), _mm256_loadu_ps(xp + i + kOff256[n]), a0);
-        a1 = _mm256_fmadd_ps(lookup8_avx2(c + i + kCode256[n + 1], sl), _mm256_loadu_ps(xp + i + kOff256[n + 1]), a1);
-      }
-    }
-    float s = hsum256(_mm256_add_ps(a0, a1));
-    for (int64_t i = in64; i < in; ++i) s += code_value(c[i], t.lut) * xp[i];
-    y[r - r0] = s * scales[r];
-  }
-}
-
 // The small-batch path: gemv_avx2's two accumulators per row of x, the same products in the same
 // order, so row i of the result is gemv_avx2's bit for bit, while each code is decoded once for
 // all rows of x. The columns go kRowsChunk at a time over kRowsBlock code rows, so the rows of x
@@ -304,7 +282,8 @@ QINS_AVX2 inline void rows_in_registers_avx2(const uint8_t* c, const float* x, i
   __m256 s0[NB], s1[NB];
   for (int b = 0; b < NB; ++b) s0[b] = a0[b], s1[b] = a1[b];
   // One vector of values at a time straight into every row's accumulator (few live registers),
-  // in fma_block_avx2's order.
+  // in fma_block_avx2's order. Unrolled: GCC 12 at -O2 keeps this 4-trip loop otherwise (1.4x
+  // slower on Zen 3).
   for (int64_t i = 0; i < n; i += 64) {
 #pragma GCC unroll 4
     for (int k = 0; k < 8; k += 2) {
@@ -315,6 +294,22 @@ QINS_AVX2 inline void rows_in_registers_avx2(const uint8_t* c, const float* x, i
     }
   }
   for (int b = 0; b < NB; ++b) a0[b] = s0[b], a1[b] = s1[b];
+}
+
+// Batch 1: the small-batch loop with one row of x.
+QINS_AVX2 void gemv_avx2(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1,
+                         const float* scales, const LutTables& t, const void* xpv, float* y) {
+  const float* xp = static_cast<const float*>(xpv);
+  const float* sl = t.signed_lut;
+  const int64_t in64 = in & ~int64_t{63};
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* c = codes + r * in;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    rows_in_registers_avx2<1>(c, xp, in, in64, sl, &a0, &a1);
+    float s = hsum256(_mm256_add_ps(a0, a1));
+    for (int64_t i = in64; i < in; ++i) s += code_value(c[i], t.lut) * xp[i];
+    y[r - r0] = s * scales[r];
+  }
 }
 
 template <int NB>
