@@ -20,6 +20,7 @@
 
 #include "qins/core/qins.h"
 #include "qins_kernels.h"  // core/src: the kernel table
+#include "side_by_side.h"
 #if defined(__x86_64__) || defined(__i386__)
 #include "baseline/kernels8_avx2_prev.h"
 #endif
@@ -28,14 +29,6 @@ namespace qc = qins::core;
 namespace qk = qins::core::kernels;
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 #if defined(__x86_64__) || defined(__i386__)
 void run(int rounds) {
@@ -89,22 +82,15 @@ void run(int rounds) {
       const int64_t l2_rows = std::min<int64_t>(sh.out, (int64_t{192} << 10) / sh.in);
       const int l2_reps = static_cast<int>(std::max<int64_t>(1, mat / (l2_rows * sh.in)));
       for (bool streamed : {false, true}) {
-        std::vector<double> tp, tc;
-        for (int r = 0; r < rounds + 1; ++r) {  // round 0 warms up; the order alternates per round
-          for (int k = 0; k < 2; ++k) {
-            const bool cur = (k + r) % 2 == 1;
-            const auto t0 = Clock::now();
-            if (streamed) {
-              for (int64_t c = 0; c < copies; ++c) call(cur, c, sh.out, y0.data());
-            } else {
-              for (int i = 0; i < l2_reps; ++i) call(cur, 0, l2_rows, y0.data());
-            }
-            const double bytes = streamed ? static_cast<double>(copies * mat)
-                                          : static_cast<double>(l2_reps) * static_cast<double>(l2_rows * sh.in);
-            if (r > 0) (cur ? tc : tp).push_back(bytes / since(t0) / 1e9);
+        const double bytes = streamed ? static_cast<double>(copies * mat)
+                                      : static_cast<double>(l2_reps) * static_cast<double>(l2_rows * sh.in);
+        const auto [mp, mc] = qins::bench::previous_vs_current(rounds, bytes, [&](bool cur) {
+          if (streamed) {
+            for (int64_t c = 0; c < copies; ++c) call(cur, c, sh.out, y0.data());
+          } else {
+            for (int i = 0; i < l2_reps; ++i) call(cur, 0, l2_rows, y0.data());
           }
-        }
-        const double mp = median(tp), mc = median(tc);
+        });
         std::printf("| %lld x %lld | %s | %s | %.2f | %.2f | %.2fx | %s |\n", static_cast<long long>(sh.out),
                     static_cast<long long>(sh.in), m == 0 ? "1 (gemv)" : std::to_string(m).c_str(),
                     streamed ? "streamed (> 64 MiB)" : "L2-resident (192 KiB)", mp, mc, mc / mp,

@@ -36,12 +36,15 @@
 #include "baseline/kernels4_avx2_prev.h"
 #endif
 
+#include "side_by_side.h"
+
 namespace qc = qins::core;
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+using qins::bench::Clock;
+using qins::bench::median;
+using qins::bench::since;
 
 struct Shape {
   int64_t out, in;
@@ -96,11 +99,6 @@ uint64_t sum_plain(const uint64_t* p, int64_t n) {  // integer adds: the compile
   for (; i + 4 <= n; i += 4) s0 += p[i], s1 += p[i + 1], s2 += p[i + 2], s3 += p[i + 3];
   for (; i < n; ++i) s0 += p[i];
   return s0 + s1 + s2 + s3;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -170,22 +168,15 @@ void bench_kernels(int rounds, const torch::Tensor& lut) {
       const int64_t l2_rows = std::min<int64_t>(sh.out, (int64_t{192} << 10) / row_bytes);
       const int l2_reps = static_cast<int>(std::max<int64_t>(1, mat_bytes / (l2_rows * row_bytes)));
       for (bool streamed : {false, true}) {
-        std::vector<double> tp, tc;
-        for (int r = 0; r < rounds + 1; ++r) {  // round 0 warms up; the order alternates per round
-          for (int k = 0; k < 2; ++k) {
-            const bool cur = (k + r) % 2 == 1;
-            const auto t = Clock::now();
-            if (streamed) {
-              for (int64_t c = 0; c < copies; ++c) call(cur, c, sh.out, y0.data());
-            } else {
-              for (int k = 0; k < l2_reps; ++k) call(cur, 0, l2_rows, y0.data());
-            }
-            const double bytes = streamed ? static_cast<double>(copies * mat_bytes)
-                                          : static_cast<double>(l2_reps) * static_cast<double>(l2_rows * row_bytes);
-            if (r > 0) (cur ? tc : tp).push_back(bytes / since(t) / 1e9);
+        const double bytes = streamed ? static_cast<double>(copies * mat_bytes)
+                                      : static_cast<double>(l2_reps) * static_cast<double>(l2_rows * row_bytes);
+        const auto [mp, mc] = qins::bench::previous_vs_current(rounds, bytes, [&](bool cur) {
+          if (streamed) {
+            for (int64_t c = 0; c < copies; ++c) call(cur, c, sh.out, y0.data());
+          } else {
+            for (int k = 0; k < l2_reps; ++k) call(cur, 0, l2_rows, y0.data());
           }
-        }
-        const double mp = median(tp), mc = median(tc);
+        });
         std::printf("| %d | %lld x %lld | %s | %.2f | %.2f | %.2fx | %s |\n", group, static_cast<long long>(sh.out),
                     static_cast<long long>(sh.in),
                     streamed ? "streamed (> 64 MiB)" : "L2-resident (192 KiB)", mp, mc, mc / mp, same);

@@ -24,12 +24,15 @@
 #include "qins/core/qins4.h"
 #include "qins/core/qins8g.h"
 
+#include "side_by_side.h"
+
 namespace qc = qins::core;
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+using qins::bench::Clock;
+using qins::bench::median;
+using qins::bench::since;
 
 struct Shape {
   int64_t out, in;
@@ -68,11 +71,6 @@ qc::Quantized8gTensor random_q8g(const Shape& s, int group, qc::Scale8 scale) {
   }
   q.validate("bench");
   return q;
-}
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
 }
 
 }  // namespace
