@@ -14,6 +14,11 @@
 // on Phi-3 shapes, with the codes L2-resident (the first 192 KiB of rows, over and over) and
 // streamed (copies of the matrix past 64 MiB, more than the L3 holds), GB/s of code bytes.
 //
+// Small-batch rows (x86 with AVX2 only, after the kernel rows): one thread, the AVX2 batched-decode
+// kernel (gemv_rows / gemv16_rows: each code looked up once for up to 4 rows of x) against the
+// same rows through the GEMV one at a time (what a batched decode step cost before it), for 2, 4
+// and 8 rows of x, on the codes streamed; outputs checked bit for bit against the per-row GEMV.
+//
 //   ./build/bench/bench_qins4 [--layers 8] [--rounds 7] [--prefill-rows 64] [--kernel-rounds 15]
 //   ./build/bench/bench_qins4 --kernels-only 1    (the kernel rows alone)
 #include <ATen/Parallel.h>
@@ -184,6 +189,73 @@ void bench_kernels(int rounds, const torch::Tensor& lut) {
     }
   }
 }
+
+// The small-batch rows: n rows of x through gemv_rows / gemv16_rows against n GEMV calls, one thread.
+void bench_rows(int rounds, const torch::Tensor& lut) {
+  namespace k4 = qc::kernels4;
+  const k4::Kernel4* avx2 = k4::avx2_kernel4();
+  if (avx2 == nullptr || avx2->gemv_rows == nullptr || avx2->gemv16_rows == nullptr) {
+    std::printf("small-batch rows: no AVX2 on this CPU, skipped\n");
+    return;
+  }
+  const Shape sh{8192, 3072};
+  const int8_t* lp = lut.data_ptr<int8_t>();
+  const torch::Tensor st = qc::sub_scale_table(2e-4f);
+  const int64_t nb = sh.in / 32, row_bytes = nb * 16, mat_bytes = sh.out * row_bytes;
+  const int64_t copies = (int64_t{64} << 20) / mat_bytes + 1, all_rows = copies * sh.out;
+  torch::Tensor codes = qc::empty_large({all_rows, row_bytes}, torch::kUInt8);  // [copies*out, in/2] uint8
+  codes.copy_(torch::randint(0, 256, {all_rows, row_bytes}, torch::kUInt8));
+  qc::promote_to_huge_pages(codes);
+  const torch::Tensor sub = torch::randint(128, 256, {all_rows, 2 * nb}, torch::kUInt8);
+  const torch::Tensor hs = (torch::rand({all_rows, nb}) * 1e-4 + 1e-4).to(torch::kHalf);
+  const int max_x = 8;
+  const torch::Tensor xr = torch::randint(-127, 128, {max_x, sh.in}, torch::kInt8);  // [8, in] int8
+  const torch::Tensor dr = torch::rand({max_x, nb}) * 0.01 + 0.005;                 // [8, nb] fp32
+  const int8_t* xq = xr.data_ptr<int8_t>();
+  const float* dx = dr.data_ptr<float>();
+  std::vector<float> ya(static_cast<size_t>(max_x * sh.out)), yb(ya.size());
+  std::printf("\nsmall-batch rows: one thread, AVX2, %lld x %lld codes streamed (%lld MB), n rows of x through the "
+              "batched kernel vs n GEMV calls, %d interleaved rounds (medians)\n",
+              static_cast<long long>(sh.out), static_cast<long long>(sh.in),
+              static_cast<long long>(copies * mat_bytes / 1000000), rounds);
+  std::printf("| group | rows of x | n GEMV calls, ms | batched kernel, ms | speed-up | batched cost in one-row GEMVs | same outputs |\n"
+              "|---|---:|---:|---:|---:|---:|---|\n");
+  for (int group : {16, 32}) {
+    for (int n : {2, 4, 8}) {
+      // One pass over every copy: batched (cur) or the GEMV per row of x.
+      auto pass = [&](bool cur, float* y) {
+        for (int64_t c = 0; c < copies; ++c) {
+          const uint8_t* cc = codes.data_ptr<uint8_t>() + c * mat_bytes;
+          if (group == 16) {
+            const uint8_t* ss = sub.data_ptr<uint8_t>() + c * sh.out * 2 * nb;
+            if (cur) {
+              avx2->gemv16_rows(cc, nb, 0, sh.out, ss, st.data_ptr<float>(), lp, xq, dx, n, y, sh.out);
+            } else {
+              for (int j = 0; j < n; ++j)
+                avx2->gemv16(cc, nb, 0, sh.out, ss, st.data_ptr<float>(), lp, xq + j * sh.in, dx + j * nb, y + j * sh.out);
+            }
+          } else {
+            const uint16_t* gg = reinterpret_cast<const uint16_t*>(hs.data_ptr<at::Half>()) + c * sh.out * nb;
+            if (cur) {
+              avx2->gemv_rows(cc, nb, 1, 0, sh.out, gg, lp, xq, dx, n, y, sh.out);
+            } else {
+              for (int j = 0; j < n; ++j)
+                avx2->gemv(cc, nb, 1, 0, sh.out, gg, lp, xq + j * sh.in, dx + j * nb, y + j * sh.out);
+            }
+          }
+        }
+      };
+      pass(false, ya.data());
+      pass(true, yb.data());
+      const bool same = std::equal(ya.begin(), ya.begin() + n * sh.out, yb.begin());
+      const double bytes = static_cast<double>(copies * mat_bytes);
+      const auto [mp, mc] = qins::bench::previous_vs_current(rounds, bytes, [&](bool cur) { pass(cur, ya.data()); });
+      const double ms_p = bytes / mp / 1e9 * 1e3, ms_c = bytes / mc / 1e9 * 1e3;
+      std::printf("| %d | %d | %.1f | %.1f | %.2fx | %.2f | %s |\n", group, n, ms_p, ms_c, mc / mp, n * mp / mc,
+                  same ? "bit-identical" : "DIFFERENT");
+    }
+  }
+}
 #endif
 
 }  // namespace
@@ -214,6 +286,7 @@ int main(int argc, char** argv) {
   if (kernels_only) {
 #if defined(__x86_64__) || defined(__i386__)
     bench_kernels(kernel_rounds, lut);
+    bench_rows(std::max(3, kernel_rounds / 3), lut);
 #else
     std::printf("kernel rows: x86 only\n");
 #endif
@@ -334,6 +407,7 @@ int main(int argc, char** argv) {
               1e3 * mp8, 1e3 * mp4, 1e3 * mp16, mp8 / mp4, mp8 / mp16);
 #if defined(__x86_64__) || defined(__i386__)
   bench_kernels(kernel_rounds, lut);
+  bench_rows(std::max(3, kernel_rounds / 3), lut);
 #endif
   return sink == 42 ? 1 : 0;
 }

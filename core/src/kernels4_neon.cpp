@@ -138,7 +138,7 @@ void expand_neon(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64
 }  // namespace
 
 const Kernel4* neon_kernel4() {
-  static const Kernel4 k{"neon", gemv_neon, expand_neon, gemv16_neon, expand16_neon};
+  static const Kernel4 k{"neon", gemv_neon, expand_neon, gemv16_neon, expand16_neon, nullptr, nullptr};
   return &k;
 }
 

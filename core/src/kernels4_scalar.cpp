@@ -143,7 +143,7 @@ void expand16_scalar(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t
 }  // namespace
 
 const Kernel4& scalar_kernel4() {
-  static const Kernel4 k{"scalar", gemv_scalar, expand_scalar, gemv16_scalar, expand16_scalar};
+  static const Kernel4 k{"scalar", gemv_scalar, expand_scalar, gemv16_scalar, expand16_scalar, nullptr, nullptr};
   return k;
 }
 

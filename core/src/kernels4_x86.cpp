@@ -45,34 +45,67 @@ struct PairedX {
   const float* d;
 };
 
-QINS4_AVX2 PairedX pair_x(const int8_t* xq, const float* dx, int64_t n_pairs) {
-  thread_local std::vector<int8_t> xbuf;
-  thread_local std::vector<float> dbuf;
-  const size_t nx = static_cast<size_t>(n_pairs) * 64, nd = static_cast<size_t>(n_pairs) * 8;
-  if (xbuf.size() < nx) xbuf.resize(nx);
-  if (dbuf.size() < nd) dbuf.resize(nd);
+QINS4_AVX2 void pair_x_into(const int8_t* xq, const float* dx, int64_t n_pairs, int8_t* xo, float* dout) {
   for (int64_t p = 0; p < n_pairs; ++p) {
     const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + p * 64));
     const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + p * 64 + 32));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(xbuf.data() + p * 64), _mm256_permute2x128_si256(a, b, 0x20));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(xbuf.data() + p * 64 + 32), _mm256_permute2x128_si256(a, b, 0x31));
-    _mm256_storeu_ps(dbuf.data() + p * 8, _mm256_set_m128(_mm_set1_ps(dx[2 * p + 1]), _mm_set1_ps(dx[2 * p])));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(xo + p * 64), _mm256_permute2x128_si256(a, b, 0x20));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(xo + p * 64 + 32), _mm256_permute2x128_si256(a, b, 0x31));
+    _mm256_storeu_ps(dout + p * 8, _mm256_set_m128(_mm_set1_ps(dx[2 * p + 1]), _mm_set1_ps(dx[2 * p])));
   }
-  return {xbuf.data(), dbuf.data()};
 }
 
-// One pair of blocks: the 8 int32 partial sums of the low halves (lanes 0-3: block b, 4-7: block
-// b + 1) and of the high halves, each lane the same 4-column sum dot32 makes.
-QINS4_AVX2 inline void dot_pair(const uint8_t* c, const int8_t* xp, __m256i tbl, __m256i& lo, __m256i& hi) {
+// One x row of a call as the row loops read it: its paired copy (xp, dp), its natural-order
+// int8 values and scales (the odd last block), and where its outputs go (y[r - r0]).
+struct XRow {
+  const int8_t* xp;
+  const float* dp;
+  const int8_t* xq;
+  const float* dx;
+  float* y;
+};
+
+// The paired copies of n_x rows of x (row j at xq + j * n_blocks * 32, dx + j * n_blocks) in the
+// calling thread's scratch; xr[j] gets row j's pointers, its outputs at y + j * y_stride.
+QINS4_AVX2 void pair_rows(const int8_t* xq, const float* dx, int64_t n_blocks, int64_t n_x, float* y,
+                          int64_t y_stride, XRow* xr) {
+  thread_local std::vector<int8_t> xbuf;
+  thread_local std::vector<float> dbuf;
+  const int64_t n_pairs = n_blocks / 2;
+  const size_t nx = static_cast<size_t>(n_pairs * 64), nd = static_cast<size_t>(n_pairs * 8);
+  if (xbuf.size() < nx * static_cast<size_t>(n_x)) xbuf.resize(nx * static_cast<size_t>(n_x));
+  if (dbuf.size() < nd * static_cast<size_t>(n_x)) dbuf.resize(nd * static_cast<size_t>(n_x));
+  for (int64_t j = 0; j < n_x; ++j) {
+    const int8_t* xj = xq + j * n_blocks * 32;
+    const float* dj = dx + j * n_blocks;
+    int8_t* xo = xbuf.data() + static_cast<size_t>(j) * nx;
+    float* dout = dbuf.data() + static_cast<size_t>(j) * nd;
+    pair_x_into(xj, dj, n_pairs, xo, dout);
+    xr[j] = XRow{xo, dout, xj, dj, y + j * y_stride};
+  }
+}
+
+// One pair of blocks (32 code bytes) looked up: the int8 weights of the low halves (lanes 0-15:
+// block b columns 0-15, 16-31: block b + 1 columns 0-15) and of the high halves, with their
+// magnitudes (vpmaddubsw's unsigned operand). Shared by every x row of a batched call.
+struct PairW {
+  __m256i wl, wh, al, ah;
+};
+QINS4_AVX2 inline PairW decode_pair(const uint8_t* c, __m256i tbl) {
   const __m256i m4 = _mm256_set1_epi8(0x0f);
   const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
-  const __m256i wl = _mm256_shuffle_epi8(tbl, _mm256_and_si256(v, m4));
-  const __m256i wh = _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
-  const __m256i xl = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp));
-  const __m256i xh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp + 32));
-  const __m256i one = _mm256_set1_epi16(1);
-  lo = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wl, wl), _mm256_sign_epi8(xl, wl)), one);
-  hi = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wh, wh), _mm256_sign_epi8(xh, wh)), one);
+  PairW w;
+  w.wl = _mm256_shuffle_epi8(tbl, _mm256_and_si256(v, m4));
+  w.wh = _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
+  w.al = _mm256_sign_epi8(w.wl, w.wl);
+  w.ah = _mm256_sign_epi8(w.wh, w.wh);
+  return w;
+}
+// The 8 int32 partial sums of one half (weights w, magnitudes a) against 32 bytes of paired x:
+// each lane the same 4-column sum dot32 makes.
+QINS4_AVX2 inline __m256i dot_half(__m256i w, __m256i a, const int8_t* xp) {
+  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp));
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(a, _mm256_sign_epi8(x, w)), _mm256_set1_epi16(1));
 }
 
 // [a x4, b x4] from two floats in memory: two broadcast loads and a blend (no lane shuffle).
@@ -99,49 +132,118 @@ QINS4_AVX2 inline void group_scales4(const uint16_t* s, int64_t b, __m256& lo, _
   hi = _mm256_permutevar8x32_ps(g, _mm256_setr_epi32(h0, h0, h0, h0, h1, h1, h1, h1));
 }
 
+// One code row against J rows of x (groups of 32 or 64): each x row's outputs are computed by
+// the same operations in the same order whatever J is, so a batched call gives every row
+// exactly what the one-row GEMV (J = 1) gives it; the lookups are made once for the J rows.
+template <int GB, int J>
+QINS4_AVX2 inline void row_g(const uint8_t* c, const uint16_t* s, int64_t n_blocks, __m256i tbl, const XRow* xr,
+                             int64_t out) {
+  const int64_t n_pairs = n_blocks / 2;
+  // Both halves of a block share its group scale: their integer sums add exactly first.
+  __m256 a0[J], a1[J];
+  // The x rows' pointers in locals, advanced per two pairs (kept in registers, not reloaded from xr).
+  const int8_t* xp[J];
+  const float* dp[J];
+  for (int j = 0; j < J; ++j) {
+    a0[j] = a1[j] = _mm256_setzero_ps();
+    xp[j] = xr[j].xp;
+    dp[j] = xr[j].dp;
+  }
+  int64_t p = 0;
+  for (; p + 2 <= n_pairs; p += 2) {
+    __m256 g0, g1;
+    group_scales4<GB>(s, 2 * p, g0, g1);
+    const PairW w0 = decode_pair(c + p * 32, tbl);
+    for (int j = 0; j < J; ++j) {
+      const __m256i l0 = dot_half(w0.wl, w0.al, xp[j]), h0 = dot_half(w0.wh, w0.ah, xp[j] + 32);
+      a0[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(l0, h0)), _mm256_mul_ps(g0, _mm256_loadu_ps(dp[j])),
+                              a0[j]);
+    }
+    const PairW w1 = decode_pair(c + p * 32 + 32, tbl);
+    for (int j = 0; j < J; ++j) {
+      const __m256i l1 = dot_half(w1.wl, w1.al, xp[j] + 64), h1 = dot_half(w1.wh, w1.ah, xp[j] + 96);
+      a1[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(l1, h1)),
+                              _mm256_mul_ps(g1, _mm256_loadu_ps(dp[j] + 8)), a1[j]);
+      xp[j] += 128;
+      dp[j] += 16;
+    }
+  }
+  if (p < n_pairs) {  // one pair left (then b + 1 < n_blocks, and its scales are whole groups)
+    const PairW w = decode_pair(c + p * 32, tbl);
+    const int64_t b = 2 * p;
+    const float g0 = _cvtsh_ss(s[b / GB]), g1 = _cvtsh_ss(s[(b + 1) / GB]);
+    for (int j = 0; j < J; ++j) {
+      const int8_t* xp = xr[j].xp + p * 64;
+      const __m256i l0 = dot_half(w.wl, w.al, xp), h0 = dot_half(w.wh, w.ah, xp + 32);
+      const __m256 s0 = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(g1), _mm_set1_ps(g0)), _mm256_loadu_ps(xr[j].dp + p * 8));
+      a0[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(l0, h0)), s0, a0[j]);
+    }
+  }
+  if (2 * n_pairs < n_blocks) {  // odd block count: the last block alone, natural order
+    const int64_t b = 2 * n_pairs;
+    const __m256i wb = lookup32(c + b * 16, tbl);
+    for (int j = 0; j < J; ++j) {
+      const __m256i p0 = dot32(wb, xr[j].xq + b * 32);
+      a1[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(_cvtsh_ss(s[b / GB]) * xr[j].dx[b]), a1[j]);
+    }
+  }
+  for (int j = 0; j < J; ++j) xr[j].y[out] = hsum256(_mm256_add_ps(a0[j], a1[j]));
+}
+
+// Code rows [r0, r1) against n_x rows of x, up to 4 at a time per code row (the row's codes come
+// from L1 for the next 4). bench_qins4's small-batch rows: 4 rows cost ~2.6 one-row GEMVs here.
 template <int GB>
-QINS4_AVX2 void gemv_avx2_g(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint16_t* scales,
-                            const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
+QINS4_AVX2 void rows_avx2_g(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint16_t* scales,
+                            const int8_t* lut, const int8_t* xq, const float* dx, int64_t n_x, float* y,
+                            int64_t y_stride) {
   const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lut)));
   const int64_t n_groups = n_blocks / GB;
-  const int64_t n_pairs = n_blocks / 2;
-  const PairedX px = pair_x(xq, dx, n_pairs);
+  thread_local std::vector<XRow> xrs;
+  if (xrs.size() < static_cast<size_t>(n_x)) xrs.resize(static_cast<size_t>(n_x));
+  XRow* xr = xrs.data();
+  pair_rows(xq, dx, n_blocks, n_x, y, y_stride, xr);
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* c = codes + r * n_blocks * 16;
     const uint16_t* s = scales + r * n_groups;
-    // Both halves of a block share its group scale: their integer sums add exactly first.
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    int64_t p = 0;
-    for (; p + 2 <= n_pairs; p += 2) {
-      __m256i l0, h0, l1, h1;
-      dot_pair(c + p * 32, px.x + p * 64, tbl, l0, h0);
-      dot_pair(c + p * 32 + 32, px.x + p * 64 + 64, tbl, l1, h1);
-      __m256 g0, g1;
-      group_scales4<GB>(s, 2 * p, g0, g1);
-      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(l0, h0)), _mm256_mul_ps(g0, _mm256_loadu_ps(px.d + p * 8)),
-                           a0);
-      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(l1, h1)),
-                           _mm256_mul_ps(g1, _mm256_loadu_ps(px.d + p * 8 + 8)), a1);
+    for (int64_t j = 0; j < n_x; j += 4) {
+      switch (std::min<int64_t>(4, n_x - j)) {
+        case 4: row_g<GB, 4>(c, s, n_blocks, tbl, xr + j, r - r0); break;
+        case 3: row_g<GB, 3>(c, s, n_blocks, tbl, xr + j, r - r0); break;
+        case 2: row_g<GB, 2>(c, s, n_blocks, tbl, xr + j, r - r0); break;
+        default: row_g<GB, 1>(c, s, n_blocks, tbl, xr + j, r - r0); break;
+      }
     }
-    if (p < n_pairs) {  // one pair left (then b + 1 < n_blocks, and its scales are whole groups)
-      __m256i l0, h0;
-      dot_pair(c + p * 32, px.x + p * 64, tbl, l0, h0);
-      const int64_t b = 2 * p;
-      const float g0 = _cvtsh_ss(s[b / GB]), g1 = _cvtsh_ss(s[(b + 1) / GB]);
-      const __m256 s0 = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(g1), _mm_set1_ps(g0)), _mm256_loadu_ps(px.d + p * 8));
-      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(l0, h0)), s0, a0);
-    }
-    if (2 * n_pairs < n_blocks) {  // odd block count: the last block alone, natural order
-      const int64_t b = 2 * n_pairs;
-      const __m256i p0 = dot32(lookup32(c + b * 16, tbl), xq + b * 32);
-      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(_cvtsh_ss(s[b / GB]) * dx[b]), a1);
-    }
-    y[r - r0] = hsum256(_mm256_add_ps(a0, a1));
   }
 }
 
 // Groups of 32 (one scale per block) and 64 (one per two blocks), the only two the format has
 // besides 16 (Quantized4Tensor::validate); any other group size goes to the scalar twin.
+QINS4_AVX2 void gemv_rows_avx2(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
+                               const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx,
+                               int64_t n_x, float* y, int64_t y_stride) {
+  if (group_blocks == 1) {
+    rows_avx2_g<1>(codes, n_blocks, r0, r1, scales, lut, xq, dx, n_x, y, y_stride);
+  } else if (group_blocks == 2) {
+    rows_avx2_g<2>(codes, n_blocks, r0, r1, scales, lut, xq, dx, n_x, y, y_stride);
+  } else {
+    for (int64_t j = 0; j < n_x; ++j)
+      scalar_kernel4().gemv(codes, n_blocks, group_blocks, r0, r1, scales, lut, xq + j * n_blocks * 32,
+                            dx + j * n_blocks, y + j * y_stride);
+  }
+}
+
+// The GEMV: one x row (its own loop over the code rows, so that the compiler keeps that row's
+// pointers in registers; the arithmetic is row_g<GB, 1>, the same as for each row of a batch).
+template <int GB>
+QINS4_AVX2 void gemv_avx2_g(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint16_t* scales,
+                            const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
+  const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lut)));
+  const int64_t n_groups = n_blocks / GB;
+  XRow xr[1];
+  pair_rows(xq, dx, n_blocks, 1, y, 0, xr);
+  for (int64_t r = r0; r < r1; ++r) row_g<GB, 1>(codes + r * n_blocks * 16, scales + r * n_groups, n_blocks, tbl, xr, r - r0);
+}
+
 QINS4_AVX2 void gemv_avx2(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
                           const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
   if (group_blocks == 1) gemv_avx2_g<1>(codes, n_blocks, r0, r1, scales, lut, xq, dx, y);
@@ -179,35 +281,80 @@ QINS4_AVX2 inline __m256 scale16(const uint8_t* s, const float* st, float dx) {
   return _mm256_set_m128(_mm_set1_ps(st[s[1]] * dx), _mm_set1_ps(st[s[0]] * dx));
 }
 
-QINS4_AVX2 void gemv16_avx2(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint8_t* sub,
-                            const float* st, const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
-  const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lut)));
+// Group 16, one code row against J rows of x (as row_g: the same operations per x row whatever J is).
+template <int J>
+QINS4_AVX2 inline void row16(const uint8_t* c, const uint8_t* s, int64_t n_blocks, const float* st, __m256i tbl,
+                             const XRow* xr, int64_t out) {
   const int64_t n_pairs = n_blocks / 2;
-  const PairedX px = pair_x(xq, dx, n_pairs);
+  // a0: the low halves (lanes 0-3 even blocks, 4-7 odd blocks), a1: the high halves. Per lane
+  // the same FMA sequence as two accumulators over even / odd blocks of [low, high] halves.
+  __m256 a0[J], a1[J];
+  // The x rows' pointers in locals, advanced per pair (kept in registers, not reloaded from xr).
+  const int8_t* xp[J];
+  const float* dp[J];
+  for (int j = 0; j < J; ++j) {
+    a0[j] = a1[j] = _mm256_setzero_ps();
+    xp[j] = xr[j].xp;
+    dp[j] = xr[j].dp;
+  }
+  for (int64_t p = 0; p < n_pairs; ++p) {
+    const PairW w = decode_pair(c + p * 32, tbl);
+    const uint8_t* sp = s + 4 * p;  // sub-scales: b low, b high, b+1 low, b+1 high
+    const __m256 gl = halves(st + sp[0], st + sp[2]), gh = halves(st + sp[1], st + sp[3]);
+    for (int j = 0; j < J; ++j) {
+      const __m256i lo = dot_half(w.wl, w.al, xp[j]), hi = dot_half(w.wh, w.ah, xp[j] + 32);
+      const __m256 d = _mm256_loadu_ps(dp[j]);
+      a0[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), _mm256_mul_ps(gl, d), a0[j]);
+      a1[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), _mm256_mul_ps(gh, d), a1[j]);
+      xp[j] += 64;
+      dp[j] += 8;
+    }
+  }
+  for (int j = 0; j < J; ++j) {
+    // Regroup by block parity: [even low, even high] and [odd low, odd high].
+    __m256 ev = _mm256_permute2f128_ps(a0[j], a1[j], 0x20);
+    const __m256 od = _mm256_permute2f128_ps(a0[j], a1[j], 0x31);
+    if (2 * n_pairs < n_blocks) {  // odd block count: the last block alone, natural order
+      const int64_t b = 2 * n_pairs;
+      ev = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32(lookup32(c + b * 16, tbl), xr[j].xq + b * 32)),
+                           scale16(s + 2 * b, st, xr[j].dx[b]), ev);
+    }
+    xr[j].y[out] = hsum256(_mm256_add_ps(ev, od));
+  }
+}
+
+// Up to 3 rows of x per pass: with 4, the 8 accumulators, the pair's 4 weight vectors, its 2
+// scale vectors and the constants overflow the 16 ymm registers (bench_qins4's small-batch rows,
+// 8 rows: 1.39-1.41x the GEMV per row with passes of 3 against 1.29-1.30x with passes of 4).
+QINS4_AVX2 void gemv16_rows_avx2(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint8_t* sub,
+                                 const float* st, const int8_t* lut, const int8_t* xq, const float* dx, int64_t n_x,
+                                 float* y, int64_t y_stride) {
+  const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lut)));
+  thread_local std::vector<XRow> xrs;
+  if (xrs.size() < static_cast<size_t>(n_x)) xrs.resize(static_cast<size_t>(n_x));
+  XRow* xr = xrs.data();
+  pair_rows(xq, dx, n_blocks, n_x, y, y_stride, xr);
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* c = codes + r * n_blocks * 16;
     const uint8_t* s = sub + r * n_blocks * 2;
-    // a0: the low halves (lanes 0-3 even blocks, 4-7 odd blocks), a1: the high halves. Per lane
-    // the same FMA sequence as two accumulators over even / odd blocks of [low, high] halves.
-    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    for (int64_t p = 0; p < n_pairs; ++p) {
-      __m256i lo, hi;
-      dot_pair(c + p * 32, px.x + p * 64, tbl, lo, hi);
-      const uint8_t* sp = s + 4 * p;  // sub-scales: b low, b high, b+1 low, b+1 high
-      const __m256 d = _mm256_loadu_ps(px.d + p * 8);
-      a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), _mm256_mul_ps(halves(st + sp[0], st + sp[2]), d), a0);
-      a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), _mm256_mul_ps(halves(st + sp[1], st + sp[3]), d), a1);
+    for (int64_t j = 0; j < n_x; j += 3) {
+      switch (std::min<int64_t>(3, n_x - j)) {
+        case 3: row16<3>(c, s, n_blocks, st, tbl, xr + j, r - r0); break;
+        case 2: row16<2>(c, s, n_blocks, st, tbl, xr + j, r - r0); break;
+        default: row16<1>(c, s, n_blocks, st, tbl, xr + j, r - r0); break;
+      }
     }
-    // Regroup by block parity: [even low, even high] and [odd low, odd high].
-    __m256 ev = _mm256_permute2f128_ps(a0, a1, 0x20);
-    const __m256 od = _mm256_permute2f128_ps(a0, a1, 0x31);
-    if (2 * n_pairs < n_blocks) {  // odd block count: the last block alone, natural order
-      const int64_t b = 2 * n_pairs;
-      ev = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot32(lookup32(c + b * 16, tbl), xq + b * 32)),
-                           scale16(s + 2 * b, st, dx[b]), ev);
-    }
-    y[r - r0] = hsum256(_mm256_add_ps(ev, od));
   }
+}
+
+// The group-16 GEMV: one x row, its own loop (as gemv_avx2_g), the arithmetic of row16<1>.
+QINS4_AVX2 void gemv16_avx2(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint8_t* sub,
+                            const float* st, const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
+  const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lut)));
+  XRow xr[1];
+  pair_rows(xq, dx, n_blocks, 1, y, 0, xr);
+  for (int64_t r = r0; r < r1; ++r)
+    row16<1>(codes + r * n_blocks * 16, sub + r * n_blocks * 2, n_blocks, st, tbl, xr, r - r0);
 }
 
 QINS4_AVX2 void expand16_avx2(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint8_t* sub,
@@ -326,7 +473,8 @@ QINS4_AVX512 void gemv16_avx512(const uint8_t* codes, int64_t n_blocks, int64_t 
 }  // namespace
 
 const Kernel4* avx2_kernel4() {
-  static const Kernel4 k{"avx2", gemv_avx2, expand_avx2, gemv16_avx2, expand16_avx2};
+  static const Kernel4 k{"avx2",        gemv_avx2,      expand_avx2,     gemv16_avx2,
+                         expand16_avx2, gemv_rows_avx2, gemv16_rows_avx2};
   __builtin_cpu_init();
   // F16C is not asked for: every AVX2 CPU has it (Intel since Ivy Bridge, AMD since Piledriver), and
   // clang 14's __builtin_cpu_supports does not know the name.
@@ -336,7 +484,7 @@ const Kernel4* avx2_kernel4() {
 
 const Kernel4* avx512_kernel4() {
   // The prefill expand is AVX2's (it is bound by the stores of the fp32 tile, not the lookups).
-  static const Kernel4 k{"avx512", gemv_avx512, expand_avx2, gemv16_avx512, expand16_avx2};
+  static const Kernel4 k{"avx512", gemv_avx512, expand_avx2, gemv16_avx512, expand16_avx2, nullptr, nullptr};
   __builtin_cpu_init();
   const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") &&

@@ -33,6 +33,17 @@ struct Kernel4 {
   // out[(r - r0) * n_blocks * 32 + i] = st[sub[r, i / 16]] * lut[k(r, i)].
   void (*expand16)(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint8_t* sub,
                    const float* st, const int8_t* lut, float* out);
+  // The small-batch decode paths (one token of each of n_x sequences): gemv and gemv16 for n_x rows
+  // of x at once, row j at xq + j * n_blocks * 32 and dx + j * n_blocks, its outputs at
+  // y + j * y_stride (y[j * y_stride + r - r0]). Row j's outputs are bit for bit what gemv /
+  // gemv16 give it alone; each code is looked up once for several rows. Null where a path has
+  // none: the caller then runs gemv / gemv16 once per row (the same results, codes read n_x times).
+  void (*gemv_rows)(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
+                    const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx, int64_t n_x,
+                    float* y, int64_t y_stride);
+  void (*gemv16_rows)(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint8_t* sub,
+                      const float* st, const int8_t* lut, const int8_t* xq, const float* dx, int64_t n_x, float* y,
+                      int64_t y_stride);
 };
 
 const Kernel4& scalar_kernel4();

@@ -101,6 +101,34 @@ void gemv_with(const Kernel4& k, const Quantized4Tensor& q, const float* x, floa
   });
 }
 
+// n rows of x (a batched decode step): each rounded to int8 as gemv_with does, then one pass over
+// the codes for all of them where the path has a small-batch loop, else the GEMV per row.
+void rows_with(const Kernel4& k, const Quantized4Tensor& q, const float* x, int64_t n, float* y) {
+  const Views v = views(q);
+  const int64_t in = q.in_features, out = q.out_features(), nb = v.n_blocks;
+  thread_local std::vector<int8_t> xq;
+  thread_local std::vector<float> dx;
+  if (xq.size() < static_cast<size_t>(n * nb * 32)) xq.resize(static_cast<size_t>(n * nb * 32));
+  if (dx.size() < static_cast<size_t>(n * nb)) dx.resize(static_cast<size_t>(n * nb));
+  for (int64_t j = 0; j < n; ++j) kernels4::quantize_x(x + j * in, in, nb, xq.data() + j * nb * 32, dx.data() + j * nb);
+  const int8_t* xqp = xq.data();
+  const float* dxp = dx.data();
+  at::parallel_for(0, out, gemv4_grain(nb * 16), [&](int64_t b, int64_t e) {
+    if (v.sub && k.gemv16_rows) {
+      k.gemv16_rows(v.codes, nb, b, e, v.sub, v.st, v.lut, xqp, dxp, n, y + b, out);
+    } else if (!v.sub && k.gemv_rows) {
+      k.gemv_rows(v.codes, nb, v.group_blocks, b, e, v.scales, v.lut, xqp, dxp, n, y + b, out);
+    } else {
+      for (int64_t j = 0; j < n; ++j) {
+        if (v.sub)
+          k.gemv16(v.codes, nb, b, e, v.sub, v.st, v.lut, xqp + j * nb * 32, dxp + j * nb, y + j * out + b);
+        else
+          k.gemv(v.codes, nb, v.group_blocks, b, e, v.scales, v.lut, xqp + j * nb * 32, dxp + j * nb, y + j * out + b);
+      }
+    }
+  });
+}
+
 }  // namespace
 
 const char* kernel4_isa() { return active4_slot().load(std::memory_order_relaxed)->name; }
@@ -179,11 +207,31 @@ torch::Tensor Qins4LinearImpl::forward(const torch::Tensor& x) {
   return y.view(shape).to(x.scalar_type());
 }
 
+void qins4_matmul_rows(const Quantized4Tensor& q, const float* x, int64_t n_rows, float* y) {
+  const Kernel4& k = *active4_slot().load(std::memory_order_relaxed);
+  if (n_rows <= 0 || q.out_features() == 0) return;
+  if (n_rows == 1) {
+    gemv_with(k, q, x, y);
+    return;
+  }
+  rows_with(k, q, x, n_rows, y);
+}
+
 void Qins4LinearImpl::forward_row(const float* x, float* y) const {
   qins4_matmul(q_, x, 1, y);
   if (bias_.defined()) {
     const float* b = bias_.data_ptr<float>();
     for (int64_t i = 0, n = out_features(); i < n; ++i) y[i] += b[i];
+  }
+}
+
+void Qins4LinearImpl::forward_rows(const float* x, int64_t n, float* y) const {
+  qins4_matmul_rows(q_, x, n, y);
+  if (bias_.defined()) {
+    const float* b = bias_.data_ptr<float>();
+    const int64_t out = out_features();
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t i = 0; i < out; ++i) y[r * out + i] += b[i];
   }
 }
 

@@ -357,6 +357,93 @@ TEST(Qins4Kernels, GemvRowRangesAndOddBlockCounts) {
   }
 }
 
+// The small-batch decode paths (Kernel4::gemv_rows / gemv16_rows, where a path has them) against
+// its own GEMV: for 1 to 9 rows of x (passes of 3 and 4 rows and their remainders), odd and even
+// block counts, two row ranges and an output stride wider than the rows, each x row's outputs
+// are bit for bit the GEMV's for that row alone, and nothing outside them is written.
+TEST(Qins4Kernels, SmallBatchRowsAreTheGemvBitForBit) {
+  namespace k4 = kernels4;
+  std::vector<std::pair<std::string, const k4::Kernel4*>> paths;
+  for (const k4::Kernel4* k : {&k4::scalar_kernel4(), k4::avx2_kernel4(), k4::avx512_kernel4(), k4::neon_kernel4()})
+    if (k && k->gemv_rows && k->gemv16_rows) paths.emplace_back(k->name, k);
+  if (paths.empty()) GTEST_SKIP() << "no path with a small-batch loop on this CPU (the GEMV runs per row)";
+  const int64_t rows = 7, stride = rows + 3;
+  torch::manual_seed(31);
+  const torch::Tensor lut = torch::randint(-127, 128, {16}, torch::kInt8);
+  const torch::Tensor st = sub_scale_table(3e-3f);
+  for (int64_t nb : {1, 2, 3, 5, 8, 97}) {
+    for (int group_blocks : {0, 1, 2}) {  // 0: group 16
+      if (group_blocks == 2 && nb % 2 != 0) continue;
+      const torch::Tensor codes = torch::randint(0, 256, {rows, nb * 16}, torch::kUInt8);
+      const torch::Tensor sub = torch::randint(0, 256, {rows, nb * 2}, torch::kUInt8);
+      const int64_t n_groups = group_blocks ? nb / group_blocks : 1;
+      const torch::Tensor hs = (torch::rand({rows, n_groups}) + 0.5).to(torch::kHalf);
+      const torch::Tensor xq = torch::randint(-127, 128, {9, nb * 32}, torch::kInt8);  // [9, nb*32]
+      const torch::Tensor dx = torch::rand({9, nb}) * 0.02;                            // [9, nb]
+      const auto* h = reinterpret_cast<const uint16_t*>(hs.data_ptr<at::Half>());
+      for (const auto& [name, k] : paths) {
+        for (int64_t n_x = 1; n_x <= 9; ++n_x) {
+          for (const auto& [r0, r1] : std::vector<std::pair<int64_t, int64_t>>{{0, rows}, {2, 5}}) {
+            const std::string what = name + " n_blocks " + std::to_string(nb) + " group_blocks " +
+                                     std::to_string(group_blocks) + " rows of x " + std::to_string(n_x) + " [" +
+                                     std::to_string(r0) + ", " + std::to_string(r1) + ")";
+            std::vector<float> y(static_cast<size_t>(9 * stride), -7.f);
+            if (group_blocks == 0)
+              k->gemv16_rows(codes.data_ptr<uint8_t>(), nb, r0, r1, sub.data_ptr<uint8_t>(), st.data_ptr<float>(),
+                             lut.data_ptr<int8_t>(), xq.data_ptr<int8_t>(), dx.data_ptr<float>(), n_x, y.data(), stride);
+            else
+              k->gemv_rows(codes.data_ptr<uint8_t>(), nb, group_blocks, r0, r1, h, lut.data_ptr<int8_t>(),
+                           xq.data_ptr<int8_t>(), dx.data_ptr<float>(), n_x, y.data(), stride);
+            for (int64_t j = 0; j < 9; ++j) {
+              std::vector<float> one(static_cast<size_t>(r1 - r0));
+              if (group_blocks == 0)
+                k->gemv16(codes.data_ptr<uint8_t>(), nb, r0, r1, sub.data_ptr<uint8_t>(), st.data_ptr<float>(),
+                          lut.data_ptr<int8_t>(), xq[j].data_ptr<int8_t>(), dx[j].data_ptr<float>(), one.data());
+              else
+                k->gemv(codes.data_ptr<uint8_t>(), nb, group_blocks, r0, r1, h, lut.data_ptr<int8_t>(),
+                        xq[j].data_ptr<int8_t>(), dx[j].data_ptr<float>(), one.data());
+              for (int64_t i = 0; i < stride; ++i) {
+                const float got = y[static_cast<size_t>(j * stride + i)];
+                if (j < n_x && i < r1 - r0)
+                  ASSERT_EQ(got, one[static_cast<size_t>(i)]) << what << " x row " << j << " output " << i;
+                else
+                  ASSERT_EQ(got, -7.f) << what << ": wrote outside its outputs at x row " << j << " index " << i;
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// qins4_matmul_rows (the batched decode step of a QINS-4 layer) on every path: row i is bit for bit
+// qins4_matmul of row i alone (the int8 GEMV), for 1 to 9 rows, groups 16 / 32 / 64, odd shapes.
+TEST(Qins4Kernels, MatmulRowsIsTheGemvPerRowOnEveryPath) {
+  Kernel4Guard guard;
+  for (const auto& [out, in, group] : std::vector<std::tuple<int64_t, int64_t, int>>{
+           {5, 33, 32}, {67, 200, 16}, {130, 95, 16}, {40, 256, 64}, {9, 3072, 16}}) {
+    Quantize4Options o;
+    o.group = group;
+    const Quantized4Tensor q = quantize4(heavy_tailed(out, in, static_cast<uint64_t>(out + in)), o);
+    torch::manual_seed(static_cast<uint64_t>(out));
+    const torch::Tensor x = torch::randn({9, in});
+    for (const std::string& isa : available_kernel4_isas()) {
+      set_kernel4_isa(isa);
+      for (int64_t n = 1; n <= 9; ++n) {
+        torch::Tensor y = torch::full({n, out}, -7.f);
+        qins4_matmul_rows(q, x.data_ptr<float>(), n, y.data_ptr<float>());
+        for (int64_t i = 0; i < n; ++i) {
+          torch::Tensor one = torch::empty({out});
+          qins4_matmul(q, x[i].data_ptr<float>(), 1, one.data_ptr<float>());
+          EXPECT_TRUE(torch::equal(y[i], one)) << isa << " " << out << "x" << in << " group " << group << " rows "
+                                               << n << " row " << i;
+        }
+      }
+    }
+  }
+}
+
 // The AVX-512 path is tested by the two tests above where the CPU has it; this says so, or skips.
 TEST(Qins4Kernels, Avx512PathPresentWhereTheCpuHasIt) {
   const auto isas = available_kernel4_isas();

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "fixture_dir.h"
+#include "qins/io/converter.h"
 #include "qins/runtime/batch.h"
 #include "qins/runtime/engine.h"
 
@@ -17,11 +18,23 @@ namespace {
 using test::greedy;
 using namespace std::chrono_literals;
 
-// QINS codes (the batched decode step's path) unless a weight format is given.
+// QINS codes (the batched decode step's path) unless a weight format is given; "qins4": the fixture
+// converted to a QINS-4 file.
 std::unique_ptr<Engine> load(const std::string& format = "inverse", int context = 256) {
   LoadOptions lo;
   lo.context_length = context;
   lo.kv_dtype = KvDtype::F32;
+  if (format == "qins4") {  // the fixture converted as `qins convert --codebook qins4` does (group 16)
+    const std::string file = (test::temp_root() / "batch-qins4.qins").string();
+    if (!std::filesystem::exists(file)) {
+      ConvertOptions o;
+      o.qins4 = true;
+      o.quant.pole = 0.0;
+      o.quant4.group = 16;
+      convert_to_qins(test::fixture("mha", {}), file, o);
+    }
+    return Engine::load(file, lo);
+  }
   lo.weight_format = format;
   return Engine::load(test::fixture("mha", {}), lo);
 }
@@ -157,6 +170,8 @@ void concurrent_matches_alone(const std::string& format, int parallel) {
 TEST(BatchScheduler, ConcurrentGreedyRequestsMatchSessionsExactly) { concurrent_matches_alone("inverse", 4); }
 TEST(BatchScheduler, MoreRequestsThanSlotsWaitAndStillMatch) { concurrent_matches_alone("inverse", 2); }
 TEST(BatchScheduler, DenseWeightsTakeTheOneSequencePathAndMatch) { concurrent_matches_alone("f32", 4); }
+// A QINS-4 file: its batched decode steps run the small-batch rows path, row for row the GEMV.
+TEST(BatchScheduler, Qins4ConcurrentGreedyRequestsMatchSessionsExactly) { concurrent_matches_alone("qins4", 4); }
 
 TEST(BatchScheduler, RawCompletionsAndSeededSamplingMatchSessions) {
   auto e = load();

@@ -75,6 +75,12 @@ void qins4_matmul(const Quantized4Tensor& q, const float* x, int64_t n_rows, flo
 // The batch-1 path computed by the scalar twin with the same int8 rounding of x (tests compare
 // every SIMD path to this).
 void qins4_gemv_reference(const Quantized4Tensor& q, const float* x, float* y);
+// The small-batch decode path: y[n, out] for n independent rows of x (one token of each of n
+// sequences). Row i is bit for bit what qins4_matmul(q, x + i * in, 1, ...) (the int8 GEMV) gives
+// it; where the kernel path has a small-batch loop (AVX2) each code is looked up once for up to 4
+// rows at a time, elsewhere the GEMV runs once per row. (Not the prefill GEMM, which is exact fp32
+// and rounds differently.)
+void qins4_matmul_rows(const Quantized4Tensor& q, const float* x, int64_t n_rows, float* y);
 
 // Kernel paths for QINS-4: "scalar", "avx2", "avx512" (AVX-512BW), "neon". The default is the best
 // this CPU runs; QINS_KERNEL4=<name> sets the initial choice.
@@ -94,6 +100,9 @@ class Qins4LinearImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
   // One row, fp32 in and out (the decode step): y[out] = W x[in] (+ bias).
   void forward_row(const float* x, float* y) const;
+  // n such rows (a batched decode step): row i of y is exactly forward_row(x + i * in)
+  // (qins4_matmul_rows).
+  void forward_rows(const float* x, int64_t n, float* y) const;
   // dequantize4() then torch::linear: the slow twin.
   torch::Tensor forward_reference(const torch::Tensor& x);
   torch::Tensor dequantize() const { return dequantize4(q_); }

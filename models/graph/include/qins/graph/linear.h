@@ -68,8 +68,8 @@ class QinsLinear final : public LinearOp {
   core::ProjectiveLinear m_;
 };
 
-// QINS-4 codes (core::Qins4Linear): int8-activation lookup GEMV for one row, tile expand + GEMM
-// for many.
+// QINS-4 codes (core::Qins4Linear): int8-activation lookup GEMV for one row and for the rows of a
+// batched decode step (codes looked up once for several rows), tile expand + GEMM for a prompt.
 class Qins4LinearOp final : public LinearOp {
  public:
   explicit Qins4LinearOp(core::Qins4Linear m) : m_(std::move(m)) {}
@@ -80,6 +80,7 @@ class Qins4LinearOp final : public LinearOp {
   std::string kind() const override { return "qins4"; }
   bool has_row_path() const override { return true; }
   void forward_row(const float* x, float* y) override { m_->forward_row(x, y); }
+  void forward_rows(const float* x, int64_t n, float* y) override { m_->forward_rows(x, n, y); }
   bool uses_qins_kernels() const override { return true; }
   core::Qins4Linear& module() { return m_; }
 
