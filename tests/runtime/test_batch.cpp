@@ -11,6 +11,7 @@
 #include "qins/io/converter.h"
 #include "qins/runtime/batch.h"
 #include "qins/runtime/engine.h"
+#include "qins/runtime/internal.h"
 
 namespace qins {
 namespace {
@@ -145,6 +146,17 @@ void concurrent_matches_alone(const std::string& format, int parallel) {
   for (auto& o : out) o->wait();
   for (size_t i = 0; i < prompts.size(); ++i) expect_matches(want[i], *out[i], format + " request " + std::to_string(i));
   const BatchCounters c = sched.counters();
+  // The prompts short enough for the row paths (QINS-4 only) went through them, the others not.
+  int64_t short_tokens = 0;
+  for (const auto& o : out) {
+    const int64_t n = o->result.stats.prefilled_tokens;  // after the prefix a slot's cache kept
+    if (n <= rows_prefill_max(engine_internals(*e).weights)) short_tokens += n;
+  }
+  EXPECT_EQ(c.row_path_prefilled_tokens, short_tokens) << format;
+  if (format == "qins4") {
+    EXPECT_GT(c.row_path_prefilled_tokens, 0);
+    EXPECT_LT(c.row_path_prefilled_tokens, c.prefilled_tokens);
+  }
   EXPECT_EQ(c.submitted, 4);
   EXPECT_EQ(c.completed, 4);
   EXPECT_EQ(c.active, 0);
@@ -170,8 +182,79 @@ void concurrent_matches_alone(const std::string& format, int parallel) {
 TEST(BatchScheduler, ConcurrentGreedyRequestsMatchSessionsExactly) { concurrent_matches_alone("inverse", 4); }
 TEST(BatchScheduler, MoreRequestsThanSlotsWaitAndStillMatch) { concurrent_matches_alone("inverse", 2); }
 TEST(BatchScheduler, DenseWeightsTakeTheOneSequencePathAndMatch) { concurrent_matches_alone("f32", 4); }
-// A QINS-4 file: its batched decode steps run the small-batch rows path, row for row the GEMV.
+// A QINS-4 file: its batched decode steps run the small-batch rows path, row for row the GEMV, and
+// its short prompts ("Hello") prefill through the row paths, its long ones (24 words) through the
+// GEMM, in Session and in the scheduler alike (whose chunks of 16 differ from Session's).
 TEST(BatchScheduler, Qins4ConcurrentGreedyRequestsMatchSessionsExactly) { concurrent_matches_alone("qins4", 4); }
+
+// Short prompts of a QINS-4 model prefill through the projections' row paths (rows_prefill_max):
+// up to 24 tokens for QINS-4 layer projections, never for 8-bit or dense ones. With
+// ForwardOptions::rows_path each prompt row gets the decode step's numerics (x rounded to int8):
+// logits within that budget of the GEMM prefill's but not equal to them, the same greedy token
+// here; for dense weights (no row path) the option changes nothing.
+TEST(Engine, ShortPromptsOfAQins4ModelPrefillThroughTheRowPaths) {
+  auto e4 = load("qins4");
+  auto e8 = load("inverse");
+  auto ef = load("f32");
+  EXPECT_EQ(rows_prefill_max(engine_internals(*e4).weights), 24);
+  EXPECT_EQ(rows_prefill_max(engine_internals(*e8).weights), 0);
+  EXPECT_EQ(rows_prefill_max(engine_internals(*ef).weights), 0);
+
+  Engine::Impl& in = engine_internals(*e4);
+  const std::vector<int> prompt = e4->tokenize_chat({{Role::User, "Hello there"}}, true);
+  ASSERT_LE(static_cast<int64_t>(prompt.size()), 24);
+  const torch::Tensor ids = torch::tensor(std::vector<int64_t>(prompt.begin(), prompt.end()), torch::kInt64).unsqueeze(0);
+  auto run = [&](Engine::Impl& m, bool rows) {
+    KvCache cache = make_kv_cache(m.weights.config, 64, torch::kFloat32);
+    ForwardOptions fo;
+    fo.rows_path = rows;
+    return forward(m.weights, ids, &cache, fo);  // [1, T, vocab]
+  };
+  const torch::Tensor gemm = run(in, false), rows = run(in, true);
+  EXPECT_FALSE(torch::equal(gemm, rows)) << "the row path should round x to int8 (the decode numerics)";
+  EXPECT_LT((rows - gemm).norm().item<double>(), 0.05 * gemm.norm().item<double>());
+  EXPECT_EQ(rows[0][-1].argmax().item<int64_t>(), gemm[0][-1].argmax().item<int64_t>());
+  // Dense weights have no row path: the option changes nothing.
+  Engine::Impl& dense = engine_internals(*ef);
+  EXPECT_TRUE(torch::equal(run(dense, false), run(dense, true)));
+}
+
+// Why the row-path choice is made per prompt and not per call: Session (one call per prompt) and
+// the scheduler (chunks of prefill_chunk tokens) must put a prompt's rows through the same
+// numerics. Within one path, chunking moves the last logits by float rounding only (the batched
+// attention sums in another order: neither path is bitwise chunk-invariant); between the paths
+// they differ by the int8 rounding of x, orders of magnitude more. A 20-token prompt as one call
+// and as chunks of 16 + 4 and 7 + 7 + 6.
+TEST(Engine, RowPathPrefillInChunksStaysOnItsNumerics) {
+  auto e4 = load("qins4");
+  Engine::Impl& in = engine_internals(*e4);
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 20; ++i) ids.push_back(5 + 7 * i);
+  auto prefill = [&](const std::vector<int64_t>& chunks, bool rows) {
+    KvCache cache = make_kv_cache(in.weights.config, 64, torch::kFloat32);
+    ForwardOptions fo;
+    fo.rows_path = rows;
+    fo.last_only = true;
+    torch::Tensor logits;
+    int64_t pos = 0;
+    for (int64_t n : chunks) {
+      const torch::Tensor part = torch::tensor(std::vector<int64_t>(ids.begin() + pos, ids.begin() + pos + n), torch::kInt64);
+      logits = forward(in.weights, part.unsqueeze(0), &cache, fo);
+      pos += n;
+    }
+    return logits.reshape({-1});
+  };
+  auto rel = [](const torch::Tensor& a, const torch::Tensor& b) {
+    return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
+  };
+  const torch::Tensor rows = prefill({20}, true), gemm = prefill({20}, false);
+  const double between = rel(rows, gemm);
+  EXPECT_GT(between, 1e-4);
+  for (const std::vector<int64_t>& chunks : {std::vector<int64_t>{16, 4}, std::vector<int64_t>{7, 7, 6}}) {
+    EXPECT_LT(rel(prefill(chunks, true), rows), between / 100) << chunks.size() << " chunks, row path";
+    EXPECT_LT(rel(prefill(chunks, false), gemm), between / 100) << chunks.size() << " chunks, GEMM path";
+  }
+}
 
 TEST(BatchScheduler, RawCompletionsAndSeededSamplingMatchSessions) {
   auto e = load();

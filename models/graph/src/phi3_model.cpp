@@ -50,7 +50,17 @@ class TensorOps {
 
   Act embed(EmbeddingOp& e) { return e.lookup(ids_).to(opts_.act_dtype).contiguous(); }
   Act rms_norm(const Act& x, const torch::Tensor& weight) { return graph_detail::rms_norm(x, weight, c_.rms_norm_eps, generic_); }
-  Act linear(LinearOp& op, const Act& x) { return op.forward(x); }
+  Act linear(LinearOp& op, const Act& x) {
+    if (opts_.rows_path && !generic_ && op.has_row_path() && x.scalar_type() == torch::kFloat32 && x.device().is_cpu()) {
+      const Act x2 = x.reshape({-1, op.in_features()}).contiguous();  // [B*T, in] f32
+      Act y = torch::empty({x2.size(0), op.out_features()}, torch::kFloat32);  // [B*T, out] f32
+      op.forward_rows(x2.data_ptr<float>(), x2.size(0), y.data_ptr<float>());
+      std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+      shape.back() = op.out_features();
+      return y.view(shape);
+    }
+    return op.forward(x);
+  }
   Act attention(const Act& qkv, int64_t il) {
     return graph_detail::self_attention(qkv, cache_, il, q0_, long_rope_, c_, rope_, generic_);
   }

@@ -94,6 +94,7 @@ struct BatchScheduler::Impl {
     std::shared_ptr<Request> req;  // null: free (the cache keeps its tokens for prefix reuse)
     bool decoding = false;         // false: prefilling the prompt
     size_t prefill_pos = 0;        // next prompt position to prefill
+    bool rows_prefill = false;     // the prompt is prefilled through the row paths (rows_prefill_max)
     size_t generated_from = 0;     // where the generated tokens start in s->cached
     std::optional<Sampler> sampler;
     std::optional<tok::StreamDecoder> decoder;
@@ -275,6 +276,7 @@ struct BatchScheduler::Impl {
     sl.stats.prompt_tokens = static_cast<int>(sl.req->prompt.size());
     const size_t common = sl.s->reuse_cache(sl.req->prompt);
     sl.prefill_pos = common;
+    sl.rows_prefill = static_cast<int64_t>(sl.req->prompt.size() - common) <= rows_prefill_max(e.weights);
     sl.stats.prefilled_tokens = static_cast<int>(sl.req->prompt.size() - common);
     sl.generated_from = sl.req->prompt.size();
     sl.decoding = false;
@@ -450,11 +452,12 @@ struct BatchScheduler::Impl {
     try {
       const auto& p = sl->req->prompt;
       const size_t n = std::min<size_t>(static_cast<size_t>(opt.prefill_chunk), p.size() - sl->prefill_pos);
-      torch::Tensor logits = sl->s->prefill_chunk(p, sl->prefill_pos, n);
+      torch::Tensor logits = sl->s->prefill_chunk(p, sl->prefill_pos, n, sl->rows_prefill);
       sl->prefill_pos += n;
       {
         std::lock_guard<std::mutex> lock(wake->m);
         counts.prefilled_tokens += static_cast<int64_t>(n);
+        if (sl->rows_prefill) counts.row_path_prefilled_tokens += static_cast<int64_t>(n);
       }
       if (sl->prefill_pos < p.size()) return;
       const double prefill_s = seconds_since(sl->t_admit);

@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 #include <thread>
 
@@ -25,8 +26,23 @@ void Session::reset() {
 int64_t Session::kv_cache_bytes() const { return impl_->cache.bytes(); }
 int Session::cached_tokens() const { return static_cast<int>(impl_->cached.size()); }
 
-torch::Tensor Session::Impl::prefill_chunk(const std::vector<int>& ids, size_t pos, size_t n) {
+int64_t rows_prefill_max(const Phi3Weights& w) {
+  static const int64_t env = [] {  // -1: not set
+    const char* v = std::getenv("QINS_ROWS_PREFILL_MAX");
+    if (!v || !*v) return int64_t{-1};
+    char* end = nullptr;
+    const long long x = std::strtoll(v, &end, 10);
+    if (end == v || *end != '\0' || x < 0)
+      throw Error(std::string("QINS_ROWS_PREFILL_MAX=") + v + ": expected a whole number >= 0 (0 turns the row path off)");
+    return static_cast<int64_t>(x);
+  }();
+  if (env >= 0) return env;
+  return !w.layers.empty() && w.layers[0].qkv && w.layers[0].qkv->kind() == "qins4" ? 24 : 0;
+}
+
+torch::Tensor Session::Impl::prefill_chunk(const std::vector<int>& ids, size_t pos, size_t n, bool rows) {
   ForwardOptions fo{e->act_dtype, /*last_only=*/true};
+  fo.rows_path = rows;
   auto chunk = torch::from_blob(const_cast<int*>(ids.data() + pos), {1, static_cast<int64_t>(n)}, torch::kInt32)
                    .to(torch::kInt64);
   torch::Tensor logits = forward(e->weights, chunk, &cache, fo);
@@ -37,13 +53,14 @@ torch::Tensor Session::Impl::prefill_chunk(const std::vector<int>& ids, size_t p
 torch::Tensor Session::Impl::prefill(const std::vector<int>& ids, size_t from, const std::atomic<bool>* stop,
                                      bool* cancelled, int64_t chunk) {
   torch::Tensor logits;
+  const bool rows = static_cast<int64_t>(ids.size() - from) <= rows_prefill_max(e->weights);
   for (size_t pos = from; pos < ids.size(); pos += static_cast<size_t>(chunk)) {
     if (stop && stop->load(std::memory_order_relaxed)) {
       *cancelled = true;
       return {};
     }
     const size_t n = std::min<size_t>(static_cast<size_t>(chunk), ids.size() - pos);
-    logits = prefill_chunk(ids, pos, n);
+    logits = prefill_chunk(ids, pos, n, rows);
   }
   return logits.reshape({-1});
 }

@@ -48,7 +48,8 @@ struct Session::Impl {
                         int64_t chunk = kSessionPrefillChunk);
   // Runs ids[pos, pos + n) (pos == cached.size()) and appends them to the cache; returns the
   // logits of the last of them [1, 1, vocab] f32.
-  torch::Tensor prefill_chunk(const std::vector<int>& ids, size_t pos, size_t n);
+  // rows: ForwardOptions::rows_path (the prompt's choice, rows_prefill_max()).
+  torch::Tensor prefill_chunk(const std::vector<int>& ids, size_t pos, size_t n, bool rows = false);
   // Fits the prompt to the cache and keeps the cached prefix it shares; returns that prefix's length.
   size_t reuse_cache(std::vector<int>& prompt);
   // Whether the next decode of this sequence must re-run it with the long LongRoPE factors.

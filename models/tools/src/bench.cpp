@@ -237,7 +237,9 @@ class ProjectionPass {
 void measure_prompt_and_decode(VariantRig& r, const std::vector<int>& ids, int gen, BenchRun& run,
                                const BenchOptions& o, const BenchLog& log) {
   auto t0 = Clock::now();
-  torch::Tensor logits = forward(r.w, ids_tensor(ids), &r.cache, r.fo).reshape({-1});
+  ForwardOptions pf = r.fo;  // the prompt's path as Session picks it (short prompts: the row paths)
+  pf.rows_path = static_cast<int64_t>(ids.size()) <= rows_prefill_max(r.w);
+  torch::Tensor logits = forward(r.w, ids_tensor(ids), &r.cache, pf).reshape({-1});
   const double prefill_s = seconds_since(t0);
   r.id = greedy(r.sampler, logits.data_ptr<float>(), r.n_vocab, r.row, r.hist);
   run.ttft_s = seconds_since(t0);

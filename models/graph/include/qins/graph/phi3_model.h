@@ -76,6 +76,11 @@ bool rope_needs_long(const Phi3Config& c, int64_t max_pos);
 struct ForwardOptions {
   torch::ScalarType act_dtype = torch::kFloat32;  // activations: f32 or bf16
   bool last_only = false;                         // compute logits for the last position only
+  // Projections with a row path take the T rows through LinearOp::forward_rows (each row with the
+  // decode step's kernels and numerics) instead of forward (the prefill GEMM). For short prompts:
+  // the GEMM path costs about as much for 2 rows as for 30 on QINS weights (it expands every weight
+  // tile once per call), the row path about a GEMV per row. f32 CPU activations only (else ignored).
+  bool rows_path = false;
 };
 
 // ids: [B, T] int64. With a cache (B must be 1) the tokens sit at positions

@@ -56,6 +56,9 @@ class BatchHandle {                    // returned by submit; thread-safe
 struct BatchCounters {                 // a snapshot, thread-safe to read
   int64_t submitted = 0, completed = 0, cancelled = 0, failed = 0;  // completed: finished "stop" or "length"
   int64_t generated_tokens = 0, prefilled_tokens = 0, decode_steps = 0;
+  // Of prefilled_tokens, those of prompts short enough for the projections' row paths (the decode
+  // kernels row by row; QINS-4 models, prompts of at most 24 new tokens): Session picks the same.
+  int64_t row_path_prefilled_tokens = 0;
   // Decode steps alone (prefill chunks between them excluded): sequences advanced (one token each)
   // and wall seconds in those steps (the batched model pass and sampling). full_*: the same over
   // the steps in which every one of the `parallel` slots was decoding (the steady state).

@@ -19,6 +19,16 @@
 
 namespace qins {
 
+// A prompt with at most this many tokens to prefill (after the cached prefix it reuses) runs its
+// projections through their row paths (ForwardOptions::rows_path: the decode step's kernels, row
+// by row) rather than the prefill GEMM, whose per-call cost dominates short prompts on QINS-4
+// weights (docs/benchmarks.md, "Short prompts through the row path"). Decided per prompt, not per
+// chunk, so Session and the BatchScheduler (other chunk sizes) compute every row the same way.
+// 24 for QINS-4 layer projections (the row path measured faster up to ~32 tokens on AVX2), 0
+// (never) for the others (8-bit: slower already at 8 tokens there). QINS_ROWS_PREFILL_MAX=<n>
+// sets it for every model (0: never); read once.
+int64_t rows_prefill_max(const Phi3Weights& w);
+
 struct Engine::Impl {
   LoadOptions options;
   ModelInfo info;
