@@ -11,10 +11,14 @@
 // The AVX2 GEMVs take two blocks (32 code bytes) per step: the nibble split of one 32-byte load
 // gives [lo(b), lo(b+1)] and [hi(b), hi(b+1)] (columns 0-15 and 16-31 of each block), so the
 // activations are read in that order from a permuted copy of xq made once per call (it is shared
-// by every row of the call; pair_x below). That saves the 128-bit lane insert of every block and
-// half the mask/shift work; the integer partial sums of each 16-column half are the same ones the
-// one-block-per-step loop made (bench_qins4's kernel rows measure the gain against that loop, kept
-// as bench/baseline/kernels4_avx2_prev.cpp).
+// by every row of the call; pair_x_into below). That saves the 128-bit lane insert of every block
+// and half the mask/shift work; the integer partial sums of each 16-column half are the same ones
+// the one-block-per-step loop made (bench_qins4's kernel rows measure the gain against that loop,
+// kept as bench/baseline/kernels4_avx2_prev.cpp).
+//
+// The small-batch paths (gemv_rows_avx2, gemv16_rows_avx2: a batched decode step's rows) run the
+// same per-row templates (row_g, row16) over up to 4 (group 16: 3) rows of x per code row, the
+// lookups shared; the GEMVs are their one-row case, so each row's result is the GEMV's bit for bit.
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -33,18 +37,10 @@ namespace qins::core::kernels4 {
 
 namespace {
 
-
-// The per-call inputs of the two-block loops: per pair of blocks (b, b + 1) of xq, its 64 bytes
-// as [x(b)[0:16], x(b+1)[0:16], x(b)[16:32], x(b+1)[16:32]] (the order of the nibble split of the
-// pair's 32 code bytes), and [dx[b] x4, dx[b+1] x4]. n_pairs = n_blocks / 2; an odd last block
-// stays in xq / dx (natural order). The buffers are the calling thread's (each call of the
-// parallel row loop makes its own copy: 2 KiB of xq per 2048 columns, next to 32x as many code
-// bytes for a single row).
-struct PairedX {
-  const int8_t* x;
-  const float* d;
-};
-
+// The per-call inputs of the two-block loops (the paired copy of one row of x): per pair of blocks
+// (b, b + 1) of xq, its 64 bytes as [x(b)[0:16], x(b+1)[0:16], x(b)[16:32], x(b+1)[16:32]] (the
+// order of the nibble split of the pair's 32 code bytes), and [dx[b] x4, dx[b+1] x4].
+// n_pairs = n_blocks / 2; an odd last block stays in xq / dx (natural order).
 QINS4_AVX2 void pair_x_into(const int8_t* xq, const float* dx, int64_t n_pairs, int8_t* xo, float* dout) {
   for (int64_t p = 0; p < n_pairs; ++p) {
     const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + p * 64));
@@ -66,7 +62,9 @@ struct XRow {
 };
 
 // The paired copies of n_x rows of x (row j at xq + j * n_blocks * 32, dx + j * n_blocks) in the
-// calling thread's scratch; xr[j] gets row j's pointers, its outputs at y + j * y_stride.
+// calling thread's scratch (each call of the parallel row loop makes its own: 2 KiB of xq per 2048
+// columns and row of x, next to 32x as many code bytes per code row); xr[j] gets row j's pointers,
+// its outputs at y + j * y_stride.
 QINS4_AVX2 void pair_rows(const int8_t* xq, const float* dx, int64_t n_blocks, int64_t n_x, float* y,
                           int64_t y_stride, XRow* xr) {
   thread_local std::vector<int8_t> xbuf;
@@ -172,10 +170,9 @@ QINS4_AVX2 inline void row_g(const uint8_t* c, const uint16_t* s, int64_t n_bloc
     const PairW w = decode_pair(c + p * 32, tbl);
     const int64_t b = 2 * p;
     const float g0 = _cvtsh_ss(s[b / GB]), g1 = _cvtsh_ss(s[(b + 1) / GB]);
-    for (int j = 0; j < J; ++j) {
-      const int8_t* xp = xr[j].xp + p * 64;
-      const __m256i l0 = dot_half(w.wl, w.al, xp), h0 = dot_half(w.wh, w.ah, xp + 32);
-      const __m256 s0 = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(g1), _mm_set1_ps(g0)), _mm256_loadu_ps(xr[j].dp + p * 8));
+    for (int j = 0; j < J; ++j) {  // xp[j], dp[j] stand at pair p
+      const __m256i l0 = dot_half(w.wl, w.al, xp[j]), h0 = dot_half(w.wh, w.ah, xp[j] + 32);
+      const __m256 s0 = _mm256_mul_ps(_mm256_set_m128(_mm_set1_ps(g1), _mm_set1_ps(g0)), _mm256_loadu_ps(dp[j]));
       a0[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(l0, h0)), s0, a0[j]);
     }
   }
