@@ -6,9 +6,15 @@
 #if defined(__ARM_NEON) && defined(__aarch64__)
 #include <arm_neon.h>
 
+#include <vector>
+
 namespace qins::core::kernels4 {
 
 namespace {
+
+// The small-batch paths (a batched decode step's rows: gemv_rows_neon, gemv16_rows_neon) run the
+// same per-row templates (row_g, row16) over up to 4 rows of x per code row, each block looked up
+// once for them; the GEMVs are the one-row case, so every row is the GEMV's bit for bit.
 
 // One block's 16 code bytes -> its 32 int8 weights: w[0] the low nibbles (columns 0-15), w[1] the
 // high nibbles (16-31).
@@ -18,10 +24,8 @@ inline void lookup32(const uint8_t* c, int8x16_t tbl, int8x16_t w[2]) {
   w[1] = vqtbl1q_s8(tbl, vshrq_n_u8(v, 4));
 }
 
-// The block's exact integer dot product as 4 int32 partial sums.
-inline int32x4_t dot32(const uint8_t* c, int8x16_t tbl, const int8_t* xq) {
-  int8x16_t w[2];
-  lookup32(c, tbl, w);
+// The block's exact integer dot product (weights w from lookup32) as 4 int32 partial sums.
+inline int32x4_t dot32(const int8x16_t w[2], const int8_t* xq) {
   const int8x16_t w0 = w[0], w1 = w[1];
   const int8x16_t x0 = vld1q_s8(xq), x1 = vld1q_s8(xq + 16);
 #if defined(__ARM_FEATURE_DOTPROD)
@@ -37,9 +41,7 @@ inline int32x4_t dot32(const uint8_t* c, int8x16_t tbl, const int8_t* xq) {
 }
 
 // Group 16: the two halves of a block (low nibbles = columns 0-15, high = 16-31) as separate sums.
-inline void dot16x2(const uint8_t* c, int8x16_t tbl, const int8_t* xq, int32x4_t* lo, int32x4_t* hi) {
-  int8x16_t w[2];
-  lookup32(c, tbl, w);
+inline void dot16x2(const int8x16_t w[2], const int8_t* xq, int32x4_t* lo, int32x4_t* hi) {
   const int8x16_t w0 = w[0], w1 = w[1];
   const int8x16_t x0 = vld1q_s8(xq), x1 = vld1q_s8(xq + 16);
 #if defined(__ARM_FEATURE_DOTPROD)
@@ -51,21 +53,113 @@ inline void dot16x2(const uint8_t* c, int8x16_t tbl, const int8_t* xq, int32x4_t
 #endif
 }
 
+// J rows of x against one code row: xq[j], dx[j] row j's int8 values and scales, y[j][out] its output.
+struct XRows {
+  int64_t n;  // rows in this pass, 1-4
+  const int8_t* xq[4];
+  const float* dx[4];
+  float* y[4];
+};
+
+// Group 16, one code row against J rows of x (per row the same operations in the same order
+// whatever J is).
+template <int J>
+inline void row16(const uint8_t* c, const uint8_t* s, int64_t n_blocks, const float* st, int8x16_t tbl,
+                  const XRows& x, int64_t out) {
+  float32x4_t a0[J], a1[J];
+  for (int j = 0; j < J; ++j) a0[j] = a1[j] = vdupq_n_f32(0.f);
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    int8x16_t w[2];
+    lookup32(c + b * 16, tbl, w);
+    const float sl = st[s[2 * b]], sh = st[s[2 * b + 1]];
+    for (int j = 0; j < J; ++j) {
+      int32x4_t lo, hi;
+      dot16x2(w, x.xq[j] + b * 32, &lo, &hi);
+      a0[j] = vfmaq_n_f32(a0[j], vcvtq_f32_s32(lo), sl * x.dx[j][b]);
+      a1[j] = vfmaq_n_f32(a1[j], vcvtq_f32_s32(hi), sh * x.dx[j][b]);
+    }
+  }
+  for (int j = 0; j < J; ++j) x.y[j][out] = vaddvq_f32(vaddq_f32(a0[j], a1[j]));
+}
+
+// Groups of 32 / 64, one code row against J rows of x: blocks in pairs (even into a0, odd into
+// a1), an odd last block into a0.
+template <int J>
+inline void row_g(const uint8_t* c, const uint16_t* s, int64_t n_blocks, int group_blocks, int8x16_t tbl,
+                  const XRows& x, int64_t out) {
+  float32x4_t a0[J], a1[J];
+  for (int j = 0; j < J; ++j) a0[j] = a1[j] = vdupq_n_f32(0.f);
+  int64_t b = 0;
+  for (; b + 2 <= n_blocks; b += 2) {
+    int8x16_t w0[2], w1[2];
+    lookup32(c + b * 16, tbl, w0);
+    lookup32(c + b * 16 + 16, tbl, w1);
+    const float g0 = half_to_float(s[b / group_blocks]), g1 = half_to_float(s[(b + 1) / group_blocks]);
+    for (int j = 0; j < J; ++j) {
+      const int32x4_t p0 = dot32(w0, x.xq[j] + b * 32);
+      const int32x4_t p1 = dot32(w1, x.xq[j] + b * 32 + 32);
+      a0[j] = vfmaq_n_f32(a0[j], vcvtq_f32_s32(p0), g0 * x.dx[j][b]);
+      a1[j] = vfmaq_n_f32(a1[j], vcvtq_f32_s32(p1), g1 * x.dx[j][b + 1]);
+    }
+  }
+  if (b < n_blocks) {
+    int8x16_t w0[2];
+    lookup32(c + b * 16, tbl, w0);
+    const float g0 = half_to_float(s[b / group_blocks]);
+    for (int j = 0; j < J; ++j) {
+      const int32x4_t p0 = dot32(w0, x.xq[j] + b * 32);
+      a0[j] = vfmaq_n_f32(a0[j], vcvtq_f32_s32(p0), g0 * x.dx[j][b]);
+    }
+  }
+  for (int j = 0; j < J; ++j) x.y[j][out] = vaddvq_f32(vaddq_f32(a0[j], a1[j]));
+}
+
+// Rows j0 .. j0 + n - 1 of x (n <= 4) as row16 / row_g take them.
+XRows x_rows(const int8_t* xq, const float* dx, int64_t n_blocks, int64_t j0, int64_t n, float* y, int64_t y_stride) {
+  XRows x{};
+  x.n = n;
+  for (int64_t j = 0; j < n; ++j) {
+    x.xq[j] = xq + (j0 + j) * n_blocks * 32;
+    x.dx[j] = dx + (j0 + j) * n_blocks;
+    x.y[j] = y + (j0 + j) * y_stride;
+  }
+  return x;
+}
+
+// All n_x rows of x in passes of up to 4 (the calling thread's scratch, reused).
+const std::vector<XRows>& x_passes(const int8_t* xq, const float* dx, int64_t n_blocks, int64_t n_x, float* y,
+                                   int64_t y_stride) {
+  thread_local std::vector<XRows> passes;
+  passes.clear();
+  for (int64_t j0 = 0; j0 < n_x; j0 += 4) passes.push_back(x_rows(xq, dx, n_blocks, j0, n_x - j0 < 4 ? n_x - j0 : 4, y, y_stride));
+  return passes;
+}
+
+void gemv16_rows_neon(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint8_t* sub,
+                      const float* st, const int8_t* lut, const int8_t* xq, const float* dx, int64_t n_x, float* y,
+                      int64_t y_stride) {
+  const int8x16_t tbl = vld1q_s8(lut);
+  const std::vector<XRows>& passes = x_passes(xq, dx, n_blocks, n_x, y, y_stride);
+  for (int64_t r = r0; r < r1; ++r) {  // each code row once from memory, then from L1 for the next 4 rows of x
+    const uint8_t* c = codes + r * n_blocks * 16;
+    const uint8_t* s = sub + r * n_blocks * 2;
+    for (const XRows& x : passes) {
+      switch (x.n) {
+        case 4: row16<4>(c, s, n_blocks, st, tbl, x, r - r0); break;
+        case 3: row16<3>(c, s, n_blocks, st, tbl, x, r - r0); break;
+        case 2: row16<2>(c, s, n_blocks, st, tbl, x, r - r0); break;
+        default: row16<1>(c, s, n_blocks, st, tbl, x, r - r0); break;
+      }
+    }
+  }
+}
+
 void gemv16_neon(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint8_t* sub, const float* st,
                  const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
   const int8x16_t tbl = vld1q_s8(lut);
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* c = codes + r * n_blocks * 16;
-    const uint8_t* s = sub + r * n_blocks * 2;
-    float32x4_t a0 = vdupq_n_f32(0.f), a1 = vdupq_n_f32(0.f);
-    for (int64_t b = 0; b < n_blocks; ++b) {
-      int32x4_t lo, hi;
-      dot16x2(c + b * 16, tbl, xq + b * 32, &lo, &hi);
-      a0 = vfmaq_n_f32(a0, vcvtq_f32_s32(lo), st[s[2 * b]] * dx[b]);
-      a1 = vfmaq_n_f32(a1, vcvtq_f32_s32(hi), st[s[2 * b + 1]] * dx[b]);
-    }
-    y[r - r0] = vaddvq_f32(vaddq_f32(a0, a1));
-  }
+  const XRows x = x_rows(xq, dx, n_blocks, 0, 1, y, 0);
+  for (int64_t r = r0; r < r1; ++r)
+    row16<1>(codes + r * n_blocks * 16, sub + r * n_blocks * 2, n_blocks, st, tbl, x, r - r0);
 }
 
 // 16 int8 weights times their scale d into ob[0..15] (fp32), for the expand paths.
@@ -94,27 +188,33 @@ void expand16_neon(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r
   }
 }
 
+void gemv_rows_neon(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
+                    const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx, int64_t n_x, float* y,
+                    int64_t y_stride) {
+  const int8x16_t tbl = vld1q_s8(lut);
+  const int64_t n_groups = n_blocks / group_blocks;
+  const std::vector<XRows>& passes = x_passes(xq, dx, n_blocks, n_x, y, y_stride);
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* c = codes + r * n_blocks * 16;
+    const uint16_t* s = scales + r * n_groups;
+    for (const XRows& x : passes) {
+      switch (x.n) {
+        case 4: row_g<4>(c, s, n_blocks, group_blocks, tbl, x, r - r0); break;
+        case 3: row_g<3>(c, s, n_blocks, group_blocks, tbl, x, r - r0); break;
+        case 2: row_g<2>(c, s, n_blocks, group_blocks, tbl, x, r - r0); break;
+        default: row_g<1>(c, s, n_blocks, group_blocks, tbl, x, r - r0); break;
+      }
+    }
+  }
+}
+
 void gemv_neon(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
                const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
   const int8x16_t tbl = vld1q_s8(lut);
   const int64_t n_groups = n_blocks / group_blocks;
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* c = codes + r * n_blocks * 16;
-    const uint16_t* s = scales + r * n_groups;
-    float32x4_t a0 = vdupq_n_f32(0.f), a1 = vdupq_n_f32(0.f);
-    int64_t b = 0;
-    for (; b + 2 <= n_blocks; b += 2) {
-      const int32x4_t p0 = dot32(c + b * 16, tbl, xq + b * 32);
-      const int32x4_t p1 = dot32(c + b * 16 + 16, tbl, xq + b * 32 + 32);
-      a0 = vfmaq_n_f32(a0, vcvtq_f32_s32(p0), half_to_float(s[b / group_blocks]) * dx[b]);
-      a1 = vfmaq_n_f32(a1, vcvtq_f32_s32(p1), half_to_float(s[(b + 1) / group_blocks]) * dx[b + 1]);
-    }
-    if (b < n_blocks) {
-      const int32x4_t p0 = dot32(c + b * 16, tbl, xq + b * 32);
-      a0 = vfmaq_n_f32(a0, vcvtq_f32_s32(p0), half_to_float(s[b / group_blocks]) * dx[b]);
-    }
-    y[r - r0] = vaddvq_f32(vaddq_f32(a0, a1));
-  }
+  const XRows x = x_rows(xq, dx, n_blocks, 0, 1, y, 0);
+  for (int64_t r = r0; r < r1; ++r)
+    row_g<1>(codes + r * n_blocks * 16, scales + r * n_groups, n_blocks, group_blocks, tbl, x, r - r0);
 }
 
 void expand_neon(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
@@ -138,7 +238,8 @@ void expand_neon(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64
 }  // namespace
 
 const Kernel4* neon_kernel4() {
-  static const Kernel4 k{"neon", gemv_neon, expand_neon, gemv16_neon, expand16_neon, nullptr, nullptr};
+  static const Kernel4 k{"neon",        gemv_neon,      expand_neon,     gemv16_neon,
+                         expand16_neon, gemv_rows_neon, gemv16_rows_neon};
   return &k;
 }
 

@@ -77,7 +77,7 @@ void qins4_matmul(const Quantized4Tensor& q, const float* x, int64_t n_rows, flo
 void qins4_gemv_reference(const Quantized4Tensor& q, const float* x, float* y);
 // The small-batch decode path: y[n, out] for n independent rows of x (one token of each of n
 // sequences). Row i is bit for bit what qins4_matmul(q, x + i * in, 1, ...) (the int8 GEMV) gives
-// it; where the kernel path has a small-batch loop (AVX2) each code is looked up once for up to 4
+// it; where the kernel path has a small-batch loop (AVX2, NEON) each code is looked up once for up to 4
 // rows at a time, elsewhere the GEMV runs once per row. (Not the prefill GEMM, which is exact fp32
 // and rounds differently.)
 void qins4_matmul_rows(const Quantized4Tensor& q, const float* x, int64_t n_rows, float* y);
