@@ -24,9 +24,10 @@ struct Result {
   std::string err;  // stderr
 };
 
-Result run(const std::string& args) {
+// env: "NAME=value " assignments for the command (shell syntax), or empty.
+Result run(const std::string& args, const std::string& env = "") {
   const auto err_file = test::temp_root() / "stderr.txt";
-  const std::string cmd = std::string(QINS_CLI_PATH) + " " + args + " 2>" + err_file.string() + " </dev/null";
+  const std::string cmd = env + std::string(QINS_CLI_PATH) + " " + args + " 2>" + err_file.string() + " </dev/null";
   Result r;
   FILE* p = popen(cmd.c_str(), "r");
   char buf[4096];
@@ -199,6 +200,11 @@ TEST(CliConvert, Qins4FileConvertsInspectsAndGenerates) {
   EXPECT_NE(r.out.find("qins4-g64"), std::string::npos) << r.out;
   r = run("generate " + out + " --prompt Hello --temperature 0 --max-tokens 5 --ids");
   ASSERT_EQ(r.status, 0) << r.err;
+  // The short prompt took the row path; with it off (GEMM prefill) the command still runs, and a
+  // malformed limit is a clean error naming the variable.
+  EXPECT_EQ(run("generate " + out + " --prompt Hello --temperature 0 --max-tokens 5 --ids", "QINS_ROWS_PREFILL_MAX=0 ").status, 0);
+  expect_clean_error(run("generate " + out + " --prompt Hello --max-tokens 2", "QINS_ROWS_PREFILL_MAX=lots "),
+                     {"QINS_ROWS_PREFILL_MAX=lots", "whole number"});
   r = run("convert " + dir + " -o " + out + " --codebook qins4 --group 48 -q");
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find("--group"), std::string::npos) << r.err;
