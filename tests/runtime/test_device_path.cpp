@@ -11,6 +11,7 @@
 
 #include "fixture_dir.h"
 #include "qins/core/device_expand.h"
+#include "qins/core/projective_linear.h"
 #include "qins/graph/device.h"
 #include "qins/runtime/engine.h"
 #include "qins/runtime/internal.h"
@@ -72,7 +73,24 @@ TEST(DeviceExpand, HalfAndBf16ExpansionRoundOnlyOnce) {
   }
 }
 
+// The fused kernels compared against run on an exact (fp32-product) path while this is alive: the
+// bf16 kernel (the default where the CPU has AVX512_BF16) rounds x and the table to bf16, a
+// difference the tests below would mistake for the device path's.
+struct ExactFusedKernel {
+  const std::string before = core::kernel_isa();
+  ExactFusedKernel() {
+    std::string exact = "scalar";
+    for (const std::string& isa : core::available_kernel_isas()) {
+      core::set_kernel_isa(isa);
+      if (!core::kernel_uses_bf16()) exact = isa;
+    }
+    core::set_kernel_isa(exact);
+  }
+  ~ExactFusedKernel() { core::set_kernel_isa(before); }
+};
+
 TEST(DeviceQinsLinearTest, AgreesWithTheFusedKernel) {
+  const ExactFusedKernel exact;
   const auto q = random_q(80, 112, 3);
   QinsLinear fused{core::ProjectiveLinear(q)};
   auto scratch = std::make_shared<DeviceScratch>();
@@ -123,6 +141,7 @@ torch::Tensor some_ids(int64_t T, int64_t vocab, uint64_t seed) {
 // forward() of the whole graph, one-shot and over the cache (a prefill chunk, then one token at a
 // time: the calls the generate loop makes on a device graph) against the fused CPU graph.
 TEST(DeviceGraph, LogitsAgreeWithTheFusedPathOnEveryFixtureVariant) {
+  const ExactFusedKernel exact;
   torch::NoGradGuard ng;
   for (const auto& [name, o] : variants()) {
     const auto dir = test::fixture(name, o);
