@@ -9,13 +9,15 @@
 // Prefill: `--prefill-rows` rows through one layer, every format. QINS-4 at group 32 (fp16 scales)
 // and group 16 (8-bit log-scale codes), same bits per weight.
 //
-// Kernel rows (x86 with AVX2 only): one thread, the AVX2 GEMV against the previous one
-// (bench/baseline/kernels4_avx2_prev.cpp) in the same interleaved rounds, group 16 and group 32,
+// Kernel rows (x86 only): one thread, each x86 path's GEMV (AVX2; AVX-512 where the CPU has it)
+// against its previous one (bench/baseline/kernels4_avx2_prev.cpp, kernels4_avx512_prev.cpp) in
+// the same interleaved rounds, group 16 and group 32,
 // on Phi-3 shapes, with the codes L2-resident (the first 192 KiB of rows, over and over) and
 // streamed (copies of the matrix past 64 MiB, more than the L3 holds), GB/s of code bytes.
 //
-// Small-batch rows (x86 with AVX2 only, after the kernel rows): one thread, the AVX2 batched-decode
-// kernel (gemv_rows / gemv16_rows: each code looked up once for up to 4 rows of x) against the
+// Small-batch rows (x86 only, after the kernel rows): one thread, each x86 path's batched-decode
+// kernel (gemv_rows / gemv16_rows: each code looked up once for up to 4 rows of x on AVX2, 8 on
+// AVX-512) against the
 // same rows through the GEMV one at a time (what a batched decode step cost before it), for 2, 4
 // and 8 rows of x, on the codes streamed; outputs checked bit for bit against the per-row GEMV.
 //
@@ -107,21 +109,31 @@ uint64_t sum_plain(const uint64_t* p, int64_t n) {  // integer adds: the compile
 }
 
 #if defined(__x86_64__) || defined(__i386__)
-// The kernel rows: the current AVX2 gemv16 / gemv against the previous ones, one thread.
-void bench_kernels(int rounds, const torch::Tensor& lut) {
+// The x86 paths with a previous GEMV kept as a baseline: name, the current kernel table, the previous GEMVs.
+struct PrevPath {
+  const char* name;
+  const qc::kernels4::Kernel4* k;
+  decltype(&qins::bench::kernels4_prev::gemv_avx2_prev) gemv_prev;
+  decltype(&qins::bench::kernels4_prev::gemv16_avx2_prev) gemv16_prev;
+};
+std::vector<PrevPath> prev_paths() {
   namespace k4 = qc::kernels4;
   namespace prev = qins::bench::kernels4_prev;
-  const k4::Kernel4* avx2 = k4::avx2_kernel4();
-  if (avx2 == nullptr) {
-    std::printf("kernel rows: no AVX2 on this CPU, skipped\n");
-    return;
-  }
+  std::vector<PrevPath> v;
+  if (const k4::Kernel4* k = k4::avx2_kernel4()) v.push_back({"AVX2", k, prev::gemv_avx2_prev, prev::gemv16_avx2_prev});
+  if (const k4::Kernel4* k = k4::avx512_kernel4())
+    v.push_back({"AVX-512", k, prev::gemv_avx512_prev, prev::gemv16_avx512_prev});
+  return v;
+}
+
+// The kernel rows on one path: its current gemv16 / gemv against its previous one, one thread.
+void bench_kernels_on(const PrevPath& path, int rounds, const torch::Tensor& lut) {
   const Shape shapes[] = {{3072, 3072}, {8192, 3072}, {3072, 8192}};
   const int8_t* lp = lut.data_ptr<int8_t>();
   const torch::Tensor st = qc::sub_scale_table(2e-4f);
-  std::printf("\nkernel rows: one thread, AVX2, previous (bench/baseline) vs current, %d interleaved rounds (medians), "
+  std::printf("\nkernel rows: one thread, %s, previous (bench/baseline) vs current, %d interleaved rounds (medians), "
               "GB/s of code bytes\n",
-              rounds);
+              path.name, rounds);
   std::printf("| group | shape (out x in) | codes | previous GB/s | current GB/s | current / previous | same outputs |\n"
               "|---|---|---|---:|---:|---:|---|\n");
   for (int group : {16, 32}) {
@@ -152,12 +164,12 @@ void bench_kernels(int rounds, const torch::Tensor& lut) {
         const uint8_t* cc = cp + c * mat_bytes;
         if (group == 16) {
           const uint8_t* ss = sp + c * sh.out * 2 * nb;
-          if (cur) avx2->gemv16(cc, nb, 0, rows, ss, stp, lp, xq.data(), dx.data(), y);
-          else prev::gemv16_avx2_prev(cc, nb, 0, rows, ss, stp, lp, xq.data(), dx.data(), y);
+          if (cur) path.k->gemv16(cc, nb, 0, rows, ss, stp, lp, xq.data(), dx.data(), y);
+          else path.gemv16_prev(cc, nb, 0, rows, ss, stp, lp, xq.data(), dx.data(), y);
         } else {
           const uint16_t* gg = hp + c * sh.out * nb;
-          if (cur) avx2->gemv(cc, nb, 1, 0, rows, gg, lp, xq.data(), dx.data(), y);
-          else prev::gemv_avx2_prev(cc, nb, 1, 0, rows, gg, lp, xq.data(), dx.data(), y);
+          if (cur) path.k->gemv(cc, nb, 1, 0, rows, gg, lp, xq.data(), dx.data(), y);
+          else path.gemv_prev(cc, nb, 1, 0, rows, gg, lp, xq.data(), dx.data(), y);
         }
       };
       call(false, 0, sh.out, y0.data());
@@ -190,14 +202,15 @@ void bench_kernels(int rounds, const torch::Tensor& lut) {
   }
 }
 
+// The kernel rows: each x86 path's current gemv16 / gemv against its previous one, one thread.
+void bench_kernels(int rounds, const torch::Tensor& lut) {
+  const std::vector<PrevPath> paths = prev_paths();
+  if (paths.empty()) std::printf("kernel rows: no AVX2 on this CPU, skipped\n");
+  for (const PrevPath& path : paths) bench_kernels_on(path, rounds, lut);
+}
+
 // The small-batch rows: n rows of x through gemv_rows / gemv16_rows against n GEMV calls, one thread.
-void bench_rows(int rounds, const torch::Tensor& lut) {
-  namespace k4 = qc::kernels4;
-  const k4::Kernel4* avx2 = k4::avx2_kernel4();
-  if (avx2 == nullptr || avx2->gemv_rows == nullptr || avx2->gemv16_rows == nullptr) {
-    std::printf("small-batch rows: no AVX2 on this CPU, skipped\n");
-    return;
-  }
+void bench_rows_on(const char* name, const qc::kernels4::Kernel4* avx2, int rounds, const torch::Tensor& lut) {
   const Shape sh{8192, 3072};
   const int8_t* lp = lut.data_ptr<int8_t>();
   const torch::Tensor st = qc::sub_scale_table(2e-4f);
@@ -214,9 +227,9 @@ void bench_rows(int rounds, const torch::Tensor& lut) {
   const int8_t* xq = xr.data_ptr<int8_t>();
   const float* dx = dr.data_ptr<float>();
   std::vector<float> ya(static_cast<size_t>(max_x * sh.out)), yb(ya.size());
-  std::printf("\nsmall-batch rows: one thread, AVX2, %lld x %lld codes streamed (%lld MB), n rows of x through the "
+  std::printf("\nsmall-batch rows: one thread, %s, %lld x %lld codes streamed (%lld MB), n rows of x through the "
               "batched kernel vs n GEMV calls, %d interleaved rounds (medians)\n",
-              static_cast<long long>(sh.out), static_cast<long long>(sh.in),
+              name, static_cast<long long>(sh.out), static_cast<long long>(sh.in),
               static_cast<long long>(copies * mat_bytes / 1000000), rounds);
   std::printf("| group | rows of x | n GEMV calls, ms | batched kernel, ms | speed-up | batched cost in one-row GEMVs | same outputs |\n"
               "|---|---:|---:|---:|---:|---:|---|\n");
@@ -255,6 +268,16 @@ void bench_rows(int rounds, const torch::Tensor& lut) {
                   same ? "bit-identical" : "DIFFERENT");
     }
   }
+}
+
+void bench_rows(int rounds, const torch::Tensor& lut) {
+  bool any = false;
+  for (const PrevPath& path : prev_paths()) {
+    if (path.k->gemv_rows == nullptr || path.k->gemv16_rows == nullptr) continue;
+    bench_rows_on(path.name, path.k, rounds, lut);
+    any = true;
+  }
+  if (!any) std::printf("small-batch rows: no x86 path with a batched loop on this CPU, skipped\n");
 }
 #endif
 

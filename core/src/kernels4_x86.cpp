@@ -31,7 +31,7 @@
 #include "kernels4_avx2.h"
 
 #define QINS4_AVX2 __attribute__((target("avx2,fma,f16c")))
-#define QINS4_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+#define QINS4_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 
 namespace qins::core::kernels4 {
 
@@ -369,10 +369,31 @@ QINS4_AVX2 void expand16_avx2(const uint8_t* codes, int64_t n_blocks, int64_t r0
   }
 }
 
-// AVX-512BW: two blocks (64 weights, 32 code bytes) per step. The nibble split of 32 bytes gives
-// 128-bit lanes [lo(b0), lo(b1), hi(b0), hi(b1)]; one lane shuffle puts them in natural order
-// [lo(b0), hi(b0), lo(b1), hi(b1)]. There is no 512-bit vpsignb: |w| by vpabsb, and x negated
-// under the mask of w's sign bits.
+// AVX-512 with VNNI (Ice Lake / Cascade Lake and later, Zen 4 and later; a CPU with AVX-512BW but no
+// VNNI, Skylake-X, takes the AVX2 path): two blocks (64 weights, 32 code bytes) per step. The
+// nibble split of 32 bytes gives 128-bit lanes [lo(b0), lo(b1), hi(b0), hi(b1)]; one lane shuffle
+// puts them in natural order [lo(b0), hi(b0), lo(b1), hi(b1)] and one vpshufb looks them up.
+//
+// The integer dot product is one vpdpbusd per row of x: its unsigned operand is x + 128 (made once
+// per call), its signed one the looked-up weights w, and its accumulator starts at -128 * (the sum
+// of each lane's 4 weights), one more vpdpbusd per step shared by every row of x. Each lane's sum
+// is then exactly sum(w * x) over its 4 columns, the same integers the maddubs / madd pair of the
+// AVX2 path makes (no saturation anywhere: |products| <= 255 * 128 in int32), in one instruction
+// instead of sign, maddubs and madd per row of x.
+//
+// The small-batch paths (gemv_rows_avx512, gemv16_rows_avx512) run the per-row templates below
+// (row512_g, row512_16) over up to 8 rows of x per code row (32 zmm registers hold their
+// accumulators); the GEMVs are their one-row case, so every row's result is the GEMV's bit for bit.
+// int32 -> fp32, and the sum of 16 lanes (as halves, then hsum256): the masked forms with an
+// all-ones mask, since GCC 12's unmasked ones warn about an undefined source.
+QINS4_AVX512 inline __m512 cvt512(__m512i v) { return _mm512_maskz_cvtepi32_ps(0xFFFF, v); }
+QINS4_AVX512 inline float sum512(__m512 v) {
+  const __m512d d = _mm512_castps_pd(v);
+  const __m256 lo = _mm256_castpd_ps(_mm512_mask_extractf64x4_pd(_mm256_setzero_pd(), 0xF, d, 0));
+  const __m256 hi = _mm256_castpd_ps(_mm512_mask_extractf64x4_pd(_mm256_setzero_pd(), 0xF, d, 1));
+  return hsum256(_mm256_add_ps(lo, hi));
+}
+
 QINS4_AVX512 inline __m512i lookup64(const uint8_t* c, __m512i tbl) {
   const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
   const __m256i m4 = _mm256_set1_epi8(0x0f);
@@ -385,85 +406,331 @@ QINS4_AVX512 inline __m512i lookup64(const uint8_t* c, __m512i tbl) {
   return _mm512_shuffle_epi8(tbl, _mm512_mask_shuffle_i64x2(z, 0xFF, lh, lh, _MM_SHUFFLE(3, 1, 2, 0)));
 }
 
-QINS4_AVX512 inline __m512i dot64(__m512i w, const int8_t* xq) {
-  const __m512i x = _mm512_loadu_si512(reinterpret_cast<const void*>(xq));
-  const __mmask64 neg = _mm512_movepi8_mask(w);
-  const __m512i sx = _mm512_mask_sub_epi8(x, neg, _mm512_setzero_si512(), x);
-  const __m512i p = _mm512_maddubs_epi16(_mm512_abs_epi8(w), sx);
-  return _mm512_madd_epi16(p, _mm512_set1_epi16(1));
+// vpdpbusd's starting value for a step: -128 times the sum of each lane's 4 weights.
+QINS4_AVX512 inline __m512i minus128_sums(__m512i w) {
+  return _mm512_sub_epi32(_mm512_setzero_si512(),
+                          _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_set1_epi8(static_cast<char>(0x80)), w));
+}
+QINS4_AVX512 inline __m256i minus128_sums(__m256i w) {
+  return _mm256_sub_epi32(_mm256_setzero_si256(),
+                          _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(static_cast<char>(0x80)), w));
+}
+
+// One x row of a call as the AVX-512 loops read it: xq + 128 as unsigned bytes (natural order), a
+// copy of dx with 4 more floats (so that 4 can be loaded from any block), and where its outputs go.
+struct XRow512 {
+  const uint8_t* xu;
+  const float* dx;
+  float* y;
+};
+
+// The n_x rows of x in that form, in the calling thread's scratch (as pair_rows).
+QINS4_AVX512 void rows512(const int8_t* xq, const float* dx, int64_t n_blocks, int64_t n_x, float* y,
+                          int64_t y_stride, XRow512* xr) {
+  thread_local std::vector<uint8_t> xbuf;
+  thread_local std::vector<float> dbuf;
+  const size_t nx = static_cast<size_t>(n_blocks * 32), nd = static_cast<size_t>(n_blocks + 4);
+  if (xbuf.size() < nx * static_cast<size_t>(n_x)) xbuf.resize(nx * static_cast<size_t>(n_x));
+  if (dbuf.size() < nd * static_cast<size_t>(n_x)) dbuf.resize(nd * static_cast<size_t>(n_x));
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  for (int64_t j = 0; j < n_x; ++j) {
+    const int8_t* xj = xq + j * n_blocks * 32;
+    const float* dj = dx + j * n_blocks;
+    uint8_t* xo = xbuf.data() + static_cast<size_t>(j) * nx;
+    float* dout = dbuf.data() + static_cast<size_t>(j) * nd;
+    for (int64_t b = 0; b < n_blocks; ++b)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(xo + b * 32),
+                          _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xj + b * 32)), flip));
+    std::copy(dj, dj + n_blocks, dout);
+    std::fill(dout + n_blocks, dout + n_blocks + 4, 0.f);
+    xr[j] = XRow512{xo, dout, y + j * y_stride};
+  }
+}
+
+// The fp16 group scales of blocks b..b+3 as floats over their lanes of two steps:
+// g0 = [g(b) x8, g(b+1) x8], g1 = [g(b+2) x8, g(b+3) x8] (GB = group_blocks, 1 or 2).
+template <int GB>
+QINS4_AVX512 inline void group_scales512(const uint16_t* s, int64_t b, __m512& g0, __m512& g1) {
+  __m128i h;
+  if constexpr (GB == 1) {
+    h = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + b));
+  } else {
+    int32_t two = 0;
+    std::memcpy(&two, s + b / 2, sizeof(two));
+    h = _mm_cvtsi32_si128(two);
+  }
+  const __m512 g = _mm512_maskz_broadcast_f32x4(0xFFFF, _mm_cvtph_ps(h));
+  const int l1 = GB == 1 ? 1 : 0, h0 = GB == 1 ? 2 : 1, h1 = GB == 1 ? 3 : 1;
+  g0 = _mm512_maskz_permutexvar_ps(0xFFFF, _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, l1, l1, l1, l1, l1, l1, l1, l1), g);
+  g1 = _mm512_maskz_permutexvar_ps(0xFFFF, _mm512_setr_epi32(h0, h0, h0, h0, h0, h0, h0, h0, h1, h1, h1, h1, h1, h1, h1, h1), g);
+}
+
+// The per-row templates are split in two so that a batched call can go over the columns a chunk at a
+// time: range512_* runs the steps of blocks [b0, b1) of one code row against J rows of x, from and
+// back into the accumulators acc (in memory between chunks, in registers during one), and
+// finish512_* adds the last blocks (those a whole step does not cover) and writes the J outputs. The
+// GEMV is the one-row case over the whole row in one range, so a row of x gets the same FMAs into
+// the same accumulators in the same order whichever way it is called: bit for bit the GEMV's.
+// Each step prefetches the same columns of the next code row (`pf` bytes on: the row length), which
+// is the row the GEMV and the batched loop read next at this offset.
+
+// Groups of 32 or 64, steps of 4 blocks; acc[2j], acc[2j + 1]: x row j's two accumulators.
+template <int GB, int J>
+QINS4_AVX512 inline void range512_g(const uint8_t* c, const uint16_t* s, int64_t b0, int64_t b1, __m512i tbl,
+                                    const XRow512* xr, float* acc, int64_t pf) {
+  const __m512i i01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  const __m512i i23 = _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  __m512 a0[J], a1[J];
+  const uint8_t* xu[J];
+  const float* dq[J];
+  for (int j = 0; j < J; ++j) {
+    a0[j] = _mm512_loadu_ps(acc + 32 * j);
+    a1[j] = _mm512_loadu_ps(acc + 32 * j + 16);
+    xu[j] = xr[j].xu + b0 * 32;
+    dq[j] = xr[j].dx + b0;
+  }
+  for (int64_t b = b0; b < b1; b += 4) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + b * 16 + pf), _MM_HINT_T0);
+    __m512 g0, g1;
+    group_scales512<GB>(s, b, g0, g1);
+    const __m512i w0 = lookup64(c + b * 16, tbl), w1 = lookup64(c + b * 16 + 32, tbl);
+    const __m512i n0 = minus128_sums(w0), n1 = minus128_sums(w1);
+    for (int j = 0; j < J; ++j) {
+      // dx of blocks b..b+3 over their lanes: [dx[b] x8, dx[b+1] x8], [dx[b+2] x8, dx[b+3] x8].
+      const __m512 d4 = _mm512_maskz_broadcast_f32x4(0xFFFF, _mm_loadu_ps(dq[j]));
+      const __m512i p0 = _mm512_dpbusd_epi32(n0, _mm512_loadu_si512(reinterpret_cast<const void*>(xu[j])), w0);
+      a0[j] = _mm512_fmadd_ps(cvt512(p0), _mm512_mul_ps(g0, _mm512_maskz_permutexvar_ps(0xFFFF, i01, d4)), a0[j]);
+      const __m512i p1 = _mm512_dpbusd_epi32(n1, _mm512_loadu_si512(reinterpret_cast<const void*>(xu[j] + 64)), w1);
+      a1[j] = _mm512_fmadd_ps(cvt512(p1), _mm512_mul_ps(g1, _mm512_maskz_permutexvar_ps(0xFFFF, i23, d4)), a1[j]);
+      xu[j] += 128;
+      dq[j] += 4;
+    }
+  }
+  for (int j = 0; j < J; ++j) {
+    _mm512_storeu_ps(acc + 32 * j, a0[j]);
+    _mm512_storeu_ps(acc + 32 * j + 16, a1[j]);
+  }
+}
+
+// From block b = n_blocks & ~3 on: a pair of blocks left, then an odd block; then the outputs.
+template <int GB, int J>
+QINS4_AVX512 inline void finish512_g(const uint8_t* c, const uint16_t* s, int64_t n_blocks, __m512i tbl,
+                                     __m256i tbl256, const XRow512* xr, const float* acc, int64_t out) {
+  __m512 a0[J];
+  for (int j = 0; j < J; ++j) a0[j] = _mm512_loadu_ps(acc + 32 * j);
+  int64_t b = n_blocks & ~int64_t{3};
+  if (b + 2 <= n_blocks) {  // one pair left (its scales are whole groups: b is a multiple of 4)
+    const __m512 g = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(_cvtsh_ss(s[b / GB])),
+                                          _mm512_set1_ps(_cvtsh_ss(s[(b + 1) / GB])));
+    const __m512i w = lookup64(c + b * 16, tbl);
+    const __m512i n = minus128_sums(w);
+    for (int j = 0; j < J; ++j) {
+      const __m512i p = _mm512_dpbusd_epi32(n, _mm512_loadu_si512(reinterpret_cast<const void*>(xr[j].xu + b * 32)), w);
+      const __m512 d = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(xr[j].dx[b]), _mm512_set1_ps(xr[j].dx[b + 1]));
+      a0[j] = _mm512_fmadd_ps(cvt512(p), _mm512_mul_ps(g, d), a0[j]);
+    }
+    b += 2;
+  }
+  __m256 t[J];
+  for (int j = 0; j < J; ++j) t[j] = _mm256_setzero_ps();
+  if (b < n_blocks) {  // odd block count: the last block alone, 256 bits
+    const __m256i w = lookup32(c + b * 16, tbl256);
+    const __m256i n = minus128_sums(w);
+    const float g = _cvtsh_ss(s[b / GB]);
+    for (int j = 0; j < J; ++j) {
+      const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr[j].xu + b * 32));
+      t[j] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(n, u, w)), _mm256_set1_ps(g * xr[j].dx[b]));
+    }
+  }
+  for (int j = 0; j < J; ++j)
+    xr[j].y[out] = sum512(_mm512_add_ps(a0[j], _mm512_loadu_ps(acc + 32 * j + 16))) + hsum256(t[j]);
+}
+
+// Group 16, steps of 2 blocks: per step the four 16-column groups' scales (block b low, high, block
+// b+1 low, high), each over its 4 lanes, times [dx[b] x8, dx[b+1] x8]; acc[j]: x row j's accumulator.
+template <int J>
+QINS4_AVX512 inline void range512_16(const uint8_t* c, const uint8_t* s, int64_t b0, int64_t b1, const float* st,
+                                     __m512i tbl, const XRow512* xr, float* acc, int64_t pf) {
+  const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  const __m512i i01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
+  __m512 a[J];
+  const uint8_t* xu[J];
+  const float* dq[J];
+  for (int j = 0; j < J; ++j) {
+    a[j] = _mm512_loadu_ps(acc + 16 * j);
+    xu[j] = xr[j].xu + b0 * 32;
+    dq[j] = xr[j].dx + b0;
+  }
+  for (int64_t b = b0; b < b1; b += 2) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + b * 16 + pf), _MM_HINT_T0);
+    const uint8_t* sp = s + 2 * b;
+    const __m512 g = _mm512_maskz_permutexvar_ps(
+        0xFFFF, spread,
+        _mm512_maskz_broadcast_f32x4(0xFFFF, _mm_setr_ps(st[sp[0]], st[sp[1]], st[sp[2]], st[sp[3]])));
+    const __m512i w = lookup64(c + b * 16, tbl);
+    const __m512i n = minus128_sums(w);
+    for (int j = 0; j < J; ++j) {
+      // [dx[b] x8, dx[b+1] x8] (the copy's padding makes the 4-float load safe at the last pair).
+      const __m512 d = _mm512_maskz_permutexvar_ps(0xFFFF, i01, _mm512_maskz_broadcast_f32x4(0xFFFF, _mm_loadu_ps(dq[j])));
+      const __m512i p = _mm512_dpbusd_epi32(n, _mm512_loadu_si512(reinterpret_cast<const void*>(xu[j])), w);
+      a[j] = _mm512_fmadd_ps(cvt512(p), _mm512_mul_ps(g, d), a[j]);
+      xu[j] += 64;
+      dq[j] += 2;
+    }
+  }
+  for (int j = 0; j < J; ++j) _mm512_storeu_ps(acc + 16 * j, a[j]);
+}
+
+// From block b = n_blocks & ~1 on: the odd last block, then the outputs.
+template <int J>
+QINS4_AVX512 inline void finish512_16(const uint8_t* c, const uint8_t* s, int64_t n_blocks, const float* st,
+                                      __m256i tbl256, const XRow512* xr, const float* acc, int64_t out) {
+  const int64_t b = n_blocks & ~int64_t{1};
+  __m256 t[J];
+  for (int j = 0; j < J; ++j) t[j] = _mm256_setzero_ps();
+  if (b < n_blocks) {
+    const __m256i w = lookup32(c + b * 16, tbl256);
+    const __m256i n = minus128_sums(w);
+    for (int j = 0; j < J; ++j) {
+      const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr[j].xu + b * 32));
+      t[j] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(n, u, w)), scale16(s + 2 * b, st, xr[j].dx[b]));
+    }
+  }
+  for (int j = 0; j < J; ++j) xr[j].y[out] = sum512(_mm512_loadu_ps(acc + 16 * j)) + hsum256(t[j]);
+}
+
+// The 16-entry table in each 128-bit lane (vpshufb looks up within lanes), and in 256 bits.
+QINS4_AVX512 inline __m512i table512(const int8_t* lut) {
+  return _mm512_maskz_broadcast_i32x4(0xFFFF, _mm_loadu_si128(reinterpret_cast<const __m128i*>(lut)));
+}
+QINS4_AVX512 inline __m256i table256(const int8_t* lut) {
+  return _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lut)));
+}
+
+// Rows of x per pass over a code row: their accumulators (16 zmm for groups of 32/64, 8 for group
+// 16) stay in registers next to a step's weights, sums and scales. The code rows go in order, one
+// after the other (the order the prefetchers follow; a column-chunked order over 8 code rows, which
+// kept the chunk's x in L1, measured slower from DRAM); per row of x the loop reads 64 bytes of
+// x + 128 and 16 of dx per 64 columns, so 8 rows of x at 3072 columns (27 KiB) stay in L1.
+constexpr int64_t kRows512 = 8;
+
+// Accumulators of a batched call (per code row of a block, per row of x), per thread.
+QINS4_AVX512 inline float* acc_scratch(int64_t floats) {
+  thread_local std::vector<float> buf;
+  if (buf.size() < static_cast<size_t>(floats)) buf.resize(static_cast<size_t>(floats));
+  return buf.data();
+}
+
+// J rows of x at a time (kRows512, then the remainder): `call` with J a constant, the pass's first
+// row of x at j. (A macro, not a generic lambda: clang gives a lambda no target attribute.)
+#define QINS4_IN_PASSES(n_x, call)                                            \
+  for (int64_t j = 0; j < (n_x); j += kRows512) {                             \
+    switch (std::min(kRows512, (n_x)-j)) {                                    \
+      case 8: { constexpr int J = 8; call; } break;                           \
+      case 7: { constexpr int J = 7; call; } break;                           \
+      case 6: { constexpr int J = 6; call; } break;                           \
+      case 5: { constexpr int J = 5; call; } break;                           \
+      case 4: { constexpr int J = 4; call; } break;                           \
+      case 3: { constexpr int J = 3; call; } break;                           \
+      case 2: { constexpr int J = 2; call; } break;                           \
+      default: { constexpr int J = 1; call; } break;                          \
+    }                                                                         \
+  }
+
+// Code rows [r0, r1) against n_x rows of x (groups of 32 or 64).
+template <int GB>
+QINS4_AVX512 void rows_avx512_g(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint16_t* scales,
+                                const int8_t* lut, const int8_t* xq, const float* dx, int64_t n_x, float* y,
+                                int64_t y_stride) {
+  const __m512i tbl = table512(lut);
+  const __m256i tbl256 = table256(lut);
+  const int64_t n_groups = n_blocks / GB, row_bytes = n_blocks * 16, n4 = n_blocks & ~int64_t{3};
+  thread_local std::vector<XRow512> xrs;
+  if (xrs.size() < static_cast<size_t>(n_x)) xrs.resize(static_cast<size_t>(n_x));
+  XRow512* xr = xrs.data();
+  rows512(xq, dx, n_blocks, n_x, y, y_stride, xr);
+  float* acc = acc_scratch(n_x * 32);
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* c = codes + r * row_bytes;
+    const uint16_t* s = scales + r * n_groups;
+    std::fill(acc, acc + n_x * 32, 0.f);
+    QINS4_IN_PASSES(n_x, (range512_g<GB, J>(c, s, 0, n4, tbl, xr + j, acc + j * 32, row_bytes),
+                          finish512_g<GB, J>(c, s, n_blocks, tbl, tbl256, xr + j, acc + j * 32, r - r0)));
+  }
+}
+
+QINS4_AVX512 void gemv_rows_avx512(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
+                                   const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx,
+                                   int64_t n_x, float* y, int64_t y_stride) {
+  if (group_blocks == 1) {
+    rows_avx512_g<1>(codes, n_blocks, r0, r1, scales, lut, xq, dx, n_x, y, y_stride);
+  } else if (group_blocks == 2) {
+    rows_avx512_g<2>(codes, n_blocks, r0, r1, scales, lut, xq, dx, n_x, y, y_stride);
+  } else {
+    for (int64_t j = 0; j < n_x; ++j)
+      scalar_kernel4().gemv(codes, n_blocks, group_blocks, r0, r1, scales, lut, xq + j * n_blocks * 32,
+                            dx + j * n_blocks, y + j * y_stride);
+  }
+}
+
+// The GEMV: one x row, each code row in one range (the arithmetic of the batched loop's J = 1).
+template <int GB>
+QINS4_AVX512 void gemv_avx512_g(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint16_t* scales,
+                                const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
+  const __m512i tbl = table512(lut);
+  const __m256i tbl256 = table256(lut);
+  const int64_t n_groups = n_blocks / GB, row_bytes = n_blocks * 16, n4 = n_blocks & ~int64_t{3};
+  XRow512 xr[1];
+  rows512(xq, dx, n_blocks, 1, y, 0, xr);
+  alignas(64) float acc[32];
+  for (int64_t r = r0; r < r1; ++r) {
+    std::fill(acc, acc + 32, 0.f);
+    range512_g<GB, 1>(codes + r * row_bytes, scales + r * n_groups, 0, n4, tbl, xr, acc, row_bytes);
+    finish512_g<GB, 1>(codes + r * row_bytes, scales + r * n_groups, n_blocks, tbl, tbl256, xr, acc, r - r0);
+  }
 }
 
 QINS4_AVX512 void gemv_avx512(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
                               const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx,
                               float* y) {
-  const __m128i t128 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(lut));
-  alignas(64) int8_t t4[64];
-  for (int k = 0; k < 64; ++k) t4[k] = lut[k & 15];
-  const __m512i tbl = _mm512_load_si512(reinterpret_cast<const void*>(t4));
-  const __m256i tbl256 = _mm256_broadcastsi128_si256(t128);
-  const int64_t n_groups = n_blocks / group_blocks;
+  if (group_blocks == 1) gemv_avx512_g<1>(codes, n_blocks, r0, r1, scales, lut, xq, dx, y);
+  else if (group_blocks == 2) gemv_avx512_g<2>(codes, n_blocks, r0, r1, scales, lut, xq, dx, y);
+  else scalar_kernel4().gemv(codes, n_blocks, group_blocks, r0, r1, scales, lut, xq, dx, y);
+}
+
+QINS4_AVX512 void gemv16_rows_avx512(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1,
+                                     const uint8_t* sub, const float* st, const int8_t* lut, const int8_t* xq,
+                                     const float* dx, int64_t n_x, float* y, int64_t y_stride) {
+  const __m512i tbl = table512(lut);
+  const __m256i tbl256 = table256(lut);
+  const int64_t row_bytes = n_blocks * 16, n2 = n_blocks & ~int64_t{1};
+  thread_local std::vector<XRow512> xrs;
+  if (xrs.size() < static_cast<size_t>(n_x)) xrs.resize(static_cast<size_t>(n_x));
+  XRow512* xr = xrs.data();
+  rows512(xq, dx, n_blocks, n_x, y, y_stride, xr);
+  float* acc = acc_scratch(n_x * 16);
   for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* c = codes + r * n_blocks * 16;
-    const uint16_t* s = scales + r * n_groups;
-    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-    int64_t b = 0;
-    for (; b + 4 <= n_blocks; b += 4) {
-      const __m512i p0 = dot64(lookup64(c + b * 16, tbl), xq + b * 32);
-      const __m512i p1 = dot64(lookup64(c + b * 16 + 32, tbl), xq + b * 32 + 64);
-      // Lanes 0-7 of each product belong to the first block of the pair, 8-15 to the second.
-      const __m512 s0 = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(_cvtsh_ss(s[b / group_blocks]) * dx[b]),
-                                             _mm512_set1_ps(_cvtsh_ss(s[(b + 1) / group_blocks]) * dx[b + 1]));
-      const __m512 s1 = _mm512_mask_blend_ps(0xFF00, _mm512_set1_ps(_cvtsh_ss(s[(b + 2) / group_blocks]) * dx[b + 2]),
-                                             _mm512_set1_ps(_cvtsh_ss(s[(b + 3) / group_blocks]) * dx[b + 3]));
-      a0 = _mm512_fmadd_ps(_mm512_mask_cvtepi32_ps(_mm512_setzero_ps(), 0xFFFF, p0), s0, a0);
-      a1 = _mm512_fmadd_ps(_mm512_mask_cvtepi32_ps(_mm512_setzero_ps(), 0xFFFF, p1), s1, a1);
-    }
-    // Up to three blocks left: 256-bit steps.
-    __m256 t = _mm256_setzero_ps();
-    for (; b < n_blocks; ++b) {
-      const __m256i p = dot32(lookup32(c + b * 16, tbl256), xq + b * 32);
-      t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(_cvtsh_ss(s[b / group_blocks]) * dx[b]), t);
-    }
-    alignas(64) float lanes[16];
-    _mm512_store_ps(lanes, _mm512_add_ps(a0, a1));
-    float sum = hsum256(t);
-    for (float e : lanes) sum += e;
-    y[r - r0] = sum;
+    const uint8_t* c = codes + r * row_bytes;
+    const uint8_t* s = sub + r * n_blocks * 2;
+    std::fill(acc, acc + n_x * 16, 0.f);
+    QINS4_IN_PASSES(n_x, (range512_16<J>(c, s, 0, n2, st, tbl, xr + j, acc + j * 16, row_bytes),
+                          finish512_16<J>(c, s, n_blocks, st, tbl256, xr + j, acc + j * 16, r - r0)));
   }
 }
 
-// Group 16: the 16 int32 partial sums of dot64 are four groups of 16 columns, 4 lanes each, in
-// order (block b low, block b high, block b+1 low, block b+1 high): one FMA by the four group
-// weights, each spread over its 4 lanes.
+// The group-16 GEMV: one x row, each code row in one range (the batched loop's J = 1).
 QINS4_AVX512 void gemv16_avx512(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint8_t* sub,
                                 const float* st, const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
-  alignas(64) int8_t t4[64];
-  for (int k = 0; k < 64; ++k) t4[k] = lut[k & 15];
-  const __m512i tbl = _mm512_load_si512(reinterpret_cast<const void*>(t4));
-  const __m256i tbl256 = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lut)));
-  const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  const __m512i tbl = table512(lut);
+  const __m256i tbl256 = table256(lut);
+  const int64_t row_bytes = n_blocks * 16, n2 = n_blocks & ~int64_t{1};
+  XRow512 xr[1];
+  rows512(xq, dx, n_blocks, 1, y, 0, xr);
+  alignas(64) float acc[16];
   for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* c = codes + r * n_blocks * 16;
-    const uint8_t* s = sub + r * n_blocks * 2;
-    __m512 a0 = _mm512_setzero_ps();
-    int64_t b = 0;
-    for (; b + 2 <= n_blocks; b += 2) {
-      const __m512i p = dot64(lookup64(c + b * 16, tbl), xq + b * 32);
-      const __m128 g = _mm_mul_ps(_mm_setr_ps(st[s[2 * b]], st[s[2 * b + 1]], st[s[2 * b + 2]], st[s[2 * b + 3]]),
-                                  _mm_setr_ps(dx[b], dx[b], dx[b + 1], dx[b + 1]));
-      const __m512 sv = _mm512_maskz_permutexvar_ps(0xFFFF, spread, _mm512_maskz_broadcast_f32x4(0xFFFF, g));
-      a0 = _mm512_fmadd_ps(_mm512_mask_cvtepi32_ps(_mm512_setzero_ps(), 0xFFFF, p), sv, a0);
-    }
-    __m256 t = _mm256_setzero_ps();
-    if (b < n_blocks) {
-      const __m256i p = dot32(lookup32(c + b * 16, tbl256), xq + b * 32);
-      t = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), scale16(s + 2 * b, st, dx[b]), t);
-    }
-    alignas(64) float lanes[16];
-    _mm512_store_ps(lanes, a0);
-    float sum = hsum256(t);
-    for (float e : lanes) sum += e;
-    y[r - r0] = sum;
+    std::fill(acc, acc + 16, 0.f);
+    range512_16<1>(codes + r * row_bytes, sub + r * n_blocks * 2, 0, n2, st, tbl, xr, acc, row_bytes);
+    finish512_16<1>(codes + r * row_bytes, sub + r * n_blocks * 2, n_blocks, st, tbl256, xr, acc, r - r0);
   }
 }
 
@@ -481,11 +748,12 @@ const Kernel4* avx2_kernel4() {
 
 const Kernel4* avx512_kernel4() {
   // The prefill expand is AVX2's (it is bound by the stores of the fp32 tile, not the lookups).
-  static const Kernel4 k{"avx512", gemv_avx512, expand_avx2, gemv16_avx512, expand16_avx2, nullptr, nullptr};
+  static const Kernel4 k{"avx512",      gemv_avx512,      expand_avx2,       gemv16_avx512,
+                         expand16_avx2, gemv_rows_avx512, gemv16_rows_avx512};
   __builtin_cpu_init();
   const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx2") &&
-                  __builtin_cpu_supports("fma");
+                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
+                  __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return ok ? &k : nullptr;
 }
 
