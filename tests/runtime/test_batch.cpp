@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "fixture_dir.h"
+#include "qins/core/qins4.h"
 #include "qins/io/converter.h"
 #include "qins/runtime/batch.h"
 #include "qins/runtime/engine.h"
@@ -124,9 +125,14 @@ void expect_matches(const Alone& a, Outcome& o, const std::string& what) {
 // earlier ones decode), produce exactly what each produces alone. parallel 4 and parallel 2 (the
 // later requests wait for a slot); a small prefill chunk so long prompts join in several chunks.
 void concurrent_matches_alone(const std::string& format, int parallel) {
-  auto e = load(format);
-  const std::vector<std::string> prompts{"Hello", "What does the word harbour mean? " + words(6),
-                                         words(24), "Tell me about rivers and stones."};
+  auto e = load(format, 1024);
+  // The third prompt is long enough for the prefill GEMM (past rows_prefill_max where it is set).
+  std::string long_prompt = words(24);
+  while (static_cast<int64_t>(e->tokenize_chat({{Role::User, long_prompt}}, true).size()) <=
+         rows_prefill_max(engine_internals(*e).weights))
+    long_prompt += words(24);
+  const std::vector<std::string> prompts{"Hello", "What does the word harbour mean? " + words(6), long_prompt,
+                                         "Tell me about rivers and stones."};
   std::vector<Alone> want;
   for (size_t i = 0; i < prompts.size(); ++i)
     want.push_back(alone_chat(*e, {{Role::User, prompts[i]}}, greedy(16 + 4 * static_cast<int>(i))));
@@ -188,7 +194,7 @@ TEST(BatchScheduler, DenseWeightsTakeTheOneSequencePathAndMatch) { concurrent_ma
 TEST(BatchScheduler, Qins4ConcurrentGreedyRequestsMatchSessionsExactly) { concurrent_matches_alone("qins4", 4); }
 
 // Short prompts of a QINS-4 model prefill through the projections' row paths (rows_prefill_max):
-// up to 24 tokens for QINS-4 layer projections, never for 8-bit or dense ones. With
+// up to 24 tokens (256 on AVX-512 VNNI) for QINS-4 layer projections, never for 8-bit or dense ones. With
 // ForwardOptions::rows_path each prompt row gets the decode step's numerics (x rounded to int8):
 // logits within that budget of the GEMM prefill's but not equal to them, the same greedy token
 // here; for dense weights (no row path) the option changes nothing.
@@ -196,7 +202,8 @@ TEST(Engine, ShortPromptsOfAQins4ModelPrefillThroughTheRowPaths) {
   auto e4 = load("qins4");
   auto e8 = load("inverse");
   auto ef = load("f32");
-  EXPECT_EQ(rows_prefill_max(engine_internals(*e4).weights), 24);
+  // 256 where the QINS-4 kernel is AVX-512 VNNI, 24 elsewhere.
+  EXPECT_EQ(rows_prefill_max(engine_internals(*e4).weights), std::string(core::kernel4_isa()) == "avx512" ? 256 : 24);
   EXPECT_EQ(rows_prefill_max(engine_internals(*e8).weights), 0);
   EXPECT_EQ(rows_prefill_max(engine_internals(*ef).weights), 0);
 
