@@ -371,8 +371,10 @@ QINS4_AVX2 void expand16_avx2(const uint8_t* codes, int64_t n_blocks, int64_t r0
 
 // AVX-512 with VNNI (Ice Lake / Cascade Lake and later, Zen 4 and later; a CPU with AVX-512BW but no
 // VNNI, Skylake-X, takes the AVX2 path): two blocks (64 weights, 32 code bytes) per step. The
-// nibble split of 32 bytes gives 128-bit lanes [lo(b0), lo(b1), hi(b0), hi(b1)]; one lane shuffle
-// puts them in natural order [lo(b0), hi(b0), lo(b1), hi(b1)] and one vpshufb looks them up.
+// 32 code bytes are loaded into both halves of a zmm, one lane shuffle makes them [b0, b0, b1, b1],
+// one masked shift brings the high nibbles down in lanes 1 and 3, and after the mask one vpshufb
+// gives the weights in natural order [lo(b0), hi(b0), lo(b1), hi(b1)] (4 vector operations; the
+// nibble split in ymm and two inserts took 6).
 //
 // The integer dot product is one vpdpbusd per row of x: its unsigned operand is x + 128 (made once
 // per call), its signed one the looked-up weights w, and its accumulator starts at -128 * (the sum
@@ -395,15 +397,13 @@ QINS4_AVX512 inline float sum512(__m512 v) {
 }
 
 QINS4_AVX512 inline __m512i lookup64(const uint8_t* c, __m512i tbl) {
-  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
-  const __m256i m4 = _mm256_set1_epi8(0x0f);
-  const __m256i lo = _mm256_and_si256(v, m4);
-  const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), m4);
-  // (The masked forms with an all-ones mask: GCC 12's unmasked ones warn about an undefined source.)
-  const __m512i z = _mm512_setzero_si512();
-  const __m512i l = _mm512_mask_inserti64x4(z, 0xFF, z, lo, 0);
-  const __m512i lh = _mm512_mask_inserti64x4(l, 0xFF, l, hi, 1);
-  return _mm512_shuffle_epi8(tbl, _mm512_mask_shuffle_i64x2(z, 0xFF, lh, lh, _MM_SHUFFLE(3, 1, 2, 0)));
+  // The 32 bytes in both halves, then lanes [c0-15, c0-15, c16-31, c16-31]; the high nibbles shifted
+  // down in lanes 1 and 3 (16-bit words 8-15, 24-31). (Masked forms with all-ones masks: GCC 12's
+  // unmasked ones warn about an undefined source.)
+  const __m512i b = _mm512_maskz_broadcast_i64x4(0xFF, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c)));
+  const __m512i v = _mm512_maskz_shuffle_i64x2(0xFF, b, b, _MM_SHUFFLE(1, 1, 0, 0));
+  const __m512i h = _mm512_mask_srli_epi16(v, 0xFF00FF00, v, 4);
+  return _mm512_shuffle_epi8(tbl, _mm512_and_si512(h, _mm512_set1_epi8(0x0f)));
 }
 
 // vpdpbusd's starting value for a step: -128 times the sum of each lane's 4 weights.
