@@ -551,7 +551,6 @@ QINS4_AVX512 inline void finish512_g(const uint8_t* c, const uint16_t* s, int64_
 template <int J>
 QINS4_AVX512 inline void range512_16(const uint8_t* c, const uint8_t* s, int64_t b0, int64_t b1, const float* st,
                                      __m512i tbl, const XRow512* xr, float* acc, int64_t pf) {
-  const __m512i spread = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
   const __m512i i01 = _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1);
   __m512 a[J];
   const uint8_t* xu[J];
@@ -564,9 +563,11 @@ QINS4_AVX512 inline void range512_16(const uint8_t* c, const uint8_t* s, int64_t
   for (int64_t b = b0; b < b1; b += 2) {
     _mm_prefetch(reinterpret_cast<const char*>(c + b * 16 + pf), _MM_HINT_T0);
     const uint8_t* sp = s + 2 * b;
-    const __m512 g = _mm512_maskz_permutexvar_ps(
-        0xFFFF, spread,
-        _mm512_maskz_broadcast_f32x4(0xFFFF, _mm_setr_ps(st[sp[0]], st[sp[1]], st[sp[2]], st[sp[3]])));
+    // Four broadcast loads blended (blends run on more ports than the shuffles of a gather-by-insert).
+    __m512 g = _mm512_set1_ps(st[sp[0]]);
+    g = _mm512_mask_blend_ps(0x00F0, g, _mm512_set1_ps(st[sp[1]]));
+    g = _mm512_mask_blend_ps(0x0F00, g, _mm512_set1_ps(st[sp[2]]));
+    g = _mm512_mask_blend_ps(0xF000, g, _mm512_set1_ps(st[sp[3]]));
     const __m512i w = lookup64(c + b * 16, tbl);
     const __m512i n = minus128_sums(w);
     for (int j = 0; j < J; ++j) {
