@@ -37,6 +37,34 @@ namespace qins::core::kernels4 {
 
 namespace {
 
+// Groups of 32 (one scale per block) and 64 (one per two blocks), the only two the format has
+// besides 16 (Quantized4Tensor::validate), to a path's instantiations for them; any other group
+// size to the scalar twin (row by row of x for the batched form). Called once per call of a
+// kernel: plain function pointers.
+using GemvG = void (*)(const uint8_t*, int64_t, int64_t, int64_t, const uint16_t*, const int8_t*, const int8_t*,
+                       const float*, float*);
+using RowsG = void (*)(const uint8_t*, int64_t, int64_t, int64_t, const uint16_t*, const int8_t*, const int8_t*,
+                       const float*, int64_t, float*, int64_t);
+void gemv_by_group(GemvG g32, GemvG g64, const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0,
+                   int64_t r1, const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
+  if (group_blocks == 1) g32(codes, n_blocks, r0, r1, scales, lut, xq, dx, y);
+  else if (group_blocks == 2) g64(codes, n_blocks, r0, r1, scales, lut, xq, dx, y);
+  else scalar_kernel4().gemv(codes, n_blocks, group_blocks, r0, r1, scales, lut, xq, dx, y);
+}
+void rows_by_group(RowsG g32, RowsG g64, const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0,
+                   int64_t r1, const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx,
+                   int64_t n_x, float* y, int64_t y_stride) {
+  if (group_blocks == 1) {
+    g32(codes, n_blocks, r0, r1, scales, lut, xq, dx, n_x, y, y_stride);
+  } else if (group_blocks == 2) {
+    g64(codes, n_blocks, r0, r1, scales, lut, xq, dx, n_x, y, y_stride);
+  } else {
+    for (int64_t j = 0; j < n_x; ++j)
+      scalar_kernel4().gemv(codes, n_blocks, group_blocks, r0, r1, scales, lut, xq + j * n_blocks * 32,
+                            dx + j * n_blocks, y + j * y_stride);
+  }
+}
+
 // The per-call inputs of the two-block loops (the paired copy of one row of x): per pair of blocks
 // (b, b + 1) of xq, its 64 bytes as [x(b)[0:16], x(b+1)[0:16], x(b)[16:32], x(b+1)[16:32]] (the
 // order of the nibble split of the pair's 32 code bytes), and [dx[b] x4, dx[b+1] x4].
@@ -213,20 +241,11 @@ QINS4_AVX2 void rows_avx2_g(const uint8_t* codes, int64_t n_blocks, int64_t r0, 
   }
 }
 
-// Groups of 32 (one scale per block) and 64 (one per two blocks), the only two the format has
-// besides 16 (Quantized4Tensor::validate); any other group size goes to the scalar twin.
-QINS4_AVX2 void gemv_rows_avx2(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
-                               const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx,
-                               int64_t n_x, float* y, int64_t y_stride) {
-  if (group_blocks == 1) {
-    rows_avx2_g<1>(codes, n_blocks, r0, r1, scales, lut, xq, dx, n_x, y, y_stride);
-  } else if (group_blocks == 2) {
-    rows_avx2_g<2>(codes, n_blocks, r0, r1, scales, lut, xq, dx, n_x, y, y_stride);
-  } else {
-    for (int64_t j = 0; j < n_x; ++j)
-      scalar_kernel4().gemv(codes, n_blocks, group_blocks, r0, r1, scales, lut, xq + j * n_blocks * 32,
-                            dx + j * n_blocks, y + j * y_stride);
-  }
+void gemv_rows_avx2(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
+                    const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx, int64_t n_x, float* y,
+                    int64_t y_stride) {
+  rows_by_group(rows_avx2_g<1>, rows_avx2_g<2>, codes, n_blocks, group_blocks, r0, r1, scales, lut, xq, dx, n_x, y,
+                y_stride);
 }
 
 // The GEMV: one x row (its own loop over the code rows, so that the compiler keeps that row's
@@ -241,11 +260,9 @@ QINS4_AVX2 void gemv_avx2_g(const uint8_t* codes, int64_t n_blocks, int64_t r0, 
   for (int64_t r = r0; r < r1; ++r) row_g<GB, 1>(codes + r * n_blocks * 16, scales + r * n_groups, n_blocks, tbl, xr, r - r0);
 }
 
-QINS4_AVX2 void gemv_avx2(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
-                          const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
-  if (group_blocks == 1) gemv_avx2_g<1>(codes, n_blocks, r0, r1, scales, lut, xq, dx, y);
-  else if (group_blocks == 2) gemv_avx2_g<2>(codes, n_blocks, r0, r1, scales, lut, xq, dx, y);
-  else scalar_kernel4().gemv(codes, n_blocks, group_blocks, r0, r1, scales, lut, xq, dx, y);
+void gemv_avx2(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
+               const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
+  gemv_by_group(gemv_avx2_g<1>, gemv_avx2_g<2>, codes, n_blocks, group_blocks, r0, r1, scales, lut, xq, dx, y);
 }
 
 // One block's 32 int8 weights (natural order) times their scales into ob[0..31]: columns 0-15 by
@@ -660,18 +677,11 @@ QINS4_AVX512 void rows_avx512_g(const uint8_t* codes, int64_t n_blocks, int64_t 
   }
 }
 
-QINS4_AVX512 void gemv_rows_avx512(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
-                                   const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx,
-                                   int64_t n_x, float* y, int64_t y_stride) {
-  if (group_blocks == 1) {
-    rows_avx512_g<1>(codes, n_blocks, r0, r1, scales, lut, xq, dx, n_x, y, y_stride);
-  } else if (group_blocks == 2) {
-    rows_avx512_g<2>(codes, n_blocks, r0, r1, scales, lut, xq, dx, n_x, y, y_stride);
-  } else {
-    for (int64_t j = 0; j < n_x; ++j)
-      scalar_kernel4().gemv(codes, n_blocks, group_blocks, r0, r1, scales, lut, xq + j * n_blocks * 32,
-                            dx + j * n_blocks, y + j * y_stride);
-  }
+void gemv_rows_avx512(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
+                      const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx, int64_t n_x,
+                      float* y, int64_t y_stride) {
+  rows_by_group(rows_avx512_g<1>, rows_avx512_g<2>, codes, n_blocks, group_blocks, r0, r1, scales, lut, xq, dx, n_x,
+                y, y_stride);
 }
 
 // The GEMV: one x row, each code row in one range (the arithmetic of the batched loop's J = 1).
@@ -691,12 +701,9 @@ QINS4_AVX512 void gemv_avx512_g(const uint8_t* codes, int64_t n_blocks, int64_t 
   }
 }
 
-QINS4_AVX512 void gemv_avx512(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
-                              const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx,
-                              float* y) {
-  if (group_blocks == 1) gemv_avx512_g<1>(codes, n_blocks, r0, r1, scales, lut, xq, dx, y);
-  else if (group_blocks == 2) gemv_avx512_g<2>(codes, n_blocks, r0, r1, scales, lut, xq, dx, y);
-  else scalar_kernel4().gemv(codes, n_blocks, group_blocks, r0, r1, scales, lut, xq, dx, y);
+void gemv_avx512(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
+                 const uint16_t* scales, const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
+  gemv_by_group(gemv_avx512_g<1>, gemv_avx512_g<2>, codes, n_blocks, group_blocks, r0, r1, scales, lut, xq, dx, y);
 }
 
 QINS4_AVX512 void gemv16_rows_avx512(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1,
