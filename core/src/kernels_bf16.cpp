@@ -133,15 +133,33 @@ QINS_BF16 void gemv_bf16(const uint8_t* codes, int64_t in, int64_t r0, int64_t r
   }
 }
 
-// The small-batch decode path (gemv_rows): each code row is decoded once into a bf16 buffer (the
-// even and odd words of every 64-column block, 2 bytes per weight: in L1/L2), prefetching the codes
-// ahead as gemv_bf16 does, then the rows of x take their products from it up to 3 at a time (each
-// decoded vector loaded once for the 3), every row with gemv_bf16's eight accumulators and the
-// same products in the same order: row i of the result is gemv_bf16's, bit for bit.
+// The small-batch decode path (gemv_rows). Up to 3 rows of x: one pass per code row, each 64 codes
+// decoded in registers and multiplied with every row. More: each code row is decoded once into a
+// bf16 buffer (the even and odd words of every 64-column block, 2 bytes per weight: in L1/L2),
+// prefetching the codes ahead as gemv_bf16 does, then the rows of x take their products from it 3
+// at a time (each decoded vector loaded once for the 3). Every row keeps gemv_bf16's eight
+// accumulators and the same products in the same order: row i of the result is gemv_bf16's, bit
+// for bit.
 constexpr int kRowsBf16 = 3;  // 3 x 8 accumulators + the two weight vectors: 26 of 32 zmm
 
+// The 64 weights at column o of a code row: decoded from `codes` (prefetching ahead, as gemv_bf16)
+// or, where codes is null, loaded from the row decoded into w.
+QINS_BF16 inline void weights64(const uint16_t* w, const uint8_t* codes, const PlanesBf16& p, int64_t o, __m512i* e,
+                                __m512i* od) {
+  if (codes) {
+    _mm_prefetch(reinterpret_cast<const char*>(codes + o + kPrefetchBytes), _MM_HINT_T0);
+    decode64(_mm512_loadu_si512(reinterpret_cast<const void*>(codes + o)), p, e, od);
+  } else {
+    *e = _mm512_load_si512(reinterpret_cast<const void*>(w + o));
+    *od = _mm512_load_si512(reinterpret_cast<const void*>(w + o + 32));
+  }
+}
+
+// With `codes` set, the weights are decoded in registers as they are used (a batch of at most
+// kRowsBf16 rows of x: one pass, no buffer); else they are loaded from the decoded row w.
 template <int NB>
-QINS_BF16 inline void dot_rows_bf16(const uint16_t* w, const uint16_t* x, int64_t in, int64_t in64, float* s) {
+QINS_BF16 inline void dot_rows_bf16(const uint16_t* w, const uint8_t* codes, const PlanesBf16& p, const uint16_t* x,
+                                    int64_t in, int64_t in64, float* s) {
   __m512 a[NB][8];
   for (int b = 0; b < NB; ++b)
     for (auto& v : a[b]) v = _mm512_setzero_ps();
@@ -150,8 +168,8 @@ QINS_BF16 inline void dot_rows_bf16(const uint16_t* w, const uint16_t* x, int64_
 #pragma GCC unroll 4
     for (int u = 0; u < 4; ++u) {
       const int64_t o = i + 64 * u;
-      const __m512i e = _mm512_load_si512(reinterpret_cast<const void*>(w + o));
-      const __m512i od = _mm512_load_si512(reinterpret_cast<const void*>(w + o + 32));
+      __m512i e, od;
+      weights64(w, codes, p, o, &e, &od);
       for (int b = 0; b < NB; ++b) {
         const uint16_t* xb = x + b * in;
         a[b][2 * u] = dot2(a[b][2 * u], e, _mm512_loadu_si512(reinterpret_cast<const void*>(xb + o)));
@@ -160,8 +178,8 @@ QINS_BF16 inline void dot_rows_bf16(const uint16_t* w, const uint16_t* x, int64_
     }
   }
   for (; i < in64; i += 64) {
-    const __m512i e = _mm512_load_si512(reinterpret_cast<const void*>(w + i));
-    const __m512i od = _mm512_load_si512(reinterpret_cast<const void*>(w + i + 32));
+    __m512i e, od;
+    weights64(w, codes, p, i, &e, &od);
     for (int b = 0; b < NB; ++b) {
       const uint16_t* xb = x + b * in;
       a[b][0] = dot2(a[b][0], e, _mm512_loadu_si512(reinterpret_cast<const void*>(xb + i)));
@@ -184,21 +202,27 @@ QINS_BF16 void gemv_rows_bf16(const uint8_t* codes, int64_t in, int64_t r0, int6
   if (buf.size() < static_cast<size_t>(in64) + 32) buf.resize(static_cast<size_t>(in64) + 32);
   // 64-byte aligned blocks (the vector's storage is only 16-byte aligned).
   uint16_t* w = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t{63});
+  // Up to kRowsBf16 rows of x: one pass per code row, decoding in registers; more: decode the row
+  // into w once, then the rows of x kRowsBf16 at a time from there.
+  const bool one_pass = m <= kRowsBf16;
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* c = codes + r * in;
-    for (int64_t i = 0; i < in64; i += 64) {
-      _mm_prefetch(reinterpret_cast<const char*>(c + i + kPrefetchBytes), _MM_HINT_T0);
-      __m512i e, od;
-      decode64(_mm512_loadu_si512(reinterpret_cast<const void*>(c + i)), p, &e, &od);
-      _mm512_store_si512(reinterpret_cast<void*>(w + i), e);
-      _mm512_store_si512(reinterpret_cast<void*>(w + i + 32), od);
+    if (!one_pass) {
+      for (int64_t i = 0; i < in64; i += 64) {
+        _mm_prefetch(reinterpret_cast<const char*>(c + i + kPrefetchBytes), _MM_HINT_T0);
+        __m512i e, od;
+        decode64(_mm512_loadu_si512(reinterpret_cast<const void*>(c + i)), p, &e, &od);
+        _mm512_store_si512(reinterpret_cast<void*>(w + i), e);
+        _mm512_store_si512(reinterpret_cast<void*>(w + i + 32), od);
+      }
     }
+    const uint8_t* direct = one_pass ? c : nullptr;
     for (int64_t b0 = 0; b0 < m; b0 += kRowsBf16) {
       const int64_t nb = std::min<int64_t>(kRowsBf16, m - b0);
       float s[kRowsBf16];
-      if (nb == 3) dot_rows_bf16<3>(w, xp + b0 * in, in, in64, s);
-      else if (nb == 2) dot_rows_bf16<2>(w, xp + b0 * in, in, in64, s);
-      else dot_rows_bf16<1>(w, xp + b0 * in, in, in64, s);
+      if (nb == 3) dot_rows_bf16<3>(w, direct, p, xp + b0 * in, in, in64, s);
+      else if (nb == 2) dot_rows_bf16<2>(w, direct, p, xp + b0 * in, in, in64, s);
+      else dot_rows_bf16<1>(w, direct, p, xp + b0 * in, in, in64, s);
       for (int64_t b = b0; b < b0 + nb; ++b) {
         const uint16_t* xb = xp + b * in;
         float v = s[b - b0];
