@@ -25,7 +25,7 @@ namespace qins {
 // weights (docs/benchmarks.md, "Short prompts through the row path"). Decided per prompt, not per
 // chunk, so Session and the BatchScheduler (other chunk sizes) compute every row the same way.
 // For QINS-4 layer projections 256 where the QINS-4 kernel is AVX-512 VNNI (faster than the GEMM
-// up to 128 tokens, even at 512) and 24 elsewhere (faster up to ~32 tokens on AVX2); 0 (never)
+// up to 128 tokens, as fast at 512) and 24 elsewhere (faster up to ~32 tokens on AVX2); 0 (never)
 // for the others (8-bit: slower already at 8 tokens). QINS_ROWS_PREFILL_MAX=<n> sets it for every
 // model (0: never); read once.
 int64_t rows_prefill_max(const Phi3Weights& w);
