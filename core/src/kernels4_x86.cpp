@@ -65,6 +65,15 @@ void rows_by_group(RowsG g32, RowsG g64, const uint8_t* codes, int64_t n_blocks,
   }
 }
 
+// The calling thread's scratch of at least n elements, one buffer per (T, Tag), reused across
+// calls (each call of the parallel row loop uses its own thread's; kernel calls do not nest).
+template <typename T, int Tag>
+T* thread_scratch(size_t n) {
+  thread_local std::vector<T> buf;
+  if (buf.size() < n) buf.resize(n);
+  return buf.data();
+}
+
 // The per-call inputs of the two-block loops (the paired copy of one row of x): per pair of blocks
 // (b, b + 1) of xq, its 64 bytes as [x(b)[0:16], x(b+1)[0:16], x(b)[16:32], x(b+1)[16:32]] (the
 // order of the nibble split of the pair's 32 code bytes), and [dx[b] x4, dx[b+1] x4].
@@ -92,23 +101,23 @@ struct XRow {
 // The paired copies of n_x rows of x (row j at xq + j * n_blocks * 32, dx + j * n_blocks) in the
 // calling thread's scratch (each call of the parallel row loop makes its own: 2 KiB of xq per 2048
 // columns and row of x, next to 32x as many code bytes per code row); xr[j] gets row j's pointers,
-// its outputs at y + j * y_stride.
-QINS4_AVX2 void pair_rows(const int8_t* xq, const float* dx, int64_t n_blocks, int64_t n_x, float* y,
-                          int64_t y_stride, XRow* xr) {
-  thread_local std::vector<int8_t> xbuf;
-  thread_local std::vector<float> dbuf;
+// its outputs at y + j * y_stride. Returns the n_x rows' XRow (scratch too).
+QINS4_AVX2 XRow* pair_rows(const int8_t* xq, const float* dx, int64_t n_blocks, int64_t n_x, float* y,
+                           int64_t y_stride) {
   const int64_t n_pairs = n_blocks / 2;
   const size_t nx = static_cast<size_t>(n_pairs * 64), nd = static_cast<size_t>(n_pairs * 8);
-  if (xbuf.size() < nx * static_cast<size_t>(n_x)) xbuf.resize(nx * static_cast<size_t>(n_x));
-  if (dbuf.size() < nd * static_cast<size_t>(n_x)) dbuf.resize(nd * static_cast<size_t>(n_x));
+  int8_t* xbuf = thread_scratch<int8_t, 0>(nx * static_cast<size_t>(n_x));
+  float* dbuf = thread_scratch<float, 0>(nd * static_cast<size_t>(n_x));
+  XRow* xr = thread_scratch<XRow, 0>(static_cast<size_t>(n_x));
   for (int64_t j = 0; j < n_x; ++j) {
     const int8_t* xj = xq + j * n_blocks * 32;
     const float* dj = dx + j * n_blocks;
-    int8_t* xo = xbuf.data() + static_cast<size_t>(j) * nx;
-    float* dout = dbuf.data() + static_cast<size_t>(j) * nd;
+    int8_t* xo = xbuf + static_cast<size_t>(j) * nx;
+    float* dout = dbuf + static_cast<size_t>(j) * nd;
     pair_x_into(xj, dj, n_pairs, xo, dout);
     xr[j] = XRow{xo, dout, xj, dj, y + j * y_stride};
   }
+  return xr;
 }
 
 // One pair of blocks (32 code bytes) looked up: the int8 weights of the low halves (lanes 0-15:
@@ -223,10 +232,7 @@ QINS4_AVX2 void rows_avx2_g(const uint8_t* codes, int64_t n_blocks, int64_t r0, 
                             int64_t y_stride) {
   const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lut)));
   const int64_t n_groups = n_blocks / GB;
-  thread_local std::vector<XRow> xrs;
-  if (xrs.size() < static_cast<size_t>(n_x)) xrs.resize(static_cast<size_t>(n_x));
-  XRow* xr = xrs.data();
-  pair_rows(xq, dx, n_blocks, n_x, y, y_stride, xr);
+  const XRow* xr = pair_rows(xq, dx, n_blocks, n_x, y, y_stride);
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* c = codes + r * n_blocks * 16;
     const uint16_t* s = scales + r * n_groups;
@@ -255,8 +261,7 @@ QINS4_AVX2 void gemv_avx2_g(const uint8_t* codes, int64_t n_blocks, int64_t r0, 
                             const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
   const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lut)));
   const int64_t n_groups = n_blocks / GB;
-  XRow xr[1];
-  pair_rows(xq, dx, n_blocks, 1, y, 0, xr);
+  const XRow* xr = pair_rows(xq, dx, n_blocks, 1, y, 0);
   for (int64_t r = r0; r < r1; ++r) row_g<GB, 1>(codes + r * n_blocks * 16, scales + r * n_groups, n_blocks, tbl, xr, r - r0);
 }
 
@@ -344,10 +349,7 @@ QINS4_AVX2 void gemv16_rows_avx2(const uint8_t* codes, int64_t n_blocks, int64_t
                                  const float* st, const int8_t* lut, const int8_t* xq, const float* dx, int64_t n_x,
                                  float* y, int64_t y_stride) {
   const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lut)));
-  thread_local std::vector<XRow> xrs;
-  if (xrs.size() < static_cast<size_t>(n_x)) xrs.resize(static_cast<size_t>(n_x));
-  XRow* xr = xrs.data();
-  pair_rows(xq, dx, n_blocks, n_x, y, y_stride, xr);
+  const XRow* xr = pair_rows(xq, dx, n_blocks, n_x, y, y_stride);
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* c = codes + r * n_blocks * 16;
     const uint8_t* s = sub + r * n_blocks * 2;
@@ -365,8 +367,7 @@ QINS4_AVX2 void gemv16_rows_avx2(const uint8_t* codes, int64_t n_blocks, int64_t
 QINS4_AVX2 void gemv16_avx2(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint8_t* sub,
                             const float* st, const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
   const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lut)));
-  XRow xr[1];
-  pair_rows(xq, dx, n_blocks, 1, y, 0, xr);
+  const XRow* xr = pair_rows(xq, dx, n_blocks, 1, y, 0);
   for (int64_t r = r0; r < r1; ++r)
     row16<1>(codes + r * n_blocks * 16, sub + r * n_blocks * 2, n_blocks, st, tbl, xr, r - r0);
 }
@@ -441,20 +442,20 @@ struct XRow512 {
   float* y;
 };
 
-// The n_x rows of x in that form, in the calling thread's scratch (as pair_rows).
-QINS4_AVX512 void rows512(const int8_t* xq, const float* dx, int64_t n_blocks, int64_t n_x, float* y,
-                          int64_t y_stride, XRow512* xr) {
-  thread_local std::vector<uint8_t> xbuf;
-  thread_local std::vector<float> dbuf;
+// The n_x rows of x in that form, in the calling thread's scratch (as pair_rows); returns their
+// XRow512.
+QINS4_AVX512 XRow512* rows512(const int8_t* xq, const float* dx, int64_t n_blocks, int64_t n_x, float* y,
+                              int64_t y_stride) {
   const size_t nx = static_cast<size_t>(n_blocks * 32), nd = static_cast<size_t>(n_blocks + 4);
-  if (xbuf.size() < nx * static_cast<size_t>(n_x)) xbuf.resize(nx * static_cast<size_t>(n_x));
-  if (dbuf.size() < nd * static_cast<size_t>(n_x)) dbuf.resize(nd * static_cast<size_t>(n_x));
+  uint8_t* xbuf = thread_scratch<uint8_t, 0>(nx * static_cast<size_t>(n_x));
+  float* dbuf = thread_scratch<float, 0>(nd * static_cast<size_t>(n_x));
+  XRow512* xr = thread_scratch<XRow512, 0>(static_cast<size_t>(n_x));
   const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
   for (int64_t j = 0; j < n_x; ++j) {
     const int8_t* xj = xq + j * n_blocks * 32;
     const float* dj = dx + j * n_blocks;
-    uint8_t* xo = xbuf.data() + static_cast<size_t>(j) * nx;
-    float* dout = dbuf.data() + static_cast<size_t>(j) * nd;
+    uint8_t* xo = xbuf + static_cast<size_t>(j) * nx;
+    float* dout = dbuf + static_cast<size_t>(j) * nd;
     for (int64_t b = 0; b < n_blocks; ++b)
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(xo + b * 32),
                           _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xj + b * 32)), flip));
@@ -462,6 +463,7 @@ QINS4_AVX512 void rows512(const int8_t* xq, const float* dx, int64_t n_blocks, i
     std::fill(dout + n_blocks, dout + n_blocks + 4, 0.f);
     xr[j] = XRow512{xo, dout, y + j * y_stride};
   }
+  return xr;
 }
 
 // The fp16 group scales of blocks b..b+3 as floats over their lanes of two steps:
@@ -632,13 +634,6 @@ QINS4_AVX512 inline __m256i table256(const int8_t* lut) {
 // x + 128 and 16 of dx per 64 columns, so 8 rows of x at 3072 columns (27 KiB) stay in L1.
 constexpr int64_t kRows512 = 8;
 
-// Accumulators of a batched call (per code row of a block, per row of x), per thread.
-QINS4_AVX512 inline float* acc_scratch(int64_t floats) {
-  thread_local std::vector<float> buf;
-  if (buf.size() < static_cast<size_t>(floats)) buf.resize(static_cast<size_t>(floats));
-  return buf.data();
-}
-
 // J rows of x at a time (kRows512, then the remainder): `call` with J a constant, the pass's first
 // row of x at j. (A macro, not a generic lambda: clang gives a lambda no target attribute.)
 #define QINS4_IN_PASSES(n_x, call)                                            \
@@ -663,11 +658,8 @@ QINS4_AVX512 void rows_avx512_g(const uint8_t* codes, int64_t n_blocks, int64_t 
   const __m512i tbl = table512(lut);
   const __m256i tbl256 = table256(lut);
   const int64_t n_groups = n_blocks / GB, row_bytes = n_blocks * 16, n4 = n_blocks & ~int64_t{3};
-  thread_local std::vector<XRow512> xrs;
-  if (xrs.size() < static_cast<size_t>(n_x)) xrs.resize(static_cast<size_t>(n_x));
-  XRow512* xr = xrs.data();
-  rows512(xq, dx, n_blocks, n_x, y, y_stride, xr);
-  float* acc = acc_scratch(n_x * 32);
+  const XRow512* xr = rows512(xq, dx, n_blocks, n_x, y, y_stride);
+  float* acc = thread_scratch<float, 1>(static_cast<size_t>(n_x * 32));  // per (x row) accumulators
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* c = codes + r * row_bytes;
     const uint16_t* s = scales + r * n_groups;
@@ -691,8 +683,7 @@ QINS4_AVX512 void gemv_avx512_g(const uint8_t* codes, int64_t n_blocks, int64_t 
   const __m512i tbl = table512(lut);
   const __m256i tbl256 = table256(lut);
   const int64_t n_groups = n_blocks / GB, row_bytes = n_blocks * 16, n4 = n_blocks & ~int64_t{3};
-  XRow512 xr[1];
-  rows512(xq, dx, n_blocks, 1, y, 0, xr);
+  const XRow512* xr = rows512(xq, dx, n_blocks, 1, y, 0);
   alignas(64) float acc[32];
   for (int64_t r = r0; r < r1; ++r) {
     std::fill(acc, acc + 32, 0.f);
@@ -712,11 +703,8 @@ QINS4_AVX512 void gemv16_rows_avx512(const uint8_t* codes, int64_t n_blocks, int
   const __m512i tbl = table512(lut);
   const __m256i tbl256 = table256(lut);
   const int64_t row_bytes = n_blocks * 16, n2 = n_blocks & ~int64_t{1};
-  thread_local std::vector<XRow512> xrs;
-  if (xrs.size() < static_cast<size_t>(n_x)) xrs.resize(static_cast<size_t>(n_x));
-  XRow512* xr = xrs.data();
-  rows512(xq, dx, n_blocks, n_x, y, y_stride, xr);
-  float* acc = acc_scratch(n_x * 16);
+  const XRow512* xr = rows512(xq, dx, n_blocks, n_x, y, y_stride);
+  float* acc = thread_scratch<float, 1>(static_cast<size_t>(n_x * 16));
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* c = codes + r * row_bytes;
     const uint8_t* s = sub + r * n_blocks * 2;
@@ -732,8 +720,7 @@ QINS4_AVX512 void gemv16_avx512(const uint8_t* codes, int64_t n_blocks, int64_t 
   const __m512i tbl = table512(lut);
   const __m256i tbl256 = table256(lut);
   const int64_t row_bytes = n_blocks * 16, n2 = n_blocks & ~int64_t{1};
-  XRow512 xr[1];
-  rows512(xq, dx, n_blocks, 1, y, 0, xr);
+  const XRow512* xr = rows512(xq, dx, n_blocks, 1, y, 0);
   alignas(64) float acc[16];
   for (int64_t r = r0; r < r1; ++r) {
     std::fill(acc, acc + 16, 0.f);
