@@ -21,6 +21,10 @@
 // same rows through the GEMV one at a time (what a batched decode step cost before it), for 2, 4
 // and 8 rows of x, on the codes streamed; outputs checked bit for bit against the per-row GEMV.
 //
+// Super-block rows (AVX-512 VNNI only): group 16's super-block loop against the two-block steps it
+// replaced (the same kernel's fallback, forced by a sub-scale table its check rejects), 1-8 rows of
+// x, qkv-shaped codes streamed, one thread and every ATen thread.
+//
 //   ./build/bench/bench_qins4 [--layers 8] [--rounds 7] [--prefill-rows 64] [--kernel-rounds 15]
 //   ./build/bench/bench_qins4 --kernels-only 1    (the kernel rows alone)
 #include <ATen/Parallel.h>
@@ -33,6 +37,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "qins/core/projective_linear.h"
@@ -270,6 +275,71 @@ void bench_rows_on(const char* name, const qc::kernels4::Kernel4* avx2, int roun
   }
 }
 
+// Group 16 on AVX-512: the super-block loop against the two-block steps it replaced (the same
+// kernel, given a sub-scale table whose log-table check fails: one entry moved by 2^-20, so that the
+// kernel runs its fallback, which is the previous stop's loop), rows of x 1, 2, 4 and 8, codes of
+// the qkv shape streamed (384 MiB of copies, past any cache), at one thread and at every ATen
+// thread (rows split as the model splits them); outputs compared.
+void bench_superblocks(int rounds, const torch::Tensor& lut) {
+  const qc::kernels4::Kernel4* k = qc::kernels4::avx512_kernel4();
+  if (k == nullptr) {
+    std::printf("\nsuper-block rows: no AVX-512 VNNI on this CPU, skipped\n");
+    return;
+  }
+  const Shape sh{9216, 3072};
+  const int8_t* lp = lut.data_ptr<int8_t>();
+  const torch::Tensor st = qc::sub_scale_table(2e-4f);
+  torch::Tensor st_off = st.clone();
+  st_off[200] = st_off[200] * (1.f + std::ldexp(1.f, -20));
+  const int64_t nb = sh.in / 32, row_bytes = nb * 16, mat_bytes = sh.out * row_bytes;
+  const int64_t copies = (int64_t{384} << 20) / mat_bytes + 1, all_rows = copies * sh.out;
+  torch::Tensor codes = qc::empty_large({all_rows, row_bytes}, torch::kUInt8);  // [copies*out, in/2] uint8
+  codes.copy_(torch::randint(0, 256, {all_rows, row_bytes}, torch::kUInt8));
+  qc::promote_to_huge_pages(codes);
+  const torch::Tensor sub = torch::randint(128, 256, {all_rows, 2 * nb}, torch::kUInt8);
+  const int max_x = 8;
+  const torch::Tensor xr = torch::randint(-127, 128, {max_x, sh.in}, torch::kInt8);  // [8, in] int8
+  const torch::Tensor dr = torch::rand({max_x, nb}) * 0.01 + 0.005;                 // [8, nb] fp32
+  std::vector<float> ya(static_cast<size_t>(max_x * sh.out)), yb(ya.size());
+  const int before = at::get_num_threads();
+  const int all_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::printf("\nsuper-block rows: AVX-512 group 16, %lld x %lld codes streamed (%lld MB), super-block loop vs the "
+              "two-block steps (a table its check rejects), %d interleaved rounds (medians), GB/s of code bytes\n",
+              static_cast<long long>(sh.out), static_cast<long long>(sh.in),
+              static_cast<long long>(copies * mat_bytes / 1000000), rounds);
+  std::printf("| threads | rows of x | two-block steps GB/s | super-blocks GB/s | super-blocks / steps | max diff of max abs y |\n"
+              "|---:|---:|---:|---:|---:|---:|\n");
+  std::vector<int> thread_counts = {1};
+  if (all_threads > 1) thread_counts.push_back(all_threads);
+  for (int threads : thread_counts) {
+    at::set_num_threads(threads);
+    for (int n : {1, 2, 4, 8}) {
+      auto pass = [&](bool cur, float* y) {
+        const float* stp = (cur ? st : st_off).data_ptr<float>();
+        for (int64_t c = 0; c < copies; ++c) {
+          const uint8_t* cc = codes.data_ptr<uint8_t>() + c * mat_bytes;
+          const uint8_t* ss = sub.data_ptr<uint8_t>() + c * sh.out * 2 * nb;
+          at::parallel_for(0, sh.out, 256, [&](int64_t b, int64_t e) {
+            k->gemv16_rows(cc, nb, b, e, ss, stp, lp, xr.data_ptr<int8_t>(), dr.data_ptr<float>(), n, y + b, sh.out);
+          });
+        }
+      };
+      pass(false, ya.data());
+      pass(true, yb.data());
+      float maxdiff = 0.f, maxabs = 0.f;
+      for (size_t i = 0; i < static_cast<size_t>(n * sh.out); ++i) {
+        maxdiff = std::max(maxdiff, std::fabs(ya[i] - yb[i]));
+        maxabs = std::max(maxabs, std::fabs(ya[i]));
+      }
+      const double bytes = static_cast<double>(copies * mat_bytes);
+      const auto [mp, mc] = qins::bench::previous_vs_current(rounds, bytes, [&](bool cur) { pass(cur, ya.data()); });
+      std::printf("| %d | %d | %.1f | %.1f | %.2fx | %.1e |\n", threads, n, mp, mc, mc / mp,
+                  static_cast<double>(maxdiff / maxabs));
+    }
+  }
+  at::set_num_threads(before);
+}
+
 void bench_rows(int rounds, const torch::Tensor& lut) {
   bool any = false;
   for (const PrevPath& path : prev_paths()) {
@@ -310,6 +380,7 @@ int main(int argc, char** argv) {
 #if defined(__x86_64__) || defined(__i386__)
     bench_kernels(kernel_rounds, lut);
     bench_rows(std::max(3, kernel_rounds / 3), lut);
+    bench_superblocks(std::max(3, kernel_rounds / 3), lut);
 #else
     std::printf("kernel rows: x86 only\n");
 #endif
@@ -431,6 +502,7 @@ int main(int argc, char** argv) {
 #if defined(__x86_64__) || defined(__i386__)
   bench_kernels(kernel_rounds, lut);
   bench_rows(std::max(3, kernel_rounds / 3), lut);
+  bench_superblocks(std::max(3, kernel_rounds / 3), lut);
 #endif
   return sink == 42 ? 1 : 0;
 }
