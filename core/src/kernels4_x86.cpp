@@ -21,12 +21,11 @@
 // lookups shared; the GEMVs are their one-row case, so each row's result is the GEMV's bit for bit.
 #include <algorithm>
 #include <cmath>
-#include <cstdint>
 #include <cstring>
-#include <type_traits>
 #include <vector>
 
 #include "qins4_kernels.h"
+#include "thread_scratch.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -68,20 +67,7 @@ void rows_by_group(RowsG g32, RowsG g64, const uint8_t* codes, int64_t n_blocks,
   }
 }
 
-// The calling thread's scratch of at least n elements (T trivial), one buffer per (T, Tag), reused
-// across calls (each call of the parallel row loop uses its own thread's; kernel calls do not nest).
-// Aligned to 128 bytes with 128 spare after: the loops load 64-byte vectors from these buffers, and
-// a vector's bytes spread over two cache lines, or a line shared with another thread's buffer,
-// halved the batched loops' speed (a std::vector<uint8_t> is only 16-byte aligned).
-template <typename T, int Tag>
-T* thread_scratch(size_t n) {
-  static_assert(std::is_trivially_copyable_v<T> && std::is_trivially_destructible_v<T>);
-  thread_local std::vector<unsigned char> buf;
-  const size_t bytes = n * sizeof(T) + 256;
-  if (buf.size() < bytes) buf.resize(bytes);
-  const uintptr_t p = (reinterpret_cast<uintptr_t>(buf.data()) + 127) & ~uintptr_t{127};
-  return reinterpret_cast<T*>(p);
-}
+using qins::core::thread_scratch;
 
 // The per-call inputs of the two-block loops (the paired copy of one row of x): per pair of blocks
 // (b, b + 1) of xq, its 64 bytes as [x(b)[0:16], x(b+1)[0:16], x(b)[16:32], x(b+1)[16:32]] (the

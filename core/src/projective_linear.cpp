@@ -13,6 +13,7 @@
 #include "qins/core/blas_threads.h"
 #include "qins/core/device_expand.h"
 #include "qins_kernels.h"
+#include "thread_scratch.h"
 #include "tiled_prefill.h"
 
 namespace qins::core {
@@ -134,15 +135,13 @@ void qins_matmul_rows(const QuantizedTensor& q, const float* x, int64_t n_rows, 
   // per step after warm-up; the parallel loop gets a raw pointer).
   const void* xk = nullptr;
   if (k.pack_x) {
-    thread_local std::vector<uint16_t> xb;
-    if (xb.size() < static_cast<size_t>(n_rows * in)) xb.resize(static_cast<size_t>(n_rows * in));
-    for (int64_t r = 0; r < n_rows; ++r) k.pack_x(x + r * in, in, xb.data() + r * in);
-    xk = xb.data();
+    uint16_t* xb = thread_scratch<uint16_t, 10>(static_cast<size_t>(n_rows * in));
+    for (int64_t r = 0; r < n_rows; ++r) k.pack_x(x + r * in, in, xb + r * in);
+    xk = xb;
   } else {
-    thread_local std::vector<float> xr;
-    if (xr.size() < static_cast<size_t>(n_rows * in)) xr.resize(static_cast<size_t>(n_rows * in));
-    for (int64_t r = 0; r < n_rows; ++r) kernels::to_kernel_order(k.order, x + r * in, in, xr.data() + r * in);
-    xk = xr.data();
+    float* xr = thread_scratch<float, 10>(static_cast<size_t>(n_rows * in));
+    for (int64_t r = 0; r < n_rows; ++r) kernels::to_kernel_order(k.order, x + r * in, in, xr + r * in);
+    xk = xr;
   }
   // Like the GEMV: each thread streams a contiguous block of code rows once, for all rows of x.
   at::parallel_for(0, out, gemv_grain(in), [&](int64_t b, int64_t e) {
@@ -164,11 +163,10 @@ void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float
     // bf16 kernels: x rounded to bf16 once per call, in the kernel's layout (per-thread scratch,
     // reused: no heap allocation per token after warm-up). The parallel loops below get raw
     // pointers: inside them a thread_local name would mean the worker thread's own (empty) copy.
-    thread_local std::vector<uint16_t> xb;
     if (n_rows == 1) {
-      if (xb.size() < static_cast<size_t>(in)) xb.resize(static_cast<size_t>(in));
-      k.pack_x(x, in, xb.data());
-      const uint16_t* xbp = xb.data();
+      uint16_t* xb = thread_scratch<uint16_t, 11>(static_cast<size_t>(in));
+      k.pack_x(x, in, xb);
+      const uint16_t* xbp = xb;
       at::parallel_for(0, out, gemv_grain(in), [&](int64_t b, int64_t e) {
         k.gemv(codes, in, b, e, scales, t, xbp, y + b);
       });
@@ -176,9 +174,9 @@ void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float
     }
     // Prefill: each thread expands tiles of its own rows to bf16 and runs the blocked GEMM.
     const int64_t need = k.gemm_x_size(n_rows, in);
-    if (xb.size() < static_cast<size_t>(need)) xb.resize(static_cast<size_t>(need));
-    k.pack_gemm_x(x, n_rows, in, xb.data());
-    const uint16_t* xbp = xb.data();
+    uint16_t* xb = thread_scratch<uint16_t, 11>(static_cast<size_t>(need));
+    k.pack_gemm_x(x, n_rows, in, xb);
+    const uint16_t* xbp = xb;
     at::parallel_for(0, out, 48, [&](int64_t b, int64_t e) {
       k.gemm(codes, in, b, e, scales, t, xbp, n_rows, y, out);
     });
@@ -188,11 +186,10 @@ void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float
   // x rows in the kernel's element order (a permutation inside 64-column blocks for AVX-512).
   // Per-thread scratch, reused across calls: no heap allocation per decoded token after warm-up.
   // The parallel loops take raw pointers (a thread_local name inside them is the worker's copy).
-  thread_local std::vector<float> xp;  // [n, in] fp32, kernel order
-  if (xp.size() < static_cast<size_t>(n_rows * in)) xp.resize(static_cast<size_t>(n_rows * in));
-  for (int64_t r = 0; r < n_rows; ++r) kernels::to_kernel_order(k.order, x + r * in, in, xp.data() + r * in);
+  float* xp = thread_scratch<float, 11>(static_cast<size_t>(n_rows * in));  // [n, in] fp32, kernel order
+  for (int64_t r = 0; r < n_rows; ++r) kernels::to_kernel_order(k.order, x + r * in, in, xp + r * in);
 
-  const float* xpp = xp.data();
+  const float* xpp = xp;
   if (n_rows == 1) {
     // Decoding: memory-bound, each thread streams a contiguous block of code rows once.
     at::parallel_for(0, out, gemv_grain(in), [&](int64_t b, int64_t e) {
