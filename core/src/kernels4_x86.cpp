@@ -614,6 +614,10 @@ QINS4_AVX512 inline void finish512_16(const uint8_t* c, const uint8_t* s, int64_
   for (int j = 0; j < J; ++j) xr[j].y[out] = sum512(_mm512_loadu_ps(acc + 16 * j)) + hsum256(t[j]);
 }
 
+// 64 bytes of a scratch buffer as integers / floats.
+QINS4_AVX512 inline __m512i ld512i(const uint8_t* p) { return _mm512_loadu_si512(reinterpret_cast<const void*>(p)); }
+QINS4_AVX512 inline __m512 ld512f(const uint8_t* p) { return _mm512_loadu_ps(reinterpret_cast<const float*>(p)); }
+
 // ---- Group 16 by super-blocks of 256 columns (8 blocks, 16 groups, 128 code bytes) ----
 //
 // The step above pays, per 64 weights and row of x, a conversion, a (scale x dx) product and an FMA,
@@ -652,6 +656,16 @@ constexpr int64_t kSbPrefetchRows = 4;
 // The group (0-15) of lane i of a super-block's sums: {2k, 2k + 8, 2k + 1, 2k + 9} for k = i / 4.
 constexpr int sb_group(int i) { return 2 * (i / 4) + ((i % 4) == 1 || (i % 4) == 3 ? 8 : 0) + ((i % 4) >= 2 ? 1 : 0); }
 
+// One super-block's 256 values of x as the 4 vectors the weights meet: vector v (A_lo, B_lo, A_hi,
+// B_hi), 128-bit lane k: the 8-byte pieces 4k + v and 16 + 4k + v of x.
+inline void permute_sb_x(const int8_t* x, uint8_t* o) {
+  for (int v = 0; v < 4; ++v)
+    for (int k = 0; k < 4; ++k) {
+      std::memcpy(o + 64 * v + 16 * k, x + 8 * (4 * k + v), 8);
+      std::memcpy(o + 64 * v + 16 * k + 8, x + 8 * (16 + 4 * k + v), 8);
+    }
+}
+
 // n_sb super-blocks of n_x rows of x (row j at xq + j * n_blocks * 32, dx + j * n_blocks) in that
 // form, in the calling thread's scratch.
 QINS4_AVX512 const uint8_t* rows512_sb(const int8_t* xq, const float* dx, int64_t n_blocks, int64_t n_sb, int64_t n_x) {
@@ -661,12 +675,7 @@ QINS4_AVX512 const uint8_t* rows512_sb(const int8_t* xq, const float* dx, int64_
       const int8_t* x = xq + j * n_blocks * 32 + sb * 256;
       const float* d = dx + j * n_blocks + sb * 8;
       uint8_t* o = buf + (sb * n_x + j) * kSbBytes;
-      // Vector v (A_lo, B_lo, A_hi, B_hi), 128-bit lane k: 8-byte pieces 4k + v and 16 + 4k + v of x.
-      for (int v = 0; v < 4; ++v)
-        for (int k = 0; k < 4; ++k) {
-          std::memcpy(o + 64 * v + 16 * k, x + 8 * (4 * k + v), 8);
-          std::memcpy(o + 64 * v + 16 * k + 8, x + 8 * (16 + 4 * k + v), 8);
-        }
+      permute_sb_x(x, o);
       float dxe[16];
       int32_t corr[16];
       for (int i = 0; i < 16; ++i) {
@@ -702,7 +711,8 @@ QINS4_AVX512 inline bool sub_table512(const float* st, SubTable512& t) {
 // A super-block's 16 sub-scales (indices s[0..15], natural group order) in the lane order above.
 QINS4_AVX512 inline __m512 sb_scales(const uint8_t* s, const SubTable512& t) {
   const __m128i order = _mm_setr_epi8(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
-  const __m512i idx = _mm512_maskz_cvtepu8_epi32(0xFFFF, _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s)), order));
+  const __m128i sub = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s)), order);
+  const __m512i idx = _mm512_maskz_cvtepu8_epi32(0xFFFF, sub);
   const __m512 f = _mm512_maskz_permutexvar_ps(0xFFFF, idx, t.frac);
   const __m512 p = _mm512_maskz_permutexvar_ps(0xFFFF, _mm512_maskz_srli_epi32(0xFFFF, idx, 4), t.pow2);
   return _mm512_maskz_mul_ps(_mm512_test_epi32_mask(idx, idx), f, p);
@@ -735,19 +745,122 @@ QINS4_AVX512 inline void range512_sb(const uint8_t* c, const uint8_t* s, int64_t
 #pragma GCC unroll 8
     for (int j = 0; j < J; ++j) {
       const uint8_t* xs = xb + j * kSbBytes;
-      __m512i e = _mm512_dpbusd_epi32(_mm512_setzero_si512(), alo, _mm512_loadu_si512(reinterpret_cast<const void*>(xs)));
-      e = _mm512_dpbusd_epi32(e, blo, _mm512_loadu_si512(reinterpret_cast<const void*>(xs + 64)));
-      __m512i o = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ahi, _mm512_loadu_si512(reinterpret_cast<const void*>(xs + 128)));
-      o = _mm512_dpbusd_epi32(o, bhi, _mm512_loadu_si512(reinterpret_cast<const void*>(xs + 192)));
+      const __m512i zero = _mm512_setzero_si512();
+      const __m512i e = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, alo, ld512i(xs)), blo, ld512i(xs + 64));
+      const __m512i o = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, ahi, ld512i(xs + 128)), bhi, ld512i(xs + 192));
       const __m512 ef = _mm512_castsi512_ps(e), of = _mm512_castsi512_ps(o);
       __m512i sum = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(ef, of, 0x88)),
                                      _mm512_castps_si512(_mm512_shuffle_ps(ef, of, 0xDD)));
-      sum = _mm512_add_epi32(sum, _mm512_loadu_si512(reinterpret_cast<const void*>(xs + 320)));
-      a[j] = _mm512_fmadd_ps(cvt512(sum), _mm512_mul_ps(g, _mm512_loadu_ps(reinterpret_cast<const float*>(xs + 256))), a[j]);
+      sum = _mm512_add_epi32(sum, ld512i(xs + 320));
+      a[j] = _mm512_fmadd_ps(cvt512(sum), _mm512_mul_ps(g, ld512f(xs + 256)), a[j]);
     }
   }
 #pragma GCC unroll 8
   for (int j = 0; j < J; ++j) _mm512_storeu_ps(acc + 16 * j, a[j]);
+}
+
+// ---- Groups of 32 and 64 by double super-blocks of 512 columns (16 blocks, 256 code bytes) ----
+//
+// The same unpack as group 16. A block is one group (or half of one) here, so the four weight
+// vectors of a super-block chain into one vpdpbusd accumulator whose lanes 4k, 4k + 1 hold block k
+// and 4k + 2, 4k + 3 block k + 4; the pairwise add of two super-blocks' accumulators gives the 16
+// block sums in one vector, in the lane order {k, k + 4, 8 + k, 12 + k} of 128-bit lane k. Per row
+// of x and 512 weights: 8 vpdpbusd, 3 for the add, one add of the correction, one conversion, one
+// product and one FMA (the 4-block steps: 4 x 8). Weights as w + 128 against signed x, as above.
+
+// Per double super-block and row of x: its 512 values of x (two super-blocks as permute_sb_x makes
+// them), the 16 dx of its lanes' blocks and the 16 corrections -128 * sum(x) over its lanes' blocks.
+constexpr int64_t kSb2Bytes = 640;
+
+// The block (0-15) of lane i of a double super-block's sums: k + 4 (i % 4) for k = i / 4.
+constexpr int sb2_block(int i) { return i / 4 + 4 * (i % 4); }
+
+// n_d double super-blocks of n_x rows of x in that form (super-block-major, as rows512_sb).
+QINS4_AVX512 const uint8_t* rows512_sb2(const int8_t* xq, const float* dx, int64_t n_blocks, int64_t n_d,
+                                        int64_t n_x) {
+  uint8_t* buf = thread_scratch<uint8_t, 3>(static_cast<size_t>(n_d * n_x * kSb2Bytes));
+  for (int64_t d = 0; d < n_d; ++d)
+    for (int64_t j = 0; j < n_x; ++j) {
+      const int8_t* x = xq + j * n_blocks * 32 + d * 512;
+      const float* dd = dx + j * n_blocks + d * 16;
+      uint8_t* o = buf + (d * n_x + j) * kSb2Bytes;
+      permute_sb_x(x, o);
+      permute_sb_x(x + 256, o + 256);
+      float dxe[16];
+      int32_t corr[16];
+      for (int i = 0; i < 16; ++i) {
+        const int b = sb2_block(i);
+        int32_t sum = 0;
+        for (int c = 0; c < 32; ++c) sum += x[32 * b + c];
+        corr[i] = -128 * sum;
+        dxe[i] = dd[b];
+      }
+      std::memcpy(o + 512, dxe, sizeof(dxe));
+      std::memcpy(o + 576, corr, sizeof(corr));
+    }
+  return buf;
+}
+
+// The fp16 scales of double super-block d (blocks 16d..16d + 15) as floats in the lane order above.
+template <int GB>
+QINS4_AVX512 inline __m512 sb2_scales(const uint16_t* s, int64_t d) {
+  const __m512i order = _mm512_setr_epi32(
+      sb2_block(0) / GB, sb2_block(1) / GB, sb2_block(2) / GB, sb2_block(3) / GB, sb2_block(4) / GB,
+      sb2_block(5) / GB, sb2_block(6) / GB, sb2_block(7) / GB, sb2_block(8) / GB, sb2_block(9) / GB,
+      sb2_block(10) / GB, sb2_block(11) / GB, sb2_block(12) / GB, sb2_block(13) / GB, sb2_block(14) / GB,
+      sb2_block(15) / GB);
+  // (Masked forms with all-ones masks: GCC 12's unmasked ones warn about an undefined source.)
+  const __m256i h = GB == 1 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s + d * 16))
+                            : _mm256_zextsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + d * 8)));
+  return _mm512_maskz_permutexvar_ps(0xFFFF, order, _mm512_maskz_cvtph_ps(0xFFFF, h));
+}
+
+// Double super-blocks [d0, d1) of one code row against J rows of x (acc + 32 j: x row j's two
+// accumulators, the first of which this adds to; range512_g / finish512_g continue both).
+template <int GB, int J>
+QINS4_AVX512 inline void range512_sb2(const uint8_t* c, const uint16_t* s, int64_t d0, int64_t d1, __m512i tblu,
+                                      const uint8_t* xb, int64_t d_stride, float* acc, int64_t pf) {
+  const __m512i m = _mm512_set1_epi8(0x0f);
+  __m512 a[J];
+#pragma GCC unroll 8
+  for (int j = 0; j < J; ++j) a[j] = _mm512_loadu_ps(acc + 32 * j);
+  for (int64_t d = d0; d < d1; ++d, xb += d_stride) {
+    __m512i w[2][4];
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; ++h) {
+      const uint8_t* cs = c + d * 256 + h * 128;
+      _mm_prefetch(reinterpret_cast<const char*>(cs + pf), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(cs + pf + 64), _MM_HINT_T0);
+      const __m512i X = _mm512_loadu_si512(reinterpret_cast<const void*>(cs));
+      const __m512i Y = _mm512_loadu_si512(reinterpret_cast<const void*>(cs + 64));
+      const __m512i A = _mm512_maskz_unpacklo_epi64(0xFF, X, Y), B = _mm512_maskz_unpackhi_epi64(0xFF, X, Y);
+      w[h][0] = _mm512_shuffle_epi8(tblu, _mm512_and_si512(A, m));
+      w[h][1] = _mm512_shuffle_epi8(tblu, _mm512_and_si512(B, m));
+      w[h][2] = _mm512_shuffle_epi8(tblu, _mm512_and_si512(_mm512_srli_epi16(A, 4), m));
+      w[h][3] = _mm512_shuffle_epi8(tblu, _mm512_and_si512(_mm512_srli_epi16(B, 4), m));
+    }
+    const __m512 g = sb2_scales<GB>(s, d);
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j) {
+      const uint8_t* xs = xb + j * kSb2Bytes;
+      __m512i e[2];
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        const uint8_t* xh = xs + h * 256;
+        __m512i t = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[h][0], ld512i(xh));
+        t = _mm512_dpbusd_epi32(t, w[h][1], ld512i(xh + 64));
+        t = _mm512_dpbusd_epi32(t, w[h][2], ld512i(xh + 128));
+        e[h] = _mm512_dpbusd_epi32(t, w[h][3], ld512i(xh + 192));
+      }
+      const __m512 e0 = _mm512_castsi512_ps(e[0]), e1 = _mm512_castsi512_ps(e[1]);
+      __m512i sum = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(e0, e1, 0x88)),
+                                     _mm512_castps_si512(_mm512_shuffle_ps(e0, e1, 0xDD)));
+      sum = _mm512_add_epi32(sum, ld512i(xs + 576));
+      a[j] = _mm512_fmadd_ps(cvt512(sum), _mm512_mul_ps(g, ld512f(xs + 512)), a[j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < J; ++j) _mm512_storeu_ps(acc + 32 * j, a[j]);
 }
 
 // The 16-entry table in each 128-bit lane (vpshufb looks up within lanes), and in 256 bits.
@@ -787,15 +900,20 @@ QINS4_AVX512 void rows_avx512_g(const uint8_t* codes, int64_t n_blocks, int64_t 
                                 const int8_t* lut, const int8_t* xq, const float* dx, int64_t n_x, float* y,
                                 int64_t y_stride) {
   const __m512i tbl = table512(lut);
+  const __m512i tblu = _mm512_xor_si512(tbl, _mm512_set1_epi8(static_cast<char>(0x80)));
   const __m256i tbl256 = table256(lut);
   const int64_t n_groups = n_blocks / GB, row_bytes = n_blocks * 16, n4 = n_blocks & ~int64_t{3};
-  const XRow512* xr = rows512(xq, dx, n_blocks, n_x, y, y_stride);
+  const int64_t n_d = n_blocks / 16;
+  const XRow512* xr = rows512(xq, dx, n_blocks, n_x, y, y_stride, n_d * 16);
+  const uint8_t* xs = rows512_sb2(xq, dx, n_blocks, n_d, n_x);
   float* acc = thread_scratch<float, 1>(static_cast<size_t>(n_x * 32));  // per (x row) accumulators
+  const int64_t pf = kSbPrefetchRows * row_bytes, d_stride = n_x * kSb2Bytes;
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* c = codes + r * row_bytes;
     const uint16_t* s = scales + r * n_groups;
     std::fill(acc, acc + n_x * 32, 0.f);
-    QINS4_IN_PASSES(n_x, (range512_g<GB, J>(c, s, 0, n4, tbl, xr + j, acc + j * 32, row_bytes),
+    QINS4_IN_PASSES(n_x, (range512_sb2<GB, J>(c, s, 0, n_d, tblu, xs + j * kSb2Bytes, d_stride, acc + j * 32, pf),
+                          range512_g<GB, J>(c, s, n_d * 16, n4, tbl, xr + j, acc + j * 32, row_bytes),
                           finish512_g<GB, J>(c, s, n_blocks, tbl, tbl256, xr + j, acc + j * 32, r - r0)));
   }
 }
@@ -807,20 +925,11 @@ void gemv_rows_avx512(const uint8_t* codes, int64_t n_blocks, int group_blocks, 
                 y, y_stride);
 }
 
-// The GEMV: one x row, each code row in one range (the arithmetic of the batched loop's J = 1).
+// The GEMV: the batched loop's one-row case.
 template <int GB>
 QINS4_AVX512 void gemv_avx512_g(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint16_t* scales,
                                 const int8_t* lut, const int8_t* xq, const float* dx, float* y) {
-  const __m512i tbl = table512(lut);
-  const __m256i tbl256 = table256(lut);
-  const int64_t n_groups = n_blocks / GB, row_bytes = n_blocks * 16, n4 = n_blocks & ~int64_t{3};
-  const XRow512* xr = rows512(xq, dx, n_blocks, 1, y, 0);
-  alignas(64) float acc[32];
-  for (int64_t r = r0; r < r1; ++r) {
-    std::fill(acc, acc + 32, 0.f);
-    range512_g<GB, 1>(codes + r * row_bytes, scales + r * n_groups, 0, n4, tbl, xr, acc, row_bytes);
-    finish512_g<GB, 1>(codes + r * row_bytes, scales + r * n_groups, n_blocks, tbl, tbl256, xr, acc, r - r0);
-  }
+  rows_avx512_g<GB>(codes, n_blocks, r0, r1, scales, lut, xq, dx, 1, y, 0);
 }
 
 void gemv_avx512(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
@@ -840,11 +949,12 @@ QINS4_AVX512 void gemv16_rows_avx512(const uint8_t* codes, int64_t n_blocks, int
   const XRow512* xr = rows512(xq, dx, n_blocks, n_x, y, y_stride, n_sb * 8);
   const uint8_t* xs = rows512_sb(xq, dx, n_blocks, n_sb, n_x);
   float* acc = thread_scratch<float, 1>(static_cast<size_t>(n_x * 16));
+  const int64_t pf = kSbPrefetchRows * row_bytes, sb_stride = n_x * kSbBytes;
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* c = codes + r * row_bytes;
     const uint8_t* s = sub + r * n_blocks * 2;
     std::fill(acc, acc + n_x * 16, 0.f);
-    QINS4_IN_PASSES(n_x, (range512_sb<J>(c, s, 0, n_sb, stv, tblu, xs + j * kSbBytes, n_x * kSbBytes, acc + j * 16, kSbPrefetchRows * row_bytes),
+    QINS4_IN_PASSES(n_x, (range512_sb<J>(c, s, 0, n_sb, stv, tblu, xs + j * kSbBytes, sb_stride, acc + j * 16, pf),
                           range512_16<J>(c, s, n_sb * 8, n2, st, tbl, xr + j, acc + j * 16, row_bytes),
                           finish512_16<J>(c, s, n_blocks, st, tbl256, xr + j, acc + j * 16, r - r0)));
   }

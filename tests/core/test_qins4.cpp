@@ -307,7 +307,7 @@ TEST(Qins4Kernels, GemvRowRangesAndOddBlockCounts) {
   const torch::Tensor st = sub_scale_table(3e-3f);
   const int8_t* lp = lut.data_ptr<int8_t>();
   const float* stp = st.data_ptr<float>();
-  for (int64_t nb : {1, 2, 3, 4, 5, 7, 8, 15, 16, 97}) {
+  for (int64_t nb : {1, 2, 3, 4, 5, 7, 8, 15, 16, 18, 32, 97}) {
     for (int group_blocks : {0, 1, 2}) {  // 0: group 16 (gemv16)
       if (group_blocks == 2 && nb % 2 != 0) continue;  // a group of 64 is two whole blocks
       const torch::Tensor codes = torch::randint(0, 256, {rows, nb * 16}, torch::kUInt8);
@@ -425,7 +425,7 @@ TEST(Qins4Kernels, SmallBatchRowsAreTheGemvBitForBit) {
   torch::manual_seed(31);
   const torch::Tensor lut = torch::randint(-127, 128, {16}, torch::kInt8);
   const torch::Tensor st = sub_scale_table(3e-3f);
-  for (int64_t nb : {1, 2, 3, 5, 8, 15, 16, 97}) {
+  for (int64_t nb : {1, 2, 3, 5, 8, 15, 16, 18, 32, 97}) {
     for (int group_blocks : {0, 1, 2}) {  // 0: group 16
       if (group_blocks == 2 && nb % 2 != 0) continue;
       const torch::Tensor codes = torch::randint(0, 256, {rows, nb * 16}, torch::kUInt8);
