@@ -718,6 +718,32 @@ QINS4_AVX512 inline __m512 sb_scales(const uint8_t* s, const SubTable512& t) {
   return _mm512_maskz_mul_ps(_mm512_test_epi32_mask(idx, idx), f, p);
 }
 
+// One super-block's 128 code bytes (cs) as the 4 weight vectors [A_lo, B_lo, A_hi, B_hi], w + 128
+// each, after prefetching the same bytes pf on.
+QINS4_AVX512 inline void sb_weights(const uint8_t* cs, int64_t pf, __m512i tblu, __m512i w[4]) {
+  const __m512i m = _mm512_set1_epi8(0x0f);
+  _mm_prefetch(reinterpret_cast<const char*>(cs + pf), _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(cs + pf + 64), _MM_HINT_T0);
+  const __m512i X = _mm512_loadu_si512(reinterpret_cast<const void*>(cs));
+  const __m512i Y = _mm512_loadu_si512(reinterpret_cast<const void*>(cs + 64));
+  const __m512i A = _mm512_maskz_unpacklo_epi64(0xFF, X, Y), B = _mm512_maskz_unpackhi_epi64(0xFF, X, Y);
+  w[0] = _mm512_shuffle_epi8(tblu, _mm512_and_si512(A, m));
+  w[1] = _mm512_shuffle_epi8(tblu, _mm512_and_si512(B, m));
+  w[2] = _mm512_shuffle_epi8(tblu, _mm512_and_si512(_mm512_srli_epi16(A, 4), m));
+  w[3] = _mm512_shuffle_epi8(tblu, _mm512_and_si512(_mm512_srli_epi16(B, 4), m));
+}
+
+// The pairwise add of two accumulators' adjacent lanes, [e0 + e1, e2 + e3, o0 + o1, o2 + o3] per
+// 128-bit lane, plus the row of x's corrections; then into acc by (scale x dx).
+QINS4_AVX512 inline __m512 sb_accumulate(__m512i e, __m512i o, const uint8_t* corr, __m512 g, const uint8_t* dxe,
+                                         __m512 acc) {
+  const __m512 ef = _mm512_castsi512_ps(e), of = _mm512_castsi512_ps(o);
+  __m512i sum = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(ef, of, 0x88)),
+                                 _mm512_castps_si512(_mm512_shuffle_ps(ef, of, 0xDD)));
+  sum = _mm512_add_epi32(sum, ld512i(corr));
+  return _mm512_fmadd_ps(cvt512(sum), _mm512_mul_ps(g, ld512f(dxe)), acc);
+}
+
 // Super-blocks [sb0, sb1) of one code row against J rows of x (acc[j]: x row j's 16 accumulators,
 // the same ones range512_16 / finish512_16 continue).
 // xb: the pass's first row of x in super-block sb0 of the rows512_sb buffer, sb_stride: the bytes
@@ -726,33 +752,20 @@ template <int J>
 QINS4_AVX512 inline void range512_sb(const uint8_t* c, const uint8_t* s, int64_t sb0, int64_t sb1,
                                      const SubTable512& st, __m512i tblu, const uint8_t* xb, int64_t sb_stride,
                                      float* acc, int64_t pf) {
-  const __m512i m = _mm512_set1_epi8(0x0f);
   __m512 a[J];
 #pragma GCC unroll 8
   for (int j = 0; j < J; ++j) a[j] = _mm512_loadu_ps(acc + 16 * j);
   for (int64_t sb = sb0; sb < sb1; ++sb, xb += sb_stride) {
-    const uint8_t* cs = c + sb * 128;
-    _mm_prefetch(reinterpret_cast<const char*>(cs + pf), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(cs + pf + 64), _MM_HINT_T0);
-    const __m512i X = _mm512_loadu_si512(reinterpret_cast<const void*>(cs));
-    const __m512i Y = _mm512_loadu_si512(reinterpret_cast<const void*>(cs + 64));
-    const __m512i A = _mm512_maskz_unpacklo_epi64(0xFF, X, Y), B = _mm512_maskz_unpackhi_epi64(0xFF, X, Y);
-    const __m512i alo = _mm512_shuffle_epi8(tblu, _mm512_and_si512(A, m));
-    const __m512i blo = _mm512_shuffle_epi8(tblu, _mm512_and_si512(B, m));
-    const __m512i ahi = _mm512_shuffle_epi8(tblu, _mm512_and_si512(_mm512_srli_epi16(A, 4), m));
-    const __m512i bhi = _mm512_shuffle_epi8(tblu, _mm512_and_si512(_mm512_srli_epi16(B, 4), m));
+    __m512i w[4];
+    sb_weights(c + sb * 128, pf, tblu, w);
     const __m512 g = sb_scales(s + sb * 16, st);
 #pragma GCC unroll 8
     for (int j = 0; j < J; ++j) {
       const uint8_t* xs = xb + j * kSbBytes;
       const __m512i zero = _mm512_setzero_si512();
-      const __m512i e = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, alo, ld512i(xs)), blo, ld512i(xs + 64));
-      const __m512i o = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, ahi, ld512i(xs + 128)), bhi, ld512i(xs + 192));
-      const __m512 ef = _mm512_castsi512_ps(e), of = _mm512_castsi512_ps(o);
-      __m512i sum = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(ef, of, 0x88)),
-                                     _mm512_castps_si512(_mm512_shuffle_ps(ef, of, 0xDD)));
-      sum = _mm512_add_epi32(sum, ld512i(xs + 320));
-      a[j] = _mm512_fmadd_ps(cvt512(sum), _mm512_mul_ps(g, ld512f(xs + 256)), a[j]);
+      const __m512i e = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, w[0], ld512i(xs)), w[1], ld512i(xs + 64));
+      const __m512i o = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, w[2], ld512i(xs + 128)), w[3], ld512i(xs + 192));
+      a[j] = sb_accumulate(e, o, xs + 320, g, xs + 256, a[j]);
     }
   }
 #pragma GCC unroll 8
@@ -820,25 +833,13 @@ QINS4_AVX512 inline __m512 sb2_scales(const uint16_t* s, int64_t d) {
 template <int GB, int J>
 QINS4_AVX512 inline void range512_sb2(const uint8_t* c, const uint16_t* s, int64_t d0, int64_t d1, __m512i tblu,
                                       const uint8_t* xb, int64_t d_stride, float* acc, int64_t pf) {
-  const __m512i m = _mm512_set1_epi8(0x0f);
   __m512 a[J];
 #pragma GCC unroll 8
   for (int j = 0; j < J; ++j) a[j] = _mm512_loadu_ps(acc + 32 * j);
   for (int64_t d = d0; d < d1; ++d, xb += d_stride) {
     __m512i w[2][4];
-#pragma GCC unroll 2
-    for (int h = 0; h < 2; ++h) {
-      const uint8_t* cs = c + d * 256 + h * 128;
-      _mm_prefetch(reinterpret_cast<const char*>(cs + pf), _MM_HINT_T0);
-      _mm_prefetch(reinterpret_cast<const char*>(cs + pf + 64), _MM_HINT_T0);
-      const __m512i X = _mm512_loadu_si512(reinterpret_cast<const void*>(cs));
-      const __m512i Y = _mm512_loadu_si512(reinterpret_cast<const void*>(cs + 64));
-      const __m512i A = _mm512_maskz_unpacklo_epi64(0xFF, X, Y), B = _mm512_maskz_unpackhi_epi64(0xFF, X, Y);
-      w[h][0] = _mm512_shuffle_epi8(tblu, _mm512_and_si512(A, m));
-      w[h][1] = _mm512_shuffle_epi8(tblu, _mm512_and_si512(B, m));
-      w[h][2] = _mm512_shuffle_epi8(tblu, _mm512_and_si512(_mm512_srli_epi16(A, 4), m));
-      w[h][3] = _mm512_shuffle_epi8(tblu, _mm512_and_si512(_mm512_srli_epi16(B, 4), m));
-    }
+    sb_weights(c + d * 256, pf, tblu, w[0]);
+    sb_weights(c + d * 256 + 128, pf, tblu, w[1]);
     const __m512 g = sb2_scales<GB>(s, d);
 #pragma GCC unroll 8
     for (int j = 0; j < J; ++j) {
@@ -852,11 +853,7 @@ QINS4_AVX512 inline void range512_sb2(const uint8_t* c, const uint16_t* s, int64
         t = _mm512_dpbusd_epi32(t, w[h][2], ld512i(xh + 128));
         e[h] = _mm512_dpbusd_epi32(t, w[h][3], ld512i(xh + 192));
       }
-      const __m512 e0 = _mm512_castsi512_ps(e[0]), e1 = _mm512_castsi512_ps(e[1]);
-      __m512i sum = _mm512_add_epi32(_mm512_castps_si512(_mm512_shuffle_ps(e0, e1, 0x88)),
-                                     _mm512_castps_si512(_mm512_shuffle_ps(e0, e1, 0xDD)));
-      sum = _mm512_add_epi32(sum, ld512i(xs + 576));
-      a[j] = _mm512_fmadd_ps(cvt512(sum), _mm512_mul_ps(g, ld512f(xs + 512)), a[j]);
+      a[j] = sb_accumulate(e[0], e[1], xs + 576, g, xs + 512, a[j]);
     }
   }
 #pragma GCC unroll 8
