@@ -340,6 +340,57 @@ void bench_superblocks(int rounds, const torch::Tensor& lut) {
   at::set_num_threads(before);
 }
 
+// The batched group-16 loop with its rows of x kept in L1 (tiles of code rows over column
+// segments, the default 24 KB budget) against one segment per row (the whole x per code row), on
+// the Phi-3 shapes whose x outgrows L1 first, codes streamed, all threads.
+void bench_segments(int rounds, const torch::Tensor& lut) {
+  const qc::kernels4::Kernel4* k = qc::kernels4::avx512_kernel4();
+  if (k == nullptr) return;
+  const int8_t* lp = lut.data_ptr<int8_t>();
+  const torch::Tensor st = qc::sub_scale_table(2e-4f);
+  const int before = at::get_num_threads();
+  at::set_num_threads(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  std::printf("\ncolumn segments: AVX-512 group 16, batched rows, codes streamed (>= 384 MB), %d threads, %d "
+              "interleaved rounds (medians), GB/s of code bytes; one segment = the whole row of x per code row\n",
+              at::get_num_threads(), rounds);
+  std::printf("| codes | rows of x | x bytes per row of codes | one segment GB/s | 24 KB segments GB/s | segments / one |\n"
+              "|---|---:|---:|---:|---:|---:|\n");
+  for (const Shape& sh : {Shape{3072, 8192}, Shape{9216, 3072}, Shape{16384, 3072}}) {
+    const int64_t nb = sh.in / 32, row_bytes = nb * 16, mat_bytes = sh.out * row_bytes;
+    const int64_t copies = (int64_t{384} << 20) / mat_bytes + 1, all_rows = copies * sh.out;
+    torch::Tensor codes = qc::empty_large({all_rows, row_bytes}, torch::kUInt8);  // [copies*out, in/2] uint8
+    codes.copy_(torch::randint(0, 256, {all_rows, row_bytes}, torch::kUInt8));
+    qc::promote_to_huge_pages(codes);
+    const torch::Tensor sub = torch::randint(128, 256, {all_rows, 2 * nb}, torch::kUInt8);
+    const torch::Tensor xr = torch::randint(-127, 128, {8, sh.in}, torch::kInt8);  // [8, in] int8
+    const torch::Tensor dr = torch::rand({8, nb}) * 0.01 + 0.005;                 // [8, nb] fp32
+    std::vector<float> ya(static_cast<size_t>(8 * sh.out)), yb(ya.size());
+    for (int n : {2, 4, 8}) {
+      auto pass = [&](bool cur, float* y) {
+        qc::kernels4::set_sb_x_bytes(cur ? 0 : (int64_t{1} << 40));
+        for (int64_t c = 0; c < copies; ++c) {
+          const uint8_t* cc = codes.data_ptr<uint8_t>() + c * mat_bytes;
+          const uint8_t* ss = sub.data_ptr<uint8_t>() + c * sh.out * 2 * nb;
+          at::parallel_for(0, sh.out, 256, [&](int64_t b, int64_t e) {
+            k->gemv16_rows(cc, nb, b, e, ss, st.data_ptr<float>(), lp, xr.data_ptr<int8_t>(), dr.data_ptr<float>(), n,
+                           y + b, sh.out);
+          });
+        }
+      };
+      pass(false, ya.data());
+      pass(true, yb.data());
+      if (ya != yb) std::printf("(results differ: a defect)\n");
+      const double bytes = static_cast<double>(copies * mat_bytes);
+      const auto [mp, mc] = qins::bench::previous_vs_current(rounds, bytes, [&](bool cur) { pass(cur, ya.data()); });
+      std::printf("| %lld x %lld | %d | %lld KB | %.1f | %.1f | %.2fx |\n", static_cast<long long>(sh.out),
+                  static_cast<long long>(sh.in), n, static_cast<long long>(n * (sh.in / 256) * 384 / 1024), mp, mc,
+                  mc / mp);
+    }
+  }
+  qc::kernels4::set_sb_x_bytes(0);
+  at::set_num_threads(before);
+}
+
 void bench_rows(int rounds, const torch::Tensor& lut) {
   bool any = false;
   for (const PrevPath& path : prev_paths()) {
@@ -381,6 +432,7 @@ int main(int argc, char** argv) {
     bench_kernels(kernel_rounds, lut);
     bench_rows(std::max(3, kernel_rounds / 3), lut);
     bench_superblocks(std::max(3, kernel_rounds / 3), lut);
+    bench_segments(std::max(3, kernel_rounds / 3), lut);
 #else
     std::printf("kernel rows: x86 only\n");
 #endif

@@ -20,6 +20,7 @@
 // same per-row templates (row_g, row16) over up to 4 (group 16: 3) rows of x per code row, the
 // lookups shared; the GEMVs are their one-row case, so each row's result is the GEMV's bit for bit.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -648,6 +649,18 @@ QINS4_AVX512 inline __m512 ld512f(const uint8_t* p) { return _mm512_loadu_ps(rei
 // order above. Super-block-major, so that one pointer and constant offsets reach every row of a pass.
 constexpr int64_t kSbBytes = 384;
 
+// The batched loop reads each code row's super-blocks against every row of x, so the rows of x
+// should stay in L1 from one code row to the next: where their super-block buffer is larger than
+// kSbXBytes (4 rows of x over 8192 columns are 48 KB, Zen 5's whole L1d), a thread takes its code
+// rows kSbTileRows at a time and runs each tile over column segments whose x fits that budget,
+// the accumulators carried from segment to segment (the same additions in the same order: bit for
+// bit the GEMV's). `bench_qins4 --kernels-only 1` measures it against one segment per row
+// ("column segments" table; docs/qins.md). 24 KB: of 12, 16, 24, 32 and 40 KB the best on a Zen 5
+// over the Phi-3 shapes at 2-8 rows of x; half of a 48 KB L1d, and room beside a 32 KB one.
+constexpr int64_t kSbXBytes = 24576;
+std::atomic<int64_t> g_sb_x_bytes{kSbXBytes};
+constexpr int64_t kSbTileRows = 16;
+
 // How many code rows ahead a super-block step prefetches (the same columns): measured on a Zen 5
 // with one thread, codes streamed from DRAM (the GEMV 24 -> 31 GB/s from 1 to 4 rows ahead; 8 the
 // same as 4; the batched loops unchanged).
@@ -670,6 +683,9 @@ inline void permute_sb_x(const int8_t* x, uint8_t* o) {
 // form, in the calling thread's scratch.
 QINS4_AVX512 const uint8_t* rows512_sb(const int8_t* xq, const float* dx, int64_t n_blocks, int64_t n_sb, int64_t n_x) {
   uint8_t* buf = thread_scratch<uint8_t, 2>(static_cast<size_t>(n_sb * n_x * kSbBytes));
+  if (built_from<2>(xq, static_cast<size_t>(n_x * n_blocks * 32), dx, sizeof(float) * static_cast<size_t>(n_x * n_blocks),
+                    n_blocks, n_sb, n_x))
+    return buf;
   for (int64_t sb = 0; sb < n_sb; ++sb)
     for (int64_t j = 0; j < n_x; ++j) {
       const int8_t* x = xq + j * n_blocks * 32 + sb * 256;
@@ -792,6 +808,9 @@ constexpr int sb2_block(int i) { return i / 4 + 4 * (i % 4); }
 QINS4_AVX512 const uint8_t* rows512_sb2(const int8_t* xq, const float* dx, int64_t n_blocks, int64_t n_d,
                                         int64_t n_x) {
   uint8_t* buf = thread_scratch<uint8_t, 3>(static_cast<size_t>(n_d * n_x * kSb2Bytes));
+  if (built_from<3>(xq, static_cast<size_t>(n_x * n_blocks * 32), dx, sizeof(float) * static_cast<size_t>(n_x * n_blocks),
+                    n_blocks, n_d, n_x))
+    return buf;
   for (int64_t d = 0; d < n_d; ++d)
     for (int64_t j = 0; j < n_x; ++j) {
       const int8_t* x = xq + j * n_blocks * 32 + d * 512;
@@ -945,15 +964,33 @@ QINS4_AVX512 void gemv16_rows_avx512(const uint8_t* codes, int64_t n_blocks, int
   const int64_t n_sb = sub_table512(st, stv) ? n_blocks / 8 : 0;
   const XRow512* xr = rows512(xq, dx, n_blocks, n_x, y, y_stride, n_sb * 8);
   const uint8_t* xs = rows512_sb(xq, dx, n_blocks, n_sb, n_x);
-  float* acc = thread_scratch<float, 1>(static_cast<size_t>(n_x * 16));
   const int64_t pf = kSbPrefetchRows * row_bytes, sb_stride = n_x * kSbBytes;
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* c = codes + r * row_bytes;
-    const uint8_t* s = sub + r * n_blocks * 2;
-    std::fill(acc, acc + n_x * 16, 0.f);
-    QINS4_IN_PASSES(n_x, (range512_sb<J>(c, s, 0, n_sb, stv, tblu, xs + j * kSbBytes, sb_stride, acc + j * 16, pf),
-                          range512_16<J>(c, s, n_sb * 8, n2, st, tbl, xr + j, acc + j * 16, row_bytes),
-                          finish512_16<J>(c, s, n_blocks, st, tbl256, xr + j, acc + j * 16, r - r0)));
+  // Column segments of seg super-blocks (of even sizes), tiles of `tile` code rows (see kSbXBytes).
+  const int64_t budget = g_sb_x_bytes.load(std::memory_order_relaxed);
+  const int64_t n_seg = std::max<int64_t>(1, (n_sb * sb_stride + budget - 1) / budget);
+  const int64_t seg = (n_sb + n_seg - 1) / n_seg;
+  const int64_t tile = seg >= n_sb ? 1 : kSbTileRows;
+  float* acc = thread_scratch<float, 1>(static_cast<size_t>(tile * n_x * 16));  // per (code row, x row)
+  for (int64_t t0 = r0; t0 < r1; t0 += tile) {
+    const int64_t t1 = std::min(r1, t0 + tile);
+    std::fill(acc, acc + (t1 - t0) * n_x * 16, 0.f);
+    for (int64_t sb0 = 0; sb0 < n_sb; sb0 += seg) {
+      const int64_t sb1 = std::min(n_sb, sb0 + seg);
+      const uint8_t* xb = xs + sb0 * sb_stride;
+      for (int64_t r = t0; r < t1; ++r) {
+        const uint8_t* c = codes + r * row_bytes;
+        const uint8_t* s = sub + r * n_blocks * 2;
+        float* ar = acc + (r - t0) * n_x * 16;
+        QINS4_IN_PASSES(n_x, range512_sb<J>(c, s, sb0, sb1, stv, tblu, xb + j * kSbBytes, sb_stride, ar + j * 16, pf));
+      }
+    }
+    for (int64_t r = t0; r < t1; ++r) {
+      const uint8_t* c = codes + r * row_bytes;
+      const uint8_t* s = sub + r * n_blocks * 2;
+      float* ar = acc + (r - t0) * n_x * 16;
+      QINS4_IN_PASSES(n_x, (range512_16<J>(c, s, n_sb * 8, n2, st, tbl, xr + j, ar + j * 16, row_bytes),
+                            finish512_16<J>(c, s, n_blocks, st, tbl256, xr + j, ar + j * 16, r - r0)));
+    }
   }
 }
 
@@ -964,6 +1001,55 @@ QINS4_AVX512 void gemv16_avx512(const uint8_t* codes, int64_t n_blocks, int64_t 
 }
 
 }  // namespace
+
+namespace {
+
+// quantize_x_scalar's blocks of 32 full columns, 8 floats per vector: the same maximum (NaN
+// skipped: max(a, m) keeps m where a is NaN, and m starts at 0), the same product, the same
+// rounding (to nearest even) and clamp.
+QINS4_AVX2 void quantize_full_blocks_avx2(const float* x, int64_t n_full, int8_t* xq, float* dx) {
+  const __m256 sign = _mm256_set1_ps(-0.f), lo = _mm256_set1_ps(-127.f), hi = _mm256_set1_ps(127.f);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t b = 0; b < n_full; ++b) {
+    const float* xb = x + b * 32;
+    __m256 v[4];
+    __m256 m = _mm256_setzero_ps();
+    for (int k = 0; k < 4; ++k) {
+      v[k] = _mm256_loadu_ps(xb + 8 * k);
+      m = _mm256_max_ps(_mm256_andnot_ps(sign, v[k]), m);
+    }
+    __m128 h = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_max_ss(h, _mm_shuffle_ps(h, h, 1));
+    const float amax = _mm_cvtss_f32(h);
+    dx[b] = amax / 127.f;
+    const __m256 id = _mm256_set1_ps(amax > 0.f ? 127.f / amax : 0.f);
+    __m256i q[4];
+    for (int k = 0; k < 4; ++k) {
+      const __m256 r = _mm256_round_ps(_mm256_mul_ps(v[k], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      q[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi));
+    }
+    // packs interleave the 128-bit lanes: dwords come out as 4-column pieces 0, 2, 4, 6, 1, 3, 5, 7.
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(xq + b * 32), _mm256_permutevar8x32_epi32(p, order));
+  }
+}
+
+}  // namespace
+
+void set_sb_x_bytes(int64_t bytes) { g_sb_x_bytes.store(bytes > 0 ? bytes : kSbXBytes, std::memory_order_relaxed); }
+
+bool quantize_x_avx2(const float* x, int64_t in, int64_t n_blocks, int8_t* xq, float* dx) {
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  }();
+  if (!ok) return false;
+  const int64_t n_full = std::min(n_blocks, in / 32);
+  quantize_full_blocks_avx2(x, n_full, xq, dx);
+  if (n_full < n_blocks) quantize_x_scalar(x + n_full * 32, in - n_full * 32, n_blocks - n_full, xq + n_full * 32, dx + n_full);
+  return true;
+}
 
 const Kernel4* avx2_kernel4() {
   static const Kernel4 k{"avx2",        gemv_avx2,      expand_avx2,     gemv16_avx2,
@@ -993,6 +1079,8 @@ const Kernel4* avx512_kernel4() {
 namespace qins::core::kernels4 {
 const Kernel4* avx2_kernel4() { return nullptr; }
 const Kernel4* avx512_kernel4() { return nullptr; }
+bool quantize_x_avx2(const float*, int64_t, int64_t, int8_t*, float*) { return false; }
+void set_sb_x_bytes(int64_t) {}
 }  // namespace qins::core::kernels4
 
 #endif

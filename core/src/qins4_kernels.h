@@ -14,7 +14,15 @@ uint16_t float_to_half(float f);
 // One activation row rounded to int8 per block of 32 columns: xq[i] = round(x[i] / dx[b]),
 // dx[b] = max |x| over the block / 127 (0 for an all-zero block). Columns in [in, n_blocks * 32)
 // are zero. xq: [n_blocks * 32], dx: [n_blocks].
+// It runs on one thread before every projection of a decode step, so it has a vector form:
+// quantize_x takes it where the CPU has it; quantize_x_scalar is its twin (the same bytes).
 void quantize_x(const float* x, int64_t in, int64_t n_blocks, int8_t* xq, float* dx);
+void quantize_x_scalar(const float* x, int64_t in, int64_t n_blocks, int8_t* xq, float* dx);
+// The AVX2 form; false (nothing written) where the build or the CPU lacks AVX2.
+bool quantize_x_avx2(const float* x, int64_t in, int64_t n_blocks, int8_t* xq, float* dx);
+// The AVX-512 group-16 batched loop's L1 budget for rows of x (bytes; <= 0: the default, 24 KB):
+// beyond it a thread runs tiles of code rows over column segments. For bench_qins4's comparison.
+void set_sb_x_bytes(int64_t bytes);
 
 struct Kernel4 {
   const char* name;

@@ -11,6 +11,7 @@
 
 #include "qins/core/blas_threads.h"
 #include "qins/core/qins4.h"
+#include "parallel_rows.h"
 #include "qins4_kernels.h"
 #include "tiled_prefill.h"
 
@@ -93,7 +94,7 @@ void gemv_with(const Kernel4& k, const Quantized4Tensor& q, const float* x, floa
   kernels4::quantize_x(x, q.in_features, v.n_blocks, xq.data(), dx.data());
   const int8_t* xqp = xq.data();
   const float* dxp = dx.data();
-  at::parallel_for(0, q.out_features(), gemv4_grain(v.n_blocks * 16), [&](int64_t b, int64_t e) {
+  parallel_rows(q.out_features(), gemv4_grain(v.n_blocks * 16), [&](int64_t b, int64_t e) {
     if (v.sub)
       k.gemv16(v.codes, v.n_blocks, b, e, v.sub, v.st, v.lut, xqp, dxp, y + b);
     else
@@ -113,7 +114,7 @@ void rows_with(const Kernel4& k, const Quantized4Tensor& q, const float* x, int6
   for (int64_t j = 0; j < n; ++j) kernels4::quantize_x(x + j * in, in, nb, xq.data() + j * nb * 32, dx.data() + j * nb);
   const int8_t* xqp = xq.data();
   const float* dxp = dx.data();
-  at::parallel_for(0, out, gemv4_grain(nb * 16), [&](int64_t b, int64_t e) {
+  parallel_rows(out, gemv4_grain(nb * 16), [&](int64_t b, int64_t e) {
     if (v.sub && k.gemv16_rows) {
       k.gemv16_rows(v.codes, nb, b, e, v.sub, v.st, v.lut, xqp, dxp, n, y + b, out);
     } else if (!v.sub && k.gemv_rows) {

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <string>
 #include <tuple>
@@ -11,6 +12,7 @@
 
 #include "qins/core/blas_threads.h"
 #include "qins/core/qins4.h"
+#include "parallel_rows.h"
 #include "qins4_kernels.h"
 
 using namespace qins::core;
@@ -199,6 +201,41 @@ TEST(Qins4Quantize, DequantizeRowMatchesMatrix) {
     EXPECT_TRUE(torch::equal(torch::from_blob(row.data(), {77}), d[r]));
   }
   EXPECT_THROW(dequantize4_row_into(q, 5, row.data()), std::out_of_range);
+}
+
+// parallel_rows (the decode GEMVs' row scheduler): every row exactly once, in pieces of at least
+// grain rows (but the last), on 1-4 threads and nested in a parallel region.
+TEST(ParallelRows, EveryRowOnceInPieces) {
+  const int before = at::get_num_threads();
+  for (int threads : {1, 2, 3, 4}) {
+    at::set_num_threads(threads);
+    for (int64_t n : {0, 1, 5, 16, 17, 100, 1000, 9216}) {
+      for (int64_t grain : {1, 16, 42, 5000}) {
+        std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+        std::atomic<int> short_pieces{0}, bad{0};
+        parallel_rows(n, grain, [&](int64_t b, int64_t e) {
+          if (b < 0 || e > n || b >= e) ++bad;
+          if (e - b < grain && e != n) ++short_pieces;
+          for (int64_t i = b; i < e && i < n && i >= 0; ++i) ++hits[static_cast<size_t>(i)];
+        });
+        const std::string what = std::to_string(threads) + " threads, n " + std::to_string(n) + ", grain " +
+                                 std::to_string(grain);
+        EXPECT_EQ(bad.load(), 0) << what;
+        EXPECT_EQ(short_pieces.load(), 0) << what;
+        for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[static_cast<size_t>(i)].load(), 1) << what << " row " << i;
+      }
+    }
+  }
+  at::set_num_threads(std::max(2, before));
+  std::vector<std::atomic<int>> hits(1000);
+  at::parallel_for(0, 2, 1, [&](int64_t b, int64_t e) {  // nested: runs on the calling worker alone
+    for (int64_t t = b; t < e; ++t)
+      parallel_rows(500, 16, [&](int64_t r0, int64_t r1) {
+        for (int64_t i = r0; i < r1; ++i) ++hits[static_cast<size_t>(t * 500 + i)];
+      });
+  });
+  for (size_t i = 0; i < hits.size(); ++i) ASSERT_EQ(hits[i].load(), 1) << "nested, row " << i;
+  at::set_num_threads(before);
 }
 
 TEST(Qins4Kernels, ScalarAlwaysAvailable) {
@@ -465,6 +502,98 @@ TEST(Qins4Kernels, SmallBatchRowsAreTheGemvBitForBit) {
               }
             }
           }
+        }
+      }
+    }
+  }
+}
+
+// Many rows of x over long rows of codes: the AVX-512 loop then runs tiles of code rows over column
+// segments (x larger than its L1 budget), the accumulators carried from segment to segment; and a
+// kernel called again on the same x buffer after it changed (the per-thread x buffers are reused
+// only for equal bytes) must see the new x. Every path, bit for bit the GEMV.
+TEST(Qins4Kernels, BatchedRowsOverColumnSegmentsAndRewrittenX) {
+  namespace k4 = kernels4;
+  torch::manual_seed(37);
+  const torch::Tensor lut = torch::randint(-127, 128, {16}, torch::kInt8);
+  const torch::Tensor st = sub_scale_table(2e-3f);
+  const int64_t rows = 41, nb = 257;  // 32 super-blocks and a tail block; tiles of 16 rows and a rest
+  const torch::Tensor codes = torch::randint(0, 256, {rows, nb * 16}, torch::kUInt8);
+  const torch::Tensor sub = torch::randint(0, 256, {rows, nb * 2}, torch::kUInt8);
+  for (const k4::Kernel4* k : {&k4::scalar_kernel4(), k4::avx2_kernel4(), k4::avx512_kernel4(), k4::neon_kernel4()}) {
+    if (!k || !k->gemv16_rows) continue;
+    for (int64_t n_x : {2, 4, 8}) {
+      // Three calls on the same buffers, back to back (nothing between them rebuilds the thread's x
+      // buffer): x as drawn, then new xq, then new dx; checked after all three against their copies.
+      torch::Tensor xq = torch::randint(-127, 128, {n_x, nb * 32}, torch::kInt8);
+      torch::Tensor dx = torch::rand({n_x, nb}) * 0.02;
+      const int64_t r0 = 3, r1 = 38;
+      std::vector<std::vector<float>> ys;
+      std::vector<std::pair<torch::Tensor, torch::Tensor>> xs;
+      for (int round = 0; round < 3; ++round) {
+        if (round == 1) xq.copy_(torch::randint(-127, 128, {n_x, nb * 32}, torch::kInt8));
+        if (round == 2) dx.mul_(1.5);
+        std::vector<float> y(static_cast<size_t>(n_x * rows), -7.f);
+        k->gemv16_rows(codes.data_ptr<uint8_t>(), nb, r0, r1, sub.data_ptr<uint8_t>(), st.data_ptr<float>(),
+                       lut.data_ptr<int8_t>(), xq.data_ptr<int8_t>(), dx.data_ptr<float>(), n_x, y.data(), rows);
+        ys.push_back(std::move(y));
+        xs.emplace_back(xq.clone(), dx.clone());
+      }
+      for (int round = 0; round < 3; ++round) {
+        const auto& [xr, dr] = xs[static_cast<size_t>(round)];
+        const std::vector<float>& y = ys[static_cast<size_t>(round)];
+        for (int64_t j = 0; j < n_x; ++j) {
+          std::vector<float> one(static_cast<size_t>(r1 - r0)), own(static_cast<size_t>(r1 - r0));
+          k4::scalar_kernel4().gemv16(codes.data_ptr<uint8_t>(), nb, r0, r1, sub.data_ptr<uint8_t>(),
+                                      st.data_ptr<float>(), lut.data_ptr<int8_t>(), xr[j].data_ptr<int8_t>(),
+                                      dr[j].data_ptr<float>(), one.data());
+          k->gemv16(codes.data_ptr<uint8_t>(), nb, r0, r1, sub.data_ptr<uint8_t>(), st.data_ptr<float>(),
+                    lut.data_ptr<int8_t>(), xr[j].data_ptr<int8_t>(), dr[j].data_ptr<float>(), own.data());
+          for (int64_t i = 0; i < r1 - r0; ++i) {
+            const float got = y[static_cast<size_t>(j * rows + i)];
+            ASSERT_EQ(got, own[static_cast<size_t>(i)])
+                << k->name << " rows of x " << n_x << " call " << round << " x row " << j << " output " << i;
+            ASSERT_NEAR(got, one[static_cast<size_t>(i)], 1e-4f * (1.f + std::fabs(one[static_cast<size_t>(i)])))
+                << k->name << " against the scalar twin, rows of x " << n_x << " call " << round;
+          }
+          for (int64_t i = r1 - r0; i < rows; ++i) ASSERT_EQ(y[static_cast<size_t>(j * rows + i)], -7.f);
+        }
+      }
+    }
+  }
+}
+
+// The vector form of the activation rounding writes quantize_x_scalar's bytes, and the scalar twin
+// is the definition: dx = max |x| / 127 per block of 32, round to nearest even, clamp to +-127,
+// zero past `in` — checked on ties (k + 0.5 after scaling), tiny and huge blocks, zero blocks and
+// every tail length.
+TEST(Qins4Kernels, QuantizeXVectorFormIsTheScalarTwin) {
+  namespace k4 = kernels4;
+  torch::manual_seed(41);
+  for (int64_t in : {1, 31, 32, 33, 64, 95, 100, 3072, 3073, 8192}) {
+    for (int trial = 0; trial < 20; ++trial) {
+      const int64_t nb = (in + 31) / 32 + (trial % 3 == 0 ? 1 : 0);  // sometimes a padded block more
+      torch::Tensor x = torch::randn({in}) * (trial % 4 == 1 ? 1e-30 : trial % 4 == 2 ? 1e30 : 1.0);
+      if (trial % 5 == 3) {  // ties: block max 127, values k + 0.5
+        x = (torch::randint(-126, 126, {in}).to(torch::kFloat32) + 0.5);
+        for (int64_t b = 0; b * 32 < in; ++b) x[b * 32] = 127.f;
+      }
+      if (trial % 7 == 4 && in >= 64) x.narrow(0, 32, 32).zero_();
+      const float* xp = x.data_ptr<float>();
+      std::vector<int8_t> qa(static_cast<size_t>(nb * 32), 99), qb(static_cast<size_t>(nb * 32), 98);
+      std::vector<float> da(static_cast<size_t>(nb), -1.f), db(static_cast<size_t>(nb), -2.f);
+      k4::quantize_x(xp, in, nb, qa.data(), da.data());
+      k4::quantize_x_scalar(xp, in, nb, qb.data(), db.data());
+      ASSERT_EQ(qa, qb) << "in " << in << " trial " << trial;
+      ASSERT_EQ(da, db) << "in " << in << " trial " << trial;
+      for (int64_t b = 0; b < nb; ++b) {
+        float amax = 0.f;
+        for (int64_t i = b * 32; i < std::min(in, b * 32 + 32); ++i) amax = std::max(amax, std::fabs(xp[i]));
+        ASSERT_EQ(db[static_cast<size_t>(b)], amax / 127.f) << "in " << in << " block " << b;
+        const float id = amax > 0.f ? 127.f / amax : 0.f;
+        for (int64_t i = b * 32; i < b * 32 + 32; ++i) {
+          const float want = i < in ? std::clamp(std::nearbyint(xp[i] * id), -127.f, 127.f) : 0.f;
+          ASSERT_EQ(qb[static_cast<size_t>(i)], static_cast<int8_t>(want)) << "in " << in << " column " << i;
         }
       }
     }
