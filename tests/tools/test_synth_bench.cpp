@@ -104,6 +104,13 @@ TEST(Bench, EveryVariantRunsAndBytesAddUp) {
     EXPECT_GT(run.prefill_tps, 0) << run.variant;
     EXPECT_GT(run.decode_tps, 0) << run.variant;
     EXPECT_GT(run.bandwidth_pct, 0) << run.variant;
+    ASSERT_EQ(run.round_tps.size(), 1u) << run.variant;  // 3 tokens: one round
+    ASSERT_EQ(run.round_bw_gbs.size(), 1u) << run.variant;
+    EXPECT_DOUBLE_EQ(run.bandwidth_gbs, run.round_bw_gbs[0]) << run.variant;
+    EXPECT_NEAR(run.bandwidth_pct,
+                100.0 * static_cast<double>(run.bytes_per_token) * run.round_tps[0] / (run.round_bw_gbs[0] * 1e9),
+                1e-9 * run.bandwidth_pct)
+        << run.variant;
   }
   EXPECT_GT(r.runs[0].decode_tps_depth, 0);
   EXPECT_GT(r.bandwidth_gbs, 0);
@@ -121,6 +128,36 @@ TEST(Bench, EveryVariantRunsAndBytesAddUp) {
   const auto j = nlohmann::json::parse(bench_json(r));
   EXPECT_EQ(j["runs"].size(), 4u);
   EXPECT_NE(bench_text(r).find("qins decode"), std::string::npos);
+}
+
+// The decode is rated in rounds of ~8 tokens, each against a plain read made right before it.
+TEST(Bench, DecodeRoundsEachAfterTheirOwnRead) {
+  BenchOptions o;
+  o.prompt_tokens = 4;
+  o.gen_tokens = 17;
+  o.context = 64;
+  o.depth = 0;
+  o.baselines = {};
+  o.bandwidth_gib = 0.01;
+  o.decode_bandwidth_bytes = int64_t{8} << 20;
+  const BenchResult r = run_bench(tiny_model(), o);
+  ASSERT_EQ(r.runs.size(), 1u);
+  const BenchRun& q = r.runs[0];
+  ASSERT_EQ(q.round_tps.size(), 2u);
+  ASSERT_EQ(q.round_bw_gbs.size(), 2u);
+  // decode_tps: 17 tokens over the two rounds' time (8 and 9 tokens).
+  EXPECT_NEAR(q.decode_tps, 17.0 / (8.0 / q.round_tps[0] + 9.0 / q.round_tps[1]), 1e-9 * q.decode_tps);
+  EXPECT_DOUBLE_EQ(q.bandwidth_gbs, 0.5 * (q.round_bw_gbs[0] + q.round_bw_gbs[1]));
+  const auto j = nlohmann::json::parse(bench_json(r));
+  EXPECT_EQ(j["runs"][0]["round_tps"].size(), 2u);
+  EXPECT_EQ(j["runs"][0]["round_bw_gbs"].size(), 2u);
+}
+
+TEST(Bench, Median) {
+  EXPECT_EQ(median({}), 0.0);
+  EXPECT_EQ(median({5.0}), 5.0);
+  EXPECT_EQ(median({3.0, 1.0, 2.0}), 2.0);
+  EXPECT_EQ(median({4.0, 1.0, 3.0, 2.0}), 2.5);
 }
 
 TEST(Bench, ProfileModeRunsOnlyDecodeSteps) {

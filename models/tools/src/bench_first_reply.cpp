@@ -13,6 +13,7 @@
 #include "bench_system.h"
 #include "qins/runtime/engine.h"
 #include "qins/runtime/internal.h"
+#include "qins/tools/bench.h"
 #include "qins/tools/fixture.h"
 #include "qins/util/files.h"
 #include "qins/util/timing.h"
@@ -85,12 +86,6 @@ json run_json(const FirstReplyRun& r) {
           {"first", reply_json(r.first)},
           {"second", reply_json(r.second)},
           {"steady", reply_json(r.steady)}};
-}
-
-double median(std::vector<double> v) {
-  if (v.empty()) return 0.0;
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
 
 std::string fmt(const char* f, double v) {

@@ -35,7 +35,7 @@ void text_setup(std::ostringstream& t, const BenchResult& r) {
       << " s after load (background; speeds below measured after it); process memory on huge pages: "
       << gb(r.resident_huge_bytes) << "\n";
   t << "cpu: " << r.cpu << ", " << r.threads << " threads, flags: " << r.cpu_flags << ", kernel " << r.kernel_isa << "\n";
-  std::snprintf(line, sizeof line, "plain-read bandwidth: %.1f GB/s at the start (%d threads); \"bw GB/s\" below: measured again right before each decode\n", r.bandwidth_gbs, r.threads);
+  std::snprintf(line, sizeof line, "plain-read bandwidth: %.1f GB/s at the start (%d threads); \"bw GB/s\" below: the median of plain reads made right before each round of ~8 decode tokens, \"%% bw\" the median over those rounds of each round's bytes/s over its own read\n", r.bandwidth_gbs, r.threads);
   t << line;
   if (r.load_cold_s >= 0)
     std::snprintf(line, sizeof line, "load: cold %.2f s (%s; %.0f %% of the file cached before), warm %.2f s\n",
@@ -185,6 +185,8 @@ std::string bench_json(const BenchResult& r) {
                          {"step_s", run.step_s},
                          {"bandwidth_pct", run.bandwidth_pct},
                          {"bandwidth_gbs", run.bandwidth_gbs},
+                         {"round_tps", run.round_tps},
+                         {"round_bw_gbs", run.round_bw_gbs},
                          {"faults_per_token", run.faults_per_token}});
   for (const PairedDecode& pd : r.paired)
     j["paired"].push_back({{"baseline", pd.baseline},

@@ -42,8 +42,11 @@ struct BenchRun {
                                  // measured in turns with the steps at depth)
   double step_s = 0.0;           // one decode step at depth (whole forward + sampling)
   int64_t kv_bytes_depth = 0;    // K/V bytes one decode step at depth reads
-  double bandwidth_gbs = 0.0;    // plain-read bandwidth measured right before this variant's decode
-  double bandwidth_pct = 0.0;    // bytes_per_token * decode_tps / bandwidth_gbs
+  // The decode runs in rounds, each right after a plain read of the same threads (this host's
+  // bandwidth moves from minute to minute): per round its tok/s and that read's GB/s.
+  std::vector<double> round_tps, round_bw_gbs;
+  double bandwidth_gbs = 0.0;    // median of round_bw_gbs
+  double bandwidth_pct = 0.0;    // median over rounds of bytes_per_token * round_tps / round_bw_gbs
   double faults_per_token = -1;  // minor page faults per decode step after warm-up (fresh pages touched)
 };
 
@@ -84,6 +87,8 @@ std::string bench_json(const BenchResult& r);
 
 // Plain streaming read bandwidth (bytes / s) over `bytes` with `threads` threads (best of passes).
 double measure_read_bandwidth(int64_t bytes, int threads);
+// The median of v (the mean of the middle two for an even count; 0 for none).
+double median(std::vector<double> v);
 
 // For `perf record`: loads the model, waits for the background work, fills the cache to
 // `o.depth` positions and runs `o.profile_steps` decode steps there (each at the same depth)
