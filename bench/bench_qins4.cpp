@@ -62,6 +62,26 @@ struct Shape {
   int64_t out, in;
 };
 const Shape kLayer[] = {{9216, 3072}, {3072, 3072}, {16384, 3072}, {3072, 8192}};
+
+// Random codes of one shape repeated past min_bytes (streamed from DRAM once past the L3), on huge
+// pages as a loaded model's are, with random group-16 sub-scale codes (128-255).
+struct StreamedCodes {
+  int64_t nb = 0, row_bytes = 0, mat_bytes = 0, copies = 0, all_rows = 0;
+  torch::Tensor codes, sub;  // [all_rows, in / 2] uint8, [all_rows, 2 * nb] uint8
+};
+StreamedCodes streamed_codes(const Shape& sh, int64_t min_bytes) {
+  StreamedCodes c;
+  c.nb = sh.in / 32;
+  c.row_bytes = c.nb * 16;
+  c.mat_bytes = sh.out * c.row_bytes;
+  c.copies = min_bytes / c.mat_bytes + 1;
+  c.all_rows = c.copies * sh.out;
+  c.codes = qc::empty_large({c.all_rows, c.row_bytes}, torch::kUInt8);
+  c.codes.copy_(torch::randint(0, 256, {c.all_rows, c.row_bytes}, torch::kUInt8));
+  qc::promote_to_huge_pages(c.codes);
+  c.sub = torch::randint(128, 256, {c.all_rows, 2 * c.nb}, torch::kUInt8);
+  return c;
+}
 const Shape kLmHead{32064, 3072};
 
 qc::QuantizedTensor random_q8(const Shape& s) {
@@ -219,12 +239,10 @@ void bench_rows_on(const char* name, const qc::kernels4::Kernel4* avx2, int roun
   const Shape sh{8192, 3072};
   const int8_t* lp = lut.data_ptr<int8_t>();
   const torch::Tensor st = qc::sub_scale_table(2e-4f);
-  const int64_t nb = sh.in / 32, row_bytes = nb * 16, mat_bytes = sh.out * row_bytes;
-  const int64_t copies = (int64_t{64} << 20) / mat_bytes + 1, all_rows = copies * sh.out;
-  torch::Tensor codes = qc::empty_large({all_rows, row_bytes}, torch::kUInt8);  // [copies*out, in/2] uint8
-  codes.copy_(torch::randint(0, 256, {all_rows, row_bytes}, torch::kUInt8));
-  qc::promote_to_huge_pages(codes);
-  const torch::Tensor sub = torch::randint(128, 256, {all_rows, 2 * nb}, torch::kUInt8);
+  const StreamedCodes sc = streamed_codes(sh, int64_t{64} << 20);
+  const int64_t nb = sc.nb, mat_bytes = sc.mat_bytes, copies = sc.copies, all_rows = sc.all_rows;
+  const torch::Tensor& codes = sc.codes;
+  const torch::Tensor& sub = sc.sub;
   const torch::Tensor hs = (torch::rand({all_rows, nb}) * 1e-4 + 1e-4).to(torch::kHalf);
   const int max_x = 8;
   const torch::Tensor xr = torch::randint(-127, 128, {max_x, sh.in}, torch::kInt8);  // [8, in] int8
@@ -291,12 +309,10 @@ void bench_superblocks(int rounds, const torch::Tensor& lut) {
   const torch::Tensor st = qc::sub_scale_table(2e-4f);
   torch::Tensor st_off = st.clone();
   st_off[200] = st_off[200] * (1.f + std::ldexp(1.f, -20));
-  const int64_t nb = sh.in / 32, row_bytes = nb * 16, mat_bytes = sh.out * row_bytes;
-  const int64_t copies = (int64_t{384} << 20) / mat_bytes + 1, all_rows = copies * sh.out;
-  torch::Tensor codes = qc::empty_large({all_rows, row_bytes}, torch::kUInt8);  // [copies*out, in/2] uint8
-  codes.copy_(torch::randint(0, 256, {all_rows, row_bytes}, torch::kUInt8));
-  qc::promote_to_huge_pages(codes);
-  const torch::Tensor sub = torch::randint(128, 256, {all_rows, 2 * nb}, torch::kUInt8);
+  const StreamedCodes sc = streamed_codes(sh, int64_t{384} << 20);
+  const int64_t nb = sc.nb, mat_bytes = sc.mat_bytes, copies = sc.copies;
+  const torch::Tensor& codes = sc.codes;
+  const torch::Tensor& sub = sc.sub;
   const int max_x = 8;
   const torch::Tensor xr = torch::randint(-127, 128, {max_x, sh.in}, torch::kInt8);  // [8, in] int8
   const torch::Tensor dr = torch::rand({max_x, nb}) * 0.01 + 0.005;                 // [8, nb] fp32
@@ -356,12 +372,10 @@ void bench_segments(int rounds, const torch::Tensor& lut) {
   std::printf("| codes | rows of x | x bytes per row of codes | one segment GB/s | 24 KB segments GB/s | segments / one |\n"
               "|---|---:|---:|---:|---:|---:|\n");
   for (const Shape& sh : {Shape{3072, 8192}, Shape{9216, 3072}, Shape{16384, 3072}}) {
-    const int64_t nb = sh.in / 32, row_bytes = nb * 16, mat_bytes = sh.out * row_bytes;
-    const int64_t copies = (int64_t{384} << 20) / mat_bytes + 1, all_rows = copies * sh.out;
-    torch::Tensor codes = qc::empty_large({all_rows, row_bytes}, torch::kUInt8);  // [copies*out, in/2] uint8
-    codes.copy_(torch::randint(0, 256, {all_rows, row_bytes}, torch::kUInt8));
-    qc::promote_to_huge_pages(codes);
-    const torch::Tensor sub = torch::randint(128, 256, {all_rows, 2 * nb}, torch::kUInt8);
+    const StreamedCodes sc = streamed_codes(sh, int64_t{384} << 20);
+    const int64_t nb = sc.nb, mat_bytes = sc.mat_bytes, copies = sc.copies;
+    const torch::Tensor& codes = sc.codes;
+    const torch::Tensor& sub = sc.sub;
     const torch::Tensor xr = torch::randint(-127, 128, {8, sh.in}, torch::kInt8);  // [8, in] int8
     const torch::Tensor dr = torch::rand({8, nb}) * 0.01 + 0.005;                 // [8, nb] fp32
     std::vector<float> ya(static_cast<size_t>(8 * sh.out)), yb(ya.size());
