@@ -12,6 +12,7 @@
 
 #include "qins/core/blas_threads.h"
 #include "qins/core/device_expand.h"
+#include "parallel_rows.h"
 #include "qins_kernels.h"
 #include "thread_scratch.h"
 #include "tiled_prefill.h"
@@ -144,7 +145,7 @@ void qins_matmul_rows(const QuantizedTensor& q, const float* x, int64_t n_rows, 
     xk = xr;
   }
   // Like the GEMV: each thread streams a contiguous block of code rows once, for all rows of x.
-  at::parallel_for(0, out, gemv_grain(in), [&](int64_t b, int64_t e) {
+  parallel_rows(out, gemv_grain(in), [&](int64_t b, int64_t e) {
     k.gemv_rows(codes, in, b, e, scales, t, xk, n_rows, y + b, out);
   });
 }
@@ -167,7 +168,7 @@ void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float
       uint16_t* xb = thread_scratch<uint16_t, 11>(static_cast<size_t>(in));
       k.pack_x(x, in, xb);
       const uint16_t* xbp = xb;
-      at::parallel_for(0, out, gemv_grain(in), [&](int64_t b, int64_t e) {
+      parallel_rows(out, gemv_grain(in), [&](int64_t b, int64_t e) {
         k.gemv(codes, in, b, e, scales, t, xbp, y + b);
       });
       return;
@@ -192,7 +193,7 @@ void qins_matmul(const QuantizedTensor& q, const float* x, int64_t n_rows, float
   const float* xpp = xp;
   if (n_rows == 1) {
     // Decoding: memory-bound, each thread streams a contiguous block of code rows once.
-    at::parallel_for(0, out, gemv_grain(in), [&](int64_t b, int64_t e) {
+    parallel_rows(out, gemv_grain(in), [&](int64_t b, int64_t e) {
       k.gemv(codes, in, b, e, scales, t, xpp, y + b);
     });
     return;

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "parallel_rows.h"
 #include "qins/core/qins8g.h"
 #include "qins8g_kernels.h"
 
@@ -79,7 +80,7 @@ void gemv_with(const Kernel8g& k, const Quantized8gTensor& q, const float* x, in
       std::copy(xpad.begin(), xpad.end(), xp.begin());
     const float* xk = xp.data();
     float* yi = y + i * out;
-    at::parallel_for(0, out, gemv8g_grain(in_pad), [&](int64_t b, int64_t e) {
+    parallel_rows(out, gemv8g_grain(in_pad), [&](int64_t b, int64_t e) {
       k.gemv(codes, in_pad, q.group, b, e, s, lut, xk, yi + b);
     });
   }
