@@ -910,6 +910,28 @@ constexpr int64_t kRows512 = 8;
     }                                                                         \
   }
 
+// The batched loops' walk over code rows [r0, r1) (see kSbXBytes): where the rows of x of all
+// n_units column units (super-blocks) fit the budget, row by row over all of them; else tiles of
+// kSbTileRows code rows over column segments of even sizes, each code row's accumulators (acc_floats
+// of them) carried from segment to segment. L: segment(r, u0, u1, acc) runs units [u0, u1) of code
+// row r into acc, finish(r, acc) the rest of the row and its outputs.
+template <class L>
+QINS4_AVX512 inline void walk_rows(const L& l, int64_t r0, int64_t r1, int64_t n_units, int64_t unit_stride,
+                                   int64_t acc_floats) {
+  const int64_t budget = g_sb_x_bytes.load(std::memory_order_relaxed);
+  const int64_t n_seg = std::max<int64_t>(1, (n_units * unit_stride + budget - 1) / budget);
+  const int64_t seg = (n_units + n_seg - 1) / n_seg;
+  const int64_t tile = seg >= n_units ? 1 : kSbTileRows;
+  float* acc = thread_scratch<float, 1>(static_cast<size_t>(tile * acc_floats));  // per (code row, x row)
+  for (int64_t t0 = r0; t0 < r1; t0 += tile) {
+    const int64_t t1 = std::min(r1, t0 + tile);
+    std::fill(acc, acc + (t1 - t0) * acc_floats, 0.f);
+    for (int64_t u0 = 0; u0 < n_units; u0 += seg)
+      for (int64_t r = t0; r < t1; ++r) l.segment(r, u0, std::min(n_units, u0 + seg), acc + (r - t0) * acc_floats);
+    for (int64_t r = t0; r < t1; ++r) l.finish(r, acc + (r - t0) * acc_floats);
+  }
+}
+
 // Code rows [r0, r1) against n_x rows of x (groups of 32 or 64).
 template <int GB>
 QINS4_AVX512 void rows_avx512_g(const uint8_t* codes, int64_t n_blocks, int64_t r0, int64_t r1, const uint16_t* scales,
@@ -922,16 +944,30 @@ QINS4_AVX512 void rows_avx512_g(const uint8_t* codes, int64_t n_blocks, int64_t 
   const int64_t n_d = n_blocks / 16;
   const XRow512* xr = rows512(xq, dx, n_blocks, n_x, y, y_stride, n_d * 16);
   const uint8_t* xs = rows512_sb2(xq, dx, n_blocks, n_d, n_x);
-  float* acc = thread_scratch<float, 1>(static_cast<size_t>(n_x * 32));  // per (x row) accumulators
   const int64_t pf = kSbPrefetchRows * row_bytes, d_stride = n_x * kSb2Bytes;
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* c = codes + r * row_bytes;
-    const uint16_t* s = scales + r * n_groups;
-    std::fill(acc, acc + n_x * 32, 0.f);
-    QINS4_IN_PASSES(n_x, (range512_sb2<GB, J>(c, s, 0, n_d, tblu, xs + j * kSb2Bytes, d_stride, acc + j * 32, pf),
-                          range512_g<GB, J>(c, s, n_d * 16, n4, tbl, xr + j, acc + j * 32, row_bytes),
-                          finish512_g<GB, J>(c, s, n_blocks, tbl, tbl256, xr + j, acc + j * 32, r - r0)));
-  }
+  struct Loop {
+    const uint8_t* codes;
+    const uint16_t* scales;
+    const uint8_t* xs;
+    const XRow512* xr;
+    __m512i tbl, tblu;
+    __m256i tbl256;
+    int64_t n_blocks, n_groups, row_bytes, n_d, n4, n_x, d_stride, pf, r0;
+    QINS4_AVX512 void segment(int64_t r, int64_t d0, int64_t d1, float* ar) const {
+      const uint8_t* c = codes + r * row_bytes;
+      const uint16_t* s = scales + r * n_groups;
+      const uint8_t* xb = xs + d0 * d_stride;
+      QINS4_IN_PASSES(n_x, (range512_sb2<GB, J>(c, s, d0, d1, tblu, xb + j * kSb2Bytes, d_stride, ar + j * 32, pf)));
+    }
+    QINS4_AVX512 void finish(int64_t r, float* ar) const {
+      const uint8_t* c = codes + r * row_bytes;
+      const uint16_t* s = scales + r * n_groups;
+      QINS4_IN_PASSES(n_x, (range512_g<GB, J>(c, s, n_d * 16, n4, tbl, xr + j, ar + j * 32, row_bytes),
+                            finish512_g<GB, J>(c, s, n_blocks, tbl, tbl256, xr + j, ar + j * 32, r - r0)));
+    }
+  };
+  const Loop l{codes, scales, xs, xr, tbl, tblu, tbl256, n_blocks, n_groups, row_bytes, n_d, n4, n_x, d_stride, pf, r0};
+  walk_rows(l, r0, r1, n_d, d_stride, n_x * 32);
 }
 
 void gemv_rows_avx512(const uint8_t* codes, int64_t n_blocks, int group_blocks, int64_t r0, int64_t r1,
@@ -965,33 +1001,31 @@ QINS4_AVX512 void gemv16_rows_avx512(const uint8_t* codes, int64_t n_blocks, int
   const XRow512* xr = rows512(xq, dx, n_blocks, n_x, y, y_stride, n_sb * 8);
   const uint8_t* xs = rows512_sb(xq, dx, n_blocks, n_sb, n_x);
   const int64_t pf = kSbPrefetchRows * row_bytes, sb_stride = n_x * kSbBytes;
-  // Column segments of seg super-blocks (of even sizes), tiles of `tile` code rows (see kSbXBytes).
-  const int64_t budget = g_sb_x_bytes.load(std::memory_order_relaxed);
-  const int64_t n_seg = std::max<int64_t>(1, (n_sb * sb_stride + budget - 1) / budget);
-  const int64_t seg = (n_sb + n_seg - 1) / n_seg;
-  const int64_t tile = seg >= n_sb ? 1 : kSbTileRows;
-  float* acc = thread_scratch<float, 1>(static_cast<size_t>(tile * n_x * 16));  // per (code row, x row)
-  for (int64_t t0 = r0; t0 < r1; t0 += tile) {
-    const int64_t t1 = std::min(r1, t0 + tile);
-    std::fill(acc, acc + (t1 - t0) * n_x * 16, 0.f);
-    for (int64_t sb0 = 0; sb0 < n_sb; sb0 += seg) {
-      const int64_t sb1 = std::min(n_sb, sb0 + seg);
-      const uint8_t* xb = xs + sb0 * sb_stride;
-      for (int64_t r = t0; r < t1; ++r) {
-        const uint8_t* c = codes + r * row_bytes;
-        const uint8_t* s = sub + r * n_blocks * 2;
-        float* ar = acc + (r - t0) * n_x * 16;
-        QINS4_IN_PASSES(n_x, range512_sb<J>(c, s, sb0, sb1, stv, tblu, xb + j * kSbBytes, sb_stride, ar + j * 16, pf));
-      }
-    }
-    for (int64_t r = t0; r < t1; ++r) {
+  struct Loop {
+    const uint8_t* codes;
+    const uint8_t* sub;
+    const float* st;
+    const uint8_t* xs;
+    const XRow512* xr;
+    SubTable512 stv;
+    __m512i tbl, tblu;
+    __m256i tbl256;
+    int64_t n_blocks, row_bytes, n_sb, n2, n_x, sb_stride, pf, r0;
+    QINS4_AVX512 void segment(int64_t r, int64_t sb0, int64_t sb1, float* ar) const {
       const uint8_t* c = codes + r * row_bytes;
       const uint8_t* s = sub + r * n_blocks * 2;
-      float* ar = acc + (r - t0) * n_x * 16;
+      const uint8_t* xb = xs + sb0 * sb_stride;
+      QINS4_IN_PASSES(n_x, range512_sb<J>(c, s, sb0, sb1, stv, tblu, xb + j * kSbBytes, sb_stride, ar + j * 16, pf));
+    }
+    QINS4_AVX512 void finish(int64_t r, float* ar) const {
+      const uint8_t* c = codes + r * row_bytes;
+      const uint8_t* s = sub + r * n_blocks * 2;
       QINS4_IN_PASSES(n_x, (range512_16<J>(c, s, n_sb * 8, n2, st, tbl, xr + j, ar + j * 16, row_bytes),
                             finish512_16<J>(c, s, n_blocks, st, tbl256, xr + j, ar + j * 16, r - r0)));
     }
-  }
+  };
+  const Loop l{codes, sub, st, xs, xr, stv, tbl, tblu, tbl256, n_blocks, row_bytes, n_sb, n2, n_x, sb_stride, pf, r0};
+  walk_rows(l, r0, r1, n_sb, sb_stride, n_x * 16);
 }
 
 // The group-16 GEMV: the batched loop's one-row case.

@@ -517,46 +517,68 @@ TEST(Qins4Kernels, BatchedRowsOverColumnSegmentsAndRewrittenX) {
   torch::manual_seed(37);
   const torch::Tensor lut = torch::randint(-127, 128, {16}, torch::kInt8);
   const torch::Tensor st = sub_scale_table(2e-3f);
-  const int64_t rows = 41, nb = 257;  // 32 super-blocks and a tail block; tiles of 16 rows and a rest
-  const torch::Tensor codes = torch::randint(0, 256, {rows, nb * 16}, torch::kUInt8);
-  const torch::Tensor sub = torch::randint(0, 256, {rows, nb * 2}, torch::kUInt8);
-  for (const k4::Kernel4* k : {&k4::scalar_kernel4(), k4::avx2_kernel4(), k4::avx512_kernel4(), k4::neon_kernel4()}) {
-    if (!k || !k->gemv16_rows) continue;
-    for (int64_t n_x : {2, 4, 8}) {
-      // Three calls on the same buffers, back to back (nothing between them rebuilds the thread's x
-      // buffer): x as drawn, then new xq, then new dx; checked after all three against their copies.
-      torch::Tensor xq = torch::randint(-127, 128, {n_x, nb * 32}, torch::kInt8);
-      torch::Tensor dx = torch::rand({n_x, nb}) * 0.02;
-      const int64_t r0 = 3, r1 = 38;
-      std::vector<std::vector<float>> ys;
-      std::vector<std::pair<torch::Tensor, torch::Tensor>> xs;
-      for (int round = 0; round < 3; ++round) {
-        if (round == 1) xq.copy_(torch::randint(-127, 128, {n_x, nb * 32}, torch::kInt8));
-        if (round == 2) dx.mul_(1.5);
-        std::vector<float> y(static_cast<size_t>(n_x * rows), -7.f);
-        k->gemv16_rows(codes.data_ptr<uint8_t>(), nb, r0, r1, sub.data_ptr<uint8_t>(), st.data_ptr<float>(),
-                       lut.data_ptr<int8_t>(), xq.data_ptr<int8_t>(), dx.data_ptr<float>(), n_x, y.data(), rows);
-        ys.push_back(std::move(y));
-        xs.emplace_back(xq.clone(), dx.clone());
-      }
-      for (int round = 0; round < 3; ++round) {
-        const auto& [xr, dr] = xs[static_cast<size_t>(round)];
-        const std::vector<float>& y = ys[static_cast<size_t>(round)];
-        for (int64_t j = 0; j < n_x; ++j) {
-          std::vector<float> one(static_cast<size_t>(r1 - r0)), own(static_cast<size_t>(r1 - r0));
-          k4::scalar_kernel4().gemv16(codes.data_ptr<uint8_t>(), nb, r0, r1, sub.data_ptr<uint8_t>(),
-                                      st.data_ptr<float>(), lut.data_ptr<int8_t>(), xr[j].data_ptr<int8_t>(),
-                                      dr[j].data_ptr<float>(), one.data());
-          k->gemv16(codes.data_ptr<uint8_t>(), nb, r0, r1, sub.data_ptr<uint8_t>(), st.data_ptr<float>(),
-                    lut.data_ptr<int8_t>(), xr[j].data_ptr<int8_t>(), dr[j].data_ptr<float>(), own.data());
-          for (int64_t i = 0; i < r1 - r0; ++i) {
-            const float got = y[static_cast<size_t>(j * rows + i)];
-            ASSERT_EQ(got, own[static_cast<size_t>(i)])
-                << k->name << " rows of x " << n_x << " call " << round << " x row " << j << " output " << i;
-            ASSERT_NEAR(got, one[static_cast<size_t>(i)], 1e-4f * (1.f + std::fabs(one[static_cast<size_t>(i)])))
-                << k->name << " against the scalar twin, rows of x " << n_x << " call " << round;
+  const int64_t rows = 41;  // tiles of 16 code rows and a rest
+  for (int group_blocks : {0, 1, 2}) {  // 0: group 16; 1, 2: groups 32, 64 (fp16 scales)
+    // 32 super-blocks (16 double ones) and a tail of one or two blocks
+    const int64_t nb = group_blocks == 2 ? 258 : 257, n_groups = group_blocks ? nb / group_blocks : 1;
+    const torch::Tensor codes = torch::randint(0, 256, {rows, nb * 16}, torch::kUInt8);
+    const torch::Tensor sub = torch::randint(0, 256, {rows, nb * 2}, torch::kUInt8);
+    const torch::Tensor hs = (torch::rand({rows, n_groups}) + 0.5).to(torch::kHalf);
+    const auto* h = reinterpret_cast<const uint16_t*>(hs.data_ptr<at::Half>());
+    for (const k4::Kernel4* k : {&k4::scalar_kernel4(), k4::avx2_kernel4(), k4::avx512_kernel4(), k4::neon_kernel4()}) {
+      if (!k || !k->gemv16_rows || !k->gemv_rows) continue;
+      auto rows_call = [&](const torch::Tensor& xq, const torch::Tensor& dx, int64_t n_x, int64_t r0, int64_t r1,
+                           float* y, int64_t stride) {
+        if (group_blocks == 0)
+          k->gemv16_rows(codes.data_ptr<uint8_t>(), nb, r0, r1, sub.data_ptr<uint8_t>(), st.data_ptr<float>(),
+                         lut.data_ptr<int8_t>(), xq.data_ptr<int8_t>(), dx.data_ptr<float>(), n_x, y, stride);
+        else
+          k->gemv_rows(codes.data_ptr<uint8_t>(), nb, group_blocks, r0, r1, h, lut.data_ptr<int8_t>(),
+                       xq.data_ptr<int8_t>(), dx.data_ptr<float>(), n_x, y, stride);
+      };
+      auto gemv_call = [&](const k4::Kernel4& kk, const torch::Tensor& xq, const torch::Tensor& dx, int64_t r0,
+                           int64_t r1, float* y) {
+        if (group_blocks == 0)
+          kk.gemv16(codes.data_ptr<uint8_t>(), nb, r0, r1, sub.data_ptr<uint8_t>(), st.data_ptr<float>(),
+                    lut.data_ptr<int8_t>(), xq.data_ptr<int8_t>(), dx.data_ptr<float>(), y);
+        else
+          kk.gemv(codes.data_ptr<uint8_t>(), nb, group_blocks, r0, r1, h, lut.data_ptr<int8_t>(),
+                  xq.data_ptr<int8_t>(), dx.data_ptr<float>(), y);
+      };
+      for (int64_t n_x : {2, 4, 8}) {
+        // Three calls on the same buffers, back to back (nothing between them rebuilds the thread's
+        // x buffer): x as drawn, then new xq, then new dx; checked after all three against copies.
+        torch::Tensor xq = torch::randint(-127, 128, {n_x, nb * 32}, torch::kInt8);
+        torch::Tensor dx = torch::rand({n_x, nb}) * 0.02;
+        const int64_t r0 = 3, r1 = 38;
+        std::vector<std::vector<float>> ys;
+        std::vector<std::pair<torch::Tensor, torch::Tensor>> xs;
+        for (int round = 0; round < 3; ++round) {
+          if (round == 1) xq.copy_(torch::randint(-127, 128, {n_x, nb * 32}, torch::kInt8));
+          if (round == 2) dx.mul_(1.5);
+          std::vector<float> y(static_cast<size_t>(n_x * rows), -7.f);
+          rows_call(xq, dx, n_x, r0, r1, y.data(), rows);
+          ys.push_back(std::move(y));
+          xs.emplace_back(xq.clone(), dx.clone());
+        }
+        for (int round = 0; round < 3; ++round) {
+          const auto& [xr, dr] = xs[static_cast<size_t>(round)];
+          const std::vector<float>& y = ys[static_cast<size_t>(round)];
+          const std::string what = std::string(k->name) + " group_blocks " + std::to_string(group_blocks) +
+                                   " rows of x " + std::to_string(n_x) + " call " + std::to_string(round);
+          for (int64_t j = 0; j < n_x; ++j) {
+            std::vector<float> one(static_cast<size_t>(r1 - r0)), own(static_cast<size_t>(r1 - r0));
+            gemv_call(k4::scalar_kernel4(), xr[j], dr[j], r0, r1, one.data());
+            gemv_call(*k, xr[j], dr[j], r0, r1, own.data());
+            float top = 0.f;  // the twin is summed in another order: compared to the largest output
+            for (float v : one) top = std::max(top, std::fabs(v));
+            for (int64_t i = 0; i < r1 - r0; ++i) {
+              const float got = y[static_cast<size_t>(j * rows + i)];
+              ASSERT_EQ(got, own[static_cast<size_t>(i)]) << what << " x row " << j << " output " << i;
+              ASSERT_NEAR(got, one[static_cast<size_t>(i)], 1e-4f * top) << what << " against the scalar twin";
+            }
+            for (int64_t i = r1 - r0; i < rows; ++i) ASSERT_EQ(y[static_cast<size_t>(j * rows + i)], -7.f) << what;
           }
-          for (int64_t i = r1 - r0; i < rows; ++i) ASSERT_EQ(y[static_cast<size_t>(j * rows + i)], -7.f);
         }
       }
     }
