@@ -632,7 +632,7 @@ QINS4_AVX512 inline __m512 ld512f(const uint8_t* p) { return _mm512_loadu_ps(rei
 // in the lane order {2k, 2k + 8, 2k + 1, 2k + 9} of 128-bit lane k. Per row of x that is 4 vpdpbusd,
 // 3 for the add, one add of the correction, one conversion, one product and one FMA per 256 weights
 // (the step above: 4 x 7 vector operations). The codes stay in the file's order; the activations
-// are permuted to match once per call (rows512_sb below).
+// are permuted to match once per call (rows512_units below).
 //
 // The weights are looked up as unsigned bytes w + 128 (the table XOR 0x80; entries lie in
 // [-127, 127]) against the signed x, so sum((w + 128) x) - 128 sum(x) = sum(w x) exactly: the
@@ -677,34 +677,6 @@ inline void permute_sb_x(const int8_t* x, uint8_t* o) {
       std::memcpy(o + 64 * v + 16 * k, x + 8 * (4 * k + v), 8);
       std::memcpy(o + 64 * v + 16 * k + 8, x + 8 * (16 + 4 * k + v), 8);
     }
-}
-
-// n_sb super-blocks of n_x rows of x (row j at xq + j * n_blocks * 32, dx + j * n_blocks) in that
-// form, in the calling thread's scratch.
-QINS4_AVX512 const uint8_t* rows512_sb(const int8_t* xq, const float* dx, int64_t n_blocks, int64_t n_sb, int64_t n_x) {
-  uint8_t* buf = thread_scratch<uint8_t, 2>(static_cast<size_t>(n_sb * n_x * kSbBytes));
-  if (built_from<2>(xq, static_cast<size_t>(n_x * n_blocks * 32), dx, sizeof(float) * static_cast<size_t>(n_x * n_blocks),
-                    n_blocks, n_sb, n_x))
-    return buf;
-  for (int64_t sb = 0; sb < n_sb; ++sb)
-    for (int64_t j = 0; j < n_x; ++j) {
-      const int8_t* x = xq + j * n_blocks * 32 + sb * 256;
-      const float* d = dx + j * n_blocks + sb * 8;
-      uint8_t* o = buf + (sb * n_x + j) * kSbBytes;
-      permute_sb_x(x, o);
-      float dxe[16];
-      int32_t corr[16];
-      for (int i = 0; i < 16; ++i) {
-        const int g = sb_group(i);
-        int32_t sum = 0;
-        for (int c = 0; c < 16; ++c) sum += x[16 * g + c];
-        corr[i] = -128 * sum;
-        dxe[i] = d[g / 2];
-      }
-      std::memcpy(o + 256, dxe, sizeof(dxe));
-      std::memcpy(o + 320, corr, sizeof(corr));
-    }
-  return buf;
 }
 
 // The log table's two factors (see above), or false where st is not such a table.
@@ -762,7 +734,7 @@ QINS4_AVX512 inline __m512 sb_accumulate(__m512i e, __m512i o, const uint8_t* co
 
 // Super-blocks [sb0, sb1) of one code row against J rows of x (acc[j]: x row j's 16 accumulators,
 // the same ones range512_16 / finish512_16 continue).
-// xb: the pass's first row of x in super-block sb0 of the rows512_sb buffer, sb_stride: the bytes
+// xb: the pass's first row of x in super-block sb0 of the rows512_units<256> buffer, sb_stride: the bytes
 // from one super-block's rows to the next (n_x * kSbBytes).
 template <int J>
 QINS4_AVX512 inline void range512_sb(const uint8_t* c, const uint8_t* s, int64_t sb0, int64_t sb1,
@@ -804,31 +776,38 @@ constexpr int64_t kSb2Bytes = 640;
 // The block (0-15) of lane i of a double super-block's sums: k + 4 (i % 4) for k = i / 4.
 constexpr int sb2_block(int i) { return i / 4 + 4 * (i % 4); }
 
-// n_d double super-blocks of n_x rows of x in that form (super-block-major, as rows512_sb).
-QINS4_AVX512 const uint8_t* rows512_sb2(const int8_t* xq, const float* dx, int64_t n_blocks, int64_t n_d,
-                                        int64_t n_x) {
-  uint8_t* buf = thread_scratch<uint8_t, 3>(static_cast<size_t>(n_d * n_x * kSb2Bytes));
-  if (built_from<3>(xq, static_cast<size_t>(n_x * n_blocks * 32), dx, sizeof(float) * static_cast<size_t>(n_x * n_blocks),
-                    n_blocks, n_d, n_x))
+// The rows of x of a call in the form a batched loop reads (Cols = 256: super-blocks, kSbBytes per
+// row; 512: double super-blocks, kSb2Bytes): per unit of Cols columns and row of x (row j at
+// xq + j * n_blocks * 32, dx + j * n_blocks), its values as permute_sb_x makes them, then the 16 dx
+// and the 16 corrections -128 * sum(x) of its lanes' pieces of Cols / 16 columns, in the lane order
+// (sb_group, sb2_block). n_units units, unit-major, in the calling thread's scratch; rebuilt only
+// for new inputs (built_from).
+template <int Cols>
+QINS4_AVX512 const uint8_t* rows512_units(const int8_t* xq, const float* dx, int64_t n_blocks, int64_t n_units,
+                                          int64_t n_x) {
+  constexpr int64_t unit_bytes = Cols == 256 ? kSbBytes : kSb2Bytes;
+  constexpr int kTag = Cols == 256 ? 2 : 3, kPiece = Cols / 16;
+  uint8_t* buf = thread_scratch<uint8_t, kTag>(static_cast<size_t>(n_units * n_x * unit_bytes));
+  if (built_from<kTag>(xq, static_cast<size_t>(n_x * n_blocks * 32), dx,
+                       sizeof(float) * static_cast<size_t>(n_x * n_blocks), n_blocks, n_units, n_x))
     return buf;
-  for (int64_t d = 0; d < n_d; ++d)
+  for (int64_t u = 0; u < n_units; ++u)
     for (int64_t j = 0; j < n_x; ++j) {
-      const int8_t* x = xq + j * n_blocks * 32 + d * 512;
-      const float* dd = dx + j * n_blocks + d * 16;
-      uint8_t* o = buf + (d * n_x + j) * kSb2Bytes;
-      permute_sb_x(x, o);
-      permute_sb_x(x + 256, o + 256);
+      const int8_t* x = xq + j * n_blocks * 32 + u * Cols;
+      const float* d = dx + j * n_blocks + u * (Cols / 32);
+      uint8_t* o = buf + (u * n_x + j) * unit_bytes;
+      for (int h = 0; h < Cols / 256; ++h) permute_sb_x(x + 256 * h, o + 256 * h);
       float dxe[16];
       int32_t corr[16];
       for (int i = 0; i < 16; ++i) {
-        const int b = sb2_block(i);
+        const int piece = Cols == 256 ? sb_group(i) : sb2_block(i);
         int32_t sum = 0;
-        for (int c = 0; c < 32; ++c) sum += x[32 * b + c];
+        for (int c = 0; c < kPiece; ++c) sum += x[kPiece * piece + c];
         corr[i] = -128 * sum;
-        dxe[i] = dd[b];
+        dxe[i] = d[kPiece * piece / 32];
       }
-      std::memcpy(o + 512, dxe, sizeof(dxe));
-      std::memcpy(o + 576, corr, sizeof(corr));
+      std::memcpy(o + Cols, dxe, sizeof(dxe));
+      std::memcpy(o + Cols + 64, corr, sizeof(corr));
     }
   return buf;
 }
@@ -943,7 +922,7 @@ QINS4_AVX512 void rows_avx512_g(const uint8_t* codes, int64_t n_blocks, int64_t 
   const int64_t n_groups = n_blocks / GB, row_bytes = n_blocks * 16, n4 = n_blocks & ~int64_t{3};
   const int64_t n_d = n_blocks / 16;
   const XRow512* xr = rows512(xq, dx, n_blocks, n_x, y, y_stride, n_d * 16);
-  const uint8_t* xs = rows512_sb2(xq, dx, n_blocks, n_d, n_x);
+  const uint8_t* xs = rows512_units<512>(xq, dx, n_blocks, n_d, n_x);
   const int64_t pf = kSbPrefetchRows * row_bytes, d_stride = n_x * kSb2Bytes;
   struct Loop {
     const uint8_t* codes;
@@ -999,7 +978,7 @@ QINS4_AVX512 void gemv16_rows_avx512(const uint8_t* codes, int64_t n_blocks, int
   const int64_t row_bytes = n_blocks * 16, n2 = n_blocks & ~int64_t{1};
   const int64_t n_sb = sub_table512(st, stv) ? n_blocks / 8 : 0;
   const XRow512* xr = rows512(xq, dx, n_blocks, n_x, y, y_stride, n_sb * 8);
-  const uint8_t* xs = rows512_sb(xq, dx, n_blocks, n_sb, n_x);
+  const uint8_t* xs = rows512_units<256>(xq, dx, n_blocks, n_sb, n_x);
   const int64_t pf = kSbPrefetchRows * row_bytes, sb_stride = n_x * kSbBytes;
   struct Loop {
     const uint8_t* codes;
