@@ -267,10 +267,9 @@ QINS_BF16 void pack_gemm_x_bf16(const float* x, int64_t m, int64_t in, uint16_t*
   }
 }
 
-// The code bytes of a tile: nr rows of `cols` bytes, `in` apart.
+// A tile of W: rows [row, row + rows), columns [col, col + cols) (rows == 0: no tile).
 struct TileRef {
-  const uint8_t* first = nullptr;  // null: no tile
-  int64_t rows = 0, cols = 0;
+  int64_t row = 0, col = 0, rows = 0, cols = 0;
 };
 
 // Expand rows [r, r + nr) (nr <= kTileRows; rows past nr are zero) and columns [k0, k0 + kc) of
@@ -281,9 +280,9 @@ QINS_BF16 void expand_tile(const uint8_t* codes, int64_t in, int64_t r, int64_t 
                            const LutTables& t, const PlanesBf16& p, uint16_t* w, const TileRef& next) {
   const int64_t in64 = in & ~int64_t{63};
   for (int64_t i = 0; i < kTileRows; ++i) {
-    if (next.first && i < next.rows)
+    if (i < next.rows)
       for (int64_t k = 0; k < next.cols; k += 64)
-        _mm_prefetch(reinterpret_cast<const char*>(next.first + i * in + k), _MM_HINT_T1);
+        _mm_prefetch(reinterpret_cast<const char*>(codes + (next.row + i) * in + next.col + k), _MM_HINT_T1);
     uint16_t* o = w + i * kc;
     if (i >= nr) {
       std::memset(o, 0, sizeof(uint16_t) * static_cast<size_t>(kc));
@@ -347,9 +346,12 @@ QINS_BF16 void micro_rows(const uint16_t* w, int64_t ldw, const uint16_t* x, int
     micro<NR, MV>(w + r * ldw, ldw, x, wc, pairs, acc + r * ldacc, ldacc, first);
 }
 
-QINS_BF16 void gemm_bf16(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
-                         const LutTables& t, const uint16_t* xpk, int64_t m, float* y, int64_t ldy) {
-  const PlanesBf16 p = load_planes(t);
+// The tile walk of both GEMMs: tiles of kTileRows rows x kTileCols columns of W, each filled in
+// bf16 by fill(rb, nr, k0, kc, w, next) (next: the tile after it, for prefetching), multiplied
+// against every chunk of x, then row i of the results times scales[rb + i] (1 where scales is null).
+template <class Fill>
+QINS_BF16 void gemm_tiles(int64_t in, int64_t r0, int64_t r1, const float* scales, const uint16_t* xpk, int64_t m,
+                          float* y, int64_t ldy, const Fill& fill) {
   const int64_t kp = padded_cols(in);
   const int64_t mp = gemm_x_size_bf16(m, in) / kp;  // tokens incl. padding
   // Per-thread scratch, reused across calls: one weight tile and the tile's fp32 results.
@@ -365,11 +367,12 @@ QINS_BF16 void gemm_bf16(const uint8_t* codes, int64_t in, int64_t r0, int64_t r
       TileRef next;
       const int64_t nk0 = k0 + kTileCols < kp ? k0 + kTileCols : 0, nrb = nk0 ? rb : rb + kTileRows;
       if (nrb < r1) {
-        next.first = codes + nrb * in + nk0;
+        next.row = nrb;
+        next.col = nk0;
         next.rows = std::min(kTileRows, r1 - nrb);
         next.cols = std::max<int64_t>(0, std::min(kTileCols, in - nk0));
       }
-      expand_tile(codes, in, rb, nr, k0, kc, t, p, wt.data(), next);
+      fill(rb, nr, k0, kc, wt.data(), next);
       for (int64_t c = 0; c * kChunk < m; ++c) {
         const int64_t wc = chunk_width(m, c);
         const uint16_t* xc = xpk + c * kChunk * kp + k0 * wc;  // pair k0 / 2 of chunk c
@@ -384,11 +387,51 @@ QINS_BF16 void gemm_bf16(const uint8_t* codes, int64_t in, int64_t r0, int64_t r
       }
     }
     for (int64_t i = 0; i < nr; ++i) {
-      const float s = scales[rb + i];
       const float* a = acc.data() + i * mp;
-      for (int64_t j = 0; j < m; ++j) y[j * ldy + rb + i] = a[j] * s;
+      if (scales) {
+        const float s = scales[rb + i];
+        for (int64_t j = 0; j < m; ++j) y[j * ldy + rb + i] = a[j] * s;
+      } else {
+        for (int64_t j = 0; j < m; ++j) y[j * ldy + rb + i] = a[j];
+      }
     }
   }
+}
+
+QINS_BF16 void gemm_bf16(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
+                         const LutTables& t, const uint16_t* xpk, int64_t m, float* y, int64_t ldy) {
+  const PlanesBf16 p = load_planes(t);
+  gemm_tiles(in, r0, r1, scales, xpk, m, y, ldy,
+             [&](int64_t rb, int64_t nr, int64_t k0, int64_t kc, uint16_t* w, const TileRef& next) {
+               expand_tile(codes, in, rb, nr, k0, kc, t, p, w, next);
+             });
+}
+
+// The GEMM on weights another code expands (RowSource): each tile row is expanded to fp32 in
+// natural order, then rounded to bf16 in Split64 order as x is (pack_x_bf16), so both meet in the
+// same order, the partial last 64-column block included. The next tile's rows are prefetched
+// through the source as expand_tile prefetches codes.
+QINS_BF16 void gemm_rows_f32_bf16(const RowSource& src, int64_t in, int64_t r0, int64_t r1, const uint16_t* xpk,
+                                  int64_t m, float* y, int64_t ldy) {
+  thread_local std::vector<float> row;
+  row.resize(static_cast<size_t>(kTileCols));
+  float* rp = row.data();
+  gemm_tiles(in, r0, r1, nullptr, xpk, m, y, ldy,
+             [&](int64_t rb, int64_t nr, int64_t k0, int64_t kc, uint16_t* w, const TileRef& next) {
+               const int64_t n = std::max<int64_t>(0, std::min(kc, in - k0));  // real columns of the tile
+               for (int64_t i = 0; i < kTileRows; ++i) {
+                 if (next.rows && i < next.rows && next.cols > 0 && src.prefetch)
+                   src.prefetch(src.ctx, next.row + i, next.col, next.cols);
+                 uint16_t* o = w + i * kc;
+                 if (i >= nr || n == 0) {
+                   std::memset(o, 0, sizeof(uint16_t) * static_cast<size_t>(kc));
+                   continue;
+                 }
+                 src.row(src.ctx, rb + i, k0, n, rp);
+                 pack_x_bf16(rp, n, o);
+                 std::memset(o + n, 0, sizeof(uint16_t) * static_cast<size_t>(kc - n));
+               }
+             });
 }
 
 }  // namespace
@@ -400,6 +443,7 @@ const Kernel* avx512bf16_kernel() {
     kk.gemm_x_size = gemm_x_size_bf16;
     kk.pack_gemm_x = pack_gemm_x_bf16;
     kk.gemm = gemm_bf16;
+    kk.gemm_rows_f32 = gemm_rows_f32_bf16;
     return kk;
   }();
   __builtin_cpu_init();

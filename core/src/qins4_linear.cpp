@@ -1,6 +1,7 @@
 // Qins4Linear and the QINS-4 kernel dispatch: batch 1 -> x rounded to int8 per 32 columns, then
-// the integer lookup GEMV over blocks of rows in parallel; many rows -> expand a tile of rows to
-// fp32 and GEMM it (the same tiling as the 8-bit path, core/src/projective_linear.cpp).
+// the integer lookup GEMV over blocks of rows in parallel; many rows -> expand tiles of rows and
+// multiply them: in bf16 by the 8-bit codes' GEMM where the CPU has AVX512-BF16, else in fp32 by
+// the BLAS (the same tiling as the 8-bit path, core/src/projective_linear.cpp).
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -13,6 +14,8 @@
 #include "qins/core/qins4.h"
 #include "parallel_rows.h"
 #include "qins4_kernels.h"
+#include "qins_kernels.h"
+#include "thread_scratch.h"
 #include "tiled_prefill.h"
 
 namespace qins::core {
@@ -51,6 +54,34 @@ std::atomic<const Kernel4*>& active4_slot() {
   return slot;
 }
 
+// The prefill GEMM: the bf16 kernel where the CPU has one (its gemm_rows_f32), null for fp32.
+const kernels::Kernel* prefill4_by_name(const std::string& name, bool* ok) {
+  *ok = true;
+  if (name == "fp32") return nullptr;
+  const kernels::Kernel* b = name == "bf16" ? kernels::avx512bf16_kernel() : nullptr;
+  *ok = b != nullptr && b->gemm_rows_f32 != nullptr;
+  return b;
+}
+
+const kernels::Kernel* initial_prefill4() {
+  const char* env = std::getenv("QINS_PREFILL4");
+  bool ok = false;
+  if (env && *env && std::string(env) != "auto") {
+    const kernels::Kernel* b = prefill4_by_name(env, &ok);
+    if (!ok)
+      throw std::invalid_argument(std::string("QINS_PREFILL4=") + env +
+                                  ": not available on this CPU/build (use fp32, bf16 or auto)");
+    return b;
+  }
+  const kernels::Kernel* b = prefill4_by_name("bf16", &ok);
+  return ok ? b : nullptr;
+}
+
+std::atomic<const kernels::Kernel*>& prefill4_slot() {
+  static std::atomic<const kernels::Kernel*> slot{initial_prefill4()};
+  return slot;
+}
+
 // Rows per task of the batch-1 GEMV: ~64 KB of codes per task, at least 16 rows.
 int64_t gemv4_grain(int64_t row_bytes) { return std::max<int64_t>(16, 65536 / std::max<int64_t>(row_bytes, 1)); }
 
@@ -84,6 +115,39 @@ void expand_with(const Kernel4& k, const Views& v, int64_t r0, int64_t r1, float
     k.expand(v.codes, v.n_blocks, v.group_blocks, r0, r1, v.scales, v.lut, out);
 }
 
+// One weight row's columns [k0, k0 + n) in fp32 through the kernel's expand (for the bf16 GEMM):
+// the row's blocks from k0 / 32 on, as a one-row matrix (k0 is a multiple of 2048 there, so a
+// group of 32 or 64 columns never straddles it); writes n rounded up to 32 values.
+struct RowExpand {
+  const Kernel4* k;
+  Views v;
+};
+
+void expand_row(const void* ctx, int64_t r, int64_t k0, int64_t n, float* out) {
+  const RowExpand& e = *static_cast<const RowExpand*>(ctx);
+  const Views& v = e.v;
+  const int64_t b0 = k0 / 32, nb = (n + 31) / 32;
+  const uint8_t* c = v.codes + r * v.n_blocks * 16 + b0 * 16;
+  if (v.sub)
+    e.k->expand16(c, nb, 0, 1, v.sub + r * v.n_blocks * 2 + b0 * 2, v.st, v.lut, out);
+  else
+    e.k->expand(c, nb, v.group_blocks, 0, 1, v.scales + r * (v.n_blocks / v.group_blocks) + b0 / v.group_blocks,
+                v.lut, out);
+}
+
+// Their codes and scales towards L2 ahead of use (the next tile's rows are a row apart, which the
+// hardware prefetchers do not follow).
+void prefetch_row(const void* ctx, int64_t r, int64_t k0, int64_t n) {
+  const Views& v = static_cast<const RowExpand*>(ctx)->v;
+  const uint8_t* c = v.codes + r * v.n_blocks * 16 + k0 / 2;
+  for (int64_t i = 0; i < n / 2; i += 64) __builtin_prefetch(c + i, 0, 2);
+  const uint8_t* s =
+      v.sub ? v.sub + r * v.n_blocks * 2 + k0 / 16
+            : reinterpret_cast<const uint8_t*>(v.scales + r * (v.n_blocks / v.group_blocks) + k0 / 32 / v.group_blocks);
+  const int64_t s_bytes = v.sub ? n / 16 : 2 * (n / 32) / v.group_blocks;
+  for (int64_t i = 0; i < s_bytes; i += 64) __builtin_prefetch(s + i, 0, 2);
+}
+
 void gemv_with(const Kernel4& k, const Quantized4Tensor& q, const float* x, float* y) {
   const Views v = views(q);
   // x rounded to int8 once per call (per-thread scratch, reused: no allocation per token).
@@ -101,6 +165,13 @@ void gemv_with(const Kernel4& k, const Quantized4Tensor& q, const float* x, floa
       k.gemv(v.codes, v.n_blocks, v.group_blocks, b, e, v.scales, v.lut, xqp, dxp, y + b);
   });
 }
+
+// Rows of x per pass of the small-batch loop over the codes: one super-block's x for all of them
+// (384 bytes a row for group 16, 640 per double super-block for 32/64) must fit the AVX-512 loop's
+// L1 budget (kSbXBytes, 24 KB) or every code row re-reads it from L2: a 128-token prompt through
+// the row path ran 27-31 tok/s in one pass, 42-52 in passes of 32 or 64 rows (2026-12-07, Zen 5).
+// Each pass reads the codes again, ~2 % of a pass's time at 32 rows on the Phi-3 shapes.
+constexpr int64_t kRowsPerPass = 32;
 
 // n rows of x (a batched decode step): each rounded to int8 as gemv_with does, then one pass over
 // the codes for all of them where the path has a small-batch loop, else the GEMV per row.
@@ -151,6 +222,28 @@ std::vector<std::string> available_kernel4_isas() {
   return out;
 }
 
+const char* prefill4_path() { return prefill4_slot().load(std::memory_order_relaxed) ? "bf16" : "fp32"; }
+
+void set_prefill4_path(const std::string& path) {
+  bool ok = false;
+  if (path.empty() || path == "auto") {
+    const kernels::Kernel* b = prefill4_by_name("bf16", &ok);
+    prefill4_slot().store(ok ? b : nullptr);
+    return;
+  }
+  const kernels::Kernel* b = prefill4_by_name(path, &ok);
+  if (!ok) throw std::invalid_argument("QINS-4 prefill path '" + path + "' is not available on this CPU/build");
+  prefill4_slot().store(b);
+}
+
+std::vector<std::string> available_prefill4_paths() {
+  std::vector<std::string> out{"fp32"};
+  bool ok = false;
+  prefill4_by_name("bf16", &ok);
+  if (ok) out.emplace_back("bf16");
+  return out;
+}
+
 void qins4_gemv_reference(const Quantized4Tensor& q, const float* x, float* y) {
   gemv_with(kernels4::scalar_kernel4(), q, x, y);
 }
@@ -163,8 +256,23 @@ void qins4_matmul(const Quantized4Tensor& q, const float* x, int64_t n_rows, flo
     gemv_with(k, q, x, y);
     return;
   }
-  // Prefill: Y[:, tile] = X @ Wtile^T, 128 rows per tile (as the 8-bit path), tiled_prefill.h.
   const Views v = views(q);
+  if (const kernels::Kernel* b = prefill4_slot().load(std::memory_order_relaxed)) {
+    // Prefill in bf16: x packed as the 8-bit codes' GEMM reads it, each thread filling tiles of its
+    // own rows from the codes (expand_row) and multiplying them (kernels_bf16.cpp).
+    uint16_t* xb = thread_scratch<uint16_t, 20>(static_cast<size_t>(b->gemm_x_size(n_rows, in)));
+    b->pack_gemm_x(x, n_rows, in, xb);
+    const uint16_t* xbp = xb;
+    const RowExpand ctx{&k, v};
+    kernels::RowSource src;
+    src.row = expand_row;
+    src.prefetch = prefetch_row;
+    src.ctx = &ctx;
+    at::parallel_for(0, out, 48,
+                     [&](int64_t r0, int64_t r1) { b->gemm_rows_f32(src, in, r0, r1, xbp, n_rows, y, out); });
+    return;
+  }
+  // Prefill: Y[:, tile] = X @ Wtile^T, 128 rows per tile (as the 8-bit path), tiled_prefill.h.
   tiled_prefill(x, n_rows, in, v.n_blocks * 32, out, std::min<int64_t>(out, 128), y,
                 [&](int64_t r0, int64_t r1, float* tile) { expand_with(k, v, r0, r1, tile); });
 }
@@ -215,7 +323,9 @@ void qins4_matmul_rows(const Quantized4Tensor& q, const float* x, int64_t n_rows
     gemv_with(k, q, x, y);
     return;
   }
-  rows_with(k, q, x, n_rows, y);
+  // At most kRowsPerPass rows of x per pass over the codes (a prompt through the row path has many).
+  for (int64_t j = 0; j < n_rows; j += kRowsPerPass)
+    rows_with(k, q, x + j * q.in_features, std::min(kRowsPerPass, n_rows - j), y + j * q.out_features());
 }
 
 void Qins4LinearImpl::forward_row(const float* x, float* y) const {

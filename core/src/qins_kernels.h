@@ -34,6 +34,15 @@ void to_kernel_order(Order order, const float* x, int64_t n, float* xp);
 uint16_t to_bf16(float f);
 float from_bf16(uint16_t b);
 
+// Rows of a weight matrix that another code expands (QINS-4's prefill through the bf16 GEMM):
+// row(ctx, r, k0, n, out) writes columns [k0, k0 + n) of row r as fp32 in natural order (k0 a
+// multiple of 64); prefetch(ctx, r, k0, n), if set, asks for the codes of those columns ahead.
+struct RowSource {
+  void (*row)(const void* ctx, int64_t r, int64_t k0, int64_t n, float* out) = nullptr;
+  void (*prefetch)(const void* ctx, int64_t r, int64_t k0, int64_t n) = nullptr;
+  const void* ctx = nullptr;
+};
+
 struct Kernel {
   const char* name;
   Order order;
@@ -60,6 +69,10 @@ struct Kernel {
   // y[i * ldy + r] = scale[r] * sum_k value(codes[r, k]) * x[i, k] for i < m, r in [r0, r1).
   void (*gemm)(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
                const LutTables& t, const uint16_t* xpk, int64_t m, float* y, int64_t ldy) = nullptr;
+  // The same GEMM on rows from `src`, rounded to bf16 as gemm rounds the table (x packed by
+  // pack_gemm_x): y[i * ldy + r] = sum_k bf16(W[r, k]) * bf16(x[i, k]), fp32 sums, r in [r0, r1).
+  void (*gemm_rows_f32)(const RowSource& src, int64_t in, int64_t r0, int64_t r1, const uint16_t* xpk, int64_t m,
+                        float* y, int64_t ldy) = nullptr;
 };
 
 const Kernel& scalar_kernel();

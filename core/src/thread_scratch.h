@@ -16,7 +16,8 @@ namespace qins::core {
 // from these buffers, and a vector whose bytes spread over two cache lines, or a line shared with
 // another thread's buffer, halved the QINS-4 batched loops' speed (a std::vector's storage is only
 // 16-byte aligned). A parallel loop's workers must get the pointer, not call this (a worker's
-// thread_local is its own, empty, buffer). Tags: kernels4_x86.cpp 0-3, projective_linear.cpp 10-11.
+// thread_local is its own, empty, buffer). Tags: kernels4_x86.cpp 0-3, projective_linear.cpp 10-11,
+// qins4_linear.cpp 20.
 template <typename T, int Tag>
 T* thread_scratch(size_t n) {
   static_assert(std::is_trivially_copyable_v<T> && std::is_trivially_destructible_v<T>);

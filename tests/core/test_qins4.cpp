@@ -19,9 +19,12 @@ using namespace qins::core;
 
 namespace {
 
-// Restores the default kernel path when a test ends.
+// Restores the default kernel path and prefill GEMM when a test ends.
 struct Kernel4Guard {
-  ~Kernel4Guard() { set_kernel4_isa("auto"); }
+  ~Kernel4Guard() {
+    set_kernel4_isa("auto");
+    set_prefill4_path("auto");
+  }
 };
 
 torch::Tensor heavy_tailed(int64_t out, int64_t in, uint64_t seed) {
@@ -278,7 +281,8 @@ TEST(Qins4Kernels, EveryPathMatchesScalarTwin) {
   }
 }
 
-// The prefill path (tile expand + GEMM) of every kernel against dequantize4 + matmul.
+// The prefill path (tile expand + GEMM) of every kernel against dequantize4 + matmul: exact (fp32
+// tiles through the BLAS) within fp32 rounding; the bf16 GEMM within its own rounding (next test).
 TEST(Qins4Kernels, EveryPathPrefillMatchesReference) {
   Kernel4Guard guard;
   for (const auto& [out, in, group] : std::vector<std::tuple<int64_t, int64_t, int>>{
@@ -289,19 +293,76 @@ TEST(Qins4Kernels, EveryPathPrefillMatchesReference) {
     torch::manual_seed(10);
     const torch::Tensor x = torch::randn({6, in});
     const torch::Tensor ref = torch::mm(x, dequantize4(q).t());
-    for (const std::string& isa : available_kernel4_isas()) {
-      set_kernel4_isa(isa);
-      torch::Tensor y = torch::empty({6, out});
-      qins4_matmul(q, x.data_ptr<float>(), 6, y.data_ptr<float>());
-      EXPECT_LT(rel_err(y, ref), 1e-5) << isa << " " << out << "x" << in << " group " << group;
+    for (const std::string& path : available_prefill4_paths()) {
+      set_prefill4_path(path);
+      for (const std::string& isa : available_kernel4_isas()) {
+        set_kernel4_isa(isa);
+        torch::Tensor y = torch::empty({6, out});
+        qins4_matmul(q, x.data_ptr<float>(), 6, y.data_ptr<float>());
+        EXPECT_LT(rel_err(y, ref), path == "fp32" ? 1e-5 : 8e-3)
+            << path << " " << isa << " " << out << "x" << in << " group " << group;
+      }
     }
   }
 }
 
+// The bf16 prefill GEMM computes sum_k bf16(W[r, k]) * bf16(x[i, k]) with fp32 sums: against that
+// product in double, on shapes past one tile of rows (48) and of columns (2048), a partial last
+// 64-column block, column counts that are not whole blocks, and 1-3 chunks of tokens (64 each);
+// and against the exact product within bf16's rounding (2^-8 of each |w x|, plus the sums').
+TEST(Qins4Kernels, Bf16PrefillIsTheProductOfTheRoundedOperands) {
+  Kernel4Guard guard;
+  const auto paths = available_prefill4_paths();
+  if (std::find(paths.begin(), paths.end(), "bf16") == paths.end()) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
+  set_prefill4_path("bf16");
+  EXPECT_STREQ(prefill4_path(), "bf16");
+  for (const auto& [out, in, group] : std::vector<std::tuple<int64_t, int64_t, int>>{
+           {130, 4100, 16}, {50, 2100, 32}, {97, 4160, 64}, {49, 200, 16}}) {
+    Quantize4Options o;
+    o.group = group;
+    const Quantized4Tensor q = quantize4(heavy_tailed(out, in, static_cast<uint64_t>(out + in)), o);
+    const torch::Tensor w = dequantize4(q).to(torch::kFloat64);
+    const torch::Tensor wb = dequantize4(q).to(torch::kBFloat16).to(torch::kFloat64);
+    for (int64_t m : {2, 17, 70, 130}) {
+      torch::manual_seed(static_cast<uint64_t>(m));
+      const torch::Tensor x = torch::randn({m, in});
+      const torch::Tensor mag = torch::mm(x.to(torch::kFloat64).abs(), w.abs().t());
+      const torch::Tensor rounded = torch::mm(x.to(torch::kBFloat16).to(torch::kFloat64), wb.t());
+      const torch::Tensor exact = torch::mm(x.to(torch::kFloat64), w.t());
+      for (const std::string& isa : available_kernel4_isas()) {
+        set_kernel4_isa(isa);
+        torch::Tensor y = torch::empty({m, out});
+        qins4_matmul(q, x.data_ptr<float>(), m, y.data_ptr<float>());
+        const torch::Tensor yd = y.to(torch::kFloat64);
+        const double to_rounded = ((yd - rounded).abs() / (mag + 1e-30)).max().item<double>();
+        const double to_exact = ((yd - exact).abs() / (mag + 1e-30)).max().item<double>();
+        EXPECT_LT(to_rounded, 2e-5) << isa << " " << out << "x" << in << " group " << group << " m=" << m;
+        EXPECT_LE(to_exact, 1.0 / 128 + static_cast<double>(in) * std::ldexp(1.0, -23))
+            << isa << " " << out << "x" << in << " group " << group << " m=" << m;
+        EXPECT_GT(to_exact, 0.0) << "bf16 rounding should show somewhere";
+      }
+    }
+  }
+}
+
+TEST(Qins4Kernels, PrefillPathChoice) {
+  Kernel4Guard guard;
+  const auto paths = available_prefill4_paths();
+  ASSERT_FALSE(paths.empty());
+  EXPECT_EQ(paths.front(), "fp32");
+  EXPECT_THROW(set_prefill4_path("no-such-path"), std::invalid_argument);
+  set_prefill4_path("fp32");
+  EXPECT_STREQ(prefill4_path(), "fp32");
+  set_prefill4_path("auto");  // the best: bf16 where the CPU has it
+  EXPECT_STREQ(prefill4_path(), paths.back().c_str());
+}
+
 // Prefill with a one-thread BLAS (the engine's policy for QINS graphs): tiles expanded and
-// multiplied in parallel give what one tile at a time with the BLAS's threads gives.
+// multiplied in parallel give what one tile at a time with the BLAS's threads gives (the fp32 path,
+// the one that runs through the BLAS).
 TEST(Qins4Kernels, PrefillTilesInParallelWithAOneThreadBlas) {
   Kernel4Guard guard;
+  set_prefill4_path("fp32");
   if (at::get_num_threads() < 2) GTEST_SKIP() << "one thread: no parallel tiles";
   for (const int group : {16, 32}) {
     Quantize4Options o;
@@ -676,7 +737,8 @@ TEST(Qins4Linear, ForwardRowBiasBf16AndShapes) {
   const torch::Tensor x = torch::randn({2, 3, 70});
   const torch::Tensor y = lin->forward(x), ref = lin->forward_reference(x);
   EXPECT_EQ(y.sizes(), (std::vector<int64_t>{2, 3, 40}));
-  EXPECT_LT(rel_err(y, ref), 1e-5);
+  // The prefill GEMM: exact in fp32, within bf16's rounding (a few 1e-3 on random x) in bf16.
+  EXPECT_LT(rel_err(y, ref), std::string(prefill4_path()) == "fp32" ? 1e-5 : 8e-3);
   const torch::Tensor yb = lin->forward(x.to(torch::kBFloat16));
   EXPECT_EQ(yb.scalar_type(), torch::kBFloat16);
   EXPECT_LT(rel_err(yb.to(torch::kFloat32), ref), 0.03);

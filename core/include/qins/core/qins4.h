@@ -70,16 +70,18 @@ void dequantize4_row_into(const Quantized4Tensor& q, int64_t row, float* out);
 
 // y[n, out] = x[n, in] W^T, fp32. n == 1 (decode): x is rounded to int8 per block of 32 columns
 // (one fp32 scale per block, as llama.cpp's Q8 activations) and the kernels take integer dot
-// products; n > 1 (prefill): tiles of rows are expanded to fp32 and multiplied by the BLAS (exact).
+// products; n > 1 (prefill): tiles of rows are expanded to fp32, then multiplied by the BLAS
+// (prefill path "fp32", exact) or rounded to bf16 with x and multiplied by the 8-bit codes' bf16
+// GEMM ("bf16": each product off by at most ~2^-8 relative, far below the 4-bit code's own error).
 void qins4_matmul(const Quantized4Tensor& q, const float* x, int64_t n_rows, float* y);
 // The batch-1 path computed by the scalar twin with the same int8 rounding of x (tests compare
 // every SIMD path to this).
 void qins4_gemv_reference(const Quantized4Tensor& q, const float* x, float* y);
 // The small-batch decode path: y[n, out] for n independent rows of x (one token of each of n
 // sequences). Row i is bit for bit what qins4_matmul(q, x + i * in, 1, ...) (the int8 GEMV) gives
-// it; where the kernel path has a small-batch loop (AVX2, NEON) each code is looked up once for up to 4
-// rows at a time, elsewhere the GEMV runs once per row. (Not the prefill GEMM, which is exact fp32
-// and rounds differently.)
+// it; where the kernel path has a small-batch loop (AVX2, AVX-512, NEON) each code is looked up once
+// for several rows at a time (passes of at most 32 rows over the codes), elsewhere the GEMV runs once
+// per row. (Not the prefill GEMM, which rounds differently: exact fp32, or bf16.)
 void qins4_matmul_rows(const Quantized4Tensor& q, const float* x, int64_t n_rows, float* y);
 
 // Kernel paths for QINS-4: "scalar", "avx2", "avx512" (AVX-512BW), "neon". The default is the best
@@ -87,6 +89,14 @@ void qins4_matmul_rows(const Quantized4Tensor& q, const float* x, int64_t n_rows
 const char* kernel4_isa();
 void set_kernel4_isa(const std::string& isa);  // "" or "auto" = best; throws std::invalid_argument
 std::vector<std::string> available_kernel4_isas();
+
+// The prefill GEMM of QINS-4 (n > 1 in qins4_matmul): "bf16" where the CPU has AVX512-BF16 (the
+// default there: the 8-bit codes' GEMM), else "fp32" (expand + BLAS). QINS_PREFILL4=<name> sets
+// the initial choice; set_prefill4_path("" or "auto") the best; an unavailable name throws
+// std::invalid_argument.
+const char* prefill4_path();
+void set_prefill4_path(const std::string& path);
+std::vector<std::string> available_prefill4_paths();
 
 // A linear layer over QINS-4 codes, with the interfaces of ProjectiveLinear.
 class Qins4LinearImpl : public torch::nn::Module {
