@@ -556,7 +556,7 @@ BenchResult run_bench(const std::string& path, const BenchOptions& o, const Benc
   r.threads = at::get_num_threads();
   r.cpu = cpuinfo_field("model name");
   r.cpu_flags = relevant_flags();
-  r.kernel_isa = core::kernel_isa();
+  r.kernel_isa = kernel_paths();
   r.context = o.context;
   r.depth = o.depth;
   r.prompt_tokens = o.prompt_tokens;

@@ -54,7 +54,7 @@ ConcurrentBenchResult run_concurrent_bench(const std::string& path, const BenchO
   r.model_path = path;
   r.model_name = engine->info().name;
   r.cpu = cpuinfo_field("model name");
-  r.kernel_isa = core::kernel_isa();
+  r.kernel_isa = kernel_paths();
   r.threads = at::get_num_threads();
   r.gen_tokens = o.gen_tokens;
   const int max_streams = *std::max_element(streams.begin(), streams.end());

@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "qins/core/qins.h"
+#include "qins/core/qins4.h"
 #include "qins/runtime/engine.h"
 #include "qins/runtime/internal.h"
 #include "qins/tools/fixture.h"
@@ -69,6 +70,10 @@ long minor_faults() {
 #else
   return -1;
 #endif
+}
+
+std::string kernel_paths() {
+  return std::string(core::kernel_isa()) + "; QINS-4 " + core::kernel4_isa() + ", prefill " + core::prefill4_path();
 }
 
 std::string relevant_flags() {

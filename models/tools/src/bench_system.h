@@ -11,6 +11,8 @@ std::string read_text(const char* path);            // "" when unreadable
 std::string cpuinfo_field(const std::string& key);  // /proc/cpuinfo's first `key`, or ""
 long minor_faults();                                // of this process so far, or -1
 std::string relevant_flags();                       // the CPU flags the kernels care about
+// The kernel paths in use: "avx512bf16; QINS-4 avx512, prefill bf16" (8-bit, then QINS-4's).
+std::string kernel_paths();
 // Resets VmHWM to the current RSS (Linux >= 4.0): the load's peak is then the load's own.
 bool reset_peak_rss();
 // Share of `path`'s pages in the page cache (mincore), or -1.
