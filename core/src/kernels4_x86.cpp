@@ -546,19 +546,21 @@ QINS4_AVX512 inline void finish512_g(const uint8_t* c, const uint16_t* s, int64_
     }
     b += 2;
   }
-  __m256 t[J];
-  for (int j = 0; j < J; ++j) t[j] = _mm256_setzero_ps();
-  if (b < n_blocks) {  // odd block count: the last block alone, 256 bits
-    const __m256i w = lookup32(c + b * 16, tbl256);
-    const __m256i n = minus128_sums(w);
-    const float g = _cvtsh_ss(s[b / GB]);
-    for (int j = 0; j < J; ++j) {
-      const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr[j].xu + b * 32));
-      t[j] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(n, u, w)), _mm256_set1_ps(g * xr[j].dx[b]));
-    }
+  if (b == n_blocks) {  // no odd block: the accumulators alone (+ 0 as the sum of an empty tail)
+    for (int j = 0; j < J; ++j)
+      xr[j].y[out] = sum512(_mm512_add_ps(a0[j], _mm512_loadu_ps(acc + 32 * j + 16))) + 0.f;
+    return;
   }
-  for (int j = 0; j < J; ++j)
-    xr[j].y[out] = sum512(_mm512_add_ps(a0[j], _mm512_loadu_ps(acc + 32 * j + 16))) + hsum256(t[j]);
+  // Odd block count: the last block alone, 256 bits.
+  const __m256i w = lookup32(c + b * 16, tbl256);
+  const __m256i n = minus128_sums(w);
+  const float g = _cvtsh_ss(s[b / GB]);
+  for (int j = 0; j < J; ++j) {
+    const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr[j].xu + b * 32));
+    const __m256 t =
+        _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(n, u, w)), _mm256_set1_ps(g * xr[j].dx[b]));
+    xr[j].y[out] = sum512(_mm512_add_ps(a0[j], _mm512_loadu_ps(acc + 32 * j + 16))) + hsum256(t);
+  }
 }
 
 // Group 16, steps of 2 blocks: per step the four 16-column groups' scales (block b low, high, block
@@ -602,17 +604,19 @@ template <int J>
 QINS4_AVX512 inline void finish512_16(const uint8_t* c, const uint8_t* s, int64_t n_blocks, const float* st,
                                       __m256i tbl256, const XRow512* xr, const float* acc, int64_t out) {
   const int64_t b = n_blocks & ~int64_t{1};
-  __m256 t[J];
-  for (int j = 0; j < J; ++j) t[j] = _mm256_setzero_ps();
-  if (b < n_blocks) {
-    const __m256i w = lookup32(c + b * 16, tbl256);
-    const __m256i n = minus128_sums(w);
-    for (int j = 0; j < J; ++j) {
-      const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr[j].xu + b * 32));
-      t[j] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(n, u, w)), scale16(s + 2 * b, st, xr[j].dx[b]));
-    }
+  if (b == n_blocks) {  // no odd block: the accumulators alone (+ 0 as the sum of an empty tail)
+    for (int j = 0; j < J; ++j) xr[j].y[out] = sum512(_mm512_loadu_ps(acc + 16 * j)) + 0.f;
+    return;
   }
-  for (int j = 0; j < J; ++j) xr[j].y[out] = sum512(_mm512_loadu_ps(acc + 16 * j)) + hsum256(t[j]);
+  // The odd last block alone, 256 bits.
+  const __m256i w = lookup32(c + b * 16, tbl256);
+  const __m256i n = minus128_sums(w);
+  for (int j = 0; j < J; ++j) {
+    const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xr[j].xu + b * 32));
+    const __m256 t =
+        _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_dpbusd_epi32(n, u, w)), scale16(s + 2 * b, st, xr[j].dx[b]));
+    xr[j].y[out] = sum512(_mm512_loadu_ps(acc + 16 * j)) + hsum256(t);
+  }
 }
 
 // 64 bytes of a scratch buffer as integers / floats.
@@ -941,8 +945,9 @@ QINS4_AVX512 void rows_avx512_g(const uint8_t* codes, int64_t n_blocks, int64_t 
     QINS4_AVX512 void finish(int64_t r, float* ar) const {
       const uint8_t* c = codes + r * row_bytes;
       const uint16_t* s = scales + r * n_groups;
-      QINS4_IN_PASSES(n_x, (range512_g<GB, J>(c, s, n_d * 16, n4, tbl, xr + j, ar + j * 32, row_bytes),
-                            finish512_g<GB, J>(c, s, n_blocks, tbl, tbl256, xr + j, ar + j * 32, r - r0)));
+      if (n_d * 16 < n4)  // blocks past the last double super-block, four at a time
+        QINS4_IN_PASSES(n_x, (range512_g<GB, J>(c, s, n_d * 16, n4, tbl, xr + j, ar + j * 32, row_bytes)));
+      QINS4_IN_PASSES(n_x, (finish512_g<GB, J>(c, s, n_blocks, tbl, tbl256, xr + j, ar + j * 32, r - r0)));
     }
   };
   const Loop l{codes, scales, xs, xr, tbl, tblu, tbl256, n_blocks, n_groups, row_bytes, n_d, n4, n_x, d_stride, pf, r0};
@@ -999,8 +1004,9 @@ QINS4_AVX512 void gemv16_rows_avx512(const uint8_t* codes, int64_t n_blocks, int
     QINS4_AVX512 void finish(int64_t r, float* ar) const {
       const uint8_t* c = codes + r * row_bytes;
       const uint8_t* s = sub + r * n_blocks * 2;
-      QINS4_IN_PASSES(n_x, (range512_16<J>(c, s, n_sb * 8, n2, st, tbl, xr + j, ar + j * 16, row_bytes),
-                            finish512_16<J>(c, s, n_blocks, st, tbl256, xr + j, ar + j * 16, r - r0)));
+      if (n_sb * 8 < n2)  // blocks past the last super-block, two at a time
+        QINS4_IN_PASSES(n_x, range512_16<J>(c, s, n_sb * 8, n2, st, tbl, xr + j, ar + j * 16, row_bytes));
+      QINS4_IN_PASSES(n_x, finish512_16<J>(c, s, n_blocks, st, tbl256, xr + j, ar + j * 16, r - r0));
     }
   };
   const Loop l{codes, sub, st, xs, xr, stv, tbl, tblu, tbl256, n_blocks, row_bytes, n_sb, n2, n_x, sb_stride, pf, r0};
