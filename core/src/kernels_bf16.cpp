@@ -420,7 +420,7 @@ QINS_BF16 void gemm_rows_f32_bf16(const RowSource& src, int64_t in, int64_t r0, 
              [&](int64_t rb, int64_t nr, int64_t k0, int64_t kc, uint16_t* w, const TileRef& next) {
                const int64_t n = std::max<int64_t>(0, std::min(kc, in - k0));  // real columns of the tile
                for (int64_t i = 0; i < kTileRows; ++i) {
-                 if (next.rows && i < next.rows && next.cols > 0 && src.prefetch)
+                 if (i < next.rows && next.cols > 0 && src.prefetch)
                    src.prefetch(src.ctx, next.row + i, next.col, next.cols);
                  uint16_t* o = w + i * kc;
                  if (i >= nr || n == 0) {

@@ -54,27 +54,24 @@ std::atomic<const Kernel4*>& active4_slot() {
   return slot;
 }
 
-// The prefill GEMM: the bf16 kernel where the CPU has one (its gemm_rows_f32), null for fp32.
-const kernels::Kernel* prefill4_by_name(const std::string& name, bool* ok) {
-  *ok = true;
+// The prefill GEMM: the bf16 kernel (its gemm_rows_f32), or null where the CPU lacks AVX512-BF16.
+const kernels::Kernel* bf16_prefill() {
+  const kernels::Kernel* b = kernels::avx512bf16_kernel();
+  return b && b->gemm_rows_f32 ? b : nullptr;
+}
+
+// A prefill path by name (null: fp32); "" and "auto": the best. Unknown or unavailable: throws,
+// naming `what`.
+const kernels::Kernel* prefill4_by_name(const std::string& name, const std::string& what) {
+  if (name.empty() || name == "auto") return bf16_prefill();
   if (name == "fp32") return nullptr;
-  const kernels::Kernel* b = name == "bf16" ? kernels::avx512bf16_kernel() : nullptr;
-  *ok = b != nullptr && b->gemm_rows_f32 != nullptr;
-  return b;
+  if (name == "bf16" && bf16_prefill()) return bf16_prefill();
+  throw std::invalid_argument(what + ": not available on this CPU/build (use fp32, bf16 or auto)");
 }
 
 const kernels::Kernel* initial_prefill4() {
   const char* env = std::getenv("QINS_PREFILL4");
-  bool ok = false;
-  if (env && *env && std::string(env) != "auto") {
-    const kernels::Kernel* b = prefill4_by_name(env, &ok);
-    if (!ok)
-      throw std::invalid_argument(std::string("QINS_PREFILL4=") + env +
-                                  ": not available on this CPU/build (use fp32, bf16 or auto)");
-    return b;
-  }
-  const kernels::Kernel* b = prefill4_by_name("bf16", &ok);
-  return ok ? b : nullptr;
+  return env ? prefill4_by_name(env, std::string("QINS_PREFILL4=") + env) : bf16_prefill();
 }
 
 std::atomic<const kernels::Kernel*>& prefill4_slot() {
@@ -225,22 +222,12 @@ std::vector<std::string> available_kernel4_isas() {
 const char* prefill4_path() { return prefill4_slot().load(std::memory_order_relaxed) ? "bf16" : "fp32"; }
 
 void set_prefill4_path(const std::string& path) {
-  bool ok = false;
-  if (path.empty() || path == "auto") {
-    const kernels::Kernel* b = prefill4_by_name("bf16", &ok);
-    prefill4_slot().store(ok ? b : nullptr);
-    return;
-  }
-  const kernels::Kernel* b = prefill4_by_name(path, &ok);
-  if (!ok) throw std::invalid_argument("QINS-4 prefill path '" + path + "' is not available on this CPU/build");
-  prefill4_slot().store(b);
+  prefill4_slot().store(prefill4_by_name(path, "QINS-4 prefill path '" + path + "'"));
 }
 
 std::vector<std::string> available_prefill4_paths() {
   std::vector<std::string> out{"fp32"};
-  bool ok = false;
-  prefill4_by_name("bf16", &ok);
-  if (ok) out.emplace_back("bf16");
+  if (bf16_prefill()) out.emplace_back("bf16");
   return out;
 }
 
