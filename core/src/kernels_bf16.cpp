@@ -414,7 +414,8 @@ QINS_BF16 void gemm_bf16(const uint8_t* codes, int64_t in, int64_t r0, int64_t r
 
 // The GEMM on weights another code expands (RowSource): each tile row is expanded to fp32 in
 // natural order, then rounded to bf16 in Split64 order as x is (pack_x_bf16), so both meet in the
-// same order, the partial last 64-column block included. The next tile's rows are prefetched
+// same order, the partial last 64-column block included; or, where the source has row_bf16, it
+// writes the tile row in that form itself. The next tile's rows are prefetched
 // through the source as expand_tile prefetches codes.
 QINS_BF16 void gemm_rows_f32_bf16(const RowSource& src, int64_t in, int64_t r0, int64_t r1, const uint16_t* xpk,
                                   int64_t m, float* y, int64_t ldy) {
@@ -432,8 +433,12 @@ QINS_BF16 void gemm_rows_f32_bf16(const RowSource& src, int64_t in, int64_t r0, 
                    std::memset(o, 0, sizeof(uint16_t) * static_cast<size_t>(kc));
                    continue;
                  }
-                 src.row(src.ctx, rb + i, k0, n, rp);
-                 pack_x_bf16(rp, n, o);
+                 if (src.row_bf16) {
+                   src.row_bf16(src.ctx, rb + i, k0, n, o);
+                 } else {
+                   src.row(src.ctx, rb + i, k0, n, rp);
+                   pack_x_bf16(rp, n, o);
+                 }
                  std::memset(o + n, 0, sizeof(uint16_t) * static_cast<size_t>(kc - n));
                }
              });

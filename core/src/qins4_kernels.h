@@ -54,6 +54,17 @@ struct Kernel4 {
                       int64_t y_stride);
 };
 
+// The bf16 GEMM's tile rows straight from the codes (QINS-4's prefill through the 8-bit codes'
+// bf16 GEMM): columns [0, n) of a row segment that starts at a 64-column boundary, c its first
+// code byte and either sub (group 16: its first block's two sub-scale codes into st) or scales
+// (groups of group_blocks blocks: its first block's fp16 scale; sub null). out: bf16 of expand's /
+// expand16's value of each column, in Split64 order in full 64-column blocks and natural order in
+// the partial last one: what the bf16 kernel's pack_x makes of their fp32 row, bit for bit.
+using ExpandBf16 = void (*)(const uint8_t* c, const uint8_t* sub, const float* st, const uint16_t* scales,
+                            int group_blocks, const int8_t* lut, int64_t n, uint16_t* out);
+// Null where the build or the CPU lacks the bf16 GEMM (kernels::avx512bf16_kernel()).
+ExpandBf16 expand_bf16_avx512();
+
 const Kernel4& scalar_kernel4();
 // Null where the build or the CPU lacks the instructions.
 const Kernel4* avx2_kernel4();

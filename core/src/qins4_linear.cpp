@@ -118,6 +118,7 @@ void expand_with(const Kernel4& k, const Views& v, int64_t r0, int64_t r1, float
 struct RowExpand {
   const Kernel4* k;
   Views v;
+  kernels4::ExpandBf16 bf16 = nullptr;  // the direct bf16 form where the CPU has it
 };
 
 void expand_row(const void* ctx, int64_t r, int64_t k0, int64_t n, float* out) {
@@ -130,6 +131,19 @@ void expand_row(const void* ctx, int64_t r, int64_t k0, int64_t n, float* out) {
   else
     e.k->expand(c, nb, v.group_blocks, 0, 1, v.scales + r * (v.n_blocks / v.group_blocks) + b0 / v.group_blocks,
                 v.lut, out);
+}
+
+// The same columns straight to the bf16 GEMM's layout (expand_bf16_avx512).
+void expand_row_bf16(const void* ctx, int64_t r, int64_t k0, int64_t n, uint16_t* out) {
+  const RowExpand& e = *static_cast<const RowExpand*>(ctx);
+  const Views& v = e.v;
+  const int64_t b0 = k0 / 32;
+  const uint8_t* c = v.codes + r * v.n_blocks * 16 + b0 * 16;
+  if (v.sub)
+    e.bf16(c, v.sub + r * v.n_blocks * 2 + b0 * 2, v.st, nullptr, 1, v.lut, n, out);
+  else
+    e.bf16(c, nullptr, nullptr, v.scales + r * (v.n_blocks / v.group_blocks) + b0 / v.group_blocks, v.group_blocks,
+           v.lut, n, out);
 }
 
 // Their codes and scales towards L2 ahead of use (the next tile's rows are a row apart, which the
@@ -250,9 +264,10 @@ void qins4_matmul(const Quantized4Tensor& q, const float* x, int64_t n_rows, flo
     uint16_t* xb = thread_scratch<uint16_t, 20>(static_cast<size_t>(b->gemm_x_size(n_rows, in)));
     b->pack_gemm_x(x, n_rows, in, xb);
     const uint16_t* xbp = xb;
-    const RowExpand ctx{&k, v};
+    const RowExpand ctx{&k, v, kernels4::expand_bf16_avx512()};
     kernels::RowSource src;
     src.row = expand_row;
+    if (ctx.bf16) src.row_bf16 = expand_row_bf16;
     src.prefetch = prefetch_row;
     src.ctx = &ctx;
     at::parallel_for(0, out, 48,

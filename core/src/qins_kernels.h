@@ -37,8 +37,11 @@ float from_bf16(uint16_t b);
 // Rows of a weight matrix that another code expands (QINS-4's prefill through the bf16 GEMM):
 // row(ctx, r, k0, n, out) writes columns [k0, k0 + n) of row r as fp32 in natural order (k0 a
 // multiple of 64); prefetch(ctx, r, k0, n), if set, asks for the codes of those columns ahead.
+// row_bf16, if set, writes the same columns already rounded to bf16 in the layout pack_x gives
+// (what pack_x makes of row's output, bit for bit); the GEMM then uses it instead of row.
 struct RowSource {
   void (*row)(const void* ctx, int64_t r, int64_t k0, int64_t n, float* out) = nullptr;
+  void (*row_bf16)(const void* ctx, int64_t r, int64_t k0, int64_t n, uint16_t* out) = nullptr;
   void (*prefetch)(const void* ctx, int64_t r, int64_t k0, int64_t n) = nullptr;
   const void* ctx = nullptr;
 };

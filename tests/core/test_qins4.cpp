@@ -14,6 +14,7 @@
 #include "qins/core/qins4.h"
 #include "parallel_rows.h"
 #include "qins4_kernels.h"
+#include "qins_kernels.h"
 
 using namespace qins::core;
 
@@ -343,6 +344,60 @@ TEST(Qins4Kernels, Bf16PrefillIsTheProductOfTheRoundedOperands) {
       }
     }
   }
+}
+
+// The bf16 GEMM's tiles straight from the codes (expand_bf16_avx512) are, bit for bit, what the
+// bf16 kernel's pack_x makes of the scalar expand's fp32 row: group 16 with a log and a linear
+// sub-scale table, groups of 32 and 64 with fp16 scales (normal, tiny and zero), segments that
+// start at block 0 and at a later 64-column boundary, whole 64-column blocks and a partial last one
+// (natural order), down to a segment shorter than one block.
+TEST(Qins4Kernels, Bf16TileRowsAreThePackedExpansion) {
+  namespace k4 = kernels4;
+  const k4::ExpandBf16 direct = k4::expand_bf16_avx512();
+  const kernels::Kernel* bf = kernels::avx512bf16_kernel();
+  ASSERT_EQ(direct == nullptr, bf == nullptr) << "the direct form exists exactly where the bf16 GEMM does";
+  if (!direct) GTEST_SKIP() << "no AVX512-BF16 on this CPU";
+  torch::manual_seed(77);
+  const int64_t nb = 96;  // one row of 3072 columns
+  const torch::Tensor codes = torch::randint(0, 256, {nb * 16}, torch::kUInt8);
+  const torch::Tensor sub = torch::randint(0, 256, {nb * 2}, torch::kUInt8);
+  std::vector<uint16_t> halves(static_cast<size_t>(nb));
+  for (int64_t b = 0; b < nb; ++b) {
+    const float v = b % 11 == 3 ? 0.f : b % 7 == 1 ? 3e-7f : 0.001f + 0.0003f * static_cast<float>(b);
+    halves[static_cast<size_t>(b)] = k4::float_to_half(v);
+  }
+  const torch::Tensor lut = torch::randint(-127, 128, {16}, torch::kInt8);
+  const torch::Tensor log_table = sub_scale_table(2e-3f), linear = torch::arange(256, torch::kFloat32) * 1e-5f;
+  const uint8_t* c = codes.data_ptr<uint8_t>();
+  const int8_t* l = lut.data_ptr<int8_t>();
+  int checked = 0;
+  for (const int group : {16, 32, 64}) {
+    for (const torch::Tensor& st : {log_table, linear}) {
+      if (group != 16 && st.data_ptr() == linear.data_ptr()) continue;
+      for (const int64_t k0 : {int64_t{0}, int64_t{2048}}) {
+        for (const int64_t n : {int64_t{1024}, int64_t{1000}, int64_t{64}, int64_t{100}, int64_t{20}}) {
+          const int64_t b0 = k0 / 32, nbs = (n + 31) / 32, gb = group / 32;
+          const uint8_t* cs = c + b0 * 16;
+          std::vector<float> row(static_cast<size_t>(nbs * 32));
+          std::vector<uint16_t> want(static_cast<size_t>(n)), got(static_cast<size_t>(n), 0xFFFF);
+          if (group == 16) {
+            k4::scalar_kernel4().expand16(cs, nbs, 0, 1, sub.data_ptr<uint8_t>() + b0 * 2, st.data_ptr<float>(), l,
+                                          row.data());
+            direct(cs, sub.data_ptr<uint8_t>() + b0 * 2, st.data_ptr<float>(), nullptr, 1, l, n, got.data());
+          } else {
+            k4::scalar_kernel4().expand(cs, nbs, static_cast<int>(gb), 0, 1, halves.data() + b0 / gb, l, row.data());
+            direct(cs, nullptr, nullptr, halves.data() + b0 / gb, static_cast<int>(gb), l, n, got.data());
+          }
+          bf->pack_x(row.data(), n, want.data());
+          for (int64_t j = 0; j < n; ++j)
+            ASSERT_EQ(got[static_cast<size_t>(j)], want[static_cast<size_t>(j)])
+                << "group " << group << " k0 " << k0 << " n " << n << " position " << j;
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 40);
 }
 
 TEST(Qins4Kernels, PrefillPathChoice) {

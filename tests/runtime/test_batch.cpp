@@ -194,7 +194,8 @@ TEST(BatchScheduler, DenseWeightsTakeTheOneSequencePathAndMatch) { concurrent_ma
 TEST(BatchScheduler, Qins4ConcurrentGreedyRequestsMatchSessionsExactly) { concurrent_matches_alone("qins4", 4); }
 
 // Short prompts of a QINS-4 model prefill through the projections' row paths (rows_prefill_max):
-// up to 24 tokens (256 on AVX-512 VNNI) for QINS-4 layer projections, never for 8-bit or dense ones. With
+// up to 24 tokens (256 on AVX-512 VNNI without the bf16 prefill GEMM) for QINS-4 layer projections,
+// never for 8-bit or dense ones. With
 // ForwardOptions::rows_path each prompt row gets the decode step's numerics (x rounded to int8):
 // logits within that budget of the GEMM prefill's but not equal to them, the same greedy token
 // here; for dense weights (no row path) the option changes nothing.
@@ -202,8 +203,9 @@ TEST(Engine, ShortPromptsOfAQins4ModelPrefillThroughTheRowPaths) {
   auto e4 = load("qins4");
   auto e8 = load("inverse");
   auto ef = load("f32");
-  // 256 where the QINS-4 kernel is AVX-512 VNNI, 24 elsewhere.
-  EXPECT_EQ(rows_prefill_max(engine_internals(*e4).weights), std::string(core::kernel4_isa()) == "avx512" ? 256 : 24);
+  // 256 where the QINS-4 kernel is AVX-512 VNNI and the prefill GEMM fp32, 24 elsewhere.
+  const bool vnni_fp32 = std::string(core::kernel4_isa()) == "avx512" && std::string(core::prefill4_path()) == "fp32";
+  EXPECT_EQ(rows_prefill_max(engine_internals(*e4).weights), vnni_fp32 ? 256 : 24);
   EXPECT_EQ(rows_prefill_max(engine_internals(*e8).weights), 0);
   EXPECT_EQ(rows_prefill_max(engine_internals(*ef).weights), 0);
 

@@ -41,9 +41,11 @@ int64_t rows_prefill_max(const Phi3Weights& w) {
   if (env >= 0) return env;
   if (w.layers.empty() || !w.layers[0].qkv || w.layers[0].qkv->kind() != "qins4") return 0;
   // AVX-512 VNNI: one vpdpbusd per 64 products, 8 rows per pass over the codes; the row path
-  // measured faster than the expand + fp32 GEMM up to 128 tokens, as fast at 512; against the bf16
-  // GEMM (AVX512-BF16), 3x faster at 8 tokens, level from 32 to 512 (docs/benchmarks.md).
-  return std::strcmp(core::kernel4_isa(), "avx512") == 0 ? 256 : 24;
+  // measured faster than the expand + fp32 GEMM up to 128 tokens, as fast at 512. Against the bf16
+  // GEMM (AVX512-BF16, tiles filled straight from the codes) it is 2x faster at 8 tokens, level at
+  // 24 and 10-30 % slower from 32 on (docs/benchmarks.md, 2026-12-07 evening).
+  if (std::strcmp(core::kernel4_isa(), "avx512") != 0) return 24;
+  return std::strcmp(core::prefill4_path(), "bf16") == 0 ? 24 : 256;
 }
 
 torch::Tensor Session::Impl::prefill_chunk(const std::vector<int>& ids, size_t pos, size_t n, bool rows) {
