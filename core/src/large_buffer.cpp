@@ -18,6 +18,9 @@
 #include <cstdlib>
 #include <cstring>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #if defined(__linux__)
 #include <pthread.h>
 #include <sched.h>
@@ -76,6 +79,23 @@ bool prefault_enabled() {
     return !(v && std::strcmp(v, "0") == 0);
   }();
   return on;
+}
+
+bool keep_freed_heap_memory() {
+  static const bool applied = [] {
+    const char* v = std::getenv("QINS_KEEP_HEAP");
+    if (v && std::strcmp(v, "0") == 0) return false;
+#if defined(__GLIBC__)
+    // 32 MiB is the largest threshold glibc accepts on 64-bit (DEFAULT_MMAP_THRESHOLD_MAX);
+    // setting it also stops glibc from moving the threshold itself.
+    const bool mmap_ok = mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024) == 1;
+    const bool trim_ok = mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024) == 1;
+    return mmap_ok && trim_ok;
+#else
+    return false;
+#endif
+  }();
+  return applied;
 }
 
 bool run_at_idle_priority() {

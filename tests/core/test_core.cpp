@@ -2,6 +2,9 @@
 #include <gtest/gtest.h>
 #if defined(__linux__)
 #include <fcntl.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <sys/mman.h>
 #include <unistd.h>
 #endif
@@ -552,6 +555,27 @@ TEST(LargeBuffer, PrefaultMapsAFileMappingsPages) {
   std::atomic<bool> cancel{true};
   EXPECT_EQ(qc::prefault_pages(t, &cancel), 0);  // cancelled before the first piece
   munmap(p, bytes);
+}
+#endif
+
+// After keep_freed_heap_memory, a block of a prefill activation's size (24 MiB) comes from the heap,
+// not from a fresh mapping of the system's (glibc counts its mapped blocks in mallinfo2().hblks;
+// by default it maps blocks of that size, zeroed pages to fault in, and unmaps them on free), and
+// once freed it stays there for the next one.
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+TEST(LargeBuffer, ActivationSizedBlocksComeFromTheHeap) {
+  const char* v = std::getenv("QINS_KEEP_HEAP");
+  if (v && std::string(v) == "0") GTEST_SKIP() << "QINS_KEEP_HEAP=0";
+  ASSERT_TRUE(qc::keep_freed_heap_memory());
+  const size_t n = size_t{24} << 20;
+  for (int round = 0; round < 2; ++round) {
+    const size_t mapped_before = mallinfo2().hblks;
+    void* a = std::malloc(n);
+    ASSERT_NE(a, nullptr);
+    static_cast<volatile char*>(a)[n - 1] = 1;
+    EXPECT_EQ(mallinfo2().hblks, mapped_before) << "round " << round << ": a fresh mapping";
+    std::free(a);
+  }
 }
 #endif
 

@@ -237,6 +237,7 @@ std::unique_ptr<Engine> Engine::load(const std::string& path, const LoadOptions&
   std::error_code ec;
   const auto t0 = Clock::now();
   configure_threads(options.threads);
+  core::keep_freed_heap_memory();  // activations reuse the heap instead of fresh pages each call
   LoadedModel model;
   if (fs::is_directory(path, ec)) model = read_hf_model(path, options.weight_format, progress);
   else if (!fs::exists(path, ec)) throw Error(path + ": no such file or directory");

@@ -21,4 +21,14 @@ bool prefault_enabled();  // false when QINS_PREFAULT=0
 // the call fails, or with QINS_BACKGROUND_IDLE=0 (the thread keeps its normal priority).
 bool run_at_idle_priority();
 
+// Keeps freed large blocks in the process's heap for the next allocation instead of handing them
+// back to the system (glibc: M_MMAP_THRESHOLD at its maximum, 32 MiB, and M_TRIM_THRESHOLD 1 GiB).
+// Every projection of a prefill allocates its output afresh, 0.1-32 MiB each; by default glibc
+// maps such blocks from the system and unmaps them on free, so each one came back as new zeroed
+// pages, one page fault per 4 KiB: a 62-token first reply on the Phi-3.5-mini shapes prefilled at
+// 47 tok/s instead of 61 (docs/benchmarks.md). Costs resident memory: the largest prompt's
+// activations stay in the heap after it. Process-wide, once; returns whether it applied (false
+// off glibc, or with QINS_KEEP_HEAP=0).
+bool keep_freed_heap_memory();
+
 }  // namespace qins::core
