@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "qins/core/prefault.h"
+#include "qins/core/projective_linear.h"
 #include "qins/core/qins4.h"
 #include "qins/runtime/engine.h"
 #include "qins/runtime/internal.h"
@@ -39,7 +40,13 @@ int64_t rows_prefill_max(const Phi3Weights& w) {
     return static_cast<int64_t>(x);
   }();
   if (env >= 0) return env;
-  if (w.layers.empty() || !w.layers[0].qkv || w.layers[0].qkv->kind() != "qins4") return 0;
+  if (w.layers.empty() || !w.layers[0].qkv) return 0;
+  // 8-bit codes with the bf16 kernel: the row path (gemv_rows_bf16, each code decoded once for 3
+  // rows) measured 2x the bf16 GEMM at 4 tokens and 1.13-1.17x at 8, slower from 16
+  // (docs/benchmarks.md, 2026-12-07 evening); other 8-bit kernels are not measured against it.
+  if (dynamic_cast<const QinsLinear*>(w.layers[0].qkv.get()))
+    return std::strcmp(core::kernel_isa(), "avx512bf16") == 0 ? 8 : 0;
+  if (w.layers[0].qkv->kind() != "qins4") return 0;
   // AVX-512 VNNI: one vpdpbusd per 64 products, 8 rows per pass over the codes; the row path
   // measured faster than the expand + fp32 GEMM up to 128 tokens, as fast at 512. Against the bf16
   // GEMM (AVX512-BF16, tiles filled straight from the codes) it is 2x faster at 8 tokens, level at
