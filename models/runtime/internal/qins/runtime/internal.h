@@ -24,10 +24,12 @@ namespace qins {
 // by row) rather than the prefill GEMM, whose per-call cost dominates short prompts on QINS-4
 // weights (docs/benchmarks.md, "Short prompts through the row path"). Decided per prompt, not per
 // chunk, so Session and the BatchScheduler (other chunk sizes) compute every row the same way.
-// For QINS-4 layer projections 256 where the QINS-4 kernel is AVX-512 VNNI (faster than the GEMM
-// up to 128 tokens, as fast at 512) and 24 elsewhere (faster up to ~32 tokens on AVX2); 0 (never)
-// for the others (8-bit: slower already at 8 tokens). QINS_ROWS_PREFILL_MAX=<n> sets it for every
-// model (0: never); read once.
+// For QINS-4 layer projections 24 (level with the bf16 GEMM there on AVX512-BF16, faster up to
+// ~32 tokens than the fp32 GEMM on AVX2), or 256 where the QINS-4 kernel is AVX-512 VNNI and the
+// prefill GEMM the fp32 one (faster up to 128 tokens, as fast at 512); for 8-bit projections 8 with
+// the avx512bf16 kernel (2x the bf16 GEMM at 4 tokens), 0 with the others (the AVX2 8-bit path was
+// slower already at 8 tokens); 0 (never) for dense ones. QINS_ROWS_PREFILL_MAX=<n> sets it for
+// every model (0: never); read once.
 int64_t rows_prefill_max(const Phi3Weights& w);
 
 struct Engine::Impl {
