@@ -456,14 +456,17 @@ const Kernel* avx512bf16_kernel() {
     kk.gemm_rows_f32 = gemm_rows_f32_bf16;
     return kk;
   }();
-  __builtin_cpu_init();
-  // AVX512_BF16 is CPUID leaf 7, sub-leaf 1, EAX bit 5 (asked directly: not every compiler's
-  // __builtin_cpu_supports knows it); the avx512f check also covers the OS saving zmm state.
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  const bool bf16 = __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
-  const bool ok = bf16 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                  __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vbmi") &&
-                  __builtin_cpu_supports("avx512vbmi2");
+  // Asked once (QINS-4's prefill asks on every call; CPUID is a VM exit on a virtual machine).
+  static const bool ok = [] {
+    __builtin_cpu_init();
+    // AVX512_BF16 is CPUID leaf 7, sub-leaf 1, EAX bit 5 (asked directly: not every compiler's
+    // __builtin_cpu_supports knows it); the avx512f check also covers the OS saving zmm state.
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    const bool bf16 = __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+    return bf16 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vbmi") &&
+           __builtin_cpu_supports("avx512vbmi2");
+  }();
   return ok ? &k : nullptr;
 }
 
