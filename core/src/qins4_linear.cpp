@@ -112,49 +112,53 @@ void expand_with(const Kernel4& k, const Views& v, int64_t r0, int64_t r1, float
     k.expand(v.codes, v.n_blocks, v.group_blocks, r0, r1, v.scales, v.lut, out);
 }
 
-// One weight row's columns [k0, k0 + n) in fp32 through the kernel's expand (for the bf16 GEMM):
-// the row's blocks from k0 / 32 on, as a one-row matrix (k0 is a multiple of 2048 there, so a
-// group of 32 or 64 columns never straddles it); writes n rounded up to 32 values.
+// The bf16 GEMM's row source: one weight row's columns [k0, k0 + n) (k0 a multiple of 2048), in
+// fp32 through the kernel's expand (the row's blocks from k0 / 32 on as a one-row matrix; writes n
+// rounded up to 32 values) or straight to bf16 (expand_row_bf16).
 struct RowExpand {
   const Kernel4* k;
   Views v;
   kernels4::ExpandBf16 bf16 = nullptr;  // the direct bf16 form where the CPU has it
 };
 
+// Row r of the weights from block b0 on: its codes and its first sub-scale codes (group 16) or
+// fp16 scale (other groups; b0 is a multiple of 64 there, so a group never straddles it).
+struct RowFrom {
+  const uint8_t* codes;
+  const uint8_t* sub;        // group 16, else null
+  const uint16_t* scales;    // other groups, else null
+};
+RowFrom row_from(const Views& v, int64_t r, int64_t b0) {
+  RowFrom f{v.codes + r * v.n_blocks * 16 + b0 * 16, nullptr, nullptr};
+  if (v.sub) f.sub = v.sub + r * v.n_blocks * 2 + b0 * 2;
+  else f.scales = v.scales + r * (v.n_blocks / v.group_blocks) + b0 / v.group_blocks;
+  return f;
+}
+
 void expand_row(const void* ctx, int64_t r, int64_t k0, int64_t n, float* out) {
   const RowExpand& e = *static_cast<const RowExpand*>(ctx);
   const Views& v = e.v;
-  const int64_t b0 = k0 / 32, nb = (n + 31) / 32;
-  const uint8_t* c = v.codes + r * v.n_blocks * 16 + b0 * 16;
-  if (v.sub)
-    e.k->expand16(c, nb, 0, 1, v.sub + r * v.n_blocks * 2 + b0 * 2, v.st, v.lut, out);
-  else
-    e.k->expand(c, nb, v.group_blocks, 0, 1, v.scales + r * (v.n_blocks / v.group_blocks) + b0 / v.group_blocks,
-                v.lut, out);
+  const RowFrom f = row_from(v, r, k0 / 32);
+  const int64_t nb = (n + 31) / 32;
+  if (v.sub) e.k->expand16(f.codes, nb, 0, 1, f.sub, v.st, v.lut, out);
+  else e.k->expand(f.codes, nb, v.group_blocks, 0, 1, f.scales, v.lut, out);
 }
 
 // The same columns straight to the bf16 GEMM's layout (expand_bf16_avx512).
 void expand_row_bf16(const void* ctx, int64_t r, int64_t k0, int64_t n, uint16_t* out) {
   const RowExpand& e = *static_cast<const RowExpand*>(ctx);
   const Views& v = e.v;
-  const int64_t b0 = k0 / 32;
-  const uint8_t* c = v.codes + r * v.n_blocks * 16 + b0 * 16;
-  if (v.sub)
-    e.bf16(c, v.sub + r * v.n_blocks * 2 + b0 * 2, v.st, nullptr, 1, v.lut, n, out);
-  else
-    e.bf16(c, nullptr, nullptr, v.scales + r * (v.n_blocks / v.group_blocks) + b0 / v.group_blocks, v.group_blocks,
-           v.lut, n, out);
+  const RowFrom f = row_from(v, r, k0 / 32);
+  e.bf16(f.codes, f.sub, v.st, f.scales, v.sub ? 1 : v.group_blocks, v.lut, n, out);
 }
 
 // Their codes and scales towards L2 ahead of use (the next tile's rows are a row apart, which the
 // hardware prefetchers do not follow).
 void prefetch_row(const void* ctx, int64_t r, int64_t k0, int64_t n) {
   const Views& v = static_cast<const RowExpand*>(ctx)->v;
-  const uint8_t* c = v.codes + r * v.n_blocks * 16 + k0 / 2;
-  for (int64_t i = 0; i < n / 2; i += 64) __builtin_prefetch(c + i, 0, 2);
-  const uint8_t* s =
-      v.sub ? v.sub + r * v.n_blocks * 2 + k0 / 16
-            : reinterpret_cast<const uint8_t*>(v.scales + r * (v.n_blocks / v.group_blocks) + k0 / 32 / v.group_blocks);
+  const RowFrom f = row_from(v, r, k0 / 32);
+  for (int64_t i = 0; i < n / 2; i += 64) __builtin_prefetch(f.codes + i, 0, 2);
+  const uint8_t* s = v.sub ? f.sub : reinterpret_cast<const uint8_t*>(f.scales);
   const int64_t s_bytes = v.sub ? n / 16 : 2 * (n / 32) / v.group_blocks;
   for (int64_t i = 0; i < s_bytes; i += 64) __builtin_prefetch(s + i, 0, 2);
 }
