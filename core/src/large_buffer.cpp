@@ -129,6 +129,21 @@ int64_t prefault_pages(const torch::Tensor& t, const std::atomic<bool>* cancel) 
 #endif
 }
 
+bool populate_for_write(void* p, int64_t bytes) {
+#if defined(__linux__)
+  if (!prefault_enabled() || p == nullptr || bytes <= 0) return false;
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(p) & ~(page - 1);
+  const auto stop = (reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes) + page - 1) & ~(page - 1);
+  constexpr int kPopulateWrite = 23;  // MADV_POPULATE_WRITE (Linux 5.14); older headers lack the name
+  return madvise(reinterpret_cast<void*>(begin), stop - begin, kPopulateWrite) == 0;
+#else
+  (void)p;
+  (void)bytes;
+  return false;
+#endif
+}
+
 namespace {
 // A 2 MiB-aligned anonymous mapping of the tensor's size (zero-filled by the kernel), or an
 // undefined tensor where there is none (small buffers, other systems, mmap failure).

@@ -4,6 +4,10 @@
 #include <ATen/Parallel.h>
 
 #include <cmath>
+#if defined(__linux__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 
 #include "fixture_dir.h"
 #include "qins/core/blas_threads.h"
@@ -316,6 +320,54 @@ TEST(Forward, CacheOverflowIsAnError) {
   KvCache cache = make_kv_cache(w.config, 4, torch::kFloat32);
   EXPECT_THROW(forward(w, ids_tensor(some_ids(5, w.config.vocab_size)), &cache), Error);
 }
+
+#if defined(__linux__)
+// Whether the page holding p is mapped into the process (mincore).
+bool page_resident(const void* p) {
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  unsigned char v = 0;
+  void* a = reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(p) & ~(page - 1));
+  return mincore(a, page, &v) == 0 && (v & 1);
+}
+
+// The positions a forward or a decode step is about to write are mapped ahead, in every layer's
+// and head's rows of K and V, and no further than kKvPagesAhead past them: positions far on stay
+// unmapped (a 4k-token cache must not become resident at once). A cache remade elsewhere starts over.
+TEST(KvCache, PositionsAreMappedAheadOfTheirWrites) {
+  auto w = test::load_qins_weights(test::fixture("mha", FixtureOptions{}));  // QINS codes: decode_step's row path
+  torch::NoGradGuard ng;
+  const Phi3Config& c = w.config;
+  // Rows of 16384 positions (>= 1 MiB each: every row spans its own pages, the last ones far from the first).
+  const int64_t cap = 16384;
+  KvCache cache = make_kv_cache(c, cap, torch::kFloat32);
+  const int64_t row = cap * c.head_dim, rows = int64_t{c.num_hidden_layers} * c.num_key_value_heads;
+  const float* k = cache.k.data_ptr<float>();
+  const float* v = cache.v.data_ptr<float>();
+  ASSERT_FALSE(page_resident(k)) << "a fresh cache is not written";
+  forward(w, ids_tensor(some_ids(5, c.vocab_size)), &cache);
+  const int64_t to = cache.pages_to;
+  if (to == cache.capacity()) GTEST_SKIP() << "MADV_POPULATE_WRITE unsupported here (kernel older than 5.14)";
+  EXPECT_EQ(to, 2 * kKvPagesAhead);  // 5 positions: up to 64, and 64 more
+  for (int64_t r = 0; r < rows; ++r)
+    for (const float* base : {k, v}) {
+      EXPECT_TRUE(page_resident(base + r * row + (to - 1) * c.head_dim)) << "row " << r << ", last mapped position";
+      EXPECT_FALSE(page_resident(base + r * row + (cap - 1) * c.head_dim)) << "row " << r << ", last position";
+    }
+  // Decode steps inside the mapped positions add none; the first one past them maps the next ones.
+  std::vector<float> logits(static_cast<size_t>(c.vocab_size));
+  while (cache.n_past < to) ASSERT_TRUE(decode_step(w, 3, cache, logits.data(), torch::kFloat32));
+  EXPECT_EQ(cache.pages_to, to);
+  ASSERT_TRUE(decode_step(w, 3, cache, logits.data(), torch::kFloat32));
+  EXPECT_EQ(cache.pages_to, to + 2 * kKvPagesAhead);
+  EXPECT_TRUE(page_resident(v + (rows - 1) * row + (cache.pages_to - 1) * c.head_dim));
+  // The same cache moved to new memory: its positions are mapped anew.
+  cache.k = cache.k.clone();
+  cache.v = cache.v.clone();
+  reserve_kv_positions(cache, 1);
+  EXPECT_EQ(cache.pages_base, cache.k.data_ptr());
+  EXPECT_EQ(cache.pages_to, 2 * kKvPagesAhead);
+}
+#endif
 
 TEST(HfLoader, WrongShapeNamesFileAndTensor) {
   const std::string dir = test::fixture("mha", FixtureOptions{});

@@ -1,6 +1,9 @@
 // The KV cache's storage: one large mapping each for K and V, movable onto huge pages.
+#include "qins/core/prefault.h"
 #include "qins/core/qins.h"
 #include "qins/graph/phi3_model.h"
+
+#include <algorithm>
 
 namespace qins {
 
@@ -29,6 +32,32 @@ KvCache make_kv_cache(const Phi3Weights& w, int64_t capacity, torch::ScalarType 
 int64_t promote_kv_cache(const KvCache& cache, const std::atomic<bool>* cancel) {
   if (!cache.k.defined() || !cache.k.device().is_cpu()) return 0;
   return core::promote_to_huge_pages(cache.k, cancel) + core::promote_to_huge_pages(cache.v, cancel);
+}
+
+void reserve_kv_positions(KvCache& cache, int64_t end) {
+  if (!cache.k.defined() || !cache.v.defined() || !cache.k.device().is_cpu() || !cache.k.is_contiguous() ||
+      !cache.v.is_contiguous() || cache.k.dim() != 4)
+    return;
+  const void* base = cache.k.data_ptr();
+  if (cache.pages_base != base) {
+    cache.pages_base = base;
+    cache.pages_to = 0;
+  }
+  const int64_t cap = cache.capacity();
+  end = std::min(end, cap);
+  if (end <= cache.pages_to) return;
+  const int64_t to = std::min(cap, (end + kKvPagesAhead - 1) / kKvPagesAhead * kKvPagesAhead + kKvPagesAhead);
+  const int64_t rows = cache.k.size(0) * cache.k.size(1);
+  const int64_t row_bytes = cache.k.size(3) * static_cast<int64_t>(cache.k.element_size());
+  for (const torch::Tensor* t : {&cache.k, &cache.v}) {
+    auto* p = static_cast<char*>(t->data_ptr());
+    for (int64_t r = 0; r < rows; ++r)
+      if (!core::populate_for_write(p + (r * cap + cache.pages_to) * row_bytes, (to - cache.pages_to) * row_bytes)) {
+        cache.pages_to = cap;  // unsupported here: the pages come in at their first write from now on
+        return;
+      }
+  }
+  cache.pages_to = to;
 }
 
 }  // namespace qins

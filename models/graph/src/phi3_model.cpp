@@ -118,6 +118,7 @@ torch::Tensor forward(Phi3Weights& w, const torch::Tensor& ids, KvCache* cache, 
     cache->v = cache->v.to(w.device);
     cache->scratch.reset();
   }
+  if (cache) reserve_kv_positions(*cache, cache->n_past + T);
   TensorOps ops(w.config, ids, cache, opts, w.generic);
   torch::Tensor logits = phi3_logits(ops, w);  // [B, T or 1, vocab] f32
   if (cache) cache->n_past += T;
@@ -267,6 +268,7 @@ void run_rows(Phi3Weights& w, const int64_t* ids, KvCache* const* caches, int64_
   for (int64_t b = 0; b < B; ++b)
     graph_detail::rope_rows_from(s.inv_freq[caches[b]->long_rope ? 1 : 0].data(), static_cast<float>(c.attention_factor),
                                  caches[b]->n_past, 1, half, s.cos.data() + b * half, s.sin.data() + b * half);
+  for (int64_t b = 0; b < B; ++b) reserve_kv_positions(*caches[b], caches[b]->n_past + 1);
   RowOps ops(c, ids, caches, B, s, logits);
   phi3_logits(ops, w);
   for (int64_t b = 0; b < B; ++b) ++caches[b]->n_past;

@@ -15,6 +15,15 @@ namespace qins::core {
 int64_t prefault_pages(const torch::Tensor& t, const std::atomic<bool>* cancel = nullptr);
 bool prefault_enabled();  // false when QINS_PREFAULT=0
 
+// Maps the pages of [p, p + bytes) into the process for writing now, zero-filled where new (Linux
+// MADV_POPULATE_WRITE, 5.14+): one system call for the range instead of a page fault per 4 KiB
+// at its first write. For memory about to be written (the KV cache's next positions). Measured by
+// bench/first_touch on a Phi-3.5 cache's first 62 positions (2048 rows of 12 KiB): cold writes
+// 69-92 ms, the call plus the writes after it 41-52 ms on this project's development VM
+// (docs/benchmarks.md). Returns false where unsupported (other systems, kernels before 5.14,
+// QINS_PREFAULT=0): the pages then come in at their first write as before.
+bool populate_for_write(void* p, int64_t bytes);
+
 // Puts the calling thread at idle priority (Linux SCHED_IDLE: it runs only on a core nothing else
 // wants), for the engine's background pass over the weights, so that pass never takes CPU time
 // from a reply (a first reply's prefill uses every core). Returns false where unsupported, where
