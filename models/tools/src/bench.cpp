@@ -251,6 +251,7 @@ void measure_prompt_and_decode(VariantRig& r, const std::vector<int>& ids, int g
   // decode runs in rounds of about 8 tokens, each right after a plain read, and is rated round by
   // round against its own read (median over the rounds, in run_benchmark).
   const int rounds = std::clamp(gen / 8, 1, 16);
+  ReadProbe probe(o.decode_bandwidth_bytes, at::get_num_threads());  // one buffer for every round's read
   double decode_s = 0.0;
   long faults = 0;
   bool faults_ok = true;
@@ -258,7 +259,7 @@ void measure_prompt_and_decode(VariantRig& r, const std::vector<int>& ids, int g
   run.round_bw_gbs.clear();
   for (int k = 0; k < rounds; ++k) {
     const int n = gen * (k + 1) / rounds - gen * k / rounds;
-    run.round_bw_gbs.push_back(measure_read_bandwidth(o.decode_bandwidth_bytes, at::get_num_threads()) / 1e9);
+    run.round_bw_gbs.push_back(probe.read() / 1e9);
     const long faults0 = minor_faults();
     const auto t = Clock::now();
     for (int i = 0; i < n; ++i) r.next();
@@ -346,31 +347,37 @@ double median(std::vector<double> v) {
   return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
 }
 
-double measure_read_bandwidth(int64_t bytes, int threads) {
-  threads = std::max(1, threads);
-  const int64_t words = bytes / 8;
+ReadProbe::ReadProbe(int64_t bytes, int threads) : threads_(std::max(1, threads)), words_(std::max<int64_t>(bytes / 8, 1)) {
   // On huge pages, like the model's weights (core::empty_large + promote_to_huge_pages below).
-  torch::Tensor storage = core::empty_large({words}, torch::kInt64);
-  uint64_t* const buf = reinterpret_cast<uint64_t*>(storage.data_ptr());
+  auto tensor = std::make_shared<torch::Tensor>(core::empty_large({words_}, torch::kInt64));
+  uint64_t* const buf = reinterpret_cast<uint64_t*>(tensor->data_ptr());
+  storage_ = tensor;
+  buf_ = buf;
+  const int64_t words = words_;
+  const int T = threads_;
   // First touch from the threads that will read it.
   std::vector<std::thread> pool;
-  auto slice = [&](int t) { return std::make_pair(words * t / threads, words * (t + 1) / threads); };
-  for (int t = 0; t < threads; ++t)
-    pool.emplace_back([&, t] {
-      auto [a, b] = slice(t);
-      for (int64_t i = a; i < b; ++i) buf[i] = static_cast<uint64_t>(i);
+  for (int t = 0; t < T; ++t)
+    pool.emplace_back([=] {
+      for (int64_t i = words * t / T; i < words * (t + 1) / T; ++i) buf[i] = static_cast<uint64_t>(i);
     });
   for (auto& th : pool) th.join();
-  core::promote_to_huge_pages(storage);
+  core::promote_to_huge_pages(*tensor);
+}
+
+double ReadProbe::read() {
+  const uint64_t* const buf = buf_;
+  const int64_t words = words_;
+  const int T = threads_;
   double best = 0;
   volatile uint64_t sink = 0;
   for (int pass = 0; pass < 5; ++pass) {
-    std::vector<uint64_t> sums(static_cast<size_t>(threads));
-    pool.clear();
+    std::vector<uint64_t> sums(static_cast<size_t>(T));
+    std::vector<std::thread> pool;
     const auto t0 = Clock::now();
-    for (int t = 0; t < threads; ++t)
+    for (int t = 0; t < T; ++t)
       pool.emplace_back([&, t] {
-        auto [a, b] = slice(t);
+        const int64_t a = words * t / T, b = words * (t + 1) / T;
         sums[static_cast<size_t>(t)] = sum_words(buf + a, b - a);
       });
     for (auto& th : pool) th.join();
@@ -380,6 +387,8 @@ double measure_read_bandwidth(int64_t bytes, int threads) {
   }
   return best;
 }
+
+double measure_read_bandwidth(int64_t bytes, int threads) { return ReadProbe(bytes, threads).read(); }
 
 namespace {
 

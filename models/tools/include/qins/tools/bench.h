@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -87,6 +88,22 @@ std::string bench_json(const BenchResult& r);
 
 // Plain streaming read bandwidth (bytes / s) over `bytes` with `threads` threads (best of passes).
 double measure_read_bandwidth(int64_t bytes, int threads);
+
+// The same read, its buffer made once and read again at each read(): a decode's rounds each
+// re-measure the bandwidth without paying, every round, the new buffer's first touch and its move
+// onto huge pages (about 1 s for 256 MB on the development VM, longer than the round it rates).
+class ReadProbe {
+ public:
+  ReadProbe(int64_t bytes, int threads);
+  double read();  // bytes / s, the best of 5 passes
+  int64_t bytes() const { return words_ * 8; }
+
+ private:
+  std::shared_ptr<void> storage_;  // the buffer's owner (a tensor on huge pages where there are any)
+  const uint64_t* buf_ = nullptr;
+  int threads_;
+  int64_t words_;
+};
 // The median of v (the mean of the middle two for an even count; 0 for none).
 double median(std::vector<double> v);
 
