@@ -96,7 +96,6 @@ class ReadProbe {
  public:
   ReadProbe(int64_t bytes, int threads);
   double read();  // bytes / s, the best of 5 passes
-  int64_t bytes() const { return words_ * 8; }
 
  private:
   std::shared_ptr<void> storage_;  // the buffer's owner (a tensor on huge pages where there are any)
