@@ -92,145 +92,130 @@ QINS_BF16 void pack_x_bf16(const float* x, int64_t in, uint16_t* xp) {
   for (int64_t i = in64; i < in; ++i) xp[i] = to_bf16(x[i]);
 }
 
-// Software prefetch distance along a thread's rows (contiguous memory).
-constexpr int64_t kPrefetchBytes = 4096;
+// Software prefetch of the codes (a thread's code rows are contiguous). One row of x (the GEMV) streams at
+// DRAM speed with the codes asked into L1 4 KB ahead. Several rows of x make each 64 codes 2-4x the work, and
+// then the 4 KB ask came too late: a 3- or 4-row pass read 13-17 GB/s of codes from DRAM on one thread where
+// the same pass in L3 ran 31-37 and the plain read 33 (Zen 5 VM; the out-of-order window covers only ~20
+// blocks of that loop, so few lines are in flight). Asking into L2 32 KB ahead and into L1 1 KB ahead gave
+// 26-29 (3 rows) and 19-24 (4 rows) there.
+constexpr int64_t kPrefetchBytes = 4096;    // one row of x: into L1, this far ahead
+constexpr int64_t kPrefetchFar = 32 << 10;  // several rows of x: into L2, this far ahead ..
+constexpr int64_t kPrefetchNear = 1024;     // .. and into L1, this far
 
-QINS_BF16 void gemv_bf16(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
-                         const LutTables& t, const void* xpv, float* y) {
-  const uint16_t* xp = static_cast<const uint16_t*>(xpv);
-  const PlanesBf16 p = load_planes(t);
+// The decode (gemv) and the small-batch decode (gemv_rows) share one loop, so that row i of a batch is the
+// GEMV's result for that row bit for bit (the same products added in the same order): the server's batched
+// greedy requests must get exactly the tokens they get alone.
+//
+// Each row of x has four fp32 accumulators: block j (64 columns) adds its even-column products to accumulator
+// 2 (j & 1) and its odd-column products to 2 (j & 1) + 1, and a row's result is hsum((a0 + a1) + (a2 + a3))
+// plus the columns past the last full block. Four chains, each with one vdpbf16ps per 128 columns, are enough
+// for the GEMV (on Zen 5, one thread, codes in L2: 67-74 GB/s of codes, as with the eight chains of the loop
+// before), while 4 rows of x in one pass (16 accumulators, the 2 decoded vectors, the 4 table vectors and the
+// decode's temporaries) still fit the 32 zmm registers: each 64 codes are decoded once for 4 rows. More rows
+// of x take more passes over the code row (it is in L1 by then). (Before this loop the GEMV had 8
+// accumulators, so a batch could hold only 3 rows of x in registers and 4 or more went through a decoded copy
+// of the row.) Not kept: column segments that keep the rows of x in L1 where they are larger (the down
+// projection's 8192 columns: 4 rows are 64 KB), each code row's accumulators carried from segment to segment
+// in memory, as the QINS-4 loop does: on Zen 5 they ran no faster than the whole rows (4 rows of 8192 columns
+// from L2: 20.4 against 19.1 GB/s of codes), and cutting 3072 columns into two segments made 4 rows 25 %
+// slower, for reasons not found.
+constexpr int kRowsPass = 4;                 // rows of x per pass over a code row
+
+// Block j of code row c against NB rows of x (`in` apart): accumulators 2U and 2U + 1, U = j & 1.
+template <int NB, int U>
+QINS_BF16 inline __attribute__((always_inline)) void block_bf16(const uint8_t* c, const PlanesBf16& p,
+                                                                const uint16_t* x, int64_t in, int64_t j, int64_t pf,
+                                                                __m512 (&a)[NB][4]) {
+  const int64_t o = j * 64;
+  if (NB == 1) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + o + pf), _MM_HINT_T0);
+  } else {
+    _mm_prefetch(reinterpret_cast<const char*>(c + o + pf), _MM_HINT_T1);
+    _mm_prefetch(reinterpret_cast<const char*>(c + o + kPrefetchNear), _MM_HINT_T0);
+  }
+  __m512i e, od;
+  decode64(_mm512_loadu_si512(reinterpret_cast<const void*>(c + o)), p, &e, &od);
+#pragma GCC unroll 4
+  for (int b = 0; b < NB; ++b) {
+    const uint16_t* xb = x + b * in + o;
+    a[b][2 * U] = dot2(a[b][2 * U], e, _mm512_loadu_si512(reinterpret_cast<const void*>(xb)));
+    a[b][2 * U + 1] = dot2(a[b][2 * U + 1], od, _mm512_loadu_si512(reinterpret_cast<const void*>(xb + 32)));
+  }
+}
+
+// Blocks [0, n) of code row c against NB rows of x into a[NB][4].
+template <int NB>
+QINS_BF16 inline __attribute__((always_inline)) void blocks_bf16(const uint8_t* c, const PlanesBf16& p,
+                                                                 const uint16_t* x, int64_t in, int64_t n, int64_t pf,
+                                                                 __m512 (&a)[NB][4]) {
+  int64_t j = 0;
+  for (; j + 2 <= n; j += 2) {
+    block_bf16<NB, 0>(c, p, x, in, j, pf, a);
+    block_bf16<NB, 1>(c, p, x, in, j + 1, pf, a);
+  }
+  if (j < n) block_bf16<NB, 0>(c, p, x, in, j, pf, a);
+}
+
+// Row r's results for NB rows of x from their accumulators: y[b * ldy] for b < NB.
+template <int NB>
+QINS_BF16 inline void finish_bf16(const uint8_t* c, int64_t in, int64_t in64, float scale, const LutTables& t,
+                                  const uint16_t* x, __m512 (&a)[NB][4], float* y, int64_t ldy) {
+  for (int b = 0; b < NB; ++b) {
+    float s = hsum512(_mm512_add_ps(_mm512_add_ps(a[b][0], a[b][1]), _mm512_add_ps(a[b][2], a[b][3])));
+    const uint16_t* xb = x + b * in;
+    for (int64_t k = in64; k < in; ++k) s += tail_value(c[k], t) * from_bf16(xb[k]);
+    y[b * ldy] = s * scale;
+  }
+}
+
+// Code rows [r0, r1) against rows [0, NB) of x.
+template <int NB>
+QINS_BF16 void rows_pass_bf16(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
+                              const LutTables& t, const PlanesBf16& p, const uint16_t* x, float* y, int64_t ldy) {
   const int64_t in64 = in & ~int64_t{63};
-  // One row at a time: the thread's rows are one contiguous stream for the prefetchers; x in
-  // bf16 (16 KB for 8192 columns) stays in L1 next to it. Eight accumulators: vdpbf16ps has a
-  // latency of several cycles, four chains measured ~25 % slower in L2.
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* c = codes + r * in;
-    __m512 a[8];
-    for (auto& v : a) v = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 256 <= in64; i += 256) {
-#pragma GCC unroll 4
-      for (int u = 0; u < 4; ++u) {
-        const int64_t o = i + 64 * u;
-        _mm_prefetch(reinterpret_cast<const char*>(c + o + kPrefetchBytes), _MM_HINT_T0);
-        __m512i e, od;
-        decode64(_mm512_loadu_si512(reinterpret_cast<const void*>(c + o)), p, &e, &od);
-        a[2 * u] = dot2(a[2 * u], e, _mm512_loadu_si512(reinterpret_cast<const void*>(xp + o)));
-        a[2 * u + 1] = dot2(a[2 * u + 1], od, _mm512_loadu_si512(reinterpret_cast<const void*>(xp + o + 32)));
-      }
-    }
-    for (; i < in64; i += 64) {
-      __m512i e, od;
-      decode64(_mm512_loadu_si512(reinterpret_cast<const void*>(c + i)), p, &e, &od);
-      a[0] = dot2(a[0], e, _mm512_loadu_si512(reinterpret_cast<const void*>(xp + i)));
-      a[1] = dot2(a[1], od, _mm512_loadu_si512(reinterpret_cast<const void*>(xp + i + 32)));
-    }
-    const __m512 s4 = _mm512_add_ps(_mm512_add_ps(a[0], a[1]), _mm512_add_ps(a[2], a[3]));
-    const __m512 s8 = _mm512_add_ps(_mm512_add_ps(a[4], a[5]), _mm512_add_ps(a[6], a[7]));
-    float s = hsum512(_mm512_add_ps(s4, s8));
-    for (int64_t k = in64; k < in; ++k) s += tail_value(c[k], t) * from_bf16(xp[k]);
-    y[r - r0] = s * scales[r];
+    __m512 a[NB][4];
+    for (auto& row : a)
+      for (auto& v : row) v = _mm512_setzero_ps();
+    blocks_bf16<NB>(c, p, x, in, in64 / 64, NB == 1 ? kPrefetchBytes : kPrefetchFar, a);
+    finish_bf16<NB>(c, in, in64, scales[r], t, x, a, y + (r - r0), ldy);
   }
 }
 
-// The small-batch decode path (gemv_rows). Up to 3 rows of x: one pass per code row, each 64 codes
-// decoded in registers and multiplied with every row. More: each code row is decoded once into a
-// bf16 buffer (the even and odd words of every 64-column block, 2 bytes per weight: in L1/L2),
-// prefetching the codes ahead as gemv_bf16 does, then the rows of x take their products from it 3
-// at a time (each decoded vector loaded once for the 3). Every row keeps gemv_bf16's eight
-// accumulators and the same products in the same order: row i of the result is gemv_bf16's, bit
-// for bit.
-constexpr int kRowsBf16 = 3;  // 3 x 8 accumulators + the two weight vectors: 26 of 32 zmm
-
-// The 64 weights at column o of a code row: decoded from `codes` (prefetching ahead, as gemv_bf16)
-// or, where codes is null, loaded from the row decoded into w.
-QINS_BF16 inline void weights64(const uint16_t* w, const uint8_t* codes, const PlanesBf16& p, int64_t o, __m512i* e,
-                                __m512i* od) {
-  if (codes) {
-    _mm_prefetch(reinterpret_cast<const char*>(codes + o + kPrefetchBytes), _MM_HINT_T0);
-    decode64(_mm512_loadu_si512(reinterpret_cast<const void*>(codes + o)), p, e, od);
-  } else {
-    *e = _mm512_load_si512(reinterpret_cast<const void*>(w + o));
-    *od = _mm512_load_si512(reinterpret_cast<const void*>(w + o + 32));
-  }
-}
-
-// With `codes` set, the weights are decoded in registers as they are used (a batch of at most
-// kRowsBf16 rows of x: one pass, no buffer); else they are loaded from the decoded row w.
-template <int NB>
-QINS_BF16 inline void dot_rows_bf16(const uint16_t* w, const uint8_t* codes, const PlanesBf16& p, const uint16_t* x,
-                                    int64_t in, int64_t in64, float* s) {
-  __m512 a[NB][8];
-  for (int b = 0; b < NB; ++b)
-    for (auto& v : a[b]) v = _mm512_setzero_ps();
-  int64_t i = 0;
-  for (; i + 256 <= in64; i += 256) {
-#pragma GCC unroll 4
-    for (int u = 0; u < 4; ++u) {
-      const int64_t o = i + 64 * u;
-      __m512i e, od;
-      weights64(w, codes, p, o, &e, &od);
-      for (int b = 0; b < NB; ++b) {
-        const uint16_t* xb = x + b * in;
-        a[b][2 * u] = dot2(a[b][2 * u], e, _mm512_loadu_si512(reinterpret_cast<const void*>(xb + o)));
-        a[b][2 * u + 1] = dot2(a[b][2 * u + 1], od, _mm512_loadu_si512(reinterpret_cast<const void*>(xb + o + 32)));
-      }
-    }
-  }
-  for (; i < in64; i += 64) {
-    __m512i e, od;
-    weights64(w, codes, p, i, &e, &od);
-    for (int b = 0; b < NB; ++b) {
-      const uint16_t* xb = x + b * in;
-      a[b][0] = dot2(a[b][0], e, _mm512_loadu_si512(reinterpret_cast<const void*>(xb + i)));
-      a[b][1] = dot2(a[b][1], od, _mm512_loadu_si512(reinterpret_cast<const void*>(xb + i + 32)));
-    }
-  }
-  for (int b = 0; b < NB; ++b) {
-    const __m512 s4 = _mm512_add_ps(_mm512_add_ps(a[b][0], a[b][1]), _mm512_add_ps(a[b][2], a[b][3]));
-    const __m512 s8 = _mm512_add_ps(_mm512_add_ps(a[b][4], a[b][5]), _mm512_add_ps(a[b][6], a[b][7]));
-    s[b] = hsum512(_mm512_add_ps(s4, s8));
-  }
-}
+// Dispatch on the rows of x in a pass (1..kRowsPass).
+#define QINS_BF16_PASS(nb, CALL) \
+  do {                           \
+    switch (nb) {                \
+      case 4: { constexpr int NB = 4; CALL; } break; \
+      case 3: { constexpr int NB = 3; CALL; } break; \
+      case 2: { constexpr int NB = 2; CALL; } break; \
+      default: { constexpr int NB = 1; CALL; } break; \
+    }                            \
+  } while (0)
 
 QINS_BF16 void gemv_rows_bf16(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
                               const LutTables& t, const void* xpv, int64_t m, float* y, int64_t ldy) {
   const uint16_t* xp = static_cast<const uint16_t*>(xpv);
   const PlanesBf16 p = load_planes(t);
-  const int64_t in64 = in & ~int64_t{63};
-  thread_local std::vector<uint16_t> buf;  // this worker's own: [in64] words, per block e | o
-  if (buf.size() < static_cast<size_t>(in64) + 32) buf.resize(static_cast<size_t>(in64) + 32);
-  // 64-byte aligned blocks (the vector's storage is only 16-byte aligned).
-  uint16_t* w = reinterpret_cast<uint16_t*>((reinterpret_cast<uintptr_t>(buf.data()) + 63) & ~uintptr_t{63});
-  // Up to kRowsBf16 rows of x: one pass per code row, decoding in registers; more: decode the row
-  // into w once, then the rows of x kRowsBf16 at a time from there.
-  const bool one_pass = m <= kRowsBf16;
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* c = codes + r * in;
-    if (!one_pass) {
-      for (int64_t i = 0; i < in64; i += 64) {
-        _mm_prefetch(reinterpret_cast<const char*>(c + i + kPrefetchBytes), _MM_HINT_T0);
-        __m512i e, od;
-        decode64(_mm512_loadu_si512(reinterpret_cast<const void*>(c + i)), p, &e, &od);
-        _mm512_store_si512(reinterpret_cast<void*>(w + i), e);
-        _mm512_store_si512(reinterpret_cast<void*>(w + i + 32), od);
-      }
-    }
-    const uint8_t* direct = one_pass ? c : nullptr;
-    for (int64_t b0 = 0; b0 < m; b0 += kRowsBf16) {
-      const int64_t nb = std::min<int64_t>(kRowsBf16, m - b0);
-      float s[kRowsBf16];
-      if (nb == 3) dot_rows_bf16<3>(w, direct, p, xp + b0 * in, in, in64, s);
-      else if (nb == 2) dot_rows_bf16<2>(w, direct, p, xp + b0 * in, in, in64, s);
-      else dot_rows_bf16<1>(w, direct, p, xp + b0 * in, in, in64, s);
-      for (int64_t b = b0; b < b0 + nb; ++b) {
-        const uint16_t* xb = xp + b * in;
-        float v = s[b - b0];
-        for (int64_t k = in64; k < in; ++k) v += tail_value(c[k], t) * from_bf16(xb[k]);
-        y[b * ldy + (r - r0)] = v * scales[r];
-      }
-    }
+  if (m <= kRowsPass) {
+    QINS_BF16_PASS(m, (rows_pass_bf16<NB>(codes, in, r0, r1, scales, t, p, xp, y, ldy)));
+    return;
   }
+  // More rows of x: one code row at a time, one pass per kRowsPass rows of x (the code row is in
+  // L1 after the first). Decoding the row once into a bf16 buffer for the passes to load instead
+  // (as the loop before this one did) measured no faster at 8 rows.
+  for (int64_t r = r0; r < r1; ++r)
+    for (int64_t b0 = 0; b0 < m; b0 += kRowsPass)
+      QINS_BF16_PASS(std::min<int64_t>(kRowsPass, m - b0),
+                     (rows_pass_bf16<NB>(codes, in, r, r + 1, scales, t, p, xp + b0 * in,
+                                         y + b0 * ldy + (r - r0), ldy)));
+}
+
+// The GEMV: the batched loop's one-row case.
+QINS_BF16 void gemv_bf16(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
+                         const LutTables& t, const void* xpv, float* y) {
+  gemv_rows_bf16(codes, in, r0, r1, scales, t, xpv, 1, y, 0);
 }
 
 // ---- GEMM (prefill) ----
