@@ -9,6 +9,8 @@
 //
 // gemv_l2_one_thread: the kernels alone, 576 KB of codes in L2, one thread (compute-bound);
 // gemv_rows_l2_one_thread/M: the same with M rows of x (the batched decode path).
+// rows/qins/<shape>/M: M rows of x through the layer's row path at each shape, codes from memory,
+// both threads (the server's batched decode step), beside gemv/plain_sum of the same shape.
 //
 //   ./build/bench/bench_qins_linear --benchmark_min_time=0.2
 #include <ATen/Parallel.h>
@@ -143,6 +145,24 @@ void bm_qins_rows_l2(benchmark::State& st, std::string isa) {
   qc::set_kernel_isa("auto");
 }
 
+// The batched decode at a Phi-3.5-mini shape: m rows of x through the layer's row path
+// (ProjectiveLinear::forward_rows, both threads), the codes from memory as in the model. Read
+// beside gemv/plain_sum of the same shape: bytes_per_second counts the codes once per call (m rows
+// that cost no more than one would read at the plain sum's rate), items_per_second rows x codes.
+void bm_qins_rows(benchmark::State& st, Shape s) {
+  const int64_t m = st.range(0);
+  Weights& w = weights_for(s, false);
+  const torch::Tensor x = torch::randn({m, s.in});  // [m, in] fp32
+  std::vector<float> y(static_cast<size_t>(m * s.out));
+  for (auto _ : st) {
+    (*w.layer)->forward_rows(x.data_ptr<float>(), m, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.SetBytesProcessed(st.iterations() * s.out * s.in);
+  st.SetItemsProcessed(st.iterations() * m * s.out * s.in);
+  st.SetLabel(qc::kernel_isa());
+}
+
 void bm_fp32(benchmark::State& st, Shape s) {
   Weights& w = weights_for(s, true);
   const torch::Tensor x = torch::randn({1, s.in});
@@ -246,6 +266,8 @@ int main(int argc, char** argv) {
     if (exact_too)
       benchmark::RegisterBenchmark(("gemv/qins_" + exact + "/" + tag).c_str(), bm_qins, s, exact)->UseRealTime();
     benchmark::RegisterBenchmark(("gemv/plain_sum/" + tag).c_str(), bm_plain_sum, s)->UseRealTime();
+    benchmark::RegisterBenchmark(("rows/qins/" + tag).c_str(), bm_qins_rows, s)
+        ->Arg(1)->Arg(2)->Arg(3)->Arg(4)->Arg(8)->UseRealTime();
     benchmark::RegisterBenchmark(("gemv/fp32_linear/" + tag).c_str(), bm_fp32, s)->UseRealTime();
     benchmark::RegisterBenchmark(("gemv/bf16_linear/" + tag).c_str(), bm_bf16, s)->UseRealTime();
     benchmark::RegisterBenchmark(("gemv/naive_dequant_linear/" + tag).c_str(), bm_naive, s)->UseRealTime();
