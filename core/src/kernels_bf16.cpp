@@ -196,6 +196,7 @@ QINS_BF16 void rows_pass_bf16(const uint8_t* codes, int64_t in, int64_t r0, int6
 
 QINS_BF16 void gemv_rows_bf16(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
                               const LutTables& t, const void* xpv, int64_t m, float* y, int64_t ldy) {
+  if (m <= 0) return;
   const uint16_t* xp = static_cast<const uint16_t*>(xpv);
   const PlanesBf16 p = load_planes(t);
   if (m <= kRowsPass) {
