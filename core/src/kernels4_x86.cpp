@@ -1050,9 +1050,9 @@ QINS4_AVX512 void gemv16_rows_avx512(const uint8_t* codes, int64_t n_blocks, int
   };
   const Loop l{codes, sub, st, xs, xr, stv, tbl, tblu, tbl256, n_blocks, row_bytes, n_sb, n2, n_x, sb_stride, pf, r0};
   // The GEMV sums its outputs 16 rows at a time (sum512_rows, the same sums bit for bit): one thread,
-  // codes in L2, 10-15 % more GB/s on Zen 5 (bench_qins4 --kernels-only 1). Not for batches: with
-  // 4 rows of x the whole model's batched step measured 4-6 % slower with it, for reasons not found
-  // (the batched kernel alone was not slower).
+  // codes in L2, 10-15 % more GB/s on Zen 5 (bench_qins4 --kernels-only 1). Batches whose rows of x
+  // fit one segment keep one code row at a time: in tiles, the whole model's 4-stream step measured
+  // 4-6 % slower, for reasons not found (the batched kernel alone was not slower).
   walk_rows(l, r0, r1, n_sb, sb_stride, n_x * 16, n_x == 1);
 }
 
