@@ -112,14 +112,17 @@ constexpr int64_t kPrefetchNear = 1024;     // .. and into L1, this far
 // for the GEMV (on Zen 5, one thread, codes in L2: 67-74 GB/s of codes, as with the eight chains of the loop
 // before), while 4 rows of x in one pass (16 accumulators, the 2 decoded vectors, the 4 table vectors and the
 // decode's temporaries) still fit the 32 zmm registers: each 64 codes are decoded once for 4 rows. More rows
-// of x take more passes over the code row (it is in L1 by then). (Before this loop the GEMV had 8
+// of x, or rows of x too long to stay in L1 together, take more passes over a tile of code rows (in L2 by then;
+// gemv_rows_bf16). (Before this loop the GEMV had 8
 // accumulators, so a batch could hold only 3 rows of x in registers and 4 or more went through a decoded copy
 // of the row.) Not kept: column segments that keep the rows of x in L1 where they are larger (the down
 // projection's 8192 columns: 4 rows are 64 KB), each code row's accumulators carried from segment to segment
 // in memory, as the QINS-4 loop does: on Zen 5 they ran no faster than the whole rows (4 rows of 8192 columns
 // from L2: 20.4 against 19.1 GB/s of codes), and cutting 3072 columns into two segments made 4 rows 25 %
 // slower, for reasons not found.
-constexpr int kRowsPass = 4;                 // rows of x per pass over a code row
+constexpr int kRowsPass = 4;                 // rows of x per pass over a code row, at most
+constexpr int64_t kPassXBytes = 32 << 10;    // .. and at most this much of x (bf16) in a pass
+constexpr int64_t kPassTile = 16;            // code rows per tile when the rows of x take several passes
 
 // Block j of code row c against NB rows of x (`in` apart): accumulators 2U and 2U + 1, U = j & 1.
 template <int NB, int U>
@@ -199,18 +202,25 @@ QINS_BF16 void gemv_rows_bf16(const uint8_t* codes, int64_t in, int64_t r0, int6
   if (m <= 0) return;
   const uint16_t* xp = static_cast<const uint16_t*>(xpv);
   const PlanesBf16 p = load_planes(t);
-  if (m <= kRowsPass) {
+  // Rows of x per pass: as many as fit kPassXBytes (at most kRowsPass), so that they stay in L1 while the code
+  // rows stream past them (Phi-3.5's 3072 columns: 4 rows, 24 KB; the down projection's 8192: 2 rows).
+  int64_t pass = kRowsPass;
+  while (pass > 1 && pass * in * int64_t{2} > kPassXBytes) --pass;
+  if (m <= pass) {
     QINS_BF16_PASS(m, (rows_pass_bf16<NB>(codes, in, r0, r1, scales, t, p, xp, y, ldy)));
     return;
   }
-  // More rows of x: one code row at a time, one pass per kRowsPass rows of x (the code row is in
-  // L1 after the first). Decoding the row once into a bf16 buffer for the passes to load instead
-  // (as the loop before this one did) measured no faster at 8 rows.
-  for (int64_t r = r0; r < r1; ++r)
-    for (int64_t b0 = 0; b0 < m; b0 += kRowsPass)
-      QINS_BF16_PASS(std::min<int64_t>(kRowsPass, m - b0),
-                     (rows_pass_bf16<NB>(codes, in, r, r + 1, scales, t, p, xp + b0 * in,
+  // More rows of x: kPassTile code rows at a time, one pass over them per `pass` rows of x. The tile's codes
+  // come from memory in the first pass and from L2 in the others, and each pass's rows of x are read from L2
+  // once per tile rather than once per code row (a pass per code row cycled 8 rows of 3072 columns, 48 KB,
+  // through the 48 KB L1 for every code row).
+  for (int64_t r = r0; r < r1; r += kPassTile) {
+    const int64_t re = std::min(r1, r + kPassTile);
+    for (int64_t b0 = 0; b0 < m; b0 += pass)
+      QINS_BF16_PASS(std::min<int64_t>(pass, m - b0),
+                     (rows_pass_bf16<NB>(codes, in, r, re, scales, t, p, xp + b0 * in,
                                          y + b0 * ldy + (r - r0), ldy)));
+  }
 }
 
 // The GEMV: the batched loop's one-row case.
