@@ -92,13 +92,14 @@ QINS_BF16 void pack_x_bf16(const float* x, int64_t in, uint16_t* xp) {
   for (int64_t i = in64; i < in; ++i) xp[i] = to_bf16(x[i]);
 }
 
-// Software prefetch of the codes (a thread's code rows are contiguous). One row of x (the GEMV) streams at
-// DRAM speed with the codes asked into L1 4 KB ahead. Several rows of x make each 64 codes 2-4x the work, and
-// then the 4 KB ask came too late: a 3- or 4-row pass read 13-17 GB/s of codes from DRAM on one thread where
-// the same pass in L3 ran 31-37 and the plain read 33 (Zen 5 VM; the out-of-order window covers only ~20
-// blocks of that loop, so few lines are in flight). Asking into L2 32 KB ahead and into L1 1 KB ahead gave
-// 26-29 (3 rows) and 19-24 (4 rows) there.
-constexpr int64_t kPrefetchBytes = 4096;    // one row of x: into L1, this far ahead
+// Software prefetch of the codes (a thread's code rows are contiguous, and the loop below walks two of them
+// side by side: it prefetches them as one stream, two lines per block). One row of x (the GEMV) streams at DRAM
+// speed with the codes asked into L1 8 KB of that stream ahead. Several rows of x make each 64 codes 2-4x the
+// work, and then an L1 ask that far ahead came too late: a 3- or 4-row pass read 13-17 GB/s of codes from DRAM
+// on one thread where the same pass in L3 ran 31-37 and the plain read 33 (Zen 5 VM; the out-of-order window
+// covers only ~20 blocks of that loop, so few lines are in flight). Asking into L2 32 KB ahead and into L1 1 KB
+// ahead gave 26-29 (3 rows) and 19-24 (4 rows) there.
+constexpr int64_t kPrefetchBytes = 8192;    // one row of x: into L1, this far ahead
 constexpr int64_t kPrefetchFar = 32 << 10;  // several rows of x: into L2, this far ahead ..
 constexpr int64_t kPrefetchNear = 1024;     // .. and into L1, this far
 
@@ -106,84 +107,91 @@ constexpr int64_t kPrefetchNear = 1024;     // .. and into L1, this far
 // GEMV's result for that row bit for bit (the same products added in the same order): the server's batched
 // greedy requests must get exactly the tokens they get alone.
 //
-// Each row of x has four fp32 accumulators: block j (64 columns) adds its even-column products to accumulator
-// 2 (j & 1) and its odd-column products to 2 (j & 1) + 1, and a row's result is hsum((a0 + a1) + (a2 + a3))
-// plus the columns past the last full block. Four chains, each with one vdpbf16ps per 128 columns, are enough
-// for the GEMV (on Zen 5, one thread, codes in L2: 67-74 GB/s of codes, as with the eight chains of the loop
-// before), while 4 rows of x in one pass (16 accumulators, the 2 decoded vectors, the 4 table vectors and the
-// decode's temporaries) still fit the 32 zmm registers: each 64 codes are decoded once for 4 rows. More rows
-// of x, or rows of x too long to stay in L1 together, take more passes over a tile of code rows (in L2 by then;
-// gemv_rows_bf16). (Before this loop the GEMV had 8
-// accumulators, so a batch could hold only 3 rows of x in registers and 4 or more went through a decoded copy
-// of the row.) Not kept: column segments that keep the rows of x in L1 where they are larger (the down
-// projection's 8192 columns: 4 rows are 64 KB), each code row's accumulators carried from segment to segment
-// in memory, as the QINS-4 loop does: on Zen 5 they ran no faster than the whole rows (4 rows of 8192 columns
-// from L2: 20.4 against 19.1 GB/s of codes), and cutting 3072 columns into two segments made 4 rows 25 %
-// slower, for reasons not found.
+// Each (code row, row of x) pair has two fp32 accumulators: every block (64 columns) adds its even-column
+// products to a0 and its odd-column products to a1, and the result is hsum(a0 + a1) plus the columns past the
+// last full block. The loop runs two code rows at a time, so each load of x feeds two vdpbf16ps and the GEMV
+// still has four independent chains; 4 rows of x in one pass (16 accumulators, 4 decoded vectors, the 4 table
+// vectors and the decode's temporaries) fit the 32 zmm registers, and each 64 codes are decoded once for 4
+// rows. A lone last code row runs the same loop with one code row (its two chains are slower, but it is one
+// row of a thread's share). More rows of x take more passes over a tile of code rows (in L2 by then;
+// gemv_rows_bf16).
+//
+// History, measured on the Zen 5 VM with a stand-alone driver (two threads, codes streamed from DRAM, GB/s of
+// codes, each figure beside its baseline in the same run): the loop before this one ran one code row with four
+// accumulators per row of x, so every 64 codes took two loads of x per row of x. 4 rows of x over 9216 x 3072
+// codes ran 38-40 GB/s against 42-69 now, and over 3072 x 8192 codes (4 rows of x are 64 KB, more than L1) 20-21
+// against 37-38; the GEMV the same within the noise (~50-80, as the host's bandwidth moved). The order of the
+// vdpbf16ps matters to GCC: both even products of a row of x and then both odd ones (below); alternating
+// even and odd per code row made it load x again for the second code row and cost the 4-row loop a third of
+// its speed. Not kept: column segments that keep the rows of x in L1 where they are larger, each code row's
+// accumulators carried from segment to segment in memory, as the QINS-4 loop does: on Zen 5 they ran no faster
+// than the whole rows (4 rows of 8192 columns from L2: 20.4 against 19.1 GB/s of codes, with the loop before),
+// and cutting 3072 columns into two segments made 4 rows 25 % slower, for reasons not found.
 constexpr int kRowsPass = 4;                 // rows of x per pass over a code row, at most
-constexpr int64_t kPassXBytes = 32 << 10;    // .. and at most this much of x (bf16) in a pass
+constexpr int64_t kPassXBytes = 64 << 10;    // .. and at most this much of x (bf16) in a pass (the down
+                                             // projection's 4 rows of 8192 columns: one pass ran 37-38 GB/s
+                                             // of codes, two passes of 32 KB 30-31)
 constexpr int64_t kPassTile = 16;            // code rows per tile when the rows of x take several passes
 
-// Block j of code row c against NB rows of x (`in` apart): accumulators 2U and 2U + 1, U = j & 1.
-template <int NB, int U>
+// Block j (64 columns) of NR code rows (c, c + in, ..) against NB rows of x (`in` apart): accumulators
+// a[k][b][0] (even columns) and a[k][b][1] (odd columns). Two code rows share each load of x.
+template <int NR, int NB>
 QINS_BF16 inline __attribute__((always_inline)) void block_bf16(const uint8_t* c, const PlanesBf16& p,
-                                                                const uint16_t* x, int64_t in, int64_t j, int64_t pf,
-                                                                __m512 (&a)[NB][4]) {
+                                                                const uint16_t* x, int64_t in, int64_t j,
+                                                                __m512 (&a)[NR][NB][2]) {
   const int64_t o = j * 64;
+  // The NR code rows are contiguous: prefetch them as one stream, NR lines per block.
+  const char* lp = reinterpret_cast<const char*>(c + NR * o);
   if (NB == 1) {
-    _mm_prefetch(reinterpret_cast<const char*>(c + o + pf), _MM_HINT_T0);
+    for (int k = 0; k < NR; ++k) _mm_prefetch(lp + 64 * k + kPrefetchBytes, _MM_HINT_T0);
   } else {
-    _mm_prefetch(reinterpret_cast<const char*>(c + o + pf), _MM_HINT_T1);
-    _mm_prefetch(reinterpret_cast<const char*>(c + o + kPrefetchNear), _MM_HINT_T0);
+    for (int k = 0; k < NR; ++k) {
+      _mm_prefetch(lp + 64 * k + kPrefetchFar, _MM_HINT_T1);
+      _mm_prefetch(reinterpret_cast<const char*>(c + k * in + o + kPrefetchNear), _MM_HINT_T0);
+    }
   }
-  __m512i e, od;
-  decode64(_mm512_loadu_si512(reinterpret_cast<const void*>(c + o)), p, &e, &od);
+  __m512i e[NR], od[NR];
+  for (int k = 0; k < NR; ++k) decode64(_mm512_loadu_si512(reinterpret_cast<const void*>(c + k * in + o)), p, &e[k], &od[k]);
 #pragma GCC unroll 4
   for (int b = 0; b < NB; ++b) {
     const uint16_t* xb = x + b * in + o;
-    a[b][2 * U] = dot2(a[b][2 * U], e, _mm512_loadu_si512(reinterpret_cast<const void*>(xb)));
-    a[b][2 * U + 1] = dot2(a[b][2 * U + 1], od, _mm512_loadu_si512(reinterpret_cast<const void*>(xb + 32)));
+    const __m512i xe = _mm512_loadu_si512(reinterpret_cast<const void*>(xb));
+    const __m512i xo = _mm512_loadu_si512(reinterpret_cast<const void*>(xb + 32));
+    for (int k = 0; k < NR; ++k) a[k][b][0] = dot2(a[k][b][0], e[k], xe);
+    for (int k = 0; k < NR; ++k) a[k][b][1] = dot2(a[k][b][1], od[k], xo);
   }
 }
 
-// Blocks [0, n) of code row c against NB rows of x into a[NB][4].
-template <int NB>
-QINS_BF16 inline __attribute__((always_inline)) void blocks_bf16(const uint8_t* c, const PlanesBf16& p,
-                                                                 const uint16_t* x, int64_t in, int64_t n, int64_t pf,
-                                                                 __m512 (&a)[NB][4]) {
-  int64_t j = 0;
-  for (; j + 2 <= n; j += 2) {
-    block_bf16<NB, 0>(c, p, x, in, j, pf, a);
-    block_bf16<NB, 1>(c, p, x, in, j + 1, pf, a);
-  }
-  if (j < n) block_bf16<NB, 0>(c, p, x, in, j, pf, a);
-}
-
-// Row r's results for NB rows of x from their accumulators: y[b * ldy] for b < NB.
-template <int NB>
-QINS_BF16 inline void finish_bf16(const uint8_t* c, int64_t in, int64_t in64, float scale, const LutTables& t,
-                                  const uint16_t* x, __m512 (&a)[NB][4], float* y, int64_t ldy) {
-  for (int b = 0; b < NB; ++b) {
-    float s = hsum512(_mm512_add_ps(_mm512_add_ps(a[b][0], a[b][1]), _mm512_add_ps(a[b][2], a[b][3])));
-    const uint16_t* xb = x + b * in;
-    for (int64_t k = in64; k < in; ++k) s += tail_value(c[k], t) * from_bf16(xb[k]);
-    y[b * ldy] = s * scale;
+// Code rows [r, r + NR) against NB rows of x: y[b * ldy + k] for b < NB, k < NR.
+template <int NR, int NB>
+QINS_BF16 inline void code_rows_bf16(const uint8_t* codes, int64_t in, int64_t r, const float* scales,
+                                     const LutTables& t, const PlanesBf16& p, const uint16_t* x, float* y,
+                                     int64_t ldy) {
+  const int64_t in64 = in & ~int64_t{63};
+  const uint8_t* c = codes + r * in;
+  __m512 a[NR][NB][2];
+  for (auto& rows : a)
+    for (auto& row : rows)
+      for (auto& v : row) v = _mm512_setzero_ps();
+  for (int64_t j = 0, n = in64 / 64; j < n; ++j) block_bf16<NR, NB>(c, p, x, in, j, a);
+  for (int k = 0; k < NR; ++k) {
+    const uint8_t* ck = c + k * in;
+    for (int b = 0; b < NB; ++b) {
+      float s = hsum512(_mm512_add_ps(a[k][b][0], a[k][b][1]));
+      const uint16_t* xb = x + b * in;
+      for (int64_t i = in64; i < in; ++i) s += tail_value(ck[i], t) * from_bf16(xb[i]);
+      y[b * ldy + k] = s * scales[r + k];
+    }
   }
 }
 
-// Code rows [r0, r1) against rows [0, NB) of x.
+// Code rows [r0, r1) against rows [0, NB) of x, two code rows at a time.
 template <int NB>
 QINS_BF16 void rows_pass_bf16(const uint8_t* codes, int64_t in, int64_t r0, int64_t r1, const float* scales,
                               const LutTables& t, const PlanesBf16& p, const uint16_t* x, float* y, int64_t ldy) {
-  const int64_t in64 = in & ~int64_t{63};
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* c = codes + r * in;
-    __m512 a[NB][4];
-    for (auto& row : a)
-      for (auto& v : row) v = _mm512_setzero_ps();
-    blocks_bf16<NB>(c, p, x, in, in64 / 64, NB == 1 ? kPrefetchBytes : kPrefetchFar, a);
-    finish_bf16<NB>(c, in, in64, scales[r], t, x, a, y + (r - r0), ldy);
-  }
+  int64_t r = r0;
+  for (; r + 2 <= r1; r += 2) code_rows_bf16<2, NB>(codes, in, r, scales, t, p, x, y + (r - r0), ldy);
+  if (r < r1) code_rows_bf16<1, NB>(codes, in, r, scales, t, p, x, y + (r - r0), ldy);
 }
 
 // Dispatch on the rows of x in a pass (1..kRowsPass).
@@ -202,8 +210,7 @@ QINS_BF16 void gemv_rows_bf16(const uint8_t* codes, int64_t in, int64_t r0, int6
   if (m <= 0) return;
   const uint16_t* xp = static_cast<const uint16_t*>(xpv);
   const PlanesBf16 p = load_planes(t);
-  // Rows of x per pass: as many as fit kPassXBytes (at most kRowsPass), so that they stay in L1 while the code
-  // rows stream past them (Phi-3.5's 3072 columns: 4 rows, 24 KB; the down projection's 8192: 2 rows).
+  // Rows of x per pass: as many as fit kPassXBytes, at most kRowsPass (4 for every Phi-3.5 shape).
   int64_t pass = kRowsPass;
   while (pass > 1 && pass * in * int64_t{2} > kPassXBytes) --pass;
   if (m <= pass) {
@@ -213,7 +220,7 @@ QINS_BF16 void gemv_rows_bf16(const uint8_t* codes, int64_t in, int64_t r0, int6
   // More rows of x: kPassTile code rows at a time, one pass over them per `pass` rows of x. The tile's codes
   // come from memory in the first pass and from L2 in the others, and each pass's rows of x are read from L2
   // once per tile rather than once per code row (a pass per code row cycled 8 rows of 3072 columns, 48 KB,
-  // through the 48 KB L1 for every code row).
+  // through the 48 KB L1 for every code row: the tiles made 8 rows 1.2-1.5x faster, bench_qins_linear).
   for (int64_t r = r0; r < r1; r += kPassTile) {
     const int64_t re = std::min(r1, r + kPassTile);
     for (int64_t b0 = 0; b0 < m; b0 += pass)

@@ -359,12 +359,12 @@ TEST(ProjectiveLinear, PrefillTilesInParallelWithAOneThreadBlas) {
 void rows_path_matches_gemv(const std::string& isa) {
   struct Shape { int64_t out, in; };
   // {37, 3399}: 53 full blocks, an odd count (the avx512bf16 loop takes blocks two at a time), and
-  // a 7-column tail; n past 4 takes the loop over a code row more than once. avx512bf16 takes at most
-  // 32 KB of x per pass, in tiles of 16 code rows: {37, 3399} 4 rows per pass and three tiles, {20, 8192} 2 rows,
-  // {9, 5000} 3, {3, 8200} 1.
+  // a 7-column tail; n past 4 takes the loop over a code row more than once. avx512bf16 runs code rows in
+  // pairs (an odd count leaves a lone row) and takes at most 4 rows and 64 KB of x per pass, in tiles of 16 code
+  // rows: {37, 3399} and {20, 8192} 4 rows per pass ({37, 3399}: three tiles), {3, 8200} 3, {19, 12000} 2.
   const Shape shapes[] = {{1, 1},     {7, 7},      {1, 172},  {172, 7},  {7, 172}, {33, 64},
                           {65, 200},  {40, 1000},  {9, 5000}, {3, 8200}, {37, 3399},
-                          {20, 8192}};
+                          {20, 8192}, {19, 12000}};
   uint64_t seed = 500;
   for (const Shape& s : shapes) {
     const qc::QuantizedTensor q = random_quantized(s.out, s.in, qc::Codebook::Projective, ++seed);
