@@ -11,12 +11,15 @@
 // gemv_rows_l2_one_thread/M: the same with M rows of x (the batched decode path).
 // rows/qins/<shape>/M: M rows of x through the layer's row path at each shape, codes from memory,
 // both threads (the server's batched decode step), beside gemv/plain_sum of the same shape.
+// rows_streamed/qins/<shape>/M: the same with the codes read from DRAM on every call (copies of the
+// codes past the L3), beside rows_streamed/plain_sum of the same copies.
 //
 //   ./build/bench/bench_qins_linear --benchmark_min_time=0.2
 #include <ATen/Parallel.h>
 #include <benchmark/benchmark.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -227,6 +230,71 @@ void bm_plain_sum(benchmark::State& st, Shape s) {
   st.SetBytesProcessed(st.iterations() * s.out * s.in);
 }
 
+// Copies of a shape's codes, together more than the L3 holds (>= 160 MB), so that every call of the
+// streamed benchmarks below reads its codes from DRAM, as a decode step does (the layer of `weights_for`
+// alone, 9-98 MB, partly stays in a 32 MB L3 from call to call). One shape's copies live at a time.
+struct Streamed {
+  int64_t out = 0, in = 0;
+  std::vector<qc::QuantizedTensor> copies;
+};
+Streamed& streamed_for(const Shape& s) {
+  static Streamed c;
+  if (c.out != s.out || c.in != s.in) {
+    c = Streamed{};
+    const qc::QuantizedTensor& q0 = (*weights_for(s, false).layer)->quantized();
+    const int64_t n = std::max<int64_t>(2, ((int64_t{160} << 20) + s.out * s.in - 1) / (s.out * s.in));
+    for (int64_t i = 0; i < n; ++i) {
+      qc::QuantizedTensor q = q0;
+      q.codes = qc::empty_large({s.out, s.in}, torch::kUInt8);  // [out, in] uint8
+      q.codes.copy_(q0.codes);
+      qc::promote_to_huge_pages(q.codes);
+      c.copies.push_back(std::move(q));
+    }
+    c.out = s.out;
+    c.in = s.in;
+  }
+  return c;
+}
+
+// rows_streamed/qins/<shape>/M: M rows of x through qins_matmul_rows (the batched decode step's call), both
+// threads, each call on the next copy of the codes; M = 1 is the GEMV (qins_matmul). Beside
+// rows_streamed/plain_sum of the same copies. bytes_per_second counts the codes once per call.
+void bm_qins_rows_streamed(benchmark::State& st, Shape s) {
+  const int64_t m = st.range(0);
+  Streamed& c = streamed_for(s);
+  const torch::Tensor x = torch::randn({m, s.in});  // [m, in] fp32
+  std::vector<float> y(static_cast<size_t>(m * s.out));
+  size_t i = 0;
+  for (auto _ : st) {
+    const qc::QuantizedTensor& q = c.copies[i++ % c.copies.size()];
+    if (m == 1)
+      qc::qins_matmul(q, x.data_ptr<float>(), 1, y.data());
+    else
+      qc::qins_matmul_rows(q, x.data_ptr<float>(), m, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  st.SetBytesProcessed(st.iterations() * s.out * s.in);
+  st.SetItemsProcessed(st.iterations() * m * s.out * s.in);
+  st.SetLabel(qc::kernel_isa());
+}
+
+void bm_plain_sum_streamed(benchmark::State& st, Shape s) {
+  Streamed& c = streamed_for(s);
+  const int64_t rows = s.out, in = s.in;
+  size_t i = 0;
+  for (auto _ : st) {
+    const uint8_t* p = c.copies[i++ % c.copies.size()].codes.data_ptr<uint8_t>();
+    std::vector<uint64_t> part(static_cast<size_t>(at::get_num_threads()) + 1, 0);
+    at::parallel_for(0, rows, 64, [&](int64_t b, int64_t e) {
+      part[static_cast<size_t>(at::get_thread_num())] += sum_bytes(p + b * in, (e - b) * in);
+    });
+    uint64_t total = 0;
+    for (uint64_t v : part) total += v;
+    benchmark::DoNotOptimize(total);
+  }
+  st.SetBytesProcessed(st.iterations() * s.out * s.in);
+}
+
 void bm_prefill_qins(benchmark::State& st, Shape s, std::string isa) {
   Weights& w = weights_for(s, false);
   qc::set_kernel_isa(isa);
@@ -267,6 +335,9 @@ int main(int argc, char** argv) {
       benchmark::RegisterBenchmark(("gemv/qins_" + exact + "/" + tag).c_str(), bm_qins, s, exact)->UseRealTime();
     benchmark::RegisterBenchmark(("gemv/plain_sum/" + tag).c_str(), bm_plain_sum, s)->UseRealTime();
     benchmark::RegisterBenchmark(("rows/qins/" + tag).c_str(), bm_qins_rows, s)
+        ->Arg(1)->Arg(2)->Arg(3)->Arg(4)->Arg(8)->UseRealTime();
+    benchmark::RegisterBenchmark(("rows_streamed/plain_sum/" + tag).c_str(), bm_plain_sum_streamed, s)->UseRealTime();
+    benchmark::RegisterBenchmark(("rows_streamed/qins/" + tag).c_str(), bm_qins_rows_streamed, s)
         ->Arg(1)->Arg(2)->Arg(3)->Arg(4)->Arg(8)->UseRealTime();
     benchmark::RegisterBenchmark(("gemv/fp32_linear/" + tag).c_str(), bm_fp32, s)->UseRealTime();
     benchmark::RegisterBenchmark(("gemv/bf16_linear/" + tag).c_str(), bm_bf16, s)->UseRealTime();
