@@ -212,21 +212,21 @@ uint64_t sum_bytes(const uint8_t* p, int64_t n) {
 }
 #endif
 
-// The roofline: read the code bytes once, split over the same threads as the GEMV.
+// The roofline: read rows x in code bytes once, split over the same threads as the GEMV.
+uint64_t plain_sum(const uint8_t* p, int64_t rows, int64_t in) {
+  std::vector<uint64_t> part(static_cast<size_t>(at::get_num_threads()) + 1, 0);
+  at::parallel_for(0, rows, 64, [&](int64_t b, int64_t e) {
+    part[static_cast<size_t>(at::get_thread_num())] += sum_bytes(p + b * in, (e - b) * in);
+  });
+  uint64_t total = 0;
+  for (uint64_t v : part) total += v;
+  return total;
+}
+
 void bm_plain_sum(benchmark::State& st, Shape s) {
   Weights& w = weights_for(s, false);
-  const torch::Tensor& codes = (*w.layer)->quantized().codes;
-  const uint8_t* p = codes.data_ptr<uint8_t>();
-  const int64_t rows = s.out, in = s.in;
-  for (auto _ : st) {
-    std::vector<uint64_t> part(static_cast<size_t>(at::get_num_threads()) + 1, 0);
-    at::parallel_for(0, rows, 64, [&](int64_t b, int64_t e) {
-      part[static_cast<size_t>(at::get_thread_num())] += sum_bytes(p + b * in, (e - b) * in);
-    });
-    uint64_t total = 0;
-    for (uint64_t v : part) total += v;
-    benchmark::DoNotOptimize(total);
-  }
+  const uint8_t* p = (*w.layer)->quantized().codes.data_ptr<uint8_t>();
+  for (auto _ : st) benchmark::DoNotOptimize(plain_sum(p, s.out, s.in));
   st.SetBytesProcessed(st.iterations() * s.out * s.in);
 }
 
@@ -280,18 +280,9 @@ void bm_qins_rows_streamed(benchmark::State& st, Shape s) {
 
 void bm_plain_sum_streamed(benchmark::State& st, Shape s) {
   Streamed& c = streamed_for(s);
-  const int64_t rows = s.out, in = s.in;
   size_t i = 0;
-  for (auto _ : st) {
-    const uint8_t* p = c.copies[i++ % c.copies.size()].codes.data_ptr<uint8_t>();
-    std::vector<uint64_t> part(static_cast<size_t>(at::get_num_threads()) + 1, 0);
-    at::parallel_for(0, rows, 64, [&](int64_t b, int64_t e) {
-      part[static_cast<size_t>(at::get_thread_num())] += sum_bytes(p + b * in, (e - b) * in);
-    });
-    uint64_t total = 0;
-    for (uint64_t v : part) total += v;
-    benchmark::DoNotOptimize(total);
-  }
+  for (auto _ : st)
+    benchmark::DoNotOptimize(plain_sum(c.copies[i++ % c.copies.size()].codes.data_ptr<uint8_t>(), s.out, s.in));
   st.SetBytesProcessed(st.iterations() * s.out * s.in);
 }
 
