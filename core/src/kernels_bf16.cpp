@@ -220,7 +220,7 @@ QINS_BF16 void gemv_rows_bf16(const uint8_t* codes, int64_t in, int64_t r0, int6
   // More rows of x: kPassTile code rows at a time, one pass over them per `pass` rows of x. The tile's codes
   // come from memory in the first pass and from L2 in the others, and each pass's rows of x are read from L2
   // once per tile rather than once per code row (a pass per code row cycled 8 rows of 3072 columns, 48 KB,
-  // through the 48 KB L1 for every code row: the tiles made 8 rows 1.2-1.5x faster, bench_qins_linear).
+  // through the 48 KB L1 for every code row: the tiles made 8 rows 1.2-1.35x faster, bench_qins_linear).
   for (int64_t r = r0; r < r1; r += kPassTile) {
     const int64_t re = std::min(r1, r + kPassTile);
     for (int64_t b0 = 0; b0 < m; b0 += pass)
