@@ -131,7 +131,9 @@ constexpr int kRowsPass = 4;                 // rows of x per pass over a code r
 constexpr int64_t kPassXBytes = 64 << 10;    // .. and at most this much of x (bf16) in a pass (the down
                                              // projection's 4 rows of 8192 columns: one pass ran 37-38 GB/s
                                              // of codes, two passes of 32 KB 30-31)
-constexpr int64_t kPassTile = 16;            // code rows per tile when the rows of x take several passes
+constexpr int64_t kPassTileBytes = 192 << 10;  // codes per tile when the rows of x take several passes (at
+                                               // least 16 code rows; 3072 columns: 64 rows, which ran 8 rows
+                                               // of x 2-10 % faster than 16 in the whole model)
 
 // Block j (64 columns) of NR code rows (c, c + in, ..) against NB rows of x (`in` apart): accumulators
 // a[k][b][0] (even columns) and a[k][b][1] (odd columns). Two code rows share each load of x.
@@ -217,12 +219,13 @@ QINS_BF16 void gemv_rows_bf16(const uint8_t* codes, int64_t in, int64_t r0, int6
     QINS_BF16_PASS(m, (rows_pass_bf16<NB>(codes, in, r0, r1, scales, t, p, xp, y, ldy)));
     return;
   }
-  // More rows of x: kPassTile code rows at a time, one pass over them per `pass` rows of x. The tile's codes
+  // More rows of x: a tile of code rows at a time (kPassTileBytes of codes), one pass over it per `pass` rows of x. The tile's codes
   // come from memory in the first pass and from L2 in the others, and each pass's rows of x are read from L2
   // once per tile rather than once per code row (a pass per code row cycled 8 rows of 3072 columns, 48 KB,
   // through the 48 KB L1 for every code row: the tiles made 8 rows 1.2-1.35x faster, bench_qins_linear).
-  for (int64_t r = r0; r < r1; r += kPassTile) {
-    const int64_t re = std::min(r1, r + kPassTile);
+  const int64_t tile = std::max<int64_t>(16, kPassTileBytes / std::max<int64_t>(in, 1));
+  for (int64_t r = r0; r < r1; r += tile) {
+    const int64_t re = std::min(r1, r + tile);
     for (int64_t b0 = 0; b0 < m; b0 += pass)
       QINS_BF16_PASS(std::min<int64_t>(pass, m - b0),
                      (rows_pass_bf16<NB>(codes, in, r, re, scales, t, p, xp + b0 * in,

@@ -360,11 +360,12 @@ void rows_path_matches_gemv(const std::string& isa) {
   struct Shape { int64_t out, in; };
   // {37, 3399}: 53 full blocks, an odd count (the avx512bf16 loop takes blocks two at a time), and
   // a 7-column tail; n past 4 takes the loop over a code row more than once. avx512bf16 runs code rows in
-  // pairs (an odd count leaves a lone row) and takes at most 4 rows and 64 KB of x per pass, in tiles of 16 code
-  // rows: {37, 3399} and {20, 8192} 4 rows per pass ({37, 3399}: three tiles), {3, 8200} 3, {19, 12000} 2.
+  // pairs (an odd count leaves a lone row) and takes at most 4 rows and 64 KB of x per pass, over tiles of
+  // 192 KB of codes (at least 16 code rows): {37, 3399}, {20, 8192} and {150, 3072} 4 rows per pass
+  // ({150, 3072}: two pieces of 85 and 65 rows, tiles of 64), {3, 8200} 3, {19, 12000} 2 (tiles of 16 and 3).
   const Shape shapes[] = {{1, 1},     {7, 7},      {1, 172},  {172, 7},  {7, 172}, {33, 64},
                           {65, 200},  {40, 1000},  {9, 5000}, {3, 8200}, {37, 3399},
-                          {20, 8192}, {19, 12000}};
+                          {20, 8192}, {19, 12000}, {150, 3072}};
   uint64_t seed = 500;
   for (const Shape& s : shapes) {
     const qc::QuantizedTensor q = random_quantized(s.out, s.in, qc::Codebook::Projective, ++seed);
