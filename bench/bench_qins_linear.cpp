@@ -257,7 +257,7 @@ Streamed& streamed_for(const Shape& s) {
 }
 
 // rows_streamed/qins/<shape>/M: M rows of x through qins_matmul_rows (the batched decode step's call), both
-// threads, each call on the next copy of the codes; M = 1 is the GEMV (qins_matmul). Beside
+// threads, each call on the next copy of the codes; M = 1 is the GEMV (qins_matmul_rows calls it). Beside
 // rows_streamed/plain_sum of the same copies. bytes_per_second counts the codes once per call.
 void bm_qins_rows_streamed(benchmark::State& st, Shape s) {
   const int64_t m = st.range(0);
@@ -266,11 +266,7 @@ void bm_qins_rows_streamed(benchmark::State& st, Shape s) {
   std::vector<float> y(static_cast<size_t>(m * s.out));
   size_t i = 0;
   for (auto _ : st) {
-    const qc::QuantizedTensor& q = c.copies[i++ % c.copies.size()];
-    if (m == 1)
-      qc::qins_matmul(q, x.data_ptr<float>(), 1, y.data());
-    else
-      qc::qins_matmul_rows(q, x.data_ptr<float>(), m, y.data());
+    qc::qins_matmul_rows(c.copies[i++ % c.copies.size()], x.data_ptr<float>(), m, y.data());
     benchmark::DoNotOptimize(y.data());
   }
   st.SetBytesProcessed(st.iterations() * s.out * s.in);
