@@ -13,6 +13,8 @@
 // both threads (the server's batched decode step), beside gemv/plain_sum of the same shape.
 // rows_streamed/qins/<shape>/M: the same with the codes read from DRAM on every call (copies of the
 // codes past the L3), beside rows_streamed/plain_sum of the same copies.
+// peak/bf16_dot, peak/int8_dot (AVX512-BF16 CPUs): the dot-product instructions' own ceiling, and
+// what it allows the batched decode with 4 and 8 rows of x.
 //
 //   ./build/bench/bench_qins_linear --benchmark_min_time=0.2
 #include <ATen/Parallel.h>
@@ -212,6 +214,53 @@ uint64_t sum_bytes(const uint8_t* p, int64_t n) {
 }
 #endif
 
+// peak/bf16_dot, peak/int8_dot: the most vdpbf16ps (vpdpbusd) zmm operations both threads retire per
+// ns (G_ops), 24 independent accumulator chains each. The 8-bit batched decode needs 2 vdpbf16ps per 64
+// codes and row of x (32 bf16 products each), so the dot products alone would let M rows of x read
+// 64 B x G_ops / (2 M) of codes per ns: bound_M4_GB, bound_M8_GB (GB/s), to set beside
+// rows_streamed/qins/.../4 and /8. gemv_rows_l2_one_thread's items_per_second (products per second,
+// one thread) compares with 32 x G_ops / threads.
+#if defined(__x86_64__)
+// 24 accumulators in zmm0-zmm23, each updated once per round from zmm30 and zmm31: written in asm, because with
+// an array of __m512 and a compiler barrier per update GCC kept the accumulators in memory and the loop measured
+// the stores (half the real rate).
+#define QINS_PEAK_R24(OP) \
+  OP(0) OP(1) OP(2) OP(3) OP(4) OP(5) OP(6) OP(7) OP(8) OP(9) OP(10) OP(11) OP(12) OP(13) OP(14) OP(15) OP(16) \
+  OP(17) OP(18) OP(19) OP(20) OP(21) OP(22) OP(23)
+#define QINS_PEAK_CLOBBERS                                                                                        \
+  "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8", "xmm9", "xmm10", "xmm11", "xmm12",     \
+      "xmm13", "xmm14", "xmm15", "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm30", \
+      "xmm31"
+#define QINS_PEAK_ZERO(i) "vpxord %%zmm" #i ", %%zmm" #i ", %%zmm" #i "\n\t"
+#define QINS_PEAK_BF16(i) "vdpbf16ps %%zmm30, %%zmm31, %%zmm" #i "\n\t"
+#define QINS_PEAK_INT8(i) "vpdpbusd %%zmm30, %%zmm31, %%zmm" #i "\n\t"
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) void bf16_dot_chains(int64_t n) {
+  asm volatile(QINS_PEAK_R24(QINS_PEAK_ZERO) QINS_PEAK_ZERO(30) QINS_PEAK_ZERO(31)::: QINS_PEAK_CLOBBERS);
+  for (int64_t i = 0; i < n; ++i) asm volatile(QINS_PEAK_R24(QINS_PEAK_BF16)::: QINS_PEAK_CLOBBERS);
+}
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) void int8_dot_chains(int64_t n) {
+  asm volatile(QINS_PEAK_R24(QINS_PEAK_ZERO) QINS_PEAK_ZERO(30) QINS_PEAK_ZERO(31)::: QINS_PEAK_CLOBBERS);
+  for (int64_t i = 0; i < n; ++i) asm volatile(QINS_PEAK_R24(QINS_PEAK_INT8)::: QINS_PEAK_CLOBBERS);
+}
+
+// Both threads run `n` rounds of 24 operations each; st's time is the slower thread's.
+void bm_peak_dot(benchmark::State& st, bool bf16) {
+  constexpr int64_t kRounds = 1 << 20;
+  const int threads = at::get_num_threads();
+  for (auto _ : st)
+    at::parallel_for(0, threads, 1, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) bf16 ? bf16_dot_chains(kRounds) : int8_dot_chains(kRounds);
+    });
+  const double ops = 24.0 * kRounds * threads * static_cast<double>(st.iterations());
+  st.counters["G_ops"] = benchmark::Counter(ops * 1e-9, benchmark::Counter::kIsRate);
+  st.counters["threads"] = threads;
+  if (bf16) {  // 64 codes per 2 M operations
+    st.counters["bound_M4_GB"] = benchmark::Counter(ops * 64.0 / 8.0 * 1e-9, benchmark::Counter::kIsRate);
+    st.counters["bound_M8_GB"] = benchmark::Counter(ops * 64.0 / 16.0 * 1e-9, benchmark::Counter::kIsRate);
+  }
+}
+#endif
+
 // The roofline: read rows x in code bytes once, split over the same threads as the GEMV.
 uint64_t plain_sum(const uint8_t* p, int64_t rows, int64_t in) {
   std::vector<uint64_t> part(static_cast<size_t>(at::get_num_threads()) + 1, 0);
@@ -311,6 +360,12 @@ int main(int argc, char** argv) {
   const auto isas = qc::available_kernel_isas();
   const bool exact_too = qc::kernel_uses_bf16() && isas.size() >= 2;
   const std::string exact = exact_too ? isas[isas.size() - 2] : "";
+#if defined(__x86_64__)
+  if (std::string(qc::kernel_isa()) == "avx512bf16") {  // a CPU with AVX512-BF16 has VNNI too
+    benchmark::RegisterBenchmark("peak/bf16_dot", bm_peak_dot, true)->UseRealTime();
+    benchmark::RegisterBenchmark("peak/int8_dot", bm_peak_dot, false)->UseRealTime();
+  }
+#endif
   benchmark::RegisterBenchmark("gemv_l2_one_thread/qins", bm_qins_l2, "auto")->UseRealTime();
   if (exact_too) benchmark::RegisterBenchmark(("gemv_l2_one_thread/qins_" + exact).c_str(), bm_qins_l2, exact)->UseRealTime();
   benchmark::RegisterBenchmark("gemv_rows_l2_one_thread/qins", bm_qins_rows_l2, "auto")
