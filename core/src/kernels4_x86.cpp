@@ -627,16 +627,21 @@ QINS4_AVX512 inline __m512 ld512f(const uint8_t* p) { return _mm512_loadu_ps(rei
 //
 // The step above pays, per 64 weights and row of x, a conversion, a (scale x dx) product and an FMA,
 // because each vpdpbusd lane holds 4 products of one group and a group's 4 lanes sit in one
-// instruction: nothing is left to add in integers. A super-block is laid out so that they can be:
-// its two 64-byte halves X, Y (blocks 0-3, 4-7) become A = unpacklo_epi64(X, Y) and
-// B = unpackhi_epi64(X, Y), whose 128-bit lane k holds bytes 0-7 (A) or 8-15 (B) of blocks k and
-// k + 4. The nibble split of A and B then gives four weight vectors in which the same two lanes
-// always hold the same group: two chained vpdpbusd (A_lo, B_lo: the even groups; A_hi, B_hi: the odd
-// ones) and one pairwise add (two vshufps) leave the 16 group sums of the super-block in one vector,
-// in the lane order {2k, 2k + 8, 2k + 1, 2k + 9} of 128-bit lane k. Per row of x that is 4 vpdpbusd,
-// 3 for the add, one add of the correction, one conversion, one product and one FMA per 256 weights
-// (the step above: 4 x 7 vector operations). The codes stay in the file's order; the activations
-// are permuted to match once per call (rows512_units below).
+// instruction: nothing is left to add in integers. Here a super-block's weights are gathered so that
+// each lane of a vector holds one group: its two 64-byte halves X, Y (blocks 0-3, 4-7) give four
+// vectors W_v, v = 0..3, whose lane i holds code bytes 4v .. 4v + 3 of block i % 8 (one two-source
+// permute of dwords), nibble-split so that lanes 0-7 are the low nibbles (groups 0, 2, .., 14) and
+// lanes 8-15 the high ones (groups 1, 3, .., 15) (a masked shift of the upper half, a mask, the
+// lookup): 4 operations per vector, made once per code row for every row of x. Then 4 chained
+// vpdpbusd leave the 16 group sums of the super-block in one vector with nothing to add across lanes:
+// per row of x and 256 weights, 4 vpdpbusd (two chains of 2, joined by one add), one conversion, one
+// product and one FMA (the step above: 4 x 7 vector operations; the layout before this one, which
+// paired the groups' lanes with two unpacks and summed them with two vshufps and an add, 11). The
+// codes stay in the file's order; the activations are permuted to match once per call
+// (rows512_units below). Measured on a Zen 5 (bench_qins4 --kernels-only 1, "super-block rows",
+// against the pairwise-add layout, alternated): one thread, 4 rows of x 18.0-18.1 -> 18.9-19.2 GB/s
+// of codes, 8 rows 10.6-10.7 -> 11.3-11.7, one row the same (35.1-36.6 -> 36.4-36.5); one chain of 4
+// vpdpbusd instead of two ran 4 rows faster still (19.8-19.9) but the GEMV 3 % slower.
 //
 // The weights are looked up as unsigned bytes w + 128 (the table XOR 0x80; entries lie in
 // [-127, 127]) against the signed x, so sum((w + 128) x) - 128 sum(x) = sum(w x) exactly: the
@@ -648,9 +653,9 @@ QINS4_AVX512 inline __m512 ld512f(const uint8_t* p) { return _mm512_loadu_ps(rei
 // steps throughout.
 
 // The rows of x of a call in the super-block form: per super-block, per row of x, 384 bytes: its 256
-// int8 values as the 4 vectors [A_lo, B_lo, A_hi, B_hi] read against, the 16 dx of its lanes'
+// int8 values as the 4 vectors W_0..W_3 are read against (permute_sb16_x), the 16 dx of its lanes'
 // groups (float) and the 16 corrections -128 * sum(x) of its lanes' groups (int32), in the lane
-// order above. Super-block-major, so that one pointer and constant offsets reach every row of a pass.
+// order above (sb_group). Super-block-major, so that one pointer and constant offsets reach every row of a pass.
 constexpr int64_t kSbBytes = 384;
 
 // The batched loop reads each code row's super-blocks against every row of x, so the rows of x
@@ -670,11 +675,19 @@ constexpr int64_t kSbTileRows = 16;
 // same as 4; the batched loops unchanged).
 constexpr int64_t kSbPrefetchRows = 4;
 
-// The group (0-15) of lane i of a super-block's sums: {2k, 2k + 8, 2k + 1, 2k + 9} for k = i / 4.
-constexpr int sb_group(int i) { return 2 * (i / 4) + ((i % 4) == 1 || (i % 4) == 3 ? 8 : 0) + ((i % 4) >= 2 ? 1 : 0); }
+// Group 16: the group (0-15) of lane i of a super-block's sums: the low nibbles of block i (group 2i)
+// for i < 8, the high nibbles of block i - 8 (group 2i - 15) for the rest.
+constexpr int sb_group(int i) { return i < 8 ? 2 * i : 2 * (i - 8) + 1; }
 
-// One super-block's 256 values of x as the 4 vectors the weights meet: vector v (A_lo, B_lo, A_hi,
-// B_hi), 128-bit lane k: the 8-byte pieces 4k + v and 16 + 4k + v of x.
+// One super-block's 256 values of x as the 4 vectors the group-16 weights meet (sb16_weights): vector v,
+// lane i (4 bytes): values 4v .. 4v + 3 of group sb_group(i).
+inline void permute_sb16_x(const int8_t* x, uint8_t* o) {
+  for (int v = 0; v < 4; ++v)
+    for (int i = 0; i < 16; ++i) std::memcpy(o + 64 * v + 4 * i, x + 16 * sb_group(i) + 4 * v, 4);
+}
+
+// Groups of 32 and 64 (below): one super-block's 256 values of x as the 4 vectors sb_weights' weights
+// meet: vector v (A_lo, B_lo, A_hi, B_hi), 128-bit lane k: the 8-byte pieces 4k + v and 16 + 4k + v of x.
 inline void permute_sb_x(const int8_t* x, uint8_t* o) {
   for (int v = 0; v < 4; ++v)
     for (int k = 0; k < 4; ++k) {
@@ -702,7 +715,7 @@ QINS4_AVX512 inline bool sub_table512(const float* st, SubTable512& t) {
 
 // A super-block's 16 sub-scales (indices s[0..15], natural group order) in the lane order above.
 QINS4_AVX512 inline __m512 sb_scales(const uint8_t* s, const SubTable512& t) {
-  const __m128i order = _mm_setr_epi8(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
+  const __m128i order = _mm_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);  // sb_group
   const __m128i sub = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s)), order);
   const __m512i idx = _mm512_maskz_cvtepu8_epi32(0xFFFF, sub);
   const __m512 f = _mm512_maskz_permutexvar_ps(0xFFFF, idx, t.frac);
@@ -710,8 +723,11 @@ QINS4_AVX512 inline __m512 sb_scales(const uint8_t* s, const SubTable512& t) {
   return _mm512_maskz_mul_ps(_mm512_test_epi32_mask(idx, idx), f, p);
 }
 
-// One super-block's 128 code bytes (cs) as the 4 weight vectors [A_lo, B_lo, A_hi, B_hi], w + 128
-// each, after prefetching the same bytes pf on.
+// Groups of 32 and 64 (below): one super-block's 128 code bytes (cs) as the 4 weight vectors [A_lo,
+// B_lo, A_hi, B_hi], w + 128 each, after prefetching the same bytes pf on. X, Y (blocks 0-3, 4-7) become
+// A = unpacklo_epi64(X, Y) and B = unpackhi_epi64(X, Y), whose 128-bit lane k holds bytes 0-7 (A) or
+// 8-15 (B) of blocks k and k + 4; their nibble split gives vectors in which the same lanes always hold
+// the same block.
 QINS4_AVX512 inline void sb_weights(const uint8_t* cs, int64_t pf, __m512i tblu, __m512i w[4]) {
   const __m512i m = _mm512_set1_epi8(0x0f);
   _mm_prefetch(reinterpret_cast<const char*>(cs + pf), _MM_HINT_T0);
@@ -725,7 +741,36 @@ QINS4_AVX512 inline void sb_weights(const uint8_t* cs, int64_t pf, __m512i tblu,
   w[3] = _mm512_shuffle_epi8(tblu, _mm512_and_si512(_mm512_srli_epi16(B, 4), m));
 }
 
-// The pairwise add of two accumulators' adjacent lanes, [e0 + e1, e2 + e3, o0 + o1, o2 + o3] per
+// Group 16: one super-block's 128 code bytes (cs) as the 4 weight vectors W_v, w + 128 each (see the
+// section's head): lane i holds weights 4v .. 4v + 3 of group sb_group(i). One two-source permute of the
+// two 64-byte halves gathers dword v of the 8 blocks into both halves of a vector, a masked shift moves
+// the upper half's high nibbles down, and the mask and the lookup follow. After prefetching the same
+// bytes pf on.
+struct Sb16Idx {
+  __m512i v[4];
+};
+QINS4_AVX512 inline Sb16Idx sb16_idx() {
+  Sb16Idx t;
+  for (int v = 0; v < 4; ++v)
+    t.v[v] = _mm512_setr_epi32(v, 4 + v, 8 + v, 12 + v, 16 + v, 20 + v, 24 + v, 28 + v, v, 4 + v, 8 + v, 12 + v,
+                               16 + v, 20 + v, 24 + v, 28 + v);
+  return t;
+}
+QINS4_AVX512 inline void sb16_weights(const uint8_t* cs, int64_t pf, __m512i tblu, const Sb16Idx& idx, __m512i w[4]) {
+  const __m512i m = _mm512_set1_epi8(0x0f);
+  _mm_prefetch(reinterpret_cast<const char*>(cs + pf), _MM_HINT_T0);
+  _mm_prefetch(reinterpret_cast<const char*>(cs + pf + 64), _MM_HINT_T0);
+  const __m512i X = _mm512_loadu_si512(reinterpret_cast<const void*>(cs));
+  const __m512i Y = _mm512_loadu_si512(reinterpret_cast<const void*>(cs + 64));
+#pragma GCC unroll 4
+  for (int v = 0; v < 4; ++v) {
+    const __m512i q = _mm512_permutex2var_epi32(X, idx.v[v], Y);
+    const __m512i n = _mm512_mask_srli_epi16(q, static_cast<__mmask32>(0xFFFF0000u), q, 4);
+    w[v] = _mm512_shuffle_epi8(tblu, _mm512_and_si512(n, m));
+  }
+}
+
+// Groups of 32 and 64: the pairwise add of two accumulators' adjacent lanes, [e0 + e1, e2 + e3, o0 + o1, o2 + o3] per
 // 128-bit lane, plus the row of x's corrections; then into acc by (scale x dx).
 QINS4_AVX512 inline __m512 sb_accumulate(__m512i e, __m512i o, const uint8_t* corr, __m512 g, const uint8_t* dxe,
                                          __m512 acc) {
@@ -747,17 +792,22 @@ QINS4_AVX512 inline void range512_sb(const uint8_t* c, const uint8_t* s, int64_t
   __m512 a[J];
 #pragma GCC unroll 8
   for (int j = 0; j < J; ++j) a[j] = _mm512_loadu_ps(acc + 16 * j);
+  const Sb16Idx idx = sb16_idx();
   for (int64_t sb = sb0; sb < sb1; ++sb, xb += sb_stride) {
     __m512i w[4];
-    sb_weights(c + sb * 128, pf, tblu, w);
+    sb16_weights(c + sb * 128, pf, tblu, idx, w);
     const __m512 g = sb_scales(s + sb * 16, st);
 #pragma GCC unroll 8
     for (int j = 0; j < J; ++j) {
       const uint8_t* xs = xb + j * kSbBytes;
-      const __m512i zero = _mm512_setzero_si512();
-      const __m512i e = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, w[0], ld512i(xs)), w[1], ld512i(xs + 64));
-      const __m512i o = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, w[2], ld512i(xs + 128)), w[3], ld512i(xs + 192));
-      a[j] = sb_accumulate(e, o, xs + 320, g, xs + 256, a[j]);
+      // Two chains of 2 (one from the corrections -128 sum(x)) and an add: exact integers, so the group
+      // sums are the same whatever the order.
+      __m512i e0 = _mm512_dpbusd_epi32(ld512i(xs + 320), w[0], ld512i(xs));
+      __m512i e1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), w[2], ld512i(xs + 128));
+      e0 = _mm512_dpbusd_epi32(e0, w[1], ld512i(xs + 64));
+      e1 = _mm512_dpbusd_epi32(e1, w[3], ld512i(xs + 192));
+      const __m512i e = _mm512_add_epi32(e0, e1);
+      a[j] = _mm512_fmadd_ps(cvt512(e), _mm512_mul_ps(g, ld512f(xs + 256)), a[j]);
     }
   }
 #pragma GCC unroll 8
@@ -766,8 +816,8 @@ QINS4_AVX512 inline void range512_sb(const uint8_t* c, const uint8_t* s, int64_t
 
 // ---- Groups of 32 and 64 by double super-blocks of 512 columns (16 blocks, 256 code bytes) ----
 //
-// The same unpack as group 16. A block is one group (or half of one) here, so the four weight
-// vectors of a super-block chain into one vpdpbusd accumulator whose lanes 4k, 4k + 1 hold block k
+// The unpack of sb_weights (group 16 gathers its lanes differently, above). A block is one group (or
+// half of one) here, so the four weight vectors of a super-block chain into one vpdpbusd accumulator whose lanes 4k, 4k + 1 hold block k
 // and 4k + 2, 4k + 3 block k + 4; the pairwise add of two super-blocks' accumulators gives the 16
 // block sums in one vector, in the lane order {k, k + 4, 8 + k, 12 + k} of 128-bit lane k. Per row
 // of x and 512 weights: 8 vpdpbusd, 3 for the add, one add of the correction, one conversion, one
@@ -800,7 +850,10 @@ QINS4_AVX512 const uint8_t* rows512_units(const int8_t* xq, const float* dx, int
       const int8_t* x = xq + j * n_blocks * 32 + u * Cols;
       const float* d = dx + j * n_blocks + u * (Cols / 32);
       uint8_t* o = buf + (u * n_x + j) * unit_bytes;
-      for (int h = 0; h < Cols / 256; ++h) permute_sb_x(x + 256 * h, o + 256 * h);
+      if (Cols == 256)
+        permute_sb16_x(x, o);
+      else
+        for (int h = 0; h < Cols / 256; ++h) permute_sb_x(x + 256 * h, o + 256 * h);
       float dxe[16];
       int32_t corr[16];
       for (int i = 0; i < 16; ++i) {
