@@ -1095,6 +1095,10 @@ QINS4_AVX512 void gemv16_rows_avx512(const uint8_t* codes, int64_t n_blocks, int
     }
     QINS4_AVX512 void finish_tile(int64_t t0, int64_t t1, float* acc) const {
       if (n_sb * 8 == n_blocks) {  // nothing past the super-blocks: the outputs are the lane sums
+        if (t1 - t0 == 1) {  // one code row (a batch's): sum512, the same sum as sum512_rows's for one vector
+          for (int64_t j = 0; j < n_x; ++j) xr[j].y[t0 - r0] = sum512(_mm512_loadu_ps(acc + j * 16)) + 0.f;
+          return;
+        }
         for (int64_t j = 0; j < n_x; ++j) sum512_rows(acc + j * 16, n_x * 16, t1 - t0, xr[j].y + (t0 - r0));
         return;
       }
@@ -1105,7 +1109,9 @@ QINS4_AVX512 void gemv16_rows_avx512(const uint8_t* codes, int64_t n_blocks, int
   // The GEMV sums its outputs 16 rows at a time (sum512_rows, the same sums bit for bit): one thread,
   // codes in L2, 10-15 % more GB/s on Zen 5 (bench_qins4 --kernels-only 1). Batches whose rows of x
   // fit one segment keep one code row at a time: in tiles, the whole model's 4-stream step measured
-  // 4-6 % slower, for reasons not found (the batched kernel alone was not slower).
+  // 4-6 % slower, for reasons not found (the batched kernel alone was not slower). Their one-row
+  // tiles take sum512 (finish_tile): sum512_rows for one vector still did the 16-vector shuffles,
+  // ~45 operations per output, and made 2-4 rows of x cost 1.5-1.8x as much from L2 (2026-12-08).
   walk_rows(l, r0, r1, n_sb, sb_stride, n_x * 16, n_x == 1);
 }
 
