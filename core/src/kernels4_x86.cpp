@@ -770,8 +770,8 @@ QINS4_AVX512 inline void sb16_weights(const uint8_t* cs, int64_t pf, __m512i tbl
   }
 }
 
-// Groups of 32 and 64: the pairwise add of two accumulators' adjacent lanes, [e0 + e1, e2 + e3, o0 + o1, o2 + o3] per
-// 128-bit lane, plus the row of x's corrections; then into acc by (scale x dx).
+// Groups of 32 and 64: the pairwise add of two accumulators' adjacent lanes, [e0 + e1, e2 + e3,
+// o0 + o1, o2 + o3] per 128-bit lane, plus the row of x's corrections; then into acc by (scale x dx).
 QINS4_AVX512 inline __m512 sb_accumulate(__m512i e, __m512i o, const uint8_t* corr, __m512 g, const uint8_t* dxe,
                                          __m512 acc) {
   const __m512 ef = _mm512_castsi512_ps(e), of = _mm512_castsi512_ps(o);
@@ -817,8 +817,8 @@ QINS4_AVX512 inline void range512_sb(const uint8_t* c, const uint8_t* s, int64_t
 // ---- Groups of 32 and 64 by double super-blocks of 512 columns (16 blocks, 256 code bytes) ----
 //
 // The unpack of sb_weights (group 16 gathers its lanes differently, above). A block is one group (or
-// half of one) here, so the four weight vectors of a super-block chain into one vpdpbusd accumulator whose lanes 4k, 4k + 1 hold block k
-// and 4k + 2, 4k + 3 block k + 4; the pairwise add of two super-blocks' accumulators gives the 16
+// half of one) here, so the four weight vectors of a super-block chain into one vpdpbusd accumulator
+// whose lanes 4k, 4k + 1 hold block k and 4k + 2, 4k + 3 block k + 4; the pairwise add of two super-blocks' accumulators gives the 16
 // block sums in one vector, in the lane order {k, k + 4, 8 + k, 12 + k} of 128-bit lane k. Per row
 // of x and 512 weights: 8 vpdpbusd, 3 for the add, one add of the correction, one conversion, one
 // product and one FMA (the 4-block steps: 4 x 8). Weights as w + 128 against signed x, as above.
@@ -975,6 +975,10 @@ QINS4_AVX512 inline void walk_rows(const L& l, int64_t r0, int64_t r1, int64_t n
 // last two), done for 16 vectors at once by shuffling them together level by level: 15 adds and
 // 30 shuffles for 16 sums, against ~8 operations for each sum alone.
 QINS4_AVX512 inline void sum512_rows(const float* acc, int64_t stride, int64_t n, float* y) {
+  if (n == 1) {  // a batch's one-row tile: the 16-vector shuffles below would cost ~45 operations for it
+    y[0] = sum512(_mm512_loadu_ps(acc)) + 0.f;
+    return;
+  }
   __m512 v[16];
   for (int i = 0; i < 16; ++i) v[i] = i < n ? _mm512_loadu_ps(acc + i * stride) : _mm512_setzero_ps();
   __m512 t[8];  // t[k]: lanes 0-7 row 2k's v[i] + v[i + 8], lanes 8-15 row 2k + 1's
@@ -1095,10 +1099,6 @@ QINS4_AVX512 void gemv16_rows_avx512(const uint8_t* codes, int64_t n_blocks, int
     }
     QINS4_AVX512 void finish_tile(int64_t t0, int64_t t1, float* acc) const {
       if (n_sb * 8 == n_blocks) {  // nothing past the super-blocks: the outputs are the lane sums
-        if (t1 - t0 == 1) {  // one code row (a batch's): sum512, the same sum as sum512_rows's for one vector
-          for (int64_t j = 0; j < n_x; ++j) xr[j].y[t0 - r0] = sum512(_mm512_loadu_ps(acc + j * 16)) + 0.f;
-          return;
-        }
         for (int64_t j = 0; j < n_x; ++j) sum512_rows(acc + j * 16, n_x * 16, t1 - t0, xr[j].y + (t0 - r0));
         return;
       }
@@ -1109,9 +1109,9 @@ QINS4_AVX512 void gemv16_rows_avx512(const uint8_t* codes, int64_t n_blocks, int
   // The GEMV sums its outputs 16 rows at a time (sum512_rows, the same sums bit for bit): one thread,
   // codes in L2, 10-15 % more GB/s on Zen 5 (bench_qins4 --kernels-only 1). Batches whose rows of x
   // fit one segment keep one code row at a time: in tiles, the whole model's 4-stream step measured
-  // 4-6 % slower, for reasons not found (the batched kernel alone was not slower). Their one-row
-  // tiles take sum512 (finish_tile): sum512_rows for one vector still did the 16-vector shuffles,
-  // ~45 operations per output, and made 2-4 rows of x cost 1.5-1.8x as much from L2 (2026-12-08).
+  // 4-6 % slower, for reasons not found (the batched kernel alone was not slower). sum512_rows takes
+  // their one-row tiles by sum512: its 16-vector shuffles for one output made 2-4 rows of x cost
+  // 1.5-1.8x as much from L2 (2026-12-08).
   walk_rows(l, r0, r1, n_sb, sb_stride, n_x * 16, n_x == 1);
 }
 

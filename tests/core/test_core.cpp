@@ -358,8 +358,8 @@ TEST(ProjectiveLinear, PrefillTilesInParallelWithAOneThreadBlas) {
 // the kernels' error bound.
 void rows_path_matches_gemv(const std::string& isa) {
   struct Shape { int64_t out, in; };
-  // {37, 3399}: 53 full blocks, an odd count (the avx512bf16 loop takes blocks two at a time), and
-  // a 7-column tail; n past 4 takes the loop over a code row more than once. avx512bf16 runs code rows in
+  // {37, 3399}: 53 full blocks (an odd count) and a 7-column tail; n past 4 takes the loop over a code
+  // row more than once. avx512bf16 runs code rows in
   // pairs (an odd count leaves a lone row) and takes at most 4 rows and 64 KB of x per pass, over tiles of
   // 192 KB of codes (at least 16 code rows): {37, 3399}, {20, 8192} and {150, 3072} 4 rows per pass
   // ({150, 3072}: two pieces of 85 and 65 rows, tiles of 64), {3, 8200} 3, {19, 12000} 2 (tiles of 16 and 3).
